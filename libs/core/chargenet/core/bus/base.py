@@ -1,0 +1,57 @@
+"""The bus interface every service codes against."""
+
+from __future__ import annotations
+
+import abc
+import zlib
+from collections.abc import Callable, Sequence
+
+from chargenet.core.envelope import Envelope
+
+Handler = Callable[[Envelope], None]
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable key -> partition mapping (the in-process bus; Kafka uses its own murmur2)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class Subscription(abc.ABC):
+    """A running consumer: a thread that polls, calls the handler, then commits."""
+
+    @abc.abstractmethod
+    def close(self, *, commit: bool = True) -> None:
+        """Stop consuming. ``commit=False`` simulates a crash: uncommitted work is redelivered."""
+
+    @abc.abstractmethod
+    def wait_assigned(self, timeout: float = 30.0) -> bool:
+        """Block until this member owns its partitions (useful at start-up and in tests)."""
+
+
+class EventBus(abc.ABC):
+    @abc.abstractmethod
+    def publish(self, topic: str, envelope: Envelope) -> None:
+        """Queue one event for ``topic`` keyed by ``envelope.subject``."""
+
+    @abc.abstractmethod
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every queued event is acknowledged by the bus; raises if one failed."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: Handler,
+        *,
+        from_beginning: bool = True,
+    ) -> Subscription:
+        """Start a consumer in ``group`` for ``topics`` that calls ``handler`` per event."""
+
+    @abc.abstractmethod
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create topics that do not exist yet (with the configured partition count)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush and release every producer and consumer."""

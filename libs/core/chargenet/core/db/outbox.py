@@ -1,0 +1,147 @@
+"""The transactional outbox: a state change and its events commit together; a relay publishes them.
+
+Why: publishing to Kafka inside a database transaction can neither be rolled back with it nor be
+made atomic with it. Writing the event into the same transaction as the change, then publishing
+from the table, gives "published if and only if committed". The relay marks a row published only
+after the bus acknowledged it, so a crash between the two re-publishes the same event (same id):
+consumers drop it through the inbox, which makes the effect exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from chargenet.core.bus.base import EventBus
+from chargenet.core.db.database import Database
+from chargenet.core.db.tables import OutboxMessage, utcnow
+from chargenet.core.envelope import Envelope, EventData, make_envelope
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+def add_to_outbox(session: Session, topic: str, envelope: Envelope) -> None:
+    """Stage one event in the caller's transaction."""
+    session.add(
+        OutboxMessage(
+            event_id=envelope.id,
+            topic=topic,
+            key=envelope.subject,
+            payload=envelope.to_bytes(),
+        )
+    )
+
+
+@dataclass
+class UnitOfWork:
+    """One transaction that collects the events its change produces (cosmicpython's pattern)."""
+
+    session: Session
+    source: str
+    events: list[Envelope] = field(default_factory=list)
+
+    def emit(self, data: EventData, *, subject: str, event_id: str | None = None) -> Envelope:
+        envelope = make_envelope(data, subject=subject, source=self.source, event_id=event_id)
+        add_to_outbox(self.session, data.topic, envelope)
+        self.events.append(envelope)
+        return envelope
+
+
+@contextmanager
+def unit_of_work(db: Database, source: str) -> Iterator[UnitOfWork]:
+    """Commit the change and its events together, or neither."""
+    with db.session() as session:
+        yield UnitOfWork(session=session, source=source)
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order, then marks them published.
+
+    Several relays may run against one PostgreSQL database: ``FOR UPDATE SKIP LOCKED`` hands each
+    batch to one of them.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        batch_size: int = 500,
+        after_publish: Callable[[Sequence[OutboxMessage]], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.batch_size = batch_size
+        # Test hook: runs after the bus acknowledged a batch and before it is marked published.
+        self._after_publish = after_publish
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def relay_once(self) -> int:
+        """Publish one batch; returns how many events went out."""
+        with self.db.session() as session:
+            query = (
+                sa.select(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None))
+                .order_by(OutboxMessage.seq)
+                .limit(self.batch_size)
+            )
+            if self.db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.scalars(query))
+            if not rows:
+                return 0
+            for row in rows:
+                self.bus.publish(row.topic, Envelope.from_bytes(row.payload))
+            self.bus.flush()
+            if self._after_publish is not None:
+                self._after_publish(rows)
+            now = utcnow()
+            for row in rows:
+                row.published_at = now
+            return len(rows)
+
+    def drain(self) -> int:
+        total = 0
+        while sent := self.relay_once():
+            total += sent
+        return total
+
+    def notify(self) -> None:
+        """Wake the relay now instead of at its next poll (after a commit that emitted events)."""
+        self._wake.set()
+
+    def start(self, interval: float = 0.05) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    if self.relay_once():
+                        continue
+                except Exception:
+                    log.exception("outbox relay failed; retrying")
+                self._wake.wait(interval)
+                self._wake.clear()
+
+        self._thread = threading.Thread(target=loop, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def pending(self) -> int:
+        with self.db.session() as session:
+            count = session.scalar(
+                sa.select(sa.func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None))
+            )
+            return int(count or 0)

@@ -1,0 +1,79 @@
+"""The event envelope: CloudEvents attributes around a typed, versioned payload.
+
+``subject`` is the partition key (a session id, a charge point id, ...), so every event about one
+thing lands on one partition and keeps its order. ``id`` is what consumers de-duplicate on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPEC_VERSION = "1.0"
+
+
+class EventData(BaseModel):
+    """Base of every event payload.
+
+    Subclasses set ``event_type`` (``chargenet.<domain>.<event>.v<N>``) and ``topic``; within one
+    version only fields are added, never removed or changed.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_type: ClassVar[str]
+    topic: ClassVar[str]
+
+
+class Envelope(BaseModel):
+    """A CloudEvents 1.0 structured event as it travels on the bus."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    type: str
+    source: str
+    subject: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    specversion: str = SPEC_VERSION
+    datacontenttype: str = "application/json"
+    data: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return self.subject
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Self:
+        return cls.model_validate_json(raw)
+
+    def payload(self, model: type[D]) -> D:
+        """The data as its typed schema; raises if the type does not match."""
+        if model.event_type != self.type:
+            raise ValueError(f"event {self.id} is {self.type}, not {model.event_type}")
+        return model.model_validate(self.data)
+
+
+D = TypeVar("D", bound=EventData)
+
+
+def make_envelope(
+    data: EventData, *, subject: str, source: str, event_id: str | None = None
+) -> Envelope:
+    """Wrap a payload. Pass ``event_id`` when the event must keep one id across retries."""
+    fields: dict[str, Any] = {
+        "type": data.event_type,
+        "source": source,
+        "subject": subject,
+        "data": json.loads(data.model_dump_json()),
+    }
+    if event_id is not None:
+        fields["id"] = event_id
+    return Envelope(**fields)

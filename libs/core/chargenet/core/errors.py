@@ -1,0 +1,37 @@
+"""Domain errors. Each knows its HTTP status; ``chargenet.core.http`` maps them in one place."""
+
+from __future__ import annotations
+
+
+class ChargenetError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ChargenetError):
+    status_code = 404
+    code = "not_found"
+
+
+class Forbidden(ChargenetError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Unauthorized(ChargenetError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Conflict(ChargenetError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(ChargenetError):
+    status_code = 422
+    code = "unprocessable"

@@ -1,0 +1,51 @@
+"""What every HTTP service shares: health and readiness, metrics, and one error-to-HTTP mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chargenet.core.errors import ChargenetError
+from chargenet.core.metrics import exposition
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+ReadinessCheck = Callable[[], None]
+
+
+def ops_router(readiness_checks: dict[str, ReadinessCheck] | None = None) -> APIRouter:
+    """``/healthz`` (the process lives), ``/readyz`` (its dependencies answer), ``/metrics``."""
+    checks = readiness_checks or {}
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    def readyz() -> JSONResponse:
+        failures: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                check()
+            except Exception as error:
+                failures[name] = f"{type(error).__name__}: {error}"
+        if failures:
+            return JSONResponse({"status": "unready", "failures": failures}, status_code=503)
+        return JSONResponse({"status": "ready", "checks": sorted(checks)})
+
+    @router.get("/metrics")
+    def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(content=body, media_type=content_type)
+
+    return router
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """The one place domain errors become HTTP responses."""
+
+    @app.exception_handler(ChargenetError)
+    async def _domain_error(_request: Request, error: ChargenetError) -> JSONResponse:
+        return JSONResponse(
+            {"error": error.code, "detail": error.detail}, status_code=error.status_code
+        )

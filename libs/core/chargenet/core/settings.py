@@ -1,0 +1,122 @@
+"""Settings shared by every service: one place, prefix ``CHARGENET_``, validated at start.
+
+A service subclasses :class:`CoreSettings` for its own fields. ``load_settings`` turns a validation
+error into one clear message naming the setting, because an operator reading a pod's log should not
+have to parse a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Any, Self, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that only make sense on a developer's machine; production refuses them.
+DEVELOPMENT_SECRET = "chargenet-development-only"  # noqa: S105 - a marker, refused in production
+
+
+class Mode(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class BusKind(StrEnum):
+    MEMORY = "memory"
+    KAFKA = "kafka"
+
+
+class CoreSettings(BaseSettings):
+    """Settings every service has. Environment variables: ``CHARGENET_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGENET_",
+        env_file=None,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    mode: Mode = Mode.DEVELOPMENT
+    service_name: str = "chargenet"
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_json: bool = True
+
+    bus: BusKind = BusKind.MEMORY
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = ""
+    kafka_partitions: int = Field(default=8, ge=1, le=1024)
+
+    database_url: str = "sqlite:///:memory:"
+    chain_rpc_url: str = "inprocess://eth-tester"
+
+    signer_url: str = "127.0.0.1:50051"
+    signer_token: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _production_refuses_development_defaults(self) -> Self:
+        if self.mode is not Mode.PRODUCTION:
+            return self
+        for name, value in self:
+            if isinstance(value, SecretStr) and value.get_secret_value() == DEVELOPMENT_SECRET:
+                raise ValueError(
+                    f"{name}: the development default is refused in production mode; "
+                    f"set CHARGENET_{name.upper()}"
+                )
+        if self.bus is BusKind.MEMORY:
+            raise ValueError("bus: the in-process bus is refused in production mode; use kafka")
+        if self.database_url.startswith("sqlite"):
+            raise ValueError("database_url: SQLite is refused in production mode; use PostgreSQL")
+        if self.chain_rpc_url.startswith("inprocess"):
+            raise ValueError("chain_rpc_url: the in-process chain is refused in production mode")
+        return self
+
+
+class ConfigurationError(SystemExit):
+    """Raised (as an exit) when configuration is missing, malformed or unusable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "CHARGENET_") -> str:
+    """One line per bad setting, naming the environment variable an operator has to fix."""
+    lines = []
+    for item in error.errors():
+        location = [str(part) for part in item["loc"] if part != "__root__"]
+        name = location[0] if location else ""
+        message = item["msg"].removeprefix("Value error, ")
+        if name:
+            lines.append(f"{prefix}{name.upper()}: {message}")
+        else:
+            lines.append(message)
+    return "configuration error: " + "; ".join(lines)
+
+
+S = TypeVar("S", bound=CoreSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Build settings from the environment or exit with one clear message (exit code 2)."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None
+
+
+def fail(message: str) -> ConfigurationError:
+    """A configuration error for problems found after parsing (e.g. an unreachable broker)."""
+    return ConfigurationError(f"configuration error: {message}")
+
+
+def exit_on_configuration_error(error: ConfigurationError) -> None:
+    print(error.message, file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,1 @@
+"""chargenet gateway service."""

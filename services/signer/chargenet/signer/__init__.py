@@ -1,0 +1,1 @@
+"""chargenet signer service."""

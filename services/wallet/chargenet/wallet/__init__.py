@@ -1,0 +1,1 @@
+"""chargenet wallet service."""
