@@ -47,6 +47,7 @@ class CoreSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topic_prefix: str = ""
     kafka_partitions: int = Field(default=8, ge=1, le=1024)
+    kafka_connect_timeout_seconds: float = Field(default=15.0, gt=0)
 
     database_url: str = "sqlite:///:memory:"
     chain_rpc_url: str = "inprocess://eth-tester"

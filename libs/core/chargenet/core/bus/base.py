@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import abc
+import logging
+import time
 import zlib
 from collections.abc import Callable, Sequence
 
 from chargenet.core.envelope import Envelope
 
 Handler = Callable[[Envelope], None]
+
+log = logging.getLogger(__name__)
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -55,3 +59,41 @@ class EventBus(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Flush and release every producer and consumer."""
+
+
+#: A handler that keeps failing on one event is retried this often, then the event goes to the
+#: topic's dead-letter topic so one poison event cannot stall its partition for ever.
+MAX_HANDLER_ATTEMPTS = 5
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
+def deliver(
+    handler: Handler,
+    envelope: Envelope,
+    *,
+    topic: str,
+    dead_letter: Callable[[str, Envelope], None],
+    stopping: Callable[[], bool],
+    backoff: float = 0.2,
+) -> bool:
+    """Call the handler with retries; False if the consumer is stopping and the event is unfinished.
+
+    Returns True once the event is handled or dead-lettered (so its offset may be committed).
+    """
+    for attempt in range(1, MAX_HANDLER_ATTEMPTS + 1):
+        try:
+            handler(envelope)
+            return True
+        except Exception:
+            log.exception(
+                "handler failed on %s %s (attempt %d/%d)",
+                envelope.type,
+                envelope.id,
+                attempt,
+                MAX_HANDLER_ATTEMPTS,
+            )
+            if stopping():
+                return False
+            time.sleep(backoff * attempt)
+    dead_letter(topic + DEAD_LETTER_SUFFIX, envelope)
+    return True

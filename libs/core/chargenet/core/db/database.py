@@ -32,6 +32,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             if ":memory:" not in url:
                 cursor.execute("PRAGMA journal_mode=WAL")
+                # WAL with NORMAL sync is durable against a process crash (the failure we
+                # design for in the embedded default) at a fraction of FULL's fsyncs.
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         return engine

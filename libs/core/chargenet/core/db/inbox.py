@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from chargenet.core.db.database import Database
 from chargenet.core.db.tables import InboxMessage
 from chargenet.core.envelope import Envelope
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 
 class _AlreadyProcessed(Exception):

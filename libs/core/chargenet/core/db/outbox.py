@@ -16,11 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
 from chargenet.core.bus.base import EventBus
 from chargenet.core.db.database import Database
 from chargenet.core.db.tables import OutboxMessage, utcnow
 from chargenet.core.envelope import Envelope, EventData, make_envelope
-from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 

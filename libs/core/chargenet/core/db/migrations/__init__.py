@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
 from chargenet.core.db.database import Database
 
 CORE_MIGRATIONS = Path(__file__).parent
