@@ -1,0 +1,97 @@
+"""The outbox: nothing published for a rolled-back change; a committed one takes effect once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.orm import Session
+
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.db import Database
+from chargenet.core.db.inbox import apply_once
+from chargenet.core.db.migrations import upgrade_to_head
+from chargenet.core.db.outbox import OutboxRelay, unit_of_work
+from chargenet.core.envelope import Envelope
+from chargenet.core.events import SessionCancelled, Topic
+
+
+@pytest.fixture
+def db(database: Database) -> Iterator[Database]:
+    upgrade_to_head(database)
+    yield database
+
+
+class RelayCrash(RuntimeError):
+    pass
+
+
+def cancelled(session_id: str) -> SessionCancelled:
+    return SessionCancelled(session_id=session_id, reason="test")
+
+
+def test_a_rolled_back_change_publishes_nothing(db: Database) -> None:
+    bus = InMemoryBus()
+    with pytest.raises(ZeroDivisionError), unit_of_work(db, "tests") as uow:
+        uow.emit(cancelled("s-1"), subject="s-1")
+        _ = 1 / 0
+    relay = OutboxRelay(db, bus)
+    assert relay.drain() == 0
+    assert bus.events(Topic.SESSIONS) == []
+    assert relay.pending() == 0
+
+
+def test_a_committed_change_takes_effect_once_despite_a_relay_crash(db: Database) -> None:
+    bus = InMemoryBus()
+    with unit_of_work(db, "tests") as uow:
+        emitted = uow.emit(cancelled("s-2"), subject="s-2")
+
+    def crash(_rows: object) -> None:
+        raise RelayCrash("killed between publish and mark")
+
+    with pytest.raises(RelayCrash):
+        OutboxRelay(db, bus, after_publish=crash).relay_once()
+    # The bus has the event, the row is still unpublished: the next relay sends it again.
+    assert [e.id for e in bus.events(Topic.SESSIONS)] == [emitted.id]
+    relay = OutboxRelay(db, bus)
+    assert relay.pending() == 1
+    assert relay.drain() == 1
+    assert relay.drain() == 0, "a marked event was published again"
+    deliveries = bus.events(Topic.SESSIONS)
+    assert [e.id for e in deliveries] == [emitted.id, emitted.id]
+
+    # The consumer's inbox turns the at-least-once delivery into one effect.
+    effects: list[str] = []
+
+    def apply(_session: Session, envelope: Envelope) -> None:
+        effects.append(envelope.payload(SessionCancelled).session_id)
+
+    results = [apply_once(db, "invoicing", envelope, apply) for envelope in deliveries]
+    assert results == [True, False]
+    assert effects == ["s-2"]
+
+
+def test_events_of_one_transaction_are_published_in_order(db: Database) -> None:
+    bus = InMemoryBus()
+    with unit_of_work(db, "tests") as uow:
+        ids = [uow.emit(cancelled("s-3"), subject="s-3").id for _ in range(5)]
+    OutboxRelay(db, bus).drain()
+    assert [e.id for e in bus.events(Topic.SESSIONS)] == ids
+
+
+def test_the_background_relay_publishes_after_commit(db: Database) -> None:
+    bus = InMemoryBus()
+    relay = OutboxRelay(db, bus)
+    relay.start(interval=0.01)
+    try:
+        with unit_of_work(db, "tests") as uow:
+            emitted = uow.emit(cancelled("s-4"), subject="s-4")
+        relay.notify()
+        for _ in range(500):
+            if bus.events(Topic.SESSIONS):
+                break
+            time.sleep(0.01)
+    finally:
+        relay.stop()
+    assert [e.id for e in bus.events(Topic.SESSIONS)] == [emitted.id]

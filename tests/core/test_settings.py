@@ -1,0 +1,71 @@
+"""Bad configuration ends the process with one message naming the setting, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chargenet.core.settings import ConfigurationError, CoreSettings, load_settings
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHARGENET_")}
+    return subprocess.run(
+        [sys.executable, "-m", "chargenet.cli.main", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_malformed_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGENET_KAFKA_PARTITIONS", "many")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(CoreSettings)
+    assert caught.value.message.startswith("configuration error: CHARGENET_KAFKA_PARTITIONS")
+
+
+def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGENET_MODE", "production")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(CoreSettings)
+    assert "CHARGENET_SIGNER_TOKEN" in caught.value.message
+
+
+def test_secrets_are_masked() -> None:
+    settings = CoreSettings(signer_token="s3cret")  # type: ignore[arg-type]
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.model_dump())
+
+
+def test_the_cli_exits_with_one_line_for_a_bad_setting() -> None:
+    result = run_cli("check", CHARGENET_HTTP_PORT="eighty")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "CHARGENET_HTTP_PORT" in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_cli_names_an_unreachable_broker() -> None:
+    result = run_cli(
+        "check",
+        CHARGENET_BUS="kafka",
+        CHARGENET_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        CHARGENET_KAFKA_CONNECT_TIMEOUT_SECONDS="2",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CHARGENET_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+
+
+def test_the_cli_names_an_unreachable_database() -> None:
+    result = run_cli(
+        "check", CHARGENET_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CHARGENET_DATABASE_URL" in result.stderr
