@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chargenet.core.errors import ChargenetError
-from chargenet.core.metrics import exposition
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+
+from chargenet.core.errors import ChargenetError
+from chargenet.core.metrics import exposition
 
 ReadinessCheck = Callable[[], None]
 
