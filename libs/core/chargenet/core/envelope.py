@@ -6,6 +6,7 @@ thing lands on one partition and keeps its order. ``id`` is what consumers de-du
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ class Envelope(BaseModel):
     def from_bytes(cls, raw: bytes) -> Self:
         return cls.model_validate_json(raw)
 
-    def payload(self, model: type[D]) -> D:
+    def payload(self, model: builtins.type[D]) -> D:
         """The data as its typed schema; raises if the type does not match."""
         if model.event_type != self.type:
             raise ValueError(f"event {self.id} is {self.type}, not {model.event_type}")

@@ -1,0 +1,43 @@
+# chargenet: the commands a person (and CI) runs. `make help` lists them.
+SHELL := /bin/bash
+COMPONENTS := scripts/components/components.sh
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test lint format typecheck unit dev-up dev-down dev-status bench-gas
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## install uv, the Python workspace and the Node packages (cached)
+	@scripts/setup.sh
+
+demo: setup ## the main job on the embedded default (one process, SQLite, in-process chain and bus)
+	uv run chargenet demo
+
+test: setup lint dev-up ## lint, type-check, then every test against the real Kafka, PostgreSQL and Hardhat
+	eval "$$($(COMPONENTS) env)" && CHARGENET_REQUIRE_COMPONENTS=1 uv run pytest $(PYTEST_ARGS)
+
+unit: setup ## the tests that need no external component (fast)
+	uv run pytest -m "not kafka and not postgres and not hardhat" $(PYTEST_ARGS)
+
+lint: setup ## ruff (lint and format check) and mypy --strict
+	uv run ruff check .
+	uv run ruff format --check .
+	uv run mypy libs services
+
+format: setup ## apply ruff's formatting and safe fixes
+	uv run ruff check --fix .
+	uv run ruff format .
+
+dev-up: ## install (cached) and start Kafka, PostgreSQL and the Hardhat node on 127.0.0.1
+	$(COMPONENTS) install
+	$(COMPONENTS) up
+
+dev-down: ## stop them (`make dev-down CLEAN=1` also deletes their data)
+	$(COMPONENTS) down $(if $(CLEAN),--clean,)
+
+dev-status: ## what runs and whether it answers
+	$(COMPONENTS) status
+
+bench-gas: setup ## gas per session, chargenet's contracts vs a naive ERC-20 escrow
+	uv run python bench/gas.py
