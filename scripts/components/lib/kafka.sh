@@ -1,0 +1,138 @@
+# shellcheck shell=bash
+# Apache Kafka, single node in KRaft mode, run from Maven Central jars (no tarball, no Docker).
+
+KAFKA_SRC=$COMPONENTS_DIR/kafka
+KAFKA_RUN=$RUN_DIR/kafka
+KAFKA_PORT=${CHARGENET_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${CHARGENET_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_PIDFILE=$KAFKA_RUN/kafka.pid
+KAFKA_LOG=$KAFKA_RUN/logs/server.log
+KAFKA_STDOUT=$KAFKA_RUN/logs/stdout.log
+KAFKA_CONFIG=$KAFKA_RUN/server.properties
+# The rendered config path is unique to this run dir, so it identifies our JVM among others.
+KAFKA_MARKER="kafka.Kafka $KAFKA_CONFIG"
+KAFKA_HEAP=${CHARGENET_KAFKA_HEAP:--Xms256m -Xmx512m}
+
+# The pom's Kafka version, for messages and the cache path.
+kafka_version() {
+    sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_SRC/pom.xml"
+}
+
+# One libs dir per pom content: editing the pom (a version bump) resolves a fresh set.
+kafka_libs_dir() {
+    printf '%s/kafka/%s-%s/libs\n' "$CACHE_DIR" "$(kafka_version)" "$(sha12 "$KAFKA_SRC/pom.xml")"
+}
+
+kafka_java() {
+    local java=${JAVA_HOME:+$JAVA_HOME/bin/}java
+    "$java" "$@"
+}
+
+kafka_install() {
+    local libs stage
+    libs=$(kafka_libs_dir)
+    if [[ -f $libs/.complete ]]; then
+        log "kafka: $(kafka_version) jars cached in $libs"
+        return 0
+    fi
+    # Kafka 4.x needs Java 17+; Debian 12's default JRE is 17.
+    command -v java >/dev/null || apt_ensure openjdk-17-jre-headless
+    command -v mvn >/dev/null || apt_ensure maven
+    log "kafka: resolving org.apache.kafka:kafka_2.13:$(kafka_version) and its runtime dependencies with Maven"
+    stage="$libs.tmp.$$"
+    rm -rf "$stage"
+    mkdir -p "$stage"
+    # copy-dependencies fetches into ~/.m2 (reused on reruns) and copies the jars out of it.
+    if ! mvn -B -q -f "$KAFKA_SRC/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$stage" >"$stage.mvn.log" 2>&1; then
+        log_tail "$stage.mvn.log"
+        rm -rf "$stage"
+        die "kafka: Maven could not resolve the broker jars (see above)"
+    fi
+    rm -f "$stage.mvn.log"
+    ls "$stage"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka: kafka_2.13 jar missing after Maven copy"
+    touch "$stage/.complete"
+    rm -rf "$libs"
+    mv "$stage" "$libs"
+    log "kafka: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"
+}
+
+kafka_ready() { "$(repo_python)" "$KAFKA_SRC/probe.py" --bootstrap "127.0.0.1:$KAFKA_PORT" --timeout 3; }
+
+# A KRaft cluster id is 16 random bytes in URL-safe base64 without padding (what
+# `StorageTool random-uuid` prints); made here to save a JVM start. Kafka rejects ids
+# that start with '-' because they read like options.
+kafka_new_cluster_id() {
+    local id
+    while true; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+        [[ $id != -* ]] && break
+    done
+    printf '%s\n' "$id"
+}
+
+kafka_start() {
+    local libs pid
+    if pid=$(live_pid "$KAFKA_PIDFILE" "$KAFKA_MARKER"); then
+        log "kafka: already running (pid $pid)"
+        return 0
+    fi
+    local p
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        ! port_open "$p" || die "kafka: 127.0.0.1:$p is taken by a process components.sh did not start"
+    done
+    libs=$(kafka_libs_dir)
+    [[ -f $libs/.complete ]] || kafka_install
+    mkdir -p "$KAFKA_RUN/data" "$KAFKA_RUN/logs"
+    sed -e "s#@LOG_DIRS@#$KAFKA_RUN/data#" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
+        -e "s#@PORT@#$KAFKA_PORT#g" "$KAFKA_SRC/server.properties.in" >"$KAFKA_CONFIG"
+
+    local jvm=(-server $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+        -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+        -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$KAFKA_SRC/log4j2.properties"
+        "-Dkafka.logs.dir=$KAFKA_RUN/logs"
+        -cp "$libs/*")
+
+    if [[ ! -f $KAFKA_RUN/data/meta.properties ]]; then
+        [[ -s $KAFKA_RUN/cluster-id ]] || kafka_new_cluster_id >"$KAFKA_RUN/cluster-id"
+        log "kafka: formatting storage (cluster id $(<"$KAFKA_RUN/cluster-id"))"
+        if ! kafka_java "${jvm[@]}" kafka.tools.StorageTool format --standalone \
+            -t "$(<"$KAFKA_RUN/cluster-id")" -c "$KAFKA_CONFIG" >>"$KAFKA_STDOUT" 2>&1; then
+            log_tail "$KAFKA_STDOUT"
+            die "kafka: storage format failed"
+        fi
+    fi
+    log "kafka: starting $(kafka_version) on 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
+    start_detached "$KAFKA_PIDFILE" "$KAFKA_STDOUT" \
+        "${JAVA_HOME:+$JAVA_HOME/bin/}java" "${jvm[@]}" kafka.Kafka "$KAFKA_CONFIG"
+}
+
+kafka_wait() {
+    wait_until_ready kafka "$KAFKA_PIDFILE" "$KAFKA_MARKER" "$KAFKA_LOG" kafka_ready
+}
+
+kafka_down() {
+    local clean=$1
+    stop_pidfile kafka "$KAFKA_PIDFILE" "$KAFKA_MARKER"
+    if [[ $clean == 1 ]]; then
+        rm -rf "$KAFKA_RUN"
+        log "kafka: removed $KAFKA_RUN"
+    fi
+}
+
+kafka_status() {
+    local pid
+    if ! pid=$(live_pid "$KAFKA_PIDFILE" "$KAFKA_MARKER"); then
+        echo "kafka: stopped"
+        return 1
+    fi
+    if kafka_ready >/dev/null 2>&1; then
+        echo "kafka: running (pid $pid), ready at 127.0.0.1:$KAFKA_PORT, version $(kafka_version), log $KAFKA_LOG"
+    else
+        echo "kafka: running (pid $pid) but not answering at 127.0.0.1:$KAFKA_PORT, log $KAFKA_LOG"
+        return 1
+    fi
+}
+
+kafka_env() { echo "export CHARGENET_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"; }

@@ -1,0 +1,121 @@
+"""Smoke tests for the real components started by scripts/components/components.sh.
+
+Each test skips only when its environment variable is unset (the component was not asked for);
+when the variable is set, a component that does not answer is a failure, never a skip.
+Start them with:
+    scripts/components/components.sh up && eval "$(scripts/components/components.sh env)"
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import psycopg
+import pytest
+from eth_account import Account
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from web3 import HTTPProvider, Web3
+from web3.types import Wei
+
+HARDHAT_CHAIN_ID = 31337
+# Hardhat funds its default accounts with 10,000 ETH; far less would mean a different setup.
+MIN_DEV_BALANCE_WEI = 1_000 * 10**18
+MESSAGES = 24
+DEADLINE_S = 30.0
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        pytest.skip(
+            f"{name} is not set; run scripts/components/components.sh up and eval its `env`"
+        )
+    return value
+
+
+@pytest.mark.kafka
+def test_kafka_produce_consume_commit_round_trip() -> None:
+    bootstrap = _env("CHARGENET_TEST_KAFKA")
+    topic = f"smoke-{uuid.uuid4().hex[:12]}"
+    group = f"smoke-{uuid.uuid4().hex[:12]}"
+    # A broker that is down must fail within seconds (the client default waits 30 s per step).
+    timeouts = {"request_timeout_ms": 10_000, "bootstrap_timeout_ms": 10_000}
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **timeouts)
+    try:
+        # The topic does not exist yet: this also proves auto-creation works.
+        sent = {f"value-{i}".encode() for i in range(MESSAGES)}
+        for i, value in enumerate(sorted(sent)):
+            producer.send(topic, key=f"key-{i % 5}".encode(), value=value)
+        producer.flush(timeout=DEADLINE_S)
+    finally:
+        producer.close()
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **timeouts,
+    )
+    received: set[bytes] = set()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while len(received) < MESSAGES and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                received.update(r.value for r in records)
+        assert received == sent
+        consumer.commit()
+        partitions = consumer.assignment()
+        committed = sum(consumer.committed(tp) or 0 for tp in partitions)
+        assert committed == MESSAGES
+        # The broker config makes 8 partitions per auto-created topic.
+        assert {tp.partition for tp in partitions} == set(range(8))
+    finally:
+        consumer.close()
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **timeouts)
+    try:
+        offsets = admin.list_group_offsets(group)[group]
+        assert sum(meta.offset for meta in offsets.values()) == MESSAGES
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
+@pytest.mark.postgres
+def test_postgres_answers_queries() -> None:
+    url = _env("CHARGENET_TEST_POSTGRES_URL")
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+        row = conn.execute(
+            "select current_database(), current_setting('server_version_num')::int"
+        ).fetchone()
+        assert row is not None
+        database, version_num = row
+        assert database == "postgres"
+        assert version_num >= 150000
+        # A write/read on a temporary table proves a usable server, not just an open port.
+        conn.execute("create temporary table smoke (id bigint primary key, amount bigint not null)")
+        conn.execute("insert into smoke values (1, 1500000), (2, 250)")
+        assert conn.execute("select sum(amount) from smoke").fetchone() == (1_500_250,)
+
+
+@pytest.mark.hardhat
+def test_hardhat_node_chain_id_funds_and_automine() -> None:
+    url = _env("CHARGENET_TEST_RPC_URL")
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 10}))
+    assert w3.eth.chain_id == HARDHAT_CHAIN_ID
+    accounts = w3.eth.accounts
+    assert len(accounts) == 20
+    assert all(w3.eth.get_balance(a) >= MIN_DEV_BALANCE_WEI for a in accounts)
+    # A fresh address, so tests sharing the node cannot change its balance under us.
+    receiver = Account.create().address
+    tx_hash = w3.eth.send_transaction({"from": accounts[0], "to": receiver, "value": Wei(1)})
+    # Automine: the receipt exists at once, no block interval to wait for.
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
+    assert receipt["status"] == 1
+    assert w3.eth.get_balance(receiver) == 1
