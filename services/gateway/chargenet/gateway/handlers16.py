@@ -1,0 +1,193 @@
+"""OCPP 1.6J: what the gateway answers to each CALL from a charge point, and what it publishes.
+
+Each handler answers at once; events go to the background publisher. Payloads have passed the
+schema check (unless the action is relaxed, hence the defensive ``.get``s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
+
+from chargenet.gateway.authz import Decision, Verdict
+from chargenet.gateway.context import GatewayContext, now_text
+from chargenet.gateway.events import (
+    ChargePointBooted,
+    ConnectorStatusChanged,
+    MeterReading,
+    SessionStarted,
+    SessionStopped,
+)
+from chargenet.gateway.meter import parse_time, read_v16, whole
+
+Payload = dict[str, Any]
+Handler = Callable[[GatewayContext, str, Payload], Awaitable[Payload]]
+
+_STATUS = {
+    Verdict.ACCEPTED: AuthorizationStatus.accepted,
+    Verdict.UNKNOWN: AuthorizationStatus.invalid,
+    Verdict.ELSEWHERE: AuthorizationStatus.invalid,
+    Verdict.EXPIRED: AuthorizationStatus.expired,
+    Verdict.CONCURRENT: AuthorizationStatus.concurrent_tx,
+}
+
+
+def transaction_id_for(session_id: str) -> int:
+    """1.6 wants an integer the CSMS picks. Deriving it from the session id makes it the same on
+    every replica and for a retried StartTransaction, with no shared counter."""
+    return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big") & 0x7FFFFFFF or 1
+
+
+async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    ctx.emit(
+        ChargePointBooted(
+            cpo_id=ctx.cpo_id,
+            charge_point_id=cp,
+            ocpp_version="1.6",
+            vendor=str(payload.get("chargePointVendor", "")),
+            model=str(payload.get("chargePointModel", "")),
+            firmware_version=payload.get("firmwareVersion"),
+        ),
+        cp,
+    )
+    return {
+        "status": RegistrationStatus.accepted,
+        "currentTime": now_text(),
+        "interval": ctx.settings.heartbeat_interval_seconds,
+    }
+
+
+async def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    return {"currentTime": now_text()}
+
+
+async def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    error = payload.get("errorCode")
+    ctx.emit(
+        ConnectorStatusChanged(
+            cpo_id=ctx.cpo_id,
+            charge_point_id=cp,
+            connector_id=int(payload["connectorId"]),
+            status=str(payload["status"]),
+            error_code=None if error in (None, "NoError") else str(error),
+            reported_at=parse_time(payload.get("timestamp")),
+        ),
+        cp,
+    )
+    return {}
+
+
+async def authorize(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    decision = await ctx.decide(cp, str(payload["idTag"]))
+    return {"idTagInfo": {"status": _STATUS[decision.verdict]}}
+
+
+def _retried_start(decision: Decision) -> bool:
+    grant = decision.grant
+    return (
+        decision.verdict is Verdict.CONCURRENT
+        and grant is not None
+        and grant.transaction_id == str(transaction_id_for(grant.session_id))
+    )
+
+
+async def start_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    id_tag = str(payload["idTag"])
+    connector = int(payload["connectorId"])
+    decision = await ctx.decide(cp, id_tag, connector_id=connector)
+    grant = decision.grant
+    if grant is None or not (decision.verdict is Verdict.ACCEPTED or _retried_start(decision)):
+        # 1.6 requires a transaction id even for a refused start; 0 never names a session.
+        return {"transactionId": 0, "idTagInfo": {"status": _STATUS[decision.verdict]}}
+    transaction_id = transaction_id_for(grant.session_id)
+    if grant.transaction_id is None:
+        ctx.authz.bind(grant.session_id, str(transaction_id), int(payload["meterStart"]))
+        ctx.emit(
+            SessionStarted(
+                session_id=grant.session_id,
+                charge_point_id=cp,
+                connector_id=connector,
+                transaction_id=str(transaction_id),
+                meter_start_wh=int(payload["meterStart"]),
+                started_at=parse_time(payload.get("timestamp")),
+            ),
+            grant.session_id,
+        )
+    return {"transactionId": transaction_id, "idTagInfo": {"status": AuthorizationStatus.accepted}}
+
+
+async def stop_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    transaction_id = str(payload["transactionId"])
+    grant = ctx.authz.by_transaction(cp, transaction_id)
+    if grant is not None:
+        reading = read_v16(payload.get("transactionData") or [])
+        ctx.emit(
+            SessionStopped(
+                session_id=grant.session_id,
+                charge_point_id=cp,
+                transaction_id=transaction_id,
+                meter_stop_wh=int(payload["meterStop"]),
+                reason=str(payload.get("reason", "Local")),
+                signed_data=reading.signed,
+                stopped_at=parse_time(payload.get("timestamp")),
+            ),
+            grant.session_id,
+        )
+        # Withdraw here at once: the same token must not start again before the bus echoes it.
+        ctx.authz.withdraw(grant.session_id)
+    if "idTag" in payload:
+        return {"idTagInfo": {"status": AuthorizationStatus.accepted}}
+    return {}
+
+
+async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    transaction = payload.get("transactionId")
+    if transaction is None:
+        return {}
+    grant = ctx.authz.by_transaction(cp, str(transaction))
+    if grant is None:
+        return {}
+    reading = read_v16(payload.get("meterValue") or [])
+    energy = whole(reading.energy_wh)
+    if energy is None:
+        return {}  # no register reading to bill against (e.g. only diagnostics)
+    ctx.emit(
+        MeterReading(
+            session_id=grant.session_id,
+            charge_point_id=cp,
+            transaction_id=str(transaction),
+            energy_wh=energy,
+            power_w=whole(reading.power_w),
+            measured_at=reading.time or datetime.now(UTC),
+            signed_data=reading.signed[-1] if reading.signed else None,
+        ),
+        grant.session_id,
+    )
+    return {}
+
+
+async def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    # No vendor extensions are configured for any CPO yet; the spec's answer for that is this.
+    return {"status": DataTransferStatus.unknown_vendor_id}
+
+
+async def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    Action.boot_notification: boot_notification,
+    Action.heartbeat: heartbeat,
+    Action.status_notification: status_notification,
+    Action.authorize: authorize,
+    Action.start_transaction: start_transaction,
+    Action.stop_transaction: stop_transaction,
+    Action.meter_values: meter_values,
+    Action.data_transfer: data_transfer,
+    Action.diagnostics_status_notification: acknowledge,
+    Action.firmware_status_notification: acknowledge,
+}

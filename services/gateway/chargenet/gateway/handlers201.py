@@ -1,0 +1,181 @@
+"""OCPP 2.0.1: answers to a charge point's CALLs, and the events they publish.
+
+2.0.1 has no StartTransaction: the charge point names the transaction and reports it through
+TransactionEvent (Started / Updated / Ended). The id token may come with any of them (a cable can
+be plugged in before the driver is known), so the first event carrying a token is where the gateway
+binds the transaction to an escrow session or refuses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ocpp.v201.enums import (
+    Action,
+    AuthorizationStatusEnumType,
+    DataTransferStatusEnumType,
+    RegistrationStatusEnumType,
+    TransactionEventEnumType,
+)
+
+from chargenet.gateway.authz import Verdict
+from chargenet.gateway.context import GatewayContext, now_text
+from chargenet.gateway.events import (
+    ChargePointBooted,
+    ConnectorStatusChanged,
+    MeterReading,
+    SessionStarted,
+    SessionStopped,
+)
+from chargenet.gateway.handlers16 import Handler, Payload
+from chargenet.gateway.meter import parse_time, read_v201, whole
+
+_STATUS = {
+    Verdict.ACCEPTED: AuthorizationStatusEnumType.accepted,
+    Verdict.UNKNOWN: AuthorizationStatusEnumType.unknown,
+    Verdict.ELSEWHERE: AuthorizationStatusEnumType.not_at_this_location,
+    Verdict.EXPIRED: AuthorizationStatusEnumType.expired,
+    Verdict.CONCURRENT: AuthorizationStatusEnumType.concurrent_tx,
+}
+
+
+async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    station: dict[str, Any] = payload.get("chargingStation") or {}
+    ctx.emit(
+        ChargePointBooted(
+            cpo_id=ctx.cpo_id,
+            charge_point_id=cp,
+            ocpp_version="2.0.1",
+            vendor=str(station.get("vendorName", "")),
+            model=str(station.get("model", "")),
+            firmware_version=station.get("firmwareVersion"),
+        ),
+        cp,
+    )
+    return {
+        "status": RegistrationStatusEnumType.accepted,
+        "currentTime": now_text(),
+        "interval": ctx.settings.heartbeat_interval_seconds,
+    }
+
+
+async def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    return {"currentTime": now_text()}
+
+
+async def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    ctx.emit(
+        ConnectorStatusChanged(
+            cpo_id=ctx.cpo_id,
+            charge_point_id=cp,
+            evse_id=int(payload["evseId"]),
+            connector_id=int(payload["connectorId"]),
+            status=str(payload["connectorStatus"]),
+            reported_at=parse_time(payload.get("timestamp")),
+        ),
+        cp,
+    )
+    return {}
+
+
+async def authorize(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    decision = await ctx.decide(cp, str(payload["idToken"]["idToken"]))
+    return {"idTokenInfo": {"status": _STATUS[decision.verdict]}}
+
+
+async def transaction_event(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    transaction_id = str(payload["transactionInfo"]["transactionId"])
+    event_type = payload["eventType"]
+    reading = read_v201(payload.get("meterValue") or [])
+    at = parse_time(payload.get("timestamp"))
+    token = payload.get("idToken")
+    answer: Payload = {}
+    grant = ctx.authz.by_transaction(cp, transaction_id)
+    if grant is None and isinstance(token, dict):
+        id_token = str(token.get("idToken", ""))
+        evse = payload.get("evse") or {}
+        connector = int(evse.get("connectorId") or evse.get("id") or 0)
+        decision = await ctx.decide(
+            cp, id_token, transaction_id=transaction_id, connector_id=connector or None
+        )
+        answer["idTokenInfo"] = {"status": _STATUS[decision.verdict]}
+        if decision.verdict is Verdict.ACCEPTED and decision.grant is not None:
+            grant = decision.grant
+            ctx.authz.bind(grant.session_id, transaction_id, whole(reading.energy_wh) or 0)
+            ctx.emit(
+                SessionStarted(
+                    session_id=grant.session_id,
+                    charge_point_id=cp,
+                    connector_id=connector,
+                    transaction_id=transaction_id,
+                    meter_start_wh=whole(reading.energy_wh) or 0,
+                    started_at=at,
+                ),
+                grant.session_id,
+            )
+    elif grant is not None and isinstance(token, dict):
+        answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
+    if grant is None:
+        return answer
+    energy = whole(reading.energy_wh)
+    if energy is not None:
+        grant.last_energy_wh = energy
+    if event_type == TransactionEventEnumType.ended:
+        info = payload["transactionInfo"]
+        ctx.emit(
+            SessionStopped(
+                session_id=grant.session_id,
+                charge_point_id=cp,
+                transaction_id=transaction_id,
+                # 2.0.1 may end without a final reading: the last one seen stands.
+                meter_stop_wh=grant.last_energy_wh or 0,
+                reason=str(info.get("stoppedReason", "Local")),
+                signed_data=reading.signed,
+                stopped_at=at,
+            ),
+            grant.session_id,
+        )
+        ctx.authz.withdraw(grant.session_id)
+    elif energy is not None:
+        ctx.emit(
+            MeterReading(
+                session_id=grant.session_id,
+                charge_point_id=cp,
+                transaction_id=transaction_id,
+                energy_wh=energy,
+                power_w=whole(reading.power_w),
+                measured_at=reading.time or at,
+                signed_data=reading.signed[-1] if reading.signed else None,
+            ),
+            grant.session_id,
+        )
+    return answer
+
+
+async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    # 2.0.1 MeterValues carry no transaction id (those travel in TransactionEvent): nothing to bill.
+    return {}
+
+
+async def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    return {"status": DataTransferStatusEnumType.unknown_vendor_id}
+
+
+async def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    return {}
+
+
+HANDLERS: dict[str, Handler] = {
+    Action.boot_notification: boot_notification,
+    Action.heartbeat: heartbeat,
+    Action.status_notification: status_notification,
+    Action.authorize: authorize,
+    Action.transaction_event: transaction_event,
+    Action.meter_values: meter_values,
+    Action.data_transfer: data_transfer,
+    Action.notify_event: acknowledge,
+    Action.notify_report: acknowledge,
+    Action.firmware_status_notification: acknowledge,
+    Action.log_status_notification: acknowledge,
+    Action.security_event_notification: acknowledge,
+}

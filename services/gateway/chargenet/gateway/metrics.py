@@ -1,0 +1,36 @@
+"""Gateway metrics. Labels stay bounded (actions, directions, reasons): no charge point ids."""
+
+from __future__ import annotations
+
+from chargenet.core.metrics import counter, gauge, histogram
+
+CONNECTED = gauge(
+    "chargenet_gateway_connected_charge_points", "Charge points with an open socket", ("version",)
+)
+MESSAGES = counter(
+    "chargenet_gateway_messages",
+    "OCPP messages by action and direction (in: from charge points, out: to them)",
+    ("action", "direction"),
+)
+HANDLER_LATENCY = histogram(
+    "chargenet_gateway_handler_latency_seconds",
+    "From a charge point's CALL arriving to its answer being written",
+    ("action",),
+)
+COMMAND_RESULTS = counter(
+    "chargenet_gateway_command_results",
+    "Command results by action and outcome",
+    ("action", "outcome"),
+)
+REJECTED_FRAMES = counter(
+    "chargenet_gateway_rejected_frames", "Frames refused or ignored, by reason", ("reason",)
+)
+REFUSED_CONNECTIONS = counter(
+    "chargenet_gateway_refused_connections", "WebSocket upgrades refused, by reason", ("reason",)
+)
+PUBLISH_QUEUE = gauge(
+    "chargenet_gateway_publish_queue_events", "Events waiting for the bus in the background"
+)
+PUBLISH_FAILURES = counter(
+    "chargenet_gateway_publish_failures", "Events the bus refused (logged with their ids)"
+)

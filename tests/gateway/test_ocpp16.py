@@ -1,0 +1,116 @@
+"""OCPP 1.6J end to end: a simulated charge point (the ``ocpp`` library) against the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.ocpp_sim import ChargePoint16
+from chargenet.gateway.handlers16 import transaction_id_for
+from tests.gateway.conftest import endpoint, escrow_opened, events_of, eventually, running_gateway
+
+# An OCMF record as a meter would sign it; the gateway must carry it byte for byte.
+OCMF = (
+    'OCMF|{"FV":"1.0","GI":"SIM","GS":"0001","PG":"T1",'
+    '"RD":[{"TM":"2024-05-01T10:00:00,000+0000 S","TX":"B","RV":1234.5,'
+    '"RI":"1-b:1.8.0","RU":"kWh","ST":"G"}]}|'
+    '{"SA":"ECDSA-secp256r1-SHA256","SD":"3045022100c1\\u00e9"}'
+)
+
+
+def test_boot_heartbeat_status_and_data_transfer(bus: InMemoryBus) -> None:
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
+            boot = await cp.boot()
+            assert boot.status == "Accepted" and boot.interval == 300
+            assert (await cp.heartbeat()).current_time.endswith("Z")
+            await cp.status(1, "Available")
+            assert await cp.data_transfer("com.example") == "UnknownVendorId"
+            await cp.close()
+            booted = await eventually(
+                lambda: events_of(bus, "charge-points", "chargenet.charge_point.booted.v1")
+            )
+            assert booted[0].subject == "CP-1"
+            assert booted[0].data["ocpp_version"] == "1.6"
+            assert booted[0].data["vendor"] == "chargenet-sim"
+            status = events_of(bus, "charge-points", "chargenet.charge_point.status_changed.v1")
+            assert [(e.data["connector_id"], e.data["status"]) for e in status] == [
+                (1, "Available")
+            ]
+            gone = await eventually(
+                lambda: events_of(bus, "charge-points", "chargenet.charge_point.disconnected.v1")
+            )
+            assert gone[0].subject == "CP-1"
+
+    asyncio.run(scenario())
+
+
+def test_no_energy_without_a_lock(bus: InMemoryBus) -> None:
+    """Tokens no open escrow stands behind are refused; the one that has one starts."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus, ("CP-1", "CP-2")) as gateway:
+            bus.publish("sessions", escrow_opened("CP-2", "TOKEN-ELSEWHERE"))
+            expired = escrow_opened("CP-1", "TOKEN-OLD", expires_in=-timedelta(minutes=1))
+            bus.publish("sessions", expired)
+            cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
+            await cp.boot()
+            assert await cp.authorize("NOBODY") == "Invalid"
+            assert await cp.start_transaction(1, "NOBODY") == (0, "Invalid")
+            await eventually(lambda: len(gateway.authz) == 2)
+            assert await cp.authorize("TOKEN-ELSEWHERE") == "Invalid"
+            assert (await cp.start_transaction(1, "TOKEN-OLD"))[1] == "Expired"
+
+            opened = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", opened)
+            await eventually(lambda: len(gateway.authz) == 3)
+            assert await cp.authorize("TOKEN-1") == "Accepted"
+            transaction, status = await cp.start_transaction(1, "TOKEN-1", meter_start=1000)
+            assert status == "Accepted"
+            assert transaction == transaction_id_for(opened.subject)
+            # The lock is for connector 1 only; a retried start gets the same transaction back.
+            assert (await cp.start_transaction(2, "TOKEN-1"))[1] == "Invalid"
+            assert await cp.start_transaction(1, "TOKEN-1") == (transaction, "Accepted")
+            await cp.close()
+            started = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.started.v1")
+            )
+            assert len(started) == 1
+            assert started[0].subject == opened.subject
+            assert started[0].data["transaction_id"] == str(transaction)
+            assert started[0].data["meter_start_wh"] == 1000
+
+    asyncio.run(scenario())
+
+
+def test_transaction_with_signed_meter_values_kept_byte_exact(bus: InMemoryBus) -> None:
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            opened = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", opened)
+            cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
+            await cp.boot()
+            await eventually(lambda: len(gateway.authz) == 1)
+            transaction, _ = await cp.start_transaction(1, "TOKEN-1", meter_start=1000)
+            await cp.meter_values(1, transaction, 2500, power_w=11000, signed=OCMF)
+            await cp.stop_transaction(transaction, 4200, signed=[OCMF, OCMF + "2"])
+            # The lock is used up: the token cannot start again.
+            assert (await cp.start_transaction(1, "TOKEN-1"))[1] == "Invalid"
+            await cp.close()
+            meter = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.meter.v1")
+            )
+            assert meter[0].subject == opened.subject
+            assert meter[0].data["energy_wh"] == 2500
+            assert meter[0].data["power_w"] == 11000
+            assert meter[0].data["signed_data"] == OCMF
+            stopped = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.stopped.v1")
+            )
+            assert stopped[0].data["meter_stop_wh"] == 4200
+            assert stopped[0].data["signed_data"] == [OCMF, OCMF + "2"]
+            assert stopped[0].data["transaction_id"] == str(transaction)
+
+    asyncio.run(scenario())
