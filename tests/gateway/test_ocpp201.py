@@ -1,0 +1,78 @@
+"""OCPP 2.0.1 end to end: a simulated charging station against the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.ocpp_sim import ChargePoint201
+from tests.gateway.conftest import endpoint, escrow_opened, events_of, eventually, running_gateway
+
+SIGNED = {
+    "signedMeterData": 'OCMF|{"FV":"1.0","RD":[{"RV":2.5,"RU":"kWh"}]}|{"SD":"30440220\\u00e9"}',
+    "signingMethod": "ECDSA-secp256r1-SHA256",
+    "encodingMethod": "OCMF",
+    "publicKey": "3059301306072a8648ce3d0201",
+}
+
+
+def test_boot_heartbeat_status_meter_values_and_data_transfer(bus: InMemoryBus) -> None:
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            boot = await station.boot()
+            assert boot.status == "Accepted" and boot.interval == 300
+            assert (await station.heartbeat()).current_time.endswith("Z")
+            await station.status(1, 1, "Occupied")
+            await station.meter_values(1, 1500)
+            assert await station.data_transfer("com.example") == "UnknownVendorId"
+            await station.close()
+            booted = await eventually(
+                lambda: events_of(bus, "charge-points", "chargenet.charge_point.booted.v1")
+            )
+            assert booted[0].data["ocpp_version"] == "2.0.1"
+            status = events_of(bus, "charge-points", "chargenet.charge_point.status_changed.v1")
+            assert status[0].data["evse_id"] == 1 and status[0].data["status"] == "Occupied"
+
+    asyncio.run(scenario())
+
+
+def test_transaction_events_need_a_lock_and_keep_signed_values(bus: InMemoryBus) -> None:
+    async def scenario() -> None:
+        async with running_gateway(bus, ("CP-1", "CP-2")) as gateway:
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            await station.boot()
+            assert await station.authorize("NOBODY") == "Unknown"
+            assert (await station.start_transaction("NOBODY"))[1] == "Unknown"
+            bus.publish("sessions", escrow_opened("CP-2", "TOKEN-ELSEWHERE"))
+            opened = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", opened)
+            await eventually(lambda: len(gateway.authz) == 2)
+            assert await station.authorize("TOKEN-ELSEWHERE") == "NotAtThisLocation"
+            assert await station.authorize("TOKEN-1") == "Accepted"
+            transaction, status = await station.start_transaction("TOKEN-1", energy_wh=100)
+            assert status == "Accepted"
+            # The same lock cannot back a second transaction.
+            assert (await station.start_transaction("TOKEN-1"))[1] == "ConcurrentTx"
+            await station.transaction_event(
+                "Updated", transaction, trigger="MeterValuePeriodic", energy_wh=900, signed=SIGNED
+            )
+            await station.stop_transaction(transaction, 1700, signed=SIGNED)
+            await station.close()
+            started = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.started.v1")
+            )
+            assert started[0].subject == opened.subject
+            assert started[0].data["transaction_id"] == transaction
+            assert started[0].data["meter_start_wh"] == 100
+            meter = events_of(bus, "sessions", "chargenet.session.meter.v1")
+            # The Started event's own reading counts as the first sample.
+            assert [e.data["energy_wh"] for e in meter] == [100, 900]
+            assert meter[1].data["signed_data"] == SIGNED["signedMeterData"]
+            stopped = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.stopped.v1")
+            )
+            assert stopped[0].data["meter_stop_wh"] == 1700
+            assert stopped[0].data["signed_data"] == [SIGNED["signedMeterData"]]
+
+    asyncio.run(scenario())
