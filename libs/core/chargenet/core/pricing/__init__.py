@@ -1,0 +1,111 @@
+"""Tariffs, the tariff engine and CDRs: one API for the escrow, invoicing and the CLI.
+
+    from chargenet.core.pricing import Tariff, price_samples, price_cdr
+
+    result = price_samples(tariff, samples, time_zone="Europe/Berlin")   # escrow, budget check
+    result = price_cdr(tariff, cdr, time_zone="Europe/Berlin")           # anyone re-checking
+    result.total_incl_vat_units    # int, token base units (6 decimals), rounded once
+    result.total_incl_vat          # exact Fraction; result.to_json() for Decimals
+
+See :mod:`chargenet.core.pricing.engine` for the pricing rules and the choices made where OCPI is
+ambiguous, and :mod:`chargenet.core.pricing.canonical` for the CDR hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from chargenet.core.pricing.canonical import canonical_hash, canonical_json, dumps
+from chargenet.core.pricing.cdr import (
+    AuthMethod,
+    Cdr,
+    CdrDimension,
+    CdrDimensionType,
+    CdrLocation,
+    CdrToken,
+    ChargingPeriod,
+    SignedData,
+    SignedValue,
+    TokenType,
+    build_cdr,
+    credit_cdr,
+    usage_from_cdr,
+)
+from chargenet.core.pricing.engine import price
+from chargenet.core.pricing.money import TOKEN_DECIMALS, TOKEN_SCALE, to_units
+from chargenet.core.pricing.result import CostPart, PriceResult
+from chargenet.core.pricing.tariff import (
+    DayOfWeek,
+    Price,
+    PriceComponent,
+    Tariff,
+    TariffDimensionType,
+    TariffElement,
+    TariffRestrictions,
+)
+from chargenet.core.pricing.usage import MeterSample, PricingError, Usage, usage_from_samples
+
+
+def price_samples(
+    tariff: Tariff,
+    samples: Sequence[MeterSample],
+    *,
+    end: datetime | None = None,
+    time_zone: str | ZoneInfo = "UTC",
+) -> PriceResult:
+    """The price of a session given by its meter samples (``end`` adds parking after the last)."""
+    return price(tariff, usage_from_samples(samples, end=end), time_zone=time_zone)
+
+
+def price_cdr(tariff: Tariff, cdr: Cdr, *, time_zone: str | ZoneInfo = "UTC") -> PriceResult:
+    """The price of the session a CDR describes, recomputed from its charging periods."""
+    if cdr.currency != tariff.currency:
+        raise PricingError(f"the CDR is in {cdr.currency} but the tariff in {tariff.currency}")
+    return price(tariff, usage_from_cdr(cdr), time_zone=time_zone)
+
+
+def cdr_hash(cdr: Cdr) -> bytes:
+    """keccak-256 of the CDR's canonical JSON: what settlement puts on chain."""
+    return canonical_hash(cdr)
+
+
+__all__ = [
+    "TOKEN_DECIMALS",
+    "TOKEN_SCALE",
+    "AuthMethod",
+    "Cdr",
+    "CdrDimension",
+    "CdrDimensionType",
+    "CdrLocation",
+    "CdrToken",
+    "ChargingPeriod",
+    "CostPart",
+    "DayOfWeek",
+    "MeterSample",
+    "Price",
+    "PriceComponent",
+    "PriceResult",
+    "PricingError",
+    "SignedData",
+    "SignedValue",
+    "Tariff",
+    "TariffDimensionType",
+    "TariffElement",
+    "TariffRestrictions",
+    "TokenType",
+    "Usage",
+    "build_cdr",
+    "canonical_hash",
+    "canonical_json",
+    "cdr_hash",
+    "credit_cdr",
+    "dumps",
+    "price",
+    "price_cdr",
+    "price_samples",
+    "to_units",
+    "usage_from_cdr",
+    "usage_from_samples",
+]

@@ -1,0 +1,103 @@
+"""Canonical JSON and its keccak-256: the CDR hash that goes on chain at settlement.
+
+The canonical form (chargenet's choice; anyone can reproduce it in a few lines):
+
+- UTF-8, no whitespace at all (separators ``,`` and ``:``), object keys sorted by code point,
+  non-ASCII characters written as themselves (no ``\\u`` escapes except those JSON requires).
+- Members whose value is ``null`` are omitted, so an absent optional field and a null one hash
+  the same.
+- Decimals are JSON *numbers* in plain notation: no exponent, no trailing fractional zeros, no
+  ``+`` sign, ``-0`` written ``0`` (``4.40`` -> ``4.4``, ``1E+1`` -> ``10``). A verifier must parse
+  numbers as decimals, never as binary floats. Integers are integers, booleans ``true`` /
+  ``false``.
+- Date-times are UTC in ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, the fraction only when non-zero and
+  without trailing zeros.
+
+The hash is ``keccak256(canonical_bytes)`` (Ethereum's keccak, not NIST SHA3-256).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from eth_utils.crypto import keccak
+from pydantic import BaseModel
+
+from chargenet.core.pricing.money import plain
+
+
+def canonical_json(document: BaseModel | Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a model (dumped in python mode) or of a plain mapping."""
+    value = document.model_dump(mode="python") if isinstance(document, BaseModel) else document
+    return _encode(value, indent=None, level=0, sort_keys=True).encode()
+
+
+def canonical_hash(document: BaseModel | Mapping[str, Any]) -> bytes:
+    """keccak-256 of :func:`canonical_json` (32 bytes)."""
+    digest: bytes = keccak(canonical_json(document))
+    return digest
+
+
+def dumps(value: Any, *, indent: int | None = 2) -> str:
+    """Readable JSON with the canonical value rules (Decimals as numbers), for people and CLIs."""
+    return _encode(value, indent=indent, level=0, sort_keys=False)
+
+
+def format_datetime(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive date-time: a canonical date-time needs a time zone")
+    utc = moment.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += "." + f"{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def _encode(value: Any, *, indent: int | None, level: int, sort_keys: bool) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return _encode(value.value, indent=indent, level=level, sort_keys=sort_keys)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return plain(value)
+    if isinstance(value, float):
+        raise TypeError("floats are not exact: convert to Decimal before encoding")
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, datetime):
+        return json.dumps(format_datetime(value))
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+        if sort_keys:  # canonical mode: nulls omitted, keys sorted
+            items = sorted((k, v) for k, v in items if v is not None)
+        encoded = [
+            json.dumps(k, ensure_ascii=False)
+            + (": " if indent is not None else ":")
+            + _encode(v, indent=indent, level=level + 1, sort_keys=sort_keys)
+            for k, v in items
+        ]
+        return _wrap("{", "}", encoded, indent, level)
+    if isinstance(value, Sequence):
+        encoded = [_encode(v, indent=indent, level=level + 1, sort_keys=sort_keys) for v in value]
+        return _wrap("[", "]", encoded, indent, level)
+    raise TypeError(f"cannot encode {type(value).__name__} as canonical JSON")
+
+
+def _wrap(open_: str, close: str, items: list[str], indent: int | None, level: int) -> str:
+    if indent is None:
+        return open_ + ",".join(items) + close
+    if not items:
+        return open_ + close
+    inner = "\n" + " " * (indent * (level + 1))
+    return open_ + inner + ("," + inner).join(items) + "\n" + " " * (indent * level) + close

@@ -1,0 +1,326 @@
+"""The tariff engine: the price of a session's usage under one OCPI tariff, deterministically.
+
+Rules (OCPI 2.2.1 mod_tariffs, with the choices the text leaves open):
+
+1. The usage is cut at every instant where a restriction can change its answer: each ``start_time``
+   / ``end_time`` and local midnight (time of day, date, day of week), each ``min_duration`` /
+   ``max_duration``, and each ``min_kwh`` / ``max_kwh`` (energy is linear in time inside a sample
+   interval). Each piece is then judged at its midpoint, which no boundary can be on.
+2. For each dimension, the first element with a component of that dimension whose restrictions
+   match prices the piece (ENERGY and TIME while charging, PARKING_TIME while parked). No match:
+   that dimension is free there.
+3. A new charging period starts whenever the charging state or an active element changes.
+4. FLAT is charged once per session, from the first element with a FLAT component that matches
+   at the first moment one does.
+5. step_size rounds the *session total* of a dimension up to the step of the last component that
+   priced it, and the extra volume is billed at that component's price (OCPI's step_size examples
+   #1 and #2). It is also applied when the dimension stops being priced because the active element
+   has no component for it (OCPI's "switching to Free-of-Charge" note). Energy is billed in whole
+   Wh even with ``step_size = 1`` (115.2 Wh bills 116 Wh, as the spec says).
+   AMBIGUITY, decided here: OCPI's step_size example #1 says 2 minutes of parking are "within the
+   extra 5 minutes of charging" and so not billed, while the "Complex Tariff" example bills
+   charging rounded from 147 to 150 minutes *and* all 42 (-> 45) parking minutes. chargenet
+   follows the complex example: TIME and PARKING_TIME are rounded independently and rounding one
+   never absorbs the other. (Absorbing would make the parking price depend on the TIME step.)
+6. VAT is applied per component on exact amounts; a component without ``vat`` has no VAT.
+7. ``min_price`` / ``max_price`` clamp the total excl. VAT and the total incl. VAT each against its
+   own bound (OCPI's note: both rules apply). When a bound has no ``incl_vat``, its incl. VAT bound
+   is the excl. VAT bound times the session's own incl/excl ratio.
+8. Every amount stays exact (rationals) until the end: token base units are
+   ``round_half_up(total * 10**6)`` of the clamped totals, once. VAT in units is the difference of
+   the two rounded totals, so excl + VAT = incl always holds in units.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from fractions import Fraction
+from zoneinfo import ZoneInfo
+
+from chargenet.core.pricing.money import ZERO, frac, to_units
+from chargenet.core.pricing.restrictions import Moment, matches
+from chargenet.core.pricing.result import CostPart, PeriodResult, PriceResult
+from chargenet.core.pricing.tariff import (
+    Price,
+    PriceComponent,
+    Tariff,
+    TariffDimensionType,
+    TaxIncluded,
+)
+from chargenet.core.pricing.usage import Interval, PricingError, Usage, seconds_between
+
+D = TariffDimensionType
+
+#: Base units per OCPI unit: ENERGY is priced per kWh and stepped per Wh; times per hour / second.
+BASE_PER_UNIT = {D.ENERGY: 1000, D.TIME: 3600, D.PARKING_TIME: 3600, D.FLAT: 1}
+#: The order of cost parts in results, CDRs and invoices.
+PART_ORDER = (D.FLAT, D.ENERGY, D.TIME, D.PARKING_TIME)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    interval: Interval
+    energy_before: Fraction  # Wh delivered before this piece
+    active: dict[TariffDimensionType, int | None]
+
+
+def price(tariff: Tariff, usage: Usage, *, time_zone: str | ZoneInfo = "UTC") -> PriceResult:
+    """Price ``usage`` under ``tariff``; times of day are read in ``time_zone`` (the location's)."""
+    zone = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
+    if tariff.tax_included is TaxIncluded.YES:
+        raise PricingError("tariffs with tax_included=YES are not supported: give prices excl. VAT")
+    if not tariff.is_valid_at(usage.start):
+        raise PricingError(f"tariff {tariff.id} is not in force at the session start")
+    pieces = _classify(tariff, _cut(tariff, usage, zone), usage, zone)
+    parts = _cost_parts(tariff, pieces)
+    periods = _periods(pieces)
+    return _totals(tariff, usage, parts, periods)
+
+
+# -- 1. cutting ----------------------------------------------------------------------------------
+
+
+def _cut(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> list[tuple[Interval, Fraction]]:
+    """Every interval split at every boundary inside it, with the energy delivered before it."""
+    time_cuts = sorted(_clock_cuts(tariff, usage, zone) | _duration_cuts(tariff))
+    energy_cuts = sorted(_energy_cuts(tariff))
+    pieces: list[tuple[Interval, Fraction]] = []
+    delivered = ZERO
+    for interval in usage.intervals:
+        cuts = {c for c in time_cuts if interval.start < c < interval.end}
+        if interval.energy_wh > 0:
+            for threshold in energy_cuts:
+                if delivered < threshold < delivered + interval.energy_wh:
+                    share = (threshold - delivered) / interval.energy_wh
+                    cuts.add(interval.start + share * interval.seconds)
+        bounds = [interval.start, *sorted(cuts), interval.end]
+        for low, high in itertools.pairwise(bounds):
+            energy = interval.energy_wh * (high - low) / interval.seconds
+            piece = Interval(
+                low, high, interval.charging, energy, interval.power_kw, interval.current_a
+            )
+            pieces.append((piece, delivered))
+            delivered += energy
+    return pieces
+
+
+def _clock_cuts(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> set[Fraction]:
+    times = {time(0, 0)}
+    for element in tariff.elements:
+        r = element.restrictions
+        if r is not None:
+            times.update(t for t in (r.start_time_of_day, r.end_time_of_day) if t is not None)
+    first = usage.start.astimezone(zone).date() - timedelta(days=1)
+    last = usage.end.astimezone(zone).date() + timedelta(days=1)
+    cuts: set[Fraction] = set()
+    day = first
+    while day <= last:
+        for moment in times:
+            offset = seconds_between(usage.start, _local(day, moment, zone))
+            if 0 < offset < usage.end_offset:
+                cuts.add(offset)
+        day += timedelta(days=1)
+    return cuts
+
+
+def _local(day: date, moment: time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, moment, tzinfo=zone)
+
+
+def _duration_cuts(tariff: Tariff) -> set[Fraction]:
+    cuts: set[Fraction] = set()
+    for element in tariff.elements:
+        r = element.restrictions
+        if r is not None:
+            cuts.update(Fraction(d) for d in (r.min_duration, r.max_duration) if d)
+    return cuts
+
+
+def _energy_cuts(tariff: Tariff) -> set[Fraction]:
+    cuts: set[Fraction] = set()
+    for element in tariff.elements:
+        r = element.restrictions
+        if r is not None:
+            cuts.update(frac(k) * 1000 for k in (r.min_kwh, r.max_kwh) if k)
+    return cuts
+
+
+# -- 2. which element prices each piece ---------------------------------------------------------
+
+
+def _classify(
+    tariff: Tariff, cut: list[tuple[Interval, Fraction]], usage: Usage, zone: ZoneInfo
+) -> list[_Piece]:
+    pieces = []
+    for interval, before in cut:
+        middle = (interval.start + interval.end) / 2
+        moment = Moment(
+            local=usage.at(middle).astimezone(zone),
+            duration=middle,
+            energy_wh=before + interval.energy_wh / 2,
+            power_kw=interval.power_kw,
+            current_a=interval.current_a,
+        )
+        dimensions = (D.ENERGY, D.TIME, D.FLAT) if interval.charging else (D.PARKING_TIME, D.FLAT)
+        active = {d: _first_matching(tariff, d, moment) for d in dimensions}
+        pieces.append(_Piece(interval, before, active))
+    return pieces
+
+
+def _first_matching(tariff: Tariff, dimension: TariffDimensionType, moment: Moment) -> int | None:
+    for index, element in enumerate(tariff.elements):
+        if element.component(dimension) is not None and matches(element.restrictions, moment):
+            return index
+    return None
+
+
+# -- 3./4./5./6. volumes, steps and costs ------------------------------------------------------
+
+
+class _Ledger:
+    """Per (dimension, element): used and billed base units; per dimension: the open step run."""
+
+    def __init__(self, tariff: Tariff) -> None:
+        self.tariff = tariff
+        self.used: dict[tuple[TariffDimensionType, int], Fraction] = {}
+        self.billed: dict[tuple[TariffDimensionType, int], Fraction] = {}
+        self.session_billed: dict[TariffDimensionType, Fraction] = {}
+        self.open_run: dict[TariffDimensionType, int] = {}
+
+    def add(self, dimension: TariffDimensionType, element: int, volume: Fraction) -> None:
+        key = (dimension, element)
+        self.used[key] = self.used.get(key, ZERO) + volume
+        self.billed[key] = self.billed.get(key, ZERO) + volume
+        self.session_billed[dimension] = self.session_billed.get(dimension, ZERO) + volume
+        self.open_run[dimension] = element
+
+    def close(self, dimension: TariffDimensionType) -> None:
+        """Round the session total up to the step of the run's last component."""
+        element = self.open_run.pop(dimension, None)
+        if element is None:
+            return
+        step = self._component(dimension, element).step_size
+        total = self.session_billed[dimension]
+        rounded = math.ceil(total / step) * step
+        self.billed[(dimension, element)] += rounded - total
+        self.session_billed[dimension] = Fraction(rounded)
+
+    def _component(self, dimension: TariffDimensionType, element: int) -> PriceComponent:
+        component = self.tariff.elements[element].component(dimension)
+        assert component is not None
+        return component
+
+    def parts(self) -> list[CostPart]:
+        result = []
+        for (dimension, element), billed in sorted(self.billed.items(), key=_part_order):
+            component = self._component(dimension, element)
+            excl = frac(component.price) * billed / BASE_PER_UNIT[dimension]
+            rate = frac(component.vat) / 100 if component.vat is not None else ZERO
+            result.append(
+                CostPart(
+                    dimension=dimension,
+                    element_index=element,
+                    price=component.price,
+                    vat_rate=component.vat,
+                    step_size=component.step_size,
+                    used=self.used[(dimension, element)],
+                    billed=billed,
+                    excl_vat=excl,
+                    vat=excl * rate,
+                )
+            )
+        return result
+
+
+def _part_order(item: tuple[tuple[TariffDimensionType, int], Fraction]) -> tuple[int, int]:
+    (dimension, element), _ = item
+    return PART_ORDER.index(dimension), element
+
+
+def _cost_parts(tariff: Tariff, pieces: list[_Piece]) -> list[CostPart]:
+    ledger = _Ledger(tariff)
+    for piece in pieces:
+        volumes = (
+            {D.ENERGY: piece.interval.energy_wh, D.TIME: piece.interval.seconds}
+            if piece.interval.charging
+            else {D.PARKING_TIME: piece.interval.seconds}
+        )
+        for dimension, volume in volumes.items():
+            element = piece.active[dimension]
+            if element is None:
+                ledger.close(dimension)
+            elif volume > 0:
+                ledger.add(dimension, element, volume)
+    for dimension in (D.ENERGY, D.TIME, D.PARKING_TIME):
+        ledger.close(dimension)
+    flat = next((p.active[D.FLAT] for p in pieces if p.active.get(D.FLAT) is not None), None)
+    if flat is not None:
+        ledger.billed[(D.FLAT, flat)] = Fraction(1)
+        ledger.used[(D.FLAT, flat)] = Fraction(1)
+    return ledger.parts()
+
+
+def _periods(pieces: Iterable[_Piece]) -> list[PeriodResult]:
+    periods: list[PeriodResult] = []
+    for piece in pieces:
+        interval = piece.interval
+        key = tuple(sorted((d.value, e) for d, e in piece.active.items() if d is not D.FLAT))
+        last = periods[-1] if periods else None
+        if last is not None and last.charging == interval.charging and last.key == key:
+            periods[-1] = last.extend(interval)
+        else:
+            periods.append(PeriodResult.start_with(interval, key))
+    return periods
+
+
+# -- 7./8. totals, clamps, units ----------------------------------------------------------------
+
+
+def _totals(
+    tariff: Tariff, usage: Usage, parts: list[CostPart], periods: list[PeriodResult]
+) -> PriceResult:
+    excl = sum((p.excl_vat for p in parts), ZERO)
+    incl = sum((p.incl_vat for p in parts), ZERO)
+    clamped_excl, clamped_incl, applied = _clamp(tariff, excl, incl)
+    return PriceResult(
+        tariff_id=tariff.id,
+        currency=tariff.currency,
+        start=usage.start,
+        end=usage.end,
+        parts=tuple(parts),
+        periods=tuple(periods),
+        energy_wh=sum((i.energy_wh for i in usage.intervals), ZERO),
+        charging_seconds=sum((i.seconds for i in usage.intervals if i.charging), ZERO),
+        parking_seconds=sum((i.seconds for i in usage.intervals if not i.charging), ZERO),
+        components_excl_vat=excl,
+        components_incl_vat=incl,
+        total_excl_vat=clamped_excl,
+        total_incl_vat=clamped_incl,
+        price_limit=applied,
+        total_excl_vat_units=to_units(clamped_excl),
+        total_incl_vat_units=to_units(clamped_incl),
+    )
+
+
+def _clamp(tariff: Tariff, excl: Fraction, incl: Fraction) -> tuple[Fraction, Fraction, str | None]:
+    ratio = incl / excl if excl > 0 else Fraction(1)
+    applied: str | None = None
+    low = _bounds(tariff.min_price, ratio)
+    if low is not None and (excl < low[0] or incl < low[1]):
+        excl, incl, applied = max(excl, low[0]), max(incl, low[1]), "min_price"
+    high = _bounds(tariff.max_price, ratio)
+    if high is not None and (excl > high[0] or incl > high[1]):
+        excl, incl, applied = min(excl, high[0]), min(incl, high[1]), "max_price"
+    return excl, incl, applied
+
+
+def _bounds(bound: Price | None, ratio: Fraction) -> tuple[Fraction, Fraction] | None:
+    if bound is None:
+        return None
+    excl = frac(bound.excl_vat)
+    incl = frac(bound.incl_vat) if bound.incl_vat is not None else excl * ratio
+    return excl, incl

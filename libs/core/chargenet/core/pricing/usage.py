@@ -1,0 +1,149 @@
+"""What happened in a session, in the one form the engine prices: a list of usage intervals.
+
+Two sources build it: the meter samples of a running or finished session (the escrow's budget
+check and settlement), and the charging periods of an OCPI CDR (anyone re-checking a price).
+
+An interval is either charging (energy flowed) or parking (the car is connected, nothing flows).
+Offsets are exact rational seconds since the session start, so splitting an interval at a tariff
+boundary never rounds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from chargenet.core.pricing.money import ZERO, frac
+
+
+class PricingError(ValueError):
+    """The tariff or the usage cannot be priced; the message says why."""
+
+
+class MeterSample(BaseModel):
+    """One meter reading: the cumulative imported energy register at a moment.
+
+    ``power_kw`` and ``current_a`` (sum over phases), when the charger reports them, are the values
+    in force from this sample until the next; without them the interval's average power is used and
+    current restrictions do not match (nothing proves the current).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timestamp: AwareDatetime
+    energy_wh: Decimal = Field(ge=0, allow_inf_nan=False)
+    power_kw: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    current_a: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The lowest and highest value seen over an interval (power in kW, current in A)."""
+
+    low: Fraction
+    high: Fraction
+
+    @staticmethod
+    def of(value: Fraction) -> Range:
+        return Range(value, value)
+
+    def union(self, other: Range) -> Range:
+        return Range(min(self.low, other.low), max(self.high, other.high))
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: Fraction  # seconds since the session start
+    end: Fraction
+    charging: bool
+    energy_wh: Fraction
+    power_kw: Range | None
+    current_a: Range | None
+
+    @property
+    def seconds(self) -> Fraction:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Usage:
+    start: datetime
+    intervals: tuple[Interval, ...]
+
+    @property
+    def end_offset(self) -> Fraction:
+        return self.intervals[-1].end if self.intervals else ZERO
+
+    @property
+    def end(self) -> datetime:
+        return self.at(self.end_offset)
+
+    def at(self, offset: Fraction) -> datetime:
+        """The instant ``offset`` seconds after the start (to the microsecond)."""
+        return self.start + timedelta(microseconds=round(offset * 1_000_000))
+
+
+def seconds_between(start: datetime, end: datetime) -> Fraction:
+    delta = end - start
+    return Fraction(delta // timedelta(microseconds=1), 1_000_000)
+
+
+def usage_from_samples(samples: Sequence[MeterSample], *, end: datetime | None = None) -> Usage:
+    """Intervals between consecutive samples; ``end`` after the last sample adds parking time.
+
+    An interval is charging when the register advanced, parking when it did not.
+    """
+    if not samples:
+        raise PricingError("no meter samples: at least one reading is needed")
+    start = samples[0].timestamp
+    intervals: list[Interval] = []
+    for index, (before, after) in enumerate(itertools.pairwise(samples), start=1):
+        seconds = seconds_between(before.timestamp, after.timestamp)
+        energy = frac(after.energy_wh) - frac(before.energy_wh)
+        if seconds < 0:
+            raise PricingError(f"meter sample {index} is earlier than the sample before it")
+        if energy < 0:
+            raise PricingError(f"meter sample {index}: the energy register went backwards")
+        if seconds == 0:
+            if energy > 0:
+                raise PricingError(f"meter sample {index}: energy without elapsed time")
+            continue
+        offset = seconds_between(start, before.timestamp)
+        intervals.append(_sample_interval(before, offset, seconds, energy))
+    if end is not None:
+        last = samples[-1].timestamp
+        if end < last:
+            raise PricingError("the session end is before its last meter sample")
+        if end > last:
+            offset = seconds_between(start, last)
+            intervals.append(
+                Interval(
+                    offset,
+                    offset + seconds_between(last, end),
+                    False,
+                    ZERO,
+                    Range.of(ZERO),
+                    Range.of(ZERO),
+                )
+            )
+    return Usage(start=start, intervals=tuple(intervals))
+
+
+def _sample_interval(
+    before: MeterSample, offset: Fraction, seconds: Fraction, energy: Fraction
+) -> Interval:
+    charging = energy > 0
+    if not charging:
+        return Interval(offset, offset + seconds, False, ZERO, Range.of(ZERO), Range.of(ZERO))
+    if before.power_kw is not None:
+        power = frac(before.power_kw)
+    else:
+        power = energy * Fraction(36, 10) / seconds  # Wh per second -> kW
+    current = Range.of(frac(before.current_a)) if before.current_a is not None else None
+    return Interval(offset, offset + seconds, True, energy, Range.of(power), current)

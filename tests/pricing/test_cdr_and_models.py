@@ -1,0 +1,285 @@
+"""CDRs built from meter samples, re-priced from their periods, hashed, credited; model errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from eth_utils.crypto import keccak
+from pydantic import ValidationError
+
+from chargenet.cli.main import main as cli
+from chargenet.core.pricing import (
+    AuthMethod,
+    Cdr,
+    CdrLocation,
+    CdrToken,
+    MeterSample,
+    Tariff,
+    TokenType,
+    build_cdr,
+    canonical_json,
+    cdr_hash,
+    credit_cdr,
+    price_cdr,
+    price_samples,
+)
+from chargenet.core.pricing.cdr import GeoLocation
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "ocpi"
+START = datetime(2024, 6, 3, 16, 40, tzinfo=UTC)
+
+
+def load_tariff(name: str) -> Tariff:
+    return Tariff.model_validate_json((FIXTURES / name).read_bytes())
+
+
+def samples_crossing_power_and_clock() -> list[MeterSample]:
+    """6 kW, then 48 kW, then 4 kW: crosses both max_power bounds of the tariff."""
+    return [
+        MeterSample(timestamp=START, energy_wh=Decimal(0), power_kw=Decimal(6)),
+        MeterSample(
+            timestamp=START + timedelta(minutes=10), energy_wh=Decimal(1000), power_kw=Decimal(48)
+        ),
+        MeterSample(
+            timestamp=START + timedelta(minutes=60),
+            energy_wh=Decimal("41000.5"),
+            power_kw=Decimal(4),
+        ),
+        MeterSample(timestamp=START + timedelta(minutes=67, seconds=30), energy_wh=Decimal(41500)),
+    ]
+
+
+def make_cdr(tariff: Tariff, samples: list[MeterSample], end: datetime | None = None) -> Cdr:
+    result = price_samples(tariff, samples, end=end)
+    return build_cdr(
+        cdr_id="cdr-1",
+        country_code="DE",
+        party_id="CHN",
+        session_id="s-1",
+        token=CdrToken(
+            country_code="DE",
+            party_id="CHN",
+            uid="driver-1",
+            type=TokenType.APP_USER,
+            contract_id="DE-CHN-driver-1",
+        ),
+        auth_method=AuthMethod.COMMAND,
+        location=CdrLocation(
+            id="LOC1",
+            address="Hauptstr. 1",
+            city="Berlin",
+            country="DEU",
+            coordinates=GeoLocation(latitude="52.520008", longitude="13.404954"),
+            evse_uid="E1",
+            evse_id="DE*CHN*E1",
+            connector_id="1",
+            connector_standard="IEC_62196_T2_COMBO",
+            connector_format="CABLE",
+            connector_power_type="DC",
+        ),
+        tariff=tariff,
+        result=result,
+        last_updated=START + timedelta(hours=2),
+    )
+
+
+def test_cdr_from_samples_reprices_to_the_same_units() -> None:
+    for name, end in (
+        ("tariff_max_power.json", None),
+        ("tariff_step_size.json", START + timedelta(minutes=90)),
+    ):
+        tariff = load_tariff(name)
+        samples = samples_crossing_power_and_clock()
+        settled = price_samples(tariff, samples, end=end)
+        cdr = make_cdr(tariff, samples, end)
+        again = price_cdr(tariff, Cdr.model_validate_json(cdr.model_dump_json()))
+        assert again.total_incl_vat_units == settled.total_incl_vat_units, name
+        assert again.total_excl_vat_units == settled.total_excl_vat_units, name
+        assert cdr.total_cost.incl_vat == Decimal(settled.total_incl_vat_units) / 10**6
+
+
+def test_cdr_periods_follow_the_active_element() -> None:
+    cdr = make_cdr(load_tariff("tariff_max_power.json"), samples_crossing_power_and_clock())
+    energies = [p.dimensions[0].volume for p in cdr.charging_periods]
+    assert energies == [Decimal(1), Decimal("40.0005"), Decimal("0.4995")]
+    assert cdr.total_energy == Decimal("41.5")
+    assert sum(energies, Decimal(0)) == cdr.total_energy
+    # 40000.5 Wh at 0.50 and 1499.5 Wh at 0.20: the half Wh moved between elements, and the
+    # session total (41500 Wh) is whole, so no step rounding adds anything
+    assert cdr.total_cost.excl_vat == Decimal("20.300150")
+
+
+def test_cdr_hash_is_keccak_of_the_documented_canonical_form() -> None:
+    cdr = make_cdr(load_tariff("tariff_max_power.json"), samples_crossing_power_and_clock())
+    canonical = canonical_json(cdr)
+    assert b" " not in canonical.replace(b"Hauptstr. 1", b"")
+    assert canonical.startswith(b'{"auth_method":"COMMAND","cdr_location":{"address":')
+    assert b'"total_energy":41.5,' in canonical  # a number, trailing zeros dropped
+    assert b'"start_date_time":"2024-06-03T16:40:00Z"' in canonical
+    assert cdr_hash(cdr) == keccak(canonical)
+    # key order, whitespace and nulls in the JSON text do not change the hash
+    reordered = json.dumps(
+        dict(reversed(list(json.loads(cdr.model_dump_json()).items()))), indent=4
+    )
+    assert cdr_hash(Cdr.model_validate_json(reordered)) == cdr_hash(cdr)
+    changed = cdr.model_copy(update={"total_energy": Decimal("41.501")})
+    assert cdr_hash(changed) != cdr_hash(cdr)
+
+
+def test_credit_cdr_negates_costs_and_points_at_the_original() -> None:
+    cdr = make_cdr(load_tariff("tariff_max_power.json"), samples_crossing_power_and_clock())
+    credit = credit_cdr(cdr, last_updated=START + timedelta(days=1))
+    assert (credit.id, credit.credit, credit.credit_reference_id) == ("cdr-1-CR", True, "cdr-1")
+    assert credit.total_cost.excl_vat == -cdr.total_cost.excl_vat
+    assert credit.total_energy == cdr.total_energy
+    assert cdr_hash(credit) != cdr_hash(cdr)
+    with pytest.raises(ValueError, match="cannot itself be credited"):
+        credit_cdr(credit, last_updated=START)
+
+
+def test_tariff_validation_errors_name_the_field() -> None:
+    base: dict[str, object] = {"id": "t", "currency": "EUR", "last_updated": "2024-01-01T00:00:00Z"}
+    energy = {"type": "ENERGY", "price": 0.25, "step_size": 1}
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"elements": [{"price_components": [energy], "tariff_restrictions": {}}]}, "Extra inputs"),
+        ({"elements": []}, "at least 1 item"),
+        (
+            {"elements": [{"price_components": [energy], "restrictions": {"start_time": "24:00"}}]},
+            "pattern",
+        ),
+        (
+            {
+                "elements": [
+                    {"price_components": [energy], "restrictions": {"min_kwh": 5, "max_kwh": 2}}
+                ]
+            },
+            "min_kwh (5) must be below max_kwh (2)",
+        ),
+        (
+            {
+                "elements": [
+                    {"price_components": [energy], "restrictions": {"start_date": "2024-02-30"}}
+                ]
+            },
+            "not a calendar date",
+        ),
+        (
+            {
+                "elements": [
+                    {"price_components": [energy], "restrictions": {"reservation": "RESERVATION"}}
+                ]
+            },
+            "only have FLAT and TIME",
+        ),
+        (
+            {"elements": [{"price_components": [{**energy, "step_size": 0}]}]},
+            "step_size must be at least 1",
+        ),
+        (
+            {"elements": [{"price_components": [{**energy, "price": -1}]}]},
+            "greater than or equal to 0",
+        ),
+        ({"elements": [{"price_components": [energy]}], "currency": "eur"}, "pattern"),
+        (
+            {
+                "elements": [{"price_components": [energy]}],
+                "min_price": {"excl_vat": 5},
+                "max_price": {"excl_vat": 4},
+            },
+            "min_price.excl_vat must not exceed",
+        ),
+        (
+            {"elements": [{"price_components": [energy]}], "preauthorize_amount": -5},
+            "greater than or equal to 0",
+        ),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            Tariff.model_validate(base | extra)
+
+
+def test_preauthorize_amount_from_ocpi_2_3() -> None:
+    tariff = Tariff.model_validate(
+        {
+            "id": "t",
+            "currency": "EUR",
+            "last_updated": "2024-01-01T00:00:00Z",
+            "elements": [{"price_components": [{"type": "ENERGY", "price": 0.25, "step_size": 1}]}],
+            "preauthorize_amount": "30.00",
+            "tax_included": "NO",
+        }
+    )
+    assert tariff.preauthorize_amount == Decimal("30.00")
+
+
+def test_cli_prices_a_cdr(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli(
+        [
+            "tariff",
+            "price",
+            "--tariff",
+            str(FIXTURES / "tariff_time_2eur.json"),
+            "--cdr",
+            str(FIXTURES / "cdr_time_2eur.json"),
+        ]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out, parse_float=Decimal)
+    assert printed["total_cost"]["excl_vat"] == Decimal(4)
+    assert printed["total_cost"]["incl_vat"] == Decimal("4.4")
+    assert printed["total_cost_units"] == {
+        "excl_vat": 4_000_000,
+        "vat": 400_000,
+        "incl_vat": 4_400_000,
+    }
+    assert printed["total_time_cost"]["excl_vat"] == Decimal(4)
+    assert printed["cost_parts"][0]["volume_billed"] == Decimal(2)  # 7103 s -> 24 steps of 300 s
+
+
+def test_cli_prices_our_own_cdr_like_the_escrow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tariff = load_tariff("tariff_step_size.json")
+    end = START + timedelta(minutes=90)
+    cdr = make_cdr(tariff, samples_crossing_power_and_clock(), end)
+    (tmp_path / "cdr.json").write_text(cdr.model_dump_json())
+    code = cli(
+        [
+            "tariff",
+            "price",
+            "--tariff",
+            str(FIXTURES / "tariff_step_size.json"),
+            "--cdr",
+            str(tmp_path / "cdr.json"),
+        ]
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    settled = price_samples(tariff, samples_crossing_power_and_clock(), end=end)
+    assert printed["total_cost_units"]["incl_vat"] == settled.total_incl_vat_units
+
+
+def test_cli_refuses_bad_input_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"id": "x", "currency": "EUR", "elements": [], "last_updated": "2024-01-01T00:00:00Z"}'
+    )
+    assert (
+        cli(
+            ["tariff", "price", "--tariff", str(bad), "--cdr", str(FIXTURES / "cdr_time_2eur.json")]
+        )
+        == 2
+    )
+    assert (
+        "is not a valid OCPI tariff: elements: List should have at least 1 item"
+        in capsys.readouterr().err
+    )
+    missing = tmp_path / "missing.json"
+    assert cli(["tariff", "price", "--tariff", str(missing), "--cdr", str(missing)]) == 2
+    assert "cannot read the tariff file" in capsys.readouterr().err
