@@ -1,6 +1,7 @@
 """Smoke tests for the real components started by scripts/components/components.sh.
 
-Each test skips only when its environment variable is unset (the component was not asked for);
+The component addresses come from the shared fixtures in tests/conftest.py: a test skips only when
+its CHARGENET_TEST_* variable is unset (and fails even then under CHARGENET_REQUIRE_COMPONENTS=1);
 when the variable is set, a component that does not answer is a failure, never a skip.
 Start them with:
     scripts/components/components.sh up && eval "$(scripts/components/components.sh env)"
@@ -8,7 +9,6 @@ Start them with:
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -26,24 +26,14 @@ MESSAGES = 24
 DEADLINE_S = 30.0
 
 
-def _env(name: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        pytest.skip(
-            f"{name} is not set; run scripts/components/components.sh up and eval its `env`"
-        )
-    return value
-
-
 @pytest.mark.kafka
-def test_kafka_produce_consume_commit_round_trip() -> None:
-    bootstrap = _env("CHARGENET_TEST_KAFKA")
+def test_kafka_produce_consume_commit_round_trip(kafka_bootstrap: str) -> None:
     topic = f"smoke-{uuid.uuid4().hex[:12]}"
     group = f"smoke-{uuid.uuid4().hex[:12]}"
     # A broker that is down must fail within seconds (the client default waits 30 s per step).
     timeouts = {"request_timeout_ms": 10_000, "bootstrap_timeout_ms": 10_000}
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **timeouts)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", **timeouts)
     try:
         # The topic does not exist yet: this also proves auto-creation works.
         sent = {f"value-{i}".encode() for i in range(MESSAGES)}
@@ -55,7 +45,7 @@ def test_kafka_produce_consume_commit_round_trip() -> None:
 
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=kafka_bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -77,7 +67,7 @@ def test_kafka_produce_consume_commit_round_trip() -> None:
     finally:
         consumer.close()
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **timeouts)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, **timeouts)
     try:
         offsets = admin.list_group_offsets(group)[group]
         assert sum(meta.offset for meta in offsets.values()) == MESSAGES
@@ -87,9 +77,8 @@ def test_kafka_produce_consume_commit_round_trip() -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_answers_queries() -> None:
-    url = _env("CHARGENET_TEST_POSTGRES_URL")
-    with psycopg.connect(url, connect_timeout=5) as conn:
+def test_postgres_answers_queries(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, connect_timeout=5) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
         row = conn.execute(
             "select current_database(), current_setting('server_version_num')::int"
@@ -105,9 +94,8 @@ def test_postgres_answers_queries() -> None:
 
 
 @pytest.mark.hardhat
-def test_hardhat_node_chain_id_funds_and_automine() -> None:
-    url = _env("CHARGENET_TEST_RPC_URL")
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": 10}))
+def test_hardhat_node_chain_id_funds_and_automine(rpc_url: str) -> None:
+    w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
     assert w3.eth.chain_id == HARDHAT_CHAIN_ID
     accounts = w3.eth.accounts
     assert len(accounts) == 20

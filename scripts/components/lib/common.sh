@@ -34,6 +34,13 @@ log_tail() {
     fi
 }
 
+# Tails each of a ':'-separated list of logs.
+log_tails() {
+    local files f
+    IFS=: read -ra files <<<"$1"
+    for f in "${files[@]}"; do log_tail "$f"; done
+}
+
 # apt-get update runs at most once per invocation, and only when something must be installed.
 _APT_UPDATED=0
 apt_ensure() {
@@ -104,9 +111,9 @@ stop_pidfile() {
 }
 
 # Polls "$check" (a command) until it succeeds, the process in $pidfile dies, or UP_TIMEOUT passes.
-# On failure prints why plus the log tail and returns 1.
+# On failure prints why plus the tails of the ':'-separated logs and returns 1.
 wait_until_ready() {
-    local name=$1 pidfile=$2 marker=$3 logfile=$4
+    local name=$1 pidfile=$2 marker=$3 logfiles=$4
     shift 4
     local deadline=$((SECONDS + UP_TIMEOUT))
     while true; do
@@ -115,25 +122,28 @@ wait_until_ready() {
         fi
         if ! live_pid "$pidfile" "$marker" >/dev/null; then
             log "$name: the process exited before it became ready"
-            log_tail "$logfile"
+            log_tails "$logfiles"
             return 1
         fi
         if ((SECONDS >= deadline)); then
             log "$name: not ready after ${UP_TIMEOUT}s (raise CHARGENET_UP_TIMEOUT if the machine is just slow)"
-            log_tail "$logfile"
+            log_tails "$logfiles"
             return 1
         fi
         sleep 0.3
     done
 }
 
-# The interpreter that has the repo's Python dependencies (kafka-python) for readiness probes.
+# Runs Python with the repo's dependencies (kafka-python) for readiness probes. The venv's own
+# interpreter is used directly: `uv run` would add its start-up to every poll.
 repo_python() {
     if [[ -n ${CHARGENET_PYTHON:-} ]]; then
-        printf '%s\n' "$CHARGENET_PYTHON"
+        "$CHARGENET_PYTHON" "$@"
     elif [[ -x $REPO_ROOT/.venv/bin/python ]]; then
-        printf '%s\n' "$REPO_ROOT/.venv/bin/python"
+        "$REPO_ROOT/.venv/bin/python" "$@"
+    elif command -v uv >/dev/null; then
+        (cd "$REPO_ROOT" && uv run --frozen --quiet python "$@")
     else
-        die "no Python environment at $REPO_ROOT/.venv: run 'uv sync' first (or set CHARGENET_PYTHON)"
+        die "no Python environment: run 'make setup' (uv sync) first, or set CHARGENET_PYTHON"
     fi
 }

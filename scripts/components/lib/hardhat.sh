@@ -42,6 +42,7 @@ hardhat_install() {
         log "hardhat: $(hardhat_version) cached in $proj"
         return 0
     fi
+    command -v curl >/dev/null || apt_ensure curl
     hardhat_node_ok || apt_ensure nodejs npm
     hardhat_node_ok || die "hardhat: needs Node >= $HARDHAT_MIN_NODE with npm (found: $(node --version 2>/dev/null || echo none))"
     log "hardhat: npm ci hardhat@$(hardhat_version) (Node $(node --version))"

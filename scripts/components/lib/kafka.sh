@@ -57,7 +57,7 @@ kafka_install() {
     log "kafka: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"
 }
 
-kafka_ready() { "$(repo_python)" "$KAFKA_SRC/probe.py" --bootstrap "127.0.0.1:$KAFKA_PORT" --timeout 3; }
+kafka_ready() { repo_python "$KAFKA_SRC/probe.py" --bootstrap "127.0.0.1:$KAFKA_PORT" --timeout 3; }
 
 # A KRaft cluster id is 16 random bytes in URL-safe base64 without padding (what
 # `StorageTool random-uuid` prints); made here to save a JVM start. Kafka rejects ids
@@ -109,7 +109,8 @@ kafka_start() {
 }
 
 kafka_wait() {
-    wait_until_ready kafka "$KAFKA_PIDFILE" "$KAFKA_MARKER" "$KAFKA_LOG" kafka_ready
+    # stdout.log holds what the JVM says before log4j is up (bad options, OOM, crashes).
+    wait_until_ready kafka "$KAFKA_PIDFILE" "$KAFKA_MARKER" "$KAFKA_LOG:$KAFKA_STDOUT" kafka_ready
 }
 
 kafka_down() {
