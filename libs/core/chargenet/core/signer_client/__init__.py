@@ -1,0 +1,22 @@
+"""The typed client of the signer service (``proto/chargenet/signer/v1/signer.proto``)."""
+
+from chargenet.core.signer_client.client import SignerClient, SignerError
+from chargenet.core.signer_client.types import (
+    KeyInfo,
+    Log,
+    Receipt,
+    Transaction,
+    TxStatus,
+    TypedDataSignature,
+)
+
+__all__ = [
+    "KeyInfo",
+    "Log",
+    "Receipt",
+    "SignerClient",
+    "SignerError",
+    "Transaction",
+    "TxStatus",
+    "TypedDataSignature",
+]

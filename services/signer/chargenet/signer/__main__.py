@@ -1,0 +1,3 @@
+from chargenet.signer.main import main
+
+main()

@@ -1,0 +1,184 @@
+"""The key ring: every private key the signer holds, by alias.
+
+Keys come from encrypted keystore files, from a secret in the environment, or from BIP-44
+derivation of one mnemonic (``hd/<index>``, one custodial key per driver). The ring hands out
+signing operations, never key material: ``SigningKey`` keeps the account private and its repr
+shows only the alias and address, so a key cannot leak through a log line or an error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+
+from chargenet.signer.settings import SignerSettings
+
+Account.enable_unaudited_hdwallet_features()
+
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+HD_ALIAS = re.compile(r"^hd/(0|[1-9][0-9]{0,9})$")
+_PRIVATE_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+#: BIP-32 indices below 2**31 are the non-hardened ones a path template may take.
+HD_MAX_INDEX = 2**31 - 1
+
+
+class KeySource(StrEnum):
+    KEYSTORE = "keystore"
+    ENVIRONMENT = "environment"
+    HD = "hd"
+
+
+class KeyError_(LookupError):  # noqa: N801 - the builtin name is taken
+    """An alias the ring does not hold (and cannot derive)."""
+
+
+class KeyConfigurationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SignedTransaction:
+    raw: bytes
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class TypedDataSignature:
+    signature: bytes
+    digest: bytes
+
+
+@dataclass
+class SigningKey:
+    alias: str
+    address: str
+    source: KeySource
+    _account: LocalAccount = field(repr=False)
+
+    def sign_transaction(self, tx: dict[str, Any]) -> SignedTransaction:
+        signed = self._account.sign_transaction(tx)
+        return SignedTransaction(raw=bytes(signed.raw_transaction), tx_hash=_hex(signed.hash))
+
+    def sign_typed_data(self, typed_data: dict[str, Any]) -> TypedDataSignature:
+        message = encode_typed_data(full_message=typed_data)
+        signed = self._account.sign_message(message)
+        return TypedDataSignature(
+            signature=bytes(signed.signature), digest=bytes(signed.message_hash)
+        )
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+class KeyRing:
+    """Aliases to keys; HD keys are derived once, on first use, and kept."""
+
+    def __init__(self, *, hd_mnemonic: str = "", hd_path: str = "m/44'/60'/0'/0/{index}") -> None:
+        if "{index}" not in hd_path:
+            raise KeyConfigurationError("signer_hd_path: must contain {index}")
+        self._keys: dict[str, SigningKey] = {}
+        self._by_address: dict[str, SigningKey] = {}
+        self._hd_mnemonic = hd_mnemonic
+        self._hd_path = hd_path
+        self._lock = threading.Lock()
+
+    def add(self, alias: str, account: LocalAccount, source: KeySource) -> SigningKey:
+        if not (ALIAS_PATTERN.match(alias) or HD_ALIAS.match(alias)):
+            raise KeyConfigurationError(f"key alias {alias!r}: letters, digits, '_', '.', '-' only")
+        if alias in self._keys:
+            raise KeyConfigurationError(f"key alias {alias!r}: defined twice")
+        key = SigningKey(alias=alias, address=account.address, source=source, _account=account)
+        self._keys[alias] = key
+        self._by_address.setdefault(account.address, key)
+        return key
+
+    def get(self, alias: str) -> SigningKey:
+        key = self._keys.get(alias)
+        if key is not None:
+            return key
+        match = HD_ALIAS.match(alias)
+        if match is None or not self._hd_mnemonic:
+            raise KeyError_(alias)
+        index = int(match.group(1))
+        if index > HD_MAX_INDEX:
+            raise KeyError_(alias)
+        with self._lock:
+            key = self._keys.get(alias)
+            if key is None:
+                try:
+                    account = Account.from_mnemonic(
+                        self._hd_mnemonic, account_path=self._hd_path.format(index=index)
+                    )
+                except ValueError:
+                    raise KeyConfigurationError(
+                        "signer_hd_mnemonic: not a valid BIP-39 mnemonic"
+                    ) from None
+                key = self.add(alias, account, KeySource.HD)
+        return key
+
+    def by_address(self, address: str) -> SigningKey | None:
+        return self._by_address.get(address)
+
+    def keys(self) -> list[SigningKey]:
+        return sorted(self._keys.values(), key=lambda key: key.alias)
+
+    def preload_hd(self, count: int) -> None:
+        for index in range(count):
+            self.get(f"hd/{index}")
+
+
+def parse_key_list(secret: str) -> Iterable[tuple[str, str]]:
+    """``alias=0xkey,alias2=0xkey2`` -> pairs. Errors name the alias, never the key."""
+    for position, item in enumerate(part.strip() for part in secret.split(",")):
+        if not item:
+            continue
+        alias, sep, value = item.partition("=")
+        alias = alias.strip()
+        if not sep or not alias:
+            raise KeyConfigurationError(f"signer_keys: entry {position + 1} is not alias=0xkey")
+        if not _PRIVATE_KEY.match(value.strip()):
+            raise KeyConfigurationError(f"signer_keys: {alias}: not a 32-byte hex private key")
+        yield alias, value.strip()
+
+
+def load_keystore_dir(ring: KeyRing, folder: Path, password: str) -> None:
+    if not folder.is_dir():
+        raise KeyConfigurationError(f"signer_keystore_dir: {folder} is not a folder")
+    for path in sorted(folder.glob("*.json")):
+        try:
+            encrypted = json.loads(path.read_text())
+            private_key = Account.decrypt(encrypted, password)
+        except ValueError as error:
+            # The message of a failed decryption names no secret ("MAC mismatch").
+            raise KeyConfigurationError(f"signer_keystore_dir: {path.name}: {error}") from None
+        ring.add(path.stem, Account.from_key(private_key), KeySource.KEYSTORE)
+
+
+def load_key_ring(settings: SignerSettings) -> KeyRing:
+    ring = KeyRing(
+        hd_mnemonic=settings.signer_hd_mnemonic.get_secret_value(),
+        hd_path=settings.signer_hd_path,
+    )
+    for alias, value in parse_key_list(settings.signer_keys.get_secret_value()):
+        ring.add(alias, Account.from_key(value), KeySource.ENVIRONMENT)
+    if settings.signer_keystore_dir is not None:
+        load_keystore_dir(
+            ring, settings.signer_keystore_dir, settings.signer_keystore_password.get_secret_value()
+        )
+    if settings.signer_hd_preload:
+        try:
+            ring.preload_hd(settings.signer_hd_preload)
+        except ValueError:
+            raise KeyConfigurationError("signer_hd_mnemonic: not a valid BIP-39 mnemonic") from None
+    return ring

@@ -1,0 +1,50 @@
+"""``chargenet-signer`` / ``python -m chargenet.signer.main``: run the signer until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from chargenet.core import logging as core_logging
+from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
+from chargenet.signer.abi import AbiError
+from chargenet.signer.app import SignerApp
+from chargenet.signer.keys import KeyConfigurationError
+from chargenet.signer.policy import PolicyConfigurationError
+from chargenet.signer.settings import SignerSettings
+
+log = logging.getLogger("chargenet.signer")
+
+
+async def run(settings: SignerSettings) -> None:
+    app = SignerApp(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await app.start()
+    # Tests and supervisors read this line to learn the port (the settings may ask for port 0).
+    print(f"signer ready on port {app.port}", flush=True)
+    await stopping.wait()
+    log.info("signer stopping")
+    await app.stop()
+
+
+def main() -> None:
+    try:
+        settings = load_settings(SignerSettings)
+    except ConfigurationError as error:
+        exit_on_configuration_error(error)
+        return
+    core_logging.configure(settings.log_level, json_lines=settings.log_json, service="signer")
+    try:
+        asyncio.run(run(settings))
+    except (KeyConfigurationError, PolicyConfigurationError, AbiError) as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The gRPC face of the signer: authenticate, authorise, validate, then hand over to the engine.
+
+Every refusal names its reason: UNAUTHENTICATED for a missing or unknown token, PERMISSION_DENIED
+for a key or function outside the caller's policy, INVALID_ARGUMENT with the field name first for
+a malformed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
+
+import grpc
+
+from chargenet.core.signer_client._generated import signer_pb2 as pb
+from chargenet.core.signer_client._generated import signer_pb2_grpc
+from chargenet.signer.abi import (
+    AbiError,
+    Contract,
+    ContractRegistry,
+    checksum,
+    encode_call,
+    parse_abi,
+)
+from chargenet.signer.engine import Engine
+from chargenet.signer.keys import ALIAS_PATTERN, HD_ALIAS, KeyError_, KeySource, SigningKey
+from chargenet.signer.policy import Caller, Policy
+from chargenet.signer.records import TERMINAL, Request, Status, TxRecord
+from chargenet.signer.rpc import RpcError, RpcUnavailable
+from chargenet.signer.store import IdempotencyConflict
+
+log = logging.getLogger(__name__)
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_WEI = re.compile(r"^[0-9]{1,78}$")
+_STATUS = {
+    Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
+    Status.MINED: pb.TRANSACTION_STATUS_MINED,
+    Status.FINAL: pb.TRANSACTION_STATUS_FINAL,
+    Status.FAILED: pb.TRANSACTION_STATUS_FAILED,
+    Status.REPLACED: pb.TRANSACTION_STATUS_REPLACED,
+}
+_SOURCE = {
+    KeySource.KEYSTORE: pb.KEY_SOURCE_KEYSTORE,
+    KeySource.ENVIRONMENT: pb.KEY_SOURCE_ENVIRONMENT,
+    KeySource.HD: pb.KEY_SOURCE_HD,
+}
+
+
+class SignerService(signer_pb2_grpc.SignerServiceServicer):
+    def __init__(self, engine: Engine, policy: Policy, contracts: ContractRegistry) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.contracts = contracts
+
+    # -- RPCs ------------------------------------------------------------------------------------
+
+    async def SendTransaction(
+        self, request: pb.SendTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SendTransactionResponse:
+        caller = await self._caller(context)
+        if not _KEY.match(request.idempotency_key):
+            await _invalid(context, "idempotency_key", "1-200 printable ASCII characters")
+        key = await self._key(context, caller, request.from_key)
+        try:
+            contract = self._contract(request)
+            function = contract.function(request.function)
+            if not caller.may_call(contract.label, function.name):
+                await _deny(context, f"{caller.name} may not call {contract.label}.{function.name}")
+            which = request.WhichOneof("arguments")
+            data = encode_call(
+                function,
+                json_args=request.json_args if which == "json_args" else None,
+                encoded=request.abi_encoded_args if which == "abi_encoded_args" else None,
+            )
+        except AbiError as error:
+            await _invalid(context, error.field, str(error).removeprefix(f"{error.field}: "))
+        value = request.value_wei or "0"
+        if not _WEI.match(value):
+            await _invalid(context, "value_wei", "a non-negative decimal integer of wei")
+        if function.mutability != "payable" and int(value) != 0:
+            await _invalid(context, "value_wei", f"{function.signature} is not payable")
+        send = Request(
+            caller=caller.name,
+            idempotency_key=request.idempotency_key,
+            fingerprint=_fingerprint(key.address, contract.address, data, value, request.gas_limit),
+            from_key=key.alias,
+            from_address=key.address,
+            to_address=contract.address,
+            function=f"{contract.label}.{function.signature}",
+            data=data,
+            value_wei=int(value),
+            gas_limit=request.gas_limit,
+        )
+        try:
+            record, created = await self.engine.submit(send, contract.errors)
+        except IdempotencyConflict:
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS,
+                "idempotency_key: already used for a different request",
+            )
+        except (RpcUnavailable, RpcError) as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"chain node: {error}")
+        return pb.SendTransactionResponse(transaction=to_proto(record), created=created)
+
+    async def GetTransaction(
+        self, request: pb.GetTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTransactionResponse:
+        caller = await self._caller(context)
+        which = request.WhichOneof("lookup")
+        store = self.engine.store
+        if which == "idempotency_key":
+            if not _KEY.match(request.idempotency_key):
+                await _invalid(context, "idempotency_key", "1-200 printable ASCII characters")
+            record = await asyncio.to_thread(store.find, caller.name, request.idempotency_key)
+        elif which == "tx_hash":
+            if not _HASH.match(request.tx_hash):
+                await _invalid(context, "tx_hash", "a 0x-prefixed 32-byte hex hash")
+            record = await asyncio.to_thread(
+                store.find_by_hash, caller.name, request.tx_hash.lower()
+            )
+        else:
+            await _invalid(context, "lookup", "give idempotency_key or tx_hash")
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such transaction for this caller")
+        message = to_proto(record, self.engine.head, self.engine.config.confirmations)
+        if which == "tx_hash" and record.tx_hash != request.tx_hash.lower():
+            # An older attempt at the same nonce, superseded by a re-send with a higher fee.
+            message.status = pb.TRANSACTION_STATUS_REPLACED
+            message.replaced_by = record.tx_hash or ""
+            message.tx_hash = request.tx_hash.lower()
+        return pb.GetTransactionResponse(transaction=message)
+
+    async def ListKeys(
+        self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListKeysResponse:
+        caller = await self._caller(context)
+        keys = [
+            pb.Key(alias=key.alias, address=key.address, source=_SOURCE[key.source])
+            for key in self.engine.keys.keys()
+            if caller.may_use_key(key.alias)
+        ]
+        return pb.ListKeysResponse(keys=keys)
+
+    async def SignTypedData(
+        self, request: pb.SignTypedDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SignTypedDataResponse:
+        caller = await self._caller(context)
+        if not caller.sign_typed_data:
+            await _deny(context, f"{caller.name} may not sign typed data")
+        key = await self._key(context, caller, request.from_key)
+        try:
+            typed = json.loads(request.typed_data_json)
+        except json.JSONDecodeError as error:
+            await _invalid(context, "typed_data_json", f"not valid JSON ({error.msg})")
+        missing = (
+            [k for k in ("types", "primaryType", "domain", "message") if k not in typed]
+            if isinstance(typed, dict)
+            else ["an object"]
+        )
+        if missing:
+            await _invalid(context, "typed_data_json", f"missing {', '.join(missing)}")
+        try:
+            signed = key.sign_typed_data(typed)
+        except (ValueError, TypeError, KeyError) as error:
+            await _invalid(context, "typed_data_json", f"not valid EIP-712 data ({error})")
+        return pb.SignTypedDataResponse(
+            signature=signed.signature, signer_address=key.address, digest=signed.digest
+        )
+
+    async def WatchTransactions(
+        self, request: pb.WatchTransactionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchTransactionsResponse]:
+        caller = await self._caller(context)
+        keys = list(request.idempotency_keys)
+        for key in keys:
+            if not _KEY.match(key):
+                await _invalid(context, "idempotency_keys", f"{key!r}: 1-200 printable characters")
+        watcher = self.engine.watch(caller.name, keys)
+        open_keys = set(keys)
+        try:
+            if request.send_initial:
+                for key in keys:
+                    record = await asyncio.to_thread(self.engine.store.find, caller.name, key)
+                    if record is None:
+                        continue
+                    yield self._message(record)
+                    if record.status in TERMINAL:
+                        open_keys.discard(key)
+            while not keys or open_keys:
+                record = await watcher.queue.get()
+                yield self._message(record)
+                if record.status in TERMINAL:
+                    open_keys.discard(record.idempotency_key)
+        finally:
+            self.engine.unwatch(watcher)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _message(self, record: TxRecord) -> pb.WatchTransactionsResponse:
+        return pb.WatchTransactionsResponse(
+            transaction=to_proto(record, self.engine.head, self.engine.config.confirmations)
+        )
+
+    async def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        token = ""
+        for name, value in context.invocation_metadata() or ():
+            if name == "authorization" and isinstance(value, str):
+                token = value.removeprefix("Bearer ").strip()
+        caller = self.policy.authenticate(token) if token else None
+        if caller is None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "authorization: a known bearer token is required"
+            )
+        return caller
+
+    async def _key(
+        self, context: grpc.aio.ServicerContext[Any, Any], caller: Caller, alias: str
+    ) -> SigningKey:
+        if not (ALIAS_PATTERN.match(alias) or HD_ALIAS.match(alias)):
+            await _invalid(context, "from_key", "a key alias (see ListKeys)")
+        if not caller.may_use_key(alias):
+            await _deny(context, f"{caller.name} may not use key {alias!r}")
+        try:
+            return self.engine.keys.get(alias)
+        except KeyError_:
+            await _invalid(context, "from_key", f"no key {alias!r}")
+
+    def _contract(self, request: pb.SendTransactionRequest) -> Contract:
+        which = request.WhichOneof("target")
+        if which == "contract_name":
+            return self.contracts.get(request.contract_name)
+        if which == "contract_address":
+            address = checksum(request.contract_address, "contract_address")
+            if not request.abi_json:
+                raise AbiError("abi_json", "required with contract_address")
+            try:
+                abi = json.loads(request.abi_json)
+            except json.JSONDecodeError as error:
+                raise AbiError("abi_json", f"not valid JSON ({error.msg})") from None
+            return parse_abi(abi, address, address)
+        raise AbiError("target", "give contract_name or contract_address")
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+async def _invalid(
+    context: grpc.aio.ServicerContext[Any, Any], field: str, message: str
+) -> NoReturn:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
+
+
+async def _deny(context: grpc.aio.ServicerContext[Any, Any], message: str) -> NoReturn:
+    await context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+    raise AssertionError("abort returned")  # pragma: no cover
+
+
+def to_proto(record: TxRecord, head: int = 0, confirmations: int = 0) -> pb.Transaction:
+    message = pb.Transaction(
+        idempotency_key=record.idempotency_key,
+        status=_STATUS[record.status],
+        from_key=record.from_key,
+        from_address=record.from_address,
+        to_address=record.to_address,
+        tx_hash=record.tx_hash or "",
+        replaced_hashes=record.replaced_hashes,
+        revert_reason=record.revert_reason or "",
+        error=record.error or "",
+        function=record.function,
+    )
+    if record.nonce is not None:
+        message.nonce = record.nonce
+    receipt = record.receipt
+    if receipt is not None:
+        message.receipt.CopyFrom(
+            pb.Receipt(
+                block_number=receipt["block_number"],
+                block_hash=receipt["block_hash"],
+                gas_used=receipt["gas_used"],
+                effective_gas_price_wei=str(receipt["effective_gas_price"]),
+                success=receipt["success"],
+                transaction_index=receipt["transaction_index"],
+                logs=[
+                    pb.Log(
+                        address=entry["address"],
+                        topics=entry["topics"],
+                        data=entry["data"],
+                        log_index=entry["log_index"],
+                    )
+                    for entry in receipt["logs"]
+                ],
+            )
+        )
+        depth = max(0, head - receipt["block_number"] + 1)
+        message.confirmations = max(depth, confirmations if record.status is Status.FINAL else 0)
+    return message

@@ -1,0 +1,286 @@
+"""Database operations of the signer; each function is one transaction (called off the event loop).
+
+The order of events that makes a crash harmless: nonce, signed raw transaction and record commit
+together BEFORE the first broadcast. A crash before the commit leaves no trace (the caller's retry
+starts afresh); a crash after it leaves a record that the restart re-broadcasts byte for byte, so
+the node sees the same hash and never a second transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from chargenet.core.db import Database
+from chargenet.signer.models import AccountRow, AttemptRow, TransactionRow, utcnow
+from chargenet.signer.records import Attempt, Request, Status, TxRecord
+
+OPEN = (Status.PENDING.value, Status.MINED.value)
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before for a different request."""
+
+
+@dataclass
+class Change:
+    """A status change the tracker found, applied in one transaction with the others."""
+
+    record_id: int
+    status: Status
+    tx_hash: str | None = None
+    block_number: int | None = None
+    block_hash: str | None = None
+    receipt: str | None = None
+    revert_reason: str | None = None
+    error: str | None = None
+
+
+class SignerStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def find(self, caller: str, key: str) -> TxRecord | None:
+        with self.db.session() as session:
+            row = session.scalar(
+                sa.select(TransactionRow).where(
+                    TransactionRow.caller == caller, TransactionRow.idempotency_key == key
+                )
+            )
+            return _record(session, row) if row is not None else None
+
+    def find_by_hash(self, caller: str, tx_hash: str) -> TxRecord | None:
+        with self.db.session() as session:
+            row = session.scalar(
+                sa.select(TransactionRow)
+                .join(AttemptRow, AttemptRow.transaction_id == TransactionRow.id)
+                .where(AttemptRow.tx_hash == tx_hash, TransactionRow.caller == caller)
+            )
+            return _record(session, row) if row is not None else None
+
+    def open_records(self) -> list[TxRecord]:
+        with self.db.session() as session:
+            rows = session.scalars(
+                sa.select(TransactionRow)
+                .where(TransactionRow.status.in_(OPEN))
+                .order_by(TransactionRow.from_address, TransactionRow.nonce)
+            )
+            return [_record(session, row) for row in rows]
+
+    def next_nonce(self, address: str) -> int | None:
+        with self.db.session() as session:
+            row = session.get(AccountRow, address)
+            return row.next_nonce if row is not None else None
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def ensure_account(self, address: str, chain_nonce: int) -> tuple[int, int]:
+        """Create the account at the chain's nonce, or move it forward past transactions sent by
+        someone else with this key. Returns (before, after)."""
+        with self.db.session() as session:
+            row = _lock_account(session, address)
+            if row is None:
+                session.add(AccountRow(address=address, next_nonce=chain_nonce))
+                return chain_nonce, chain_nonce
+            before = row.next_nonce
+            row.next_nonce = max(before, chain_nonce)
+            return before, row.next_nonce
+
+    def insert_batch(
+        self,
+        address: str,
+        requests: Sequence[Request],
+        sign: Callable[[Request, int], Attempt],
+    ) -> list[tuple[TxRecord, bool]]:
+        """Give each request the account's next nonce, sign it, and store it; all or nothing.
+
+        A request whose key already exists returns the existing record (created=False), unless it
+        differs, which raises ``IdempotencyConflict`` for the whole batch (the caller splits it).
+        """
+        with self.db.session() as session:
+            account = _lock_account(session, address)
+            if account is None:
+                raise RuntimeError(f"account {address} was not initialised at start")
+            results: list[tuple[TxRecord, bool]] = []
+            for request in requests:
+                existing = session.scalar(
+                    sa.select(TransactionRow).where(
+                        TransactionRow.caller == request.caller,
+                        TransactionRow.idempotency_key == request.idempotency_key,
+                    )
+                )
+                if existing is not None:
+                    if existing.fingerprint != request.fingerprint:
+                        raise IdempotencyConflict(request.idempotency_key)
+                    results.append((_record(session, existing), False))
+                    continue
+                nonce = account.next_nonce
+                account.next_nonce = nonce + 1
+                attempt = sign(request, nonce)
+                row = _new_row(request, nonce=nonce, status=Status.PENDING)
+                row.tx_hash = attempt.tx_hash
+                session.add(row)
+                session.flush()
+                session.add(_attempt_row(row.id, attempt))
+                results.append((_record(session, row, [attempt]), True))
+            return results
+
+    def insert_refused(self, request: Request, reason: str | None, error: str | None) -> TxRecord:
+        """A request refused before signing (its estimate reverted): FAILED, no nonce used."""
+        with self.db.session() as session:
+            existing = session.scalar(
+                sa.select(TransactionRow).where(
+                    TransactionRow.caller == request.caller,
+                    TransactionRow.idempotency_key == request.idempotency_key,
+                )
+            )
+            if existing is not None:
+                if existing.fingerprint != request.fingerprint:
+                    raise IdempotencyConflict(request.idempotency_key)
+                return _record(session, existing)
+            row = _new_row(request, nonce=None, status=Status.FAILED)
+            row.revert_reason = reason
+            row.error = error
+            session.add(row)
+            session.flush()
+            return _record(session, row)
+
+    def add_attempt(self, record_id: int, attempt: Attempt) -> None:
+        with self.db.session() as session:
+            session.add(_attempt_row(record_id, attempt))
+            session.execute(
+                sa.update(TransactionRow)
+                .where(TransactionRow.id == record_id)
+                .values(tx_hash=attempt.tx_hash, updated_at=utcnow())
+            )
+
+    def fill_nonce(self, record_id: int, error: str, filler: Request, attempt: Attempt) -> TxRecord:
+        """The node refused a record for good: fail it and give its nonce to a no-op transfer,
+        so the account's later nonces do not wait behind a gap forever."""
+        with self.db.session() as session:
+            row = session.get(TransactionRow, record_id)
+            if row is None or row.nonce is None:
+                raise RuntimeError(f"record {record_id} has no nonce to fill")
+            nonce = row.nonce
+            row.nonce = None
+            row.status = Status.FAILED.value
+            row.error = error
+            row.updated_at = utcnow()
+            session.flush()
+            filler_row = _new_row(filler, nonce=nonce, status=Status.PENDING)
+            filler_row.tx_hash = attempt.tx_hash
+            session.add(filler_row)
+            session.flush()
+            session.add(_attempt_row(filler_row.id, attempt))
+            return _record(session, filler_row, [attempt])
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        with self.db.session() as session:
+            now = utcnow()
+            for change in changes:
+                values: dict[str, object] = {
+                    "status": change.status.value,
+                    "tx_hash": change.tx_hash,
+                    "block_number": change.block_number,
+                    "block_hash": change.block_hash,
+                    "receipt": change.receipt,
+                    "updated_at": now,
+                }
+                if change.revert_reason is not None:
+                    values["revert_reason"] = change.revert_reason
+                if change.error is not None:
+                    values["error"] = change.error
+                session.execute(
+                    sa.update(TransactionRow)
+                    .where(TransactionRow.id == change.record_id)
+                    .values(**values)
+                )
+
+
+def _lock_account(session: Session, address: str) -> AccountRow | None:
+    # FOR UPDATE on PostgreSQL serialises nonce allocation across processes; SQLite serialises
+    # writers by itself.
+    return session.scalar(
+        sa.select(AccountRow).where(AccountRow.address == address).with_for_update()
+    )
+
+
+def _new_row(request: Request, *, nonce: int | None, status: Status) -> TransactionRow:
+    now = utcnow()
+    return TransactionRow(
+        caller=request.caller,
+        idempotency_key=request.idempotency_key,
+        fingerprint=request.fingerprint,
+        from_key=request.from_key,
+        from_address=request.from_address,
+        to_address=request.to_address,
+        function=request.function,
+        data=request.data,
+        value_wei=str(request.value_wei),
+        gas_limit=request.gas_limit,
+        nonce=nonce,
+        status=status.value,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _attempt_row(record_id: int, attempt: Attempt) -> AttemptRow:
+    return AttemptRow(
+        tx_hash=attempt.tx_hash,
+        transaction_id=record_id,
+        raw=attempt.raw,
+        max_fee_per_gas=str(attempt.max_fee_per_gas),
+        max_priority_fee_per_gas=str(attempt.max_priority_fee_per_gas),
+        created_at=utcnow(),
+    )
+
+
+def _record(
+    session: Session, row: TransactionRow, attempts: list[Attempt] | None = None
+) -> TxRecord:
+    if attempts is None:
+        attempt_rows = session.scalars(
+            sa.select(AttemptRow).where(AttemptRow.transaction_id == row.id)
+        )
+        # Each re-send raises the fee, so fee order is send order.
+        attempts = sorted(
+            (
+                Attempt(
+                    tx_hash=a.tx_hash,
+                    raw=a.raw,
+                    max_fee_per_gas=int(a.max_fee_per_gas),
+                    max_priority_fee_per_gas=int(a.max_priority_fee_per_gas),
+                )
+                for a in attempt_rows
+            ),
+            key=lambda a: a.max_fee_per_gas,
+        )
+    return TxRecord(
+        id=row.id,
+        caller=row.caller,
+        idempotency_key=row.idempotency_key,
+        fingerprint=row.fingerprint,
+        from_key=row.from_key,
+        from_address=row.from_address,
+        to_address=row.to_address,
+        function=row.function,
+        data=row.data,
+        value_wei=int(row.value_wei),
+        gas_limit=row.gas_limit,
+        nonce=row.nonce,
+        status=Status(row.status),
+        tx_hash=row.tx_hash,
+        block_number=row.block_number,
+        block_hash=row.block_hash,
+        receipt=json.loads(row.receipt) if row.receipt else None,
+        revert_reason=row.revert_reason,
+        error=row.error,
+        attempts=attempts,
+    )
