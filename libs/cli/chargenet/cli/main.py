@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from chargenet.core.settings import ConfigurationError
 
-COMMAND_MODULES = ("check", "run", "tariff")
+COMMAND_MODULES = ("check", "demo", "migrate", "run", "tariff")
 
 
 def build_parser() -> argparse.ArgumentParser:

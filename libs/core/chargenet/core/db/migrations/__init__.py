@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,15 @@ from alembic.config import Config
 from chargenet.core.db.database import Database
 
 CORE_MIGRATIONS = Path(__file__).parent
+
+
+def service_versions(service: str) -> Path | None:
+    """Where ``chargenet.<service>`` keeps its migration branch, by convention, if it has one."""
+    spec = importlib.util.find_spec(f"chargenet.{service}")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"no service package chargenet.{service}")
+    versions = Path(next(iter(spec.submodule_search_locations))) / "migrations" / "versions"
+    return versions if versions.is_dir() else None
 
 
 def alembic_config(db: Database, service_versions: Path | None = None) -> Config:
