@@ -26,6 +26,7 @@ from chargenet.gateway.schemas import KNOWN_ACTIONS, Direction
 log = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
+FLOOD_CLOSE_TIMEOUT_SECONDS = 0.5
 #: Application close code: a newer socket for the same charge point took over.
 CLOSE_REPLACED = 4001
 
@@ -87,6 +88,9 @@ class ChargePointConnection:
             async for raw in ws:
                 if not self._take_token():
                     REJECTED_FRAMES.labels("rate_limit").inc()
+                    # The flooder's unread frames fill the receive queue, which pauses reading,
+                    # so its close reply may never be read: do not wait the full close timeout.
+                    self.ws.close_timeout = FLOOD_CLOSE_TIMEOUT_SECONDS
                     await self.close(CLOSE_POLICY, "rate limit exceeded")
                     return
                 await self._on_frame(raw)
