@@ -1,0 +1,26 @@
+"""Connecting to a chain: py-evm in process, or an Ethereum JSON-RPC node over HTTP."""
+
+from __future__ import annotations
+
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+
+IN_PROCESS = "inprocess://eth-tester"
+
+
+def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
+    """A Web3 for ``inprocess://eth-tester`` (a fresh py-evm chain) or an ``http(s)://`` node.
+
+    An HTTP node is asked for its chain id once, so a wrong URL fails here rather than later.
+    """
+    if rpc_url == IN_PROCESS:
+        return Web3(EthereumTesterProvider())
+    if rpc_url.startswith(("http://", "https://")):
+        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        try:
+            w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
+        except Exception as exc:
+            raise ConnectionError(f"no Ethereum JSON-RPC node answers at {rpc_url}: {exc}") from exc
+        return w3
+    raise ValueError(
+        f"unsupported chain URL {rpc_url!r}: use {IN_PROCESS!r} or an http(s):// JSON-RPC URL"
+    )
