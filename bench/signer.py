@@ -28,9 +28,9 @@ from pathlib import Path
 
 from web3 import Web3
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "signer"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import (  # noqa: E402
+from tests.signer.harness import (  # noqa: E402
     PROBE,
     TOKEN,
     SignerProcess,
