@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from chargenet.core.bus import EventBus
 from chargenet.core.envelope import EventData, make_envelope
@@ -20,6 +21,10 @@ log = logging.getLogger(__name__)
 
 _Item = tuple[str, EventData, str] | None
 _WARN_DEPTH = 10_000
+#: Hand-over is asynchronous (Kafka acknowledges later); confirming every so often surfaces
+#: failures in the log and lets the bus drop what it tracks per send.
+_FLUSH_EVERY_EVENTS = 1_000
+_FLUSH_EVERY_SECONDS = 1.0
 
 
 class BackgroundPublisher:
@@ -40,7 +45,16 @@ class BackgroundPublisher:
 
     def _run(self) -> None:
         warned = False
+        unconfirmed = 0
+        last_flush = time.monotonic()
         while True:
+            if unconfirmed and (
+                self._queue.empty()
+                or unconfirmed >= _FLUSH_EVERY_EVENTS
+                or time.monotonic() - last_flush > _FLUSH_EVERY_SECONDS
+            ):
+                self._confirm()
+                unconfirmed, last_flush = 0, time.monotonic()
             item = self._queue.get()
             if item is None:
                 return
@@ -52,6 +66,7 @@ class BackgroundPublisher:
             warned = depth > _WARN_DEPTH
             try:
                 self._bus.publish(topic, make_envelope(data, subject=subject, source=self._source))
+                unconfirmed += 1
             except Exception:
                 PUBLISH_FAILURES.inc()
                 log.exception("publishing %s for %s failed", data.event_type, subject)
@@ -59,6 +74,13 @@ class BackgroundPublisher:
                 self._pending -= 1
                 if not self._pending:
                     self._done.notify_all()
+
+    def _confirm(self) -> None:
+        try:
+            self._bus.flush()
+        except Exception:
+            PUBLISH_FAILURES.inc()
+            log.exception("the bus did not confirm events it was handed")
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event was handed to the bus (tests, shutdown)."""
