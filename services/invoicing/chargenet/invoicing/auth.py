@@ -1,0 +1,67 @@
+"""Bearer tokens: HS256 JWTs issued by the wallet service, claims ``sub`` and ``role``.
+
+A driver sees the invoices addressed to them, a CPO the invoices it issued; nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from chargenet.core.errors import Unauthorized
+
+ALGORITHM = "HS256"
+
+
+class Role(StrEnum):
+    DRIVER = "driver"
+    CPO = "cpo"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+
+
+def decode_token(token: str, secret: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "role"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as error:
+        raise Unauthorized(f"invalid token: {error}") from None
+    subject, role = claims.get("sub"), claims.get("role")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("invalid token: sub must be a non-empty string")
+    if role not in {r.value for r in Role}:
+        raise Unauthorized("invalid token: role must be driver or cpo")
+    return Principal(subject=subject, role=Role(role))
+
+
+def issue_token(subject: str, role: Role, secret: str, **claims: object) -> str:
+    """A token as the wallet issues them (used by tests and the demo)."""
+    return jwt.encode({"sub": subject, "role": role.value, **claims}, secret, algorithm=ALGORITHM)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required")
+    secret: str = request.app.state.jwt_secret
+    return decode_token(credentials.credentials, secret)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(principal)]

@@ -1,0 +1,60 @@
+"""The settled-session consumer: one invoice per session, whatever the bus redelivers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy.orm import Session
+
+from chargenet.core.db import Database
+from chargenet.core.db.inbox import apply_once
+from chargenet.core.envelope import Envelope
+from chargenet.core.logging import bind
+from chargenet.core.metrics import counter
+from chargenet.invoicing.document import InvoiceError, Party
+from chargenet.invoicing.events import SessionSettled
+from chargenet.invoicing.issuing import issue, refuse
+
+log = logging.getLogger(__name__)
+CONSUMER = "invoicing.settled"
+
+INVOICES = counter(
+    "chargenet_invoicing_invoices", "Settled-session events handled, by outcome", ("outcome",)
+)
+
+
+class SettledConsumer:
+    def __init__(self, db: Database, suppliers: Mapping[str, Party], meter_data_url: str) -> None:
+        self.db = db
+        self.suppliers = suppliers
+        self.meter_data_url = meter_data_url
+
+    def __call__(self, envelope: Envelope) -> None:
+        if envelope.type != SessionSettled.event_type:
+            return  # the sessions topic carries every session event; only settled ones matter
+        with bind(session_id=envelope.subject, event_id=envelope.id):
+            if not apply_once(self.db, CONSUMER, envelope, self._apply):
+                INVOICES.labels(outcome="duplicate").inc()
+
+    def _apply(self, session: Session, envelope: Envelope) -> None:
+        settled = envelope.payload(SessionSettled)
+        try:
+            # A savepoint: a refused invoice must give its number back, but the inbox row and
+            # the refusal record still commit, so the event is not retried forever.
+            with session.begin_nested():
+                invoice = issue(
+                    session,
+                    settled,
+                    suppliers=self.suppliers,
+                    meter_data_url=self.meter_data_url,
+                )
+        except InvoiceError as error:
+            refuse(session, settled, error)
+            INVOICES.labels(outcome="refused").inc()
+            return
+        if invoice is None:
+            INVOICES.labels(outcome="duplicate").inc()
+        else:
+            log.info("issued invoice %s", invoice.number)
+            INVOICES.labels(outcome="issued").inc()

@@ -1,0 +1,83 @@
+"""``chargenet-invoicing`` / ``chargenet run invoicing``: the invoicing service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from chargenet.core import logging as core_logging
+from chargenet.core.bus import EventBus, create_bus
+from chargenet.core.db import Database
+from chargenet.core.db.migrations import upgrade_to_head
+from chargenet.core.db.outbox import OutboxRelay
+from chargenet.core.http import install_error_handlers, ops_router
+from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
+from chargenet.invoicing.api import router
+from chargenet.invoicing.consumer import SettledConsumer
+from chargenet.invoicing.events import CONSUMES, InvoiceIssued
+from chargenet.invoicing.issuing import load_suppliers
+from chargenet.invoicing.settings import InvoicingSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+
+
+def migrate(db: Database) -> None:
+    upgrade_to_head(db, MIGRATIONS)
+
+
+def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> FastAPI:
+    """The REST app; its lifespan runs the settled-session consumer and the outbox relay."""
+    consumer = SettledConsumer(
+        db, load_suppliers(settings.invoicing_suppliers_file), settings.invoicing_meter_data_url
+    )
+    relay = OutboxRelay(db, bus)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The bus applies the configured topic prefix itself.
+        bus.ensure_topics([*CONSUMES, InvoiceIssued.topic])
+        subscription = bus.subscribe(CONSUMES, settings.invoicing_consumer_group, consumer)
+        relay.start()
+        try:
+            yield
+        finally:
+            subscription.close()
+            relay.stop()
+
+    app = FastAPI(title="chargenet invoicing", lifespan=lifespan)
+    app.state.db = db
+    app.state.jwt_secret = settings.invoicing_jwt_secret.get_secret_value()
+    app.state.consumer = consumer
+    install_error_handlers(app)
+    app.include_router(ops_router({"database": db.check}))
+    app.include_router(router)
+    return app
+
+
+def main() -> int:
+    try:
+        settings = load_settings(InvoicingSettings)
+        core_logging.configure(
+            settings.log_level, json_lines=settings.log_json, service="invoicing"
+        )
+        db = Database(settings.database_url)
+        migrate(db)
+        bus = create_bus(settings)
+        app = create_app(settings, bus, db)
+    except ConfigurationError as error:
+        exit_on_configuration_error(error)
+        return 2
+    try:
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+    finally:
+        bus.close()
+        db.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Invoicing's own tables: the number series per CPO, the invoices, and refused settlements."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chargenet.core.db.tables import utcnow
+
+ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+class InvoicingBase(DeclarativeBase):
+    pass
+
+
+class InvoiceCounter(InvoicingBase):
+    """The last number issued to a CPO; locked (``FOR UPDATE``) for each new invoice."""
+
+    __tablename__ = "invoicing_counters"
+
+    cpo_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    last_number: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+
+
+class Invoice(InvoicingBase):
+    __tablename__ = "invoicing_invoices"
+    __table_args__ = (sa.UniqueConstraint("cpo_id", "sequence", name="uq_invoice_cpo_sequence"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    number: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    cpo_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    sequence: Mapped[int] = mapped_column(sa.BigInteger)
+    driver_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    session_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    issue_date: Mapped[date] = mapped_column(sa.Date)
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    total_excl_vat: Mapped[int] = mapped_column(sa.BigInteger)  # token base units
+    total_vat: Mapped[int] = mapped_column(sa.BigInteger)
+    total_incl_vat: Mapped[int] = mapped_column(sa.BigInteger)
+    document: Mapped[str] = mapped_column(sa.Text)  # the InvoiceDocument JSON, immutable
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class RefusedSettlement(InvoicingBase):
+    """A settled event no invoice could be issued for, with the reason, for an operator."""
+
+    __tablename__ = "invoicing_refused"
+
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    cpo_id: Mapped[str] = mapped_column(sa.String(64))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,319 @@
+"""The Helm chart: lint, render, strict Kubernetes validation, and the conventions it promises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.chart import (
+    CHART,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    PRODUCTION_EXAMPLE,
+    Helm,
+    Manifest,
+    containers,
+    env_of,
+    name_of,
+    of_kind,
+    pod_specs,
+)
+
+pytestmark = pytest.mark.helm
+
+#: Kinds whose schemas come from a CRD, not from Kubernetes: checked structurally below.
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+SERVICES = ("wallet", "registry", "escrow", "invoicing", "signer")
+PRODUCTION_CPOS = ("ionity-de", "fastned-nl")
+
+
+# --- lint and template -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values", [[], [PRODUCTION_EXAMPLE]], ids=["default-values", "production-two-cpos"]
+)
+def test_helm_lint_passes_strictly(helm: Helm, values: list[Path]) -> None:
+    result = helm.lint(values)
+    assert result.returncode == 0, result.output
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.output
+
+
+def test_default_values_render_every_service(default_manifests: list[Manifest]) -> None:
+    names = {name_of(m) for m in default_manifests}
+    for service in SERVICES:
+        assert f"Deployment/chargenet-{service}" in names
+        assert f"Service/chargenet-{service}" in names
+    assert "Deployment/chargenet-gateway-cpo-example" in names
+    # Monitoring CRDs are off by default: the chart installs on a cluster without them.
+    assert not CRD_KINDS & {m["kind"] for m in default_manifests}
+
+
+def test_production_example_renders_one_gateway_per_cpo(
+    production_manifests: list[Manifest],
+) -> None:
+    gateways = [
+        m
+        for m in of_kind(production_manifests, "Deployment")
+        if m["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    assert sorted(m["metadata"]["labels"]["chargenet.io/cpo"] for m in gateways) == sorted(
+        PRODUCTION_CPOS
+    )
+    hpas = {
+        m["spec"]["scaleTargetRef"]["name"]
+        for m in of_kind(production_manifests, "HorizontalPodAutoscaler")
+    }
+    pdbs = {m["metadata"]["name"] for m in of_kind(production_manifests, "PodDisruptionBudget")}
+    for gateway in gateways:
+        name = gateway["metadata"]["name"]
+        assert name in hpas, f"{name} has no HorizontalPodAutoscaler"
+        assert name in pdbs, f"{name} has no PodDisruptionBudget"
+        # The HPA owns the replica count; a replicas field would fight it on every upgrade.
+        assert "replicas" not in gateway["spec"]
+        pod = gateway["spec"]["template"]["spec"]
+        env = env_of(pod["containers"][0])
+        assert env["CHARGENET_CPO_ID"]["value"] in PRODUCTION_CPOS
+        cpo = env["CHARGENET_CPO_ID"]["value"]
+        credentials = next(v for v in pod["volumes"] if v["name"] == "charge-points")
+        assert credentials["secret"]["secretName"] == f"{cpo}-charge-points"
+    profiles = {
+        env_of(g["spec"]["template"]["spec"]["containers"][0])["CHARGENET_CPO_ID"]["value"]: env_of(
+            g["spec"]["template"]["spec"]["containers"][0]
+        )["CHARGENET_SECURITY_PROFILE"]["value"]
+        for g in gateways
+    }
+    assert profiles == {"ionity-de": "2", "fastned-nl": "3"}
+
+
+# --- strict Kubernetes validation ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate() -> Any:
+    try:
+        import kubernetes_validate
+    except ImportError:
+        from tests.deploy.conftest import missing
+
+        missing("kubernetes-validate is not installed (a dev dependency of the workspace)")
+    return kubernetes_validate
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("which", ["default", "production"])
+def test_every_manifest_validates_strictly(
+    kubernetes_validate: Any,
+    default_manifests: list[Manifest],
+    production_manifests: list[Manifest],
+    which: str,
+    kube_version: str,
+) -> None:
+    manifests = default_manifests if which == "default" else production_manifests
+    checked, failures = 0, []
+    for manifest in manifests:
+        if manifest["kind"] in CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(manifest, kube_version, strict=True)
+            checked += 1
+        except kubernetes_validate.ValidationError as error:
+            path = "/".join(str(p) for p in error.path)
+            failures.append(f"{name_of(manifest)}: {path}: {error.message}")
+    assert not failures, "\n".join(failures)
+    assert checked == len([m for m in manifests if m["kind"] not in CRD_KINDS]) > 20
+
+
+def test_the_strict_validation_catches_an_unknown_field(
+    kubernetes_validate: Any, default_manifests: list[Manifest]
+) -> None:
+    """The check above is only worth something if a misplaced field fails it."""
+    deployment = json.loads(json.dumps(of_kind(default_manifests, "Deployment")[0]))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_monitoring_resources_are_well_formed(production_manifests: list[Manifest]) -> None:
+    """ServiceMonitor and PrometheusRule come from CRDs kubernetes-validate does not know."""
+    (monitor,) = of_kind(production_manifests, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    scraped = [
+        s
+        for s in of_kind(production_manifests, "Service")
+        if selector.items() <= s["metadata"]["labels"].items()
+        and any(p["name"] == "http" for p in s["spec"]["ports"])
+    ]
+    # Every Deployment's Service exposes the port the ServiceMonitor scrapes.
+    assert len(scraped) == len(of_kind(production_manifests, "Deployment"))
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "relabelings"}
+        assert endpoint["port"] == "http"
+        assert endpoint["path"] == "/metrics"
+        for relabel in endpoint["relabelings"]:
+            assert set(relabel) <= {"sourceLabels", "targetLabel", "action", "regex", "replacement"}
+
+    (rule,) = of_kind(production_manifests, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    alerts = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert {a["alert"] for a in alerts} >= {
+        "ChargenetEscrowSettlementLag",
+        "ChargenetRegistryIndexerLag",
+        "ChargenetGatewayDisconnectRate",
+    }
+    for alert in alerts:
+        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}, alert["alert"]
+        assert isinstance(alert["expr"], str) and alert["expr"].strip()
+        assert alert["labels"]["severity"] in {"critical", "warning", "info"}
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+        # Scoped to the release's namespace: two installs never alert on each other's series.
+        assert f'namespace="{NAMESPACE}"' in alert["expr"], alert["alert"]
+
+
+# --- the conventions the chart promises ------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["default", "production"])
+def test_every_pod_is_hardened(
+    default_manifests: list[Manifest], production_manifests: list[Manifest], which: str
+) -> None:
+    manifests = default_manifests if which == "default" else production_manifests
+    pods = list(pod_specs(manifests))
+    assert len(pods) >= 12
+    for name, pod in pods:
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+        assert "emptyDir" in tmp, name
+        for container in containers(pod):
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"], name
+            assert container["resources"]["requests"]["memory"], name
+            assert container["resources"]["limits"]["memory"], name
+
+
+def test_probes(default_manifests: list[Manifest]) -> None:
+    for manifest in of_kind(default_manifests, "Deployment"):
+        (container,) = manifest["spec"]["template"]["spec"]["containers"]
+        component = manifest["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component == "signer":
+            # The standard gRPC health service, overall and for the signer's own service.
+            assert container["livenessProbe"]["grpc"] == {"port": 50051}
+            assert container["readinessProbe"]["grpc"] == {
+                "port": 50051,
+                "service": "chargenet.signer.v1.SignerService",
+            }
+            assert "grpc" in container["startupProbe"]
+        else:
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+            assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_signer_runs_exactly_one_replica(production_manifests: list[Manifest]) -> None:
+    (signer,) = [
+        m
+        for m in of_kind(production_manifests, "Deployment")
+        if m["metadata"]["name"].endswith("-signer")
+    ]
+    assert signer["spec"]["replicas"] == 1
+    assert signer["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_labels_follow_the_helm_conventions(production_manifests: list[Manifest]) -> None:
+    required = {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "helm.sh/chart",
+    }
+    for manifest in production_manifests:
+        labels = manifest["metadata"]["labels"]
+        assert required <= set(labels), name_of(manifest)
+    for manifest in of_kind(production_manifests, "Deployment"):
+        selector = manifest["spec"]["selector"]["matchLabels"]
+        pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod_labels.items()
+        # Selectors are immutable: nothing that changes between releases may be in them.
+        assert not {"app.kubernetes.io/version", "helm.sh/chart"} & set(selector)
+
+
+def test_secrets_are_referenced_never_inlined(production_manifests: list[Manifest]) -> None:
+    assert not of_kind(production_manifests, "Secret"), "the chart must not create Secrets"
+    secret_names = {"CHARGENET_DATABASE_URL", "CHARGENET_SIGNER_TOKEN", "CHARGENET_CHAIN_RPC_URL"}
+    for name, pod in pod_specs(production_manifests):
+        for container in containers(pod):
+            env = env_of(container)
+            for variable in secret_names & set(env):
+                assert "secretKeyRef" in env[variable].get("valueFrom", {}), f"{name} {variable}"
+            for variable, item in env.items():
+                if any(word in variable for word in ("TOKEN", "PASSWORD", "MNEMONIC", "KEYS")):
+                    assert "value" not in item, f"{name}: {variable} is inlined"
+    for config in of_kind(production_manifests, "ConfigMap"):
+        for key in config["data"]:
+            assert not any(w in key for w in ("TOKEN", "PASSWORD", "DATABASE_URL")), key
+
+
+def test_migrations_run_as_hooks_before_the_workloads(production_manifests: list[Manifest]) -> None:
+    jobs = of_kind(production_manifests, "Job")
+    migrated = sorted(job["spec"]["template"]["spec"]["containers"][0]["args"][1] for job in jobs)
+    assert migrated == sorted([*SERVICES, "gateway", "gateway"])
+    for job in jobs:
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"][0] == "migrate"
+        env = env_of(container)
+        # Hooks run before the ConfigMap exists: the settings must be inline.
+        assert "envFrom" not in container
+        assert env["CHARGENET_MODE"]["value"] == "production"
+        assert "secretKeyRef" in env["CHARGENET_DATABASE_URL"]["valueFrom"]
+
+
+def test_network_policies_isolate_the_signer(production_manifests: list[Manifest]) -> None:
+    policies = {m["metadata"]["name"]: m for m in of_kind(production_manifests, "NetworkPolicy")}
+    deployments = of_kind(production_manifests, "Deployment")
+    # Every workload is selected by a policy of its own besides the default one.
+    assert {d["metadata"]["name"] for d in deployments} <= set(policies)
+    signer = policies["chargenet-signer"]["spec"]["ingress"]
+    grpc_rule = next(r for r in signer if r["ports"][0]["port"] == "grpc")
+    (peer,) = grpc_rule["from"]
+    allowed = next(
+        e["values"]
+        for e in peer["podSelector"]["matchExpressions"]
+        if e["key"] == "app.kubernetes.io/component"
+    )
+    assert sorted(allowed) == ["escrow", "registry", "wallet"]
+    default = policies["chargenet-default"]["spec"]
+    assert default["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_dashboard_is_valid_grafana_json(production_manifests: list[Manifest]) -> None:
+    (config,) = [
+        m
+        for m in of_kind(production_manifests, "ConfigMap")
+        if "dashboard" in m["metadata"]["name"]
+    ]
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["chargenet.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "chargenet.json").read_text())
+    titles = {p["title"] for p in dashboard["panels"] if p["type"] == "row"}
+    assert titles == {"Sessions", "Settlement", "Gas", "Gateway connections", "Message rates"}
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["targets"], panel["title"]
+            assert all(t["expr"] for t in panel["targets"])
