@@ -39,6 +39,8 @@ def main() -> None:
         exit_on_configuration_error(error)
         return
     core_logging.configure(settings.log_level, json_lines=settings.log_json, service="signer")
+    # httpx logs every JSON-RPC request at INFO: thousands of lines a second under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         asyncio.run(run(settings))
     except (KeyConfigurationError, PolicyConfigurationError, AbiError) as error:

@@ -7,7 +7,9 @@ thread-safe.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
 import itertools
 import re
 from collections.abc import Sequence
@@ -134,7 +136,10 @@ class ProviderTransport:
         results: list[Any] = []
         for method, params in calls:
             try:
-                results.append(_unwrap(self._provider.make_request(method, list(params))))
+                answer = self._provider.make_request(method, _from_wire(method, params))
+                if "result" in answer:
+                    answer = {**answer, "result": _to_wire(answer["result"])}
+                results.append(_unwrap(answer))
             except Exception as error:  # the in-process chain raises instead of answering errors
                 results.append(_provider_error(error))
         return results
@@ -143,14 +148,67 @@ class ProviderTransport:
         self._executor.shutdown(wait=False)
 
 
+def _to_wire(value: Any) -> Any:
+    """web3's in-process provider answers with Python values and snake_case keys before its
+    middleware formats them; JSON-RPC has hex quantities and camelCase keys."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, list | tuple):
+        return [_to_wire(item) for item in value]
+    if isinstance(value, dict):
+        return {_camel(str(key)): _to_wire(item) for key, item in value.items()}
+    return value
+
+
+_QUANTITIES = frozenset(
+    {"value", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "nonce", "chainId"}
+)
+_BLOCK_NUMBER = re.compile(r"^0x[0-9a-fA-F]{1,16}$")
+
+
+def _from_wire(method: str, params: Sequence[Any]) -> list[Any]:
+    """The in-process provider takes Python integers for quantities and block numbers."""
+    converted: list[Any] = []
+    for index, param in enumerate(params):
+        if isinstance(param, dict):
+            param = {
+                key: int(value, 16) if key in _QUANTITIES and isinstance(value, str) else value
+                for key, value in param.items()
+            }
+        elif (
+            isinstance(param, str)
+            and _BLOCK_NUMBER.match(param)
+            and (method, index) in {("eth_call", 1), ("eth_getBlockByNumber", 0)}
+        ):
+            param = int(param, 16)
+        converted.append(param)
+    return converted
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 def _provider_error(error: Exception) -> RpcError:
     # web3's eth-tester adapter re-raises TransactionFailed with the reason as text; the raw
     # revert data survives on the exception it was raised from.
     data: bytes | None = None
-    context = error.__context__
+    context: BaseException | None = error.__context__
     while context is not None and data is None:
-        if context.args and isinstance(context.args[0], bytes):
-            data = context.args[0]
+        first = context.args[0] if context.args else None
+        if isinstance(first, BaseException):  # eth-tester wraps exceptions in exceptions
+            first = first.args[0] if first.args else None
+        if isinstance(first, str) and first.startswith(("b'", 'b"')):
+            # Some of its paths carry the revert data as the repr of the bytes.
+            with contextlib.suppress(ValueError, SyntaxError):
+                first = ast.literal_eval(first)
+        if isinstance(first, bytes):
+            data = first
         context = context.__context__
     message = str(error)
     code = 3 if "revert" in message.lower() else -32000
