@@ -161,7 +161,7 @@ def _lines(doc: InvoiceDocument, currency: str) -> Table:
                 line.description,
                 plain(line.quantity),
                 line.unit,
-                plain(line.unit_price),
+                _price(line.unit_price),
                 _rate(line.vat_rate),
                 str(money(line.net)),
             ]
@@ -249,6 +249,13 @@ def _meter_note(doc: InvoiceDocument) -> str:
         f"Signed meter values (OCMF, {count} record{'s' if count != 1 else ''}): {state}. "
         f"Download: {_esc(doc.meter_data_url)}"
     )
+
+
+def _price(value: Decimal) -> str:
+    """At least two decimals (0.5 -> 0.50), more only when the price has them."""
+    text = plain(value)
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
 
 
 def _rate(rate: Decimal | None) -> str:

@@ -1,0 +1,118 @@
+"""The invoicing service end to end: settled events on the bus in, REST out, each party its own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.db import Database
+from chargenet.core.envelope import Envelope
+from chargenet.core.events import Topic
+from chargenet.invoicing.auth import Role, issue_token
+from chargenet.invoicing.events import SessionSettled
+from chargenet.invoicing.main import create_app
+from chargenet.invoicing.settings import InvoicingSettings
+
+SECRET = "test-secret-with-at-least-32-bytes!!"
+Factory = Callable[..., SessionSettled]
+Wrap = Callable[..., Envelope]
+
+
+@pytest.fixture
+def bus() -> InMemoryBus:
+    return InMemoryBus(partitions=2)
+
+
+@pytest.fixture
+def client(sqlite_db: Database, bus: InMemoryBus, tmp_path: Path) -> Iterator[TestClient]:
+    suppliers = tmp_path / "suppliers.json"
+    suppliers.write_text(
+        '{"CPO1": {"name": "Stromtankstelle Berlin GmbH", "street": "Invalidenstr. 117",'
+        ' "postcode": "10115", "city": "Berlin", "country": "DE", "vat_id": "DE123456789"}}'
+    )
+    settings = InvoicingSettings(
+        invoicing_jwt_secret=SecretStr(SECRET),
+        invoicing_suppliers_file=suppliers,
+    )
+    with TestClient(create_app(settings, bus, sqlite_db)) as test_client:
+        yield test_client
+
+
+def auth(subject: str, role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(subject, role, SECRET)}"}
+
+
+def wait_for(client: TestClient, headers: dict[str, str], count: int) -> list[dict[str, str]]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        invoices: list[dict[str, str]] = client.get("/v1/invoices", headers=headers).json()[
+            "invoices"
+        ]
+        if len(invoices) >= count:
+            return invoices
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} invoices after 20 s")
+
+
+def test_each_party_sees_only_its_own_invoices(
+    client: TestClient, bus: InMemoryBus, make_settled: Factory, wrap: Wrap
+) -> None:
+    for session_id, cpo, driver in (
+        ("s-1", "CPO1", "alice"),
+        ("s-2", "CPO1", "bob"),
+        ("s-3", "CPO2", "alice"),
+    ):
+        bus.publish(Topic.SESSIONS, wrap(make_settled(session_id, cpo_id=cpo, driver_id=driver)))
+    alice = wait_for(client, auth("alice", Role.DRIVER), 2)
+    assert sorted(i["session_id"] for i in alice) == ["s-1", "s-3"]
+    cpo1 = wait_for(client, auth("CPO1", Role.CPO), 2)
+    assert sorted(i["number"] for i in cpo1) == ["INV-CPO1-00000001", "INV-CPO1-00000002"]
+    bob = wait_for(client, auth("bob", Role.DRIVER), 1)
+    assert [i["session_id"] for i in bob] == ["s-2"]
+    assert wait_for(client, auth("CPO2", Role.CPO), 1)[0]["number"] == "INV-CPO2-00000001"
+
+    bobs_number = bob[0]["number"]
+    assert (
+        client.get(f"/v1/invoices/{bobs_number}", headers=auth("alice", Role.DRIVER)).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/v1/invoices/{bobs_number}/pdf", headers=auth("CPO2", Role.CPO)).status_code
+        == 404
+    )
+    mine = client.get(f"/v1/invoices/{bobs_number}", headers=auth("bob", Role.DRIVER))
+    assert mine.status_code == 200
+    assert mine.json()["supplier"]["vat_id"] == "DE123456789"
+    pdf = client.get(f"/v1/invoices/{bobs_number}/pdf", headers=auth("CPO1", Role.CPO))
+    assert (pdf.status_code, pdf.headers["content-type"]) == (200, "application/pdf")
+    assert pdf.content.startswith(b"%PDF")
+    xml = client.get(f"/v1/invoices/{bobs_number}/xml", headers=auth("bob", Role.DRIVER))
+    assert b"<ram:ID>INV-CPO1-0000000" in xml.content
+
+
+def test_tokens_are_required_and_checked(client: TestClient) -> None:
+    assert client.get("/v1/invoices").status_code == 401
+    forged = issue_token("alice", Role.DRIVER, "another-secret-that-is-also-32-bytes")
+    response = client.get("/v1/invoices", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    import jwt
+
+    admin = jwt.encode({"sub": "x", "role": "admin"}, SECRET, algorithm="HS256")
+    response = client.get("/v1/invoices", headers={"Authorization": f"Bearer {admin}"})
+    assert response.json()["detail"] == "invalid token: role must be driver or cpo"
+    expired = issue_token("alice", Role.DRIVER, SECRET, exp=1)
+    response = client.get("/v1/invoices", headers={"Authorization": f"Bearer {expired}"})
+    assert response.json()["detail"] == "the token has expired"
+
+
+def test_ops_routes(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert b"chargenet_invoicing_invoices" in client.get("/metrics").content
