@@ -95,7 +95,7 @@ def test_production_example_renders_one_gateway_per_cpo(
 @pytest.fixture(scope="module")
 def kubernetes_validate() -> Any:
     try:
-        import kubernetes_validate
+        import kubernetes_validate  # type: ignore[import-untyped]  # ships no type hints
     except ImportError:
         from tests.deploy.conftest import missing
 
