@@ -8,7 +8,7 @@ maxima locked in open sessions, and the escrow holds exactly those deposits and 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -68,9 +68,11 @@ ERRORS = _error_selectors()
 
 def revert_data(exc: BaseException) -> bytes:
     """The revert data of a failed call on eth-tester or on a JSON-RPC node."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x"):
-        return bytes.fromhex(data[2:])
+    for data in (getattr(exc, "data", None), *exc.args[1:]):
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and data.startswith("0x"):
+            return bytes.fromhex(data[2:])
     message = str(exc.args[0]) if exc.args else ""
     prefix = "execution reverted: "
     if message.startswith(prefix) and message[len(prefix) :].startswith(("b'", 'b"')):
@@ -154,7 +156,12 @@ class Chain:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def travel(self, seconds: int) -> None:
-        self.w3.provider.ethereum_tester.time_travel(self.now() + seconds)  # type: ignore[attr-defined]
+        tester = getattr(self.w3.provider, "ethereum_tester", None)
+        if tester is not None:
+            tester.time_travel(self.now() + seconds)
+        else:  # a Hardhat node
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
     def authorise(
         self,
@@ -240,9 +247,8 @@ def money_invariant(env: Chain) -> None:
     assert token.functions.balanceOf(escrow.address).call() == deposits + locked
 
 
-@pytest.fixture(scope="module")
-def _deployed() -> Iterator[tuple[Chain, int]]:
-    w3 = connect(IN_PROCESS)
+def deploy_test_chain(w3: Web3) -> Chain:
+    """Deploys chargenet, registers three stations, gives three ether-less drivers deposits."""
     admin, minter, cpo, operator, relayer, stranger, other_cpo = w3.eth.accounts[:7]
     env = Chain(
         w3=w3,
@@ -268,7 +274,13 @@ def _deployed() -> Iterator[tuple[Chain, int]]:
             relayer,
         )
         env.drivers.append(driver)
-    tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    return env
+
+
+@pytest.fixture(scope="module")
+def _deployed() -> Iterator[tuple[Chain, int]]:
+    env = deploy_test_chain(connect(IN_PROCESS))
+    tester = env.w3.provider.ethereum_tester  # type: ignore[attr-defined]
     yield env, tester.take_snapshot()
 
 
@@ -280,3 +292,14 @@ def env(_deployed: tuple[Chain, int]) -> Iterator[Chain]:
     yield chain
     money_invariant(chain)
     tester.revert_to_snapshot(snapshot)
+
+
+@pytest.fixture(scope="module")
+def hardhat_env(rpc_url: str) -> Chain:
+    """A fresh deployment on the real Hardhat node (skipped if CHARGENET_TEST_RPC_URL is unset)."""
+    return deploy_test_chain(connect(rpc_url))
+
+
+@pytest.fixture
+def check_money() -> Callable[[Chain], None]:
+    return money_invariant
