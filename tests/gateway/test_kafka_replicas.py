@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,7 +14,6 @@ from chargenet.core.bus.kafka import KafkaBus
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import gateway_commands_topic
 from chargenet.core.ocpp_sim import ChargePoint16
-
 from tests.gateway.conftest import CPO, endpoint, escrow_opened, eventually, running_gateway
 from tests.gateway.test_commands import command
 
@@ -25,7 +25,12 @@ def test_command_reaches_replica_b_over_kafka(kafka_bootstrap: str, topic_prefix
         return KafkaBus(kafka_bootstrap, topic_prefix=topic_prefix, partitions=4)
 
     replica_a, replica_b, operator = bus(), bus(), bus()
-    operator.ensure_topics([gateway_commands_topic(CPO), "gateway-results", "sessions"])
+    operator.ensure_topics(
+        [gateway_commands_topic(CPO), "gateway-results", "sessions", "charge-points"]
+    )
+    # A consumer that joins before a new topic's metadata reached the broker's metadata cache is
+    # assigned nothing until its next metadata refresh; give the fresh topics a moment.
+    time.sleep(3)
     results: list[Envelope] = []
     lock = threading.Lock()
 
@@ -47,7 +52,7 @@ def test_command_reaches_replica_b_over_kafka(kafka_bootstrap: str, topic_prefix
             cp = await ChargePoint16.connect(endpoint(b), "CP-1", auto_transactions=True)
             await cp.boot()
             # Both replicas learn the lock from Kafka.
-            await eventually(lambda: len(a.authz) == 1 and len(b.authz) == 1, within=30)
+            await eventually(lambda: len(a.authz) == 1 and len(b.authz) == 1, within=60)
             issued = command("CP-1", "RemoteStartTransaction", {"idTag": "TOKEN-1"}, 20)
             operator.publish(gateway_commands_topic(CPO), issued)
             operator.flush()
@@ -56,7 +61,7 @@ def test_command_reaches_replica_b_over_kafka(kafka_bootstrap: str, topic_prefix
                 with lock:
                     return [e.data for e in results if e.subject == issued.subject]
 
-            found = await eventually(answered, within=30)
+            found = await eventually(answered, within=60)
             assert len(found) == 1
             assert found[0]["status"] == "accepted" and found[0]["replica_id"] == "replica-b"
             # The charge point then started the transaction the escrow lock stands behind.
