@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from chargenet.core.auth import Role, issue_token
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.db import Database
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import Topic
-from chargenet.invoicing.auth import Role, issue_token
 from chargenet.invoicing.events import SessionSettled
 from chargenet.invoicing.main import create_app
 from chargenet.invoicing.settings import InvoicingSettings

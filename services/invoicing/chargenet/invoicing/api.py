@@ -7,9 +7,9 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 
+from chargenet.core.auth import CurrentPrincipal, Principal, Role
 from chargenet.core.db import Database
 from chargenet.core.errors import NotFound
-from chargenet.invoicing.auth import CurrentPrincipal, Principal, Role
 from chargenet.invoicing.cii import cii_xml
 from chargenet.invoicing.document import money
 from chargenet.invoicing.issuing import load_document

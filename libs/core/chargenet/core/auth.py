@@ -1,6 +1,8 @@
 """Bearer tokens: HS256 JWTs issued by the wallet service, claims ``sub`` and ``role``.
 
-A driver sees the invoices addressed to them, a CPO the invoices it issued; nothing else.
+One scheme for every REST service (invoicing, registry, ...): a service puts the shared secret in
+``app.state.jwt_secret`` and takes ``CurrentPrincipal`` as a dependency; what a principal may see
+or change is the service's own rule (e.g. a CPO only its own invoices or stations).
 """
 
 from __future__ import annotations
