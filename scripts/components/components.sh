@@ -17,8 +17,9 @@ commands:
 
 components: kafka postgres hardhat (default: all)
 environment: CHARGENET_CACHE (default ~/.cache/chargenet), CHARGENET_RUN_DIR (default <repo>/.run),
-             CHARGENET_UP_TIMEOUT (s, default 120), CHARGENET_DOWN_TIMEOUT (s, default 30),
+             CHARGENET_UP_TIMEOUT (s, default 120), CHARGENET_DOWN_TIMEOUT (s, default 60),
              CHARGENET_KAFKA_HEAP (default "-Xms256m -Xmx512m"), CHARGENET_PYTHON (probe interpreter),
+             CHARGENET_KAFKA_CDS=0 (no class-data archive for the broker),
              ports only to sidestep a clash: CHARGENET_KAFKA_PORT (9092), CHARGENET_KAFKA_CONTROLLER_PORT
              (9093), CHARGENET_POSTGRES_PORT (55432), CHARGENET_HARDHAT_PORT (8545); `env` follows them
 EOF

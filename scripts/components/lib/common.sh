@@ -8,7 +8,8 @@ CACHE_DIR=${CHARGENET_CACHE:-$HOME/.cache/chargenet}
 RUN_DIR=${CHARGENET_RUN_DIR:-$REPO_ROOT/.run}
 # Kafka on two busy cores has been seen to need ~10-20 s; leave room for a loaded machine.
 UP_TIMEOUT=${CHARGENET_UP_TIMEOUT:-120}
-DOWN_TIMEOUT=${CHARGENET_DOWN_TIMEOUT:-30}
+# Generous: the first Kafka stop on a machine also writes its class-data archive (~15 s on busy cores).
+DOWN_TIMEOUT=${CHARGENET_DOWN_TIMEOUT:-60}
 
 log() { printf '[components] %s\n' "$*" >&2; }
 die() {
@@ -87,8 +88,9 @@ start_detached() {
 }
 
 # Stops the process group started by start_detached: TERM, then KILL after DOWN_TIMEOUT.
+# Returns 2 when it had to KILL (the process could not finish its shutdown work).
 stop_pidfile() {
-    local name=$1 pidfile=$2 marker=$3 pid deadline
+    local name=$1 pidfile=$2 marker=$3 pid deadline killed=0
     if ! pid=$(live_pid "$pidfile" "$marker"); then
         rm -f "$pidfile"
         log "$name: not running"
@@ -102,12 +104,14 @@ stop_pidfile() {
         if ((SECONDS >= deadline)); then
             log "$name: still running after ${DOWN_TIMEOUT}s, sending KILL"
             kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+            killed=1
             break
         fi
         sleep 0.2
     done
     rm -f "$pidfile"
     log "$name: stopped (pid $pid) in $(elapsed "$start")s"
+    ((killed == 0)) || return 2
 }
 
 # Polls "$check" (a command) until it succeeds, the process in $pidfile dies, or UP_TIMEOUT passes.

@@ -97,7 +97,7 @@ hardhat_wait() {
 
 hardhat_down() {
     local clean=$1
-    stop_pidfile hardhat "$HARDHAT_PIDFILE" "$HARDHAT_MARKER"
+    stop_pidfile hardhat "$HARDHAT_PIDFILE" "$HARDHAT_MARKER" || true
     if [[ $clean == 1 ]]; then
         rm -rf "$HARDHAT_RUN"
         log "hardhat: removed $HARDHAT_RUN"
