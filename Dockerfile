@@ -73,8 +73,7 @@ FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
 
 ARG PYTHON_VERSION
 LABEL org.opencontainers.image.title="chargenet" \
-      org.opencontainers.image.description="Pay-per-session EV charging settled on Ethereum: every chargenet service" \
-      org.opencontainers.image.source="https://github.com/chargenet/chargenet"
+      org.opencontainers.image.description="Pay-per-session EV charging settled on Ethereum: every chargenet service"
 
 # pip, setuptools and wheel are build tools the services never use: remove them. The user has a
 # fixed UID/GID so Kubernetes' runAsNonRoot can verify it (and the chart's securityContext uses it).
