@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.deploy.chart import (
     CHART,
+    INSTALL_SCRIPT,
     KUBE_VERSIONS,
     NAMESPACE,
     PRODUCTION_EXAMPLE,
@@ -89,6 +91,13 @@ def test_production_example_renders_one_gateway_per_cpo(
     assert profiles == {"ionity-de": "2", "fastned-nl": "3"}
 
 
+def test_helm_is_the_pinned_release(helm: Helm) -> None:
+    pinned = re.search(r'HELM_VERSION="\$\{HELM_VERSION:-(v[0-9.]+)\}"', INSTALL_SCRIPT.read_text())
+    assert pinned, "scripts/helm/install.sh pins no version"
+    result = helm.run("version", "--template", "{{.Version}}")
+    assert result.stdout.strip() == pinned.group(1)
+
+
 # --- strict Kubernetes validation ------------------------------------------------------------
 
 
@@ -103,7 +112,7 @@ def kubernetes_validate() -> Any:
     return kubernetes_validate
 
 
-@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+@pytest.mark.parametrize("kube_version", [*KUBE_VERSIONS, "newest"])
 @pytest.mark.parametrize("which", ["default", "production"])
 def test_every_manifest_validates_strictly(
     kubernetes_validate: Any,
@@ -112,6 +121,8 @@ def test_every_manifest_validates_strictly(
     which: str,
     kube_version: str,
 ) -> None:
+    if kube_version == "newest":
+        kube_version = f"{kubernetes_validate.latest_version()}.0"
     manifests = default_manifests if which == "default" else production_manifests
     checked, failures = 0, []
     for manifest in manifests:
