@@ -219,28 +219,34 @@ class Chain:
 
 
 def money_invariant(env: Chain) -> None:
-    """Total supply == token balances outside the escrow + escrow deposits + locked maxima."""
+    """Total supply == token balances outside the escrow + escrow deposits + locked maxima.
+
+    Every holder and escrow account is found from the chain's logs: each appears as an indexed
+    address in a Transfer or an escrow event. One get_logs call keeps this cheap on py-evm.
+    """
     token, escrow = env.token, env.escrow
+    opened_topic = keccak(text="SessionOpened(bytes32,address,bytes32,uint32,uint96,uint40,bool)")
     holders: set[str] = set()
-    for log in token.events.Transfer.get_logs(from_block=0):
-        holders.update((log.args["from"], log.args["to"]))
-    holders.discard("0x0000000000000000000000000000000000000000")
+    accounts: set[str] = set()
+    sessions: list[bytes] = []
+    for log in env.w3.eth.get_logs(
+        {"fromBlock": 0, "toBlock": "latest", "address": [token.address, escrow.address]}
+    ):
+        topics = [bytes(t) for t in log["topics"]]
+        addresses = {
+            Web3.to_checksum_address(t[12:]) for t in topics[1:] if t[:12] == bytes(12) and any(t)
+        }
+        (holders if log["address"] == token.address else accounts).update(addresses)
+        if log["address"] == escrow.address and topics[0] == opened_topic:
+            sessions.append(topics[1])
     holders.discard(escrow.address)
     balances = sum(token.functions.balanceOf(h).call() for h in holders)
-
-    accounts: set[str] = set()
-    for name in ("Deposited", "Withdrawn", "SessionCancelled", "SessionRefunded"):
-        for log in getattr(escrow.events, name).get_logs(from_block=0):
-            accounts.add(log.args["account" if "account" in log.args else "driver"])
-    for log in escrow.events.SessionSettled.get_logs(from_block=0):
-        accounts.update((log.args["cpo"], log.args["driver"]))
+    deposits = sum(escrow.functions.depositOf(a).call() for a in accounts)
     locked = 0
-    for log in escrow.events.SessionOpened.get_logs(from_block=0):
-        accounts.add(log.args["driver"])
-        state, _, _, maximum, _ = escrow.functions.sessionOf(log.args["sessionId"]).call()
+    for session in sessions:
+        state, _, _, maximum, _ = escrow.functions.sessionOf(session).call()
         if state == SessionState.OPEN:
             locked += maximum
-    deposits = sum(escrow.functions.depositOf(a).call() for a in accounts)
 
     supply = token.functions.totalSupply().call()
     assert supply == balances + deposits + locked, (supply, balances, deposits, locked)
@@ -249,7 +255,8 @@ def money_invariant(env: Chain) -> None:
 
 def deploy_test_chain(w3: Web3) -> Chain:
     """Deploys chargenet, registers three stations, gives three ether-less drivers deposits."""
-    admin, minter, cpo, operator, relayer, stranger, other_cpo = w3.eth.accounts[:7]
+    accounts: list[str] = list(w3.eth.accounts)
+    admin, minter, cpo, operator, relayer, stranger, other_cpo = accounts[:7]
     env = Chain(
         w3=w3,
         chain=deploy_chargenet(w3, admin=admin, minter=minter),

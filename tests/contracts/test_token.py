@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from chargenet.core.chain import deploy, load_artifact, sign_permit
 
@@ -177,3 +180,16 @@ def test_fresh_token_rejects_a_zero_admin_and_a_zero_escrow(env: Any) -> None:
     token = deploy(env.w3, "ChargeToken", "X", "X", 6, env.admin, sender=env.admin)
     assert token.functions.escrow().call() == ZERO
     env.fails(token.functions.setEscrow(ZERO), env.admin, "ZeroAddress")
+
+
+def test_the_money_invariant_notices_unaccounted_tokens(
+    env: Any, check_money: Callable[[Any], None]
+) -> None:
+    tester = env.w3.provider.ethereum_tester
+    snapshot = tester.take_snapshot()
+    check_money(env)
+    # Tokens sent straight to the escrow are in no deposit and no session.
+    env.send(env.token.functions.mint(env.escrow.address, 1), env.minter)
+    with pytest.raises(AssertionError):
+        check_money(env)
+    tester.revert_to_snapshot(snapshot)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -43,20 +45,29 @@ def test_parse_session_id_rejects_malformed_ids(raw: bytes) -> None:
         parse_session_id(raw)
 
 
+def _message(*, station_id: bytes = STATION, maximum: int = 5, expiry: int = 10) -> dict[str, Any]:
+    return open_session_typed_data(
+        chain_id=1,
+        escrow=ESCROW,
+        session=session_id(DRIVER.address, 1),
+        station_id=station_id,
+        maximum=maximum,
+        expiry=expiry,
+    )
+
+
 def test_open_session_message_checks_its_fields() -> None:
-    sid = session_id(DRIVER.address, 1)
-    good = {"chain_id": 1, "escrow": ESCROW, "session": sid, "station_id": STATION}
-    message = open_session_typed_data(**good, maximum=5, expiry=10)
+    message = _message()
     assert message["message"]["nonce"] == 1
     assert message["domain"]["name"] == "ChargeNet Escrow"
     with pytest.raises(ValueError, match="maximum"):
-        open_session_typed_data(**good, maximum=0, expiry=10)
+        _message(maximum=0)
     with pytest.raises(ValueError, match="maximum"):
-        open_session_typed_data(**good, maximum=2**96, expiry=10)
+        _message(maximum=2**96)
     with pytest.raises(ValueError, match="expiry"):
-        open_session_typed_data(**good, maximum=5, expiry=2**40)
+        _message(expiry=2**40)
     with pytest.raises(ValueError, match="station_id"):
-        open_session_typed_data(**{**good, "station_id": b"short"}, maximum=5, expiry=10)
+        _message(station_id=b"short")
 
 
 def test_signature_recovers_to_the_driver() -> None:
