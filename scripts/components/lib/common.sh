@@ -4,7 +4,9 @@
 
 COMPONENTS_DIR=${COMPONENTS_DIR:?components.sh sets COMPONENTS_DIR}
 REPO_ROOT=$(cd "$COMPONENTS_DIR/../.." && pwd)
+# shellcheck disable=SC2034  # used by the component modules sourced after this one
 CACHE_DIR=${CHARGENET_CACHE:-$HOME/.cache/chargenet}
+# shellcheck disable=SC2034
 RUN_DIR=${CHARGENET_RUN_DIR:-$REPO_ROOT/.run}
 # Kafka on two busy cores has been seen to need ~10-20 s; leave room for a loaded machine.
 UP_TIMEOUT=${CHARGENET_UP_TIMEOUT:-120}

@@ -129,7 +129,9 @@ kafka_start() {
     sed -e "s#@LOG_DIRS@#$KAFKA_RUN/data#" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
         -e "s#@PORT@#$KAFKA_PORT#g" "$KAFKA_SRC/server.properties.in" >"$KAFKA_CONFIG"
 
-    local jvm=(-server $KAFKA_HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    local heap
+    read -ra heap <<<"$KAFKA_HEAP"
+    local jvm=(-server "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
         -Djava.awt.headless=true
         "-Dlog4j2.configurationFile=$KAFKA_SRC/log4j2.properties"
