@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -103,8 +104,9 @@ def through_signer(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=600)
-    parser.add_argument("--naive-count", type=int, default=0, help="default: count / 3")
+    parser.add_argument("--count", type=int, default=600, help="signer transactions per round")
+    parser.add_argument("--naive-count", type=int, default=0, help="default: count / 4")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gas-limit", type=int, default=100_000, help="0: estimate each")
     parser.add_argument("--accounts", type=int, default=2)
     parser.add_argument("--callers", type=int, default=16)
@@ -112,18 +114,23 @@ def main() -> None:
     url = os.environ.get("CHARGENET_TEST_RPC_URL", "http://127.0.0.1:8545")
     w3 = Web3(Web3.HTTPProvider(url))
     probe = deploy_probe(w3)
-    naive_count = args.naive_count or max(50, args.count // 3)
-    naive_rate = naive(w3, probe, naive_count, args.gas_limit)
-    print(f"naive web3.py send-and-wait: {naive_count} tx, {naive_rate:.1f} tx/s", flush=True)
-    signer_rate = through_signer(
-        w3, probe, url, args.count, args.gas_limit, args.accounts, args.callers
-    )
-    print(
-        f"through the signer ({args.accounts} accounts, {args.callers} callers): "
-        f"{args.count} tx, {signer_rate:.1f} tx/s",
-        flush=True,
-    )
-    print(f"ratio: {signer_rate / naive_rate:.2f}x (gas limit: {args.gas_limit or 'estimated'})")
+    naive_count = args.naive_count or max(50, args.count // 4)
+    gas = args.gas_limit or "estimated"
+    print(f"node {url}, gas limit {gas}, {args.accounts} signer accounts, {args.callers} callers")
+    # Rounds alternate the two so that load from elsewhere on the machine hits both alike.
+    ratios = []
+    for round_no in range(1, args.rounds + 1):
+        naive_rate = naive(w3, probe, naive_count, args.gas_limit)
+        signer_rate = through_signer(
+            w3, probe, url, args.count, args.gas_limit, args.accounts, args.callers
+        )
+        ratios.append(signer_rate / naive_rate)
+        print(
+            f"round {round_no}: naive {naive_rate:6.1f} tx/s ({naive_count} tx) | "
+            f"signer {signer_rate:6.1f} tx/s ({args.count} tx) | {ratios[-1]:.2f}x",
+            flush=True,
+        )
+    print(f"median ratio: {statistics.median(ratios):.2f}x over {args.rounds} rounds")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ class Lane:
     mined_count: int = 0
     progress_at: float = field(default_factory=time.monotonic)
     room: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
+    #: Committed batches waiting for their broadcast, in nonce order.
+    outbox: asyncio.Queue[list[TxRecord]] = field(default_factory=asyncio.Queue)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -133,12 +135,16 @@ class Engine:
     async def _submit(
         self, request: Request, errors: dict[bytes, tuple[str, list[str]]]
     ) -> tuple[TxRecord, bool]:
-        existing = await asyncio.to_thread(self.store.find, request.caller, request.idempotency_key)
-        if existing is not None:
-            if existing.fingerprint != request.fingerprint:
-                raise IdempotencyConflict(request.idempotency_key)
-            return existing, False
+        # No lookup here: the lane's insert finds an existing key in the same statement that
+        # reserves nonces. Only an estimate is worth a lookup first (it costs the node a call).
         if request.gas_limit == 0:
+            existing = await asyncio.to_thread(
+                self.store.find, request.caller, request.idempotency_key
+            )
+            if existing is not None:
+                if existing.fingerprint != request.fingerprint:
+                    raise IdempotencyConflict(request.idempotency_key)
+                return existing, False
             try:
                 request.gas_limit = await self._estimate(request)
             except Refused as refusal:
@@ -188,7 +194,10 @@ class Engine:
         lane = Lane(key=key, queue=asyncio.Queue())
         lane.open = {record.nonce: record for record in records if record.nonce is not None}
         lane.room.set()
-        lane.task = asyncio.create_task(self._run_lane(lane), name=f"lane-{key.address}")
+        lane.tasks = [
+            asyncio.create_task(self._run_lane(lane), name=f"lane-{key.alias}"),
+            asyncio.create_task(self._run_broadcaster(lane), name=f"broadcast-{key.alias}"),
+        ]
         self.lanes[key.address] = lane
         return lane
 
@@ -210,9 +219,27 @@ class Engine:
                     if not future.done():
                         future.set_exception(error)
 
+    async def _run_broadcaster(self, lane: Lane) -> None:
+        """Broadcasts committed batches while the lane signs and commits the next ones."""
+        while True:
+            records = await lane.outbox.get()
+            while not lane.outbox.empty():
+                records.extend(lane.outbox.get_nowait())
+            try:
+                await self.broadcast(lane, records)
+            except Exception:
+                # The records are stored: the tracker re-sends whatever did not go out.
+                log.exception("lane %s: broadcast failed", lane.key.alias)
+                for record in records:
+                    record.unsent = True
+
     async def _send_batch(
         self, lane: Lane, batch: list[tuple[Request, asyncio.Future[tuple[TxRecord, bool]]]]
     ) -> None:
+        """Sign and commit a batch, answer its callers, and queue it for broadcast.
+
+        Callers are answered once their transaction is durable, not once it reached the node:
+        from the commit on, the broadcaster, the tracker or a restart's recovery sends it."""
         requests = [request for request, _ in batch]
         max_fee, tip = self.config.fees.offer(self.base_fee)
 
@@ -235,7 +262,8 @@ class Engine:
         for record in created:
             assert record.nonce is not None
             lane.open[record.nonce] = record
-        await self.broadcast(lane, created)
+        if created:
+            lane.outbox.put_nowait(created)
         for (record, is_new), (_, future) in zip(results, batch, strict=True):
             if is_new:
                 self._notify(record)
@@ -298,7 +326,6 @@ class Engine:
                 -1 if isinstance(answer, RpcError) and _FEE.search(answer.message) else 0
             )
             log.warning("broadcast of %s: %s", record.latest.tx_hash, answer)
-        self.wake.set()
 
     async def _fill(self, lane: Lane, record: TxRecord, error: str) -> None:
         assert record.nonce is not None
@@ -400,13 +427,10 @@ class Engine:
             watcher.queue.put_nowait(snapshot)
 
     async def aclose(self) -> None:
-        for lane in self.lanes.values():
-            if lane.task is not None:
-                lane.task.cancel()
-        await asyncio.gather(
-            *(lane.task for lane in self.lanes.values() if lane.task is not None),
-            return_exceptions=True,
-        )
+        tasks = [task for lane in self.lanes.values() for task in lane.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def decode_reason(error: BaseException, errors: dict[bytes, tuple[str, list[str]]]) -> str:

@@ -11,12 +11,13 @@ import ast
 import asyncio
 import contextlib
 import itertools
+import json
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 #: Calls per HTTP batch; nodes cap batch sizes (geth: 1000) and huge bodies stall the event loop.
 BATCH_CHUNK = 250
@@ -84,11 +85,24 @@ class Rpc:
 
 
 class HttpTransport:
+    """JSON-RPC over HTTP with aiohttp: a keep-alive pool and little CPU per request (the
+    signer makes one request per broadcast, so this cost bounds its throughput)."""
+
     def __init__(self, url: str, timeout: float = 30.0) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=url, timeout=timeout, limits=httpx.Limits(max_connections=16)
-        )
+        self._url = url
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created lazily: a session belongs to the event loop it was made on.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=16),
+                json_serialize=json.dumps,
+            )
+        return self._session
 
     async def batch(self, calls: Sequence[Call]) -> list[Any]:
         if not calls:
@@ -99,17 +113,20 @@ class HttpTransport:
             for ident, (method, params) in zip(ids, calls, strict=True)
         ]
         try:
-            response = await self._client.post("", json=body if len(body) > 1 else body[0])
-            response.raise_for_status()
-            answer = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+            async with self._client().post(
+                self._url, json=body if len(body) > 1 else body[0]
+            ) as response:
+                response.raise_for_status()
+                answer = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             raise RpcUnavailable(f"JSON-RPC node: {type(error).__name__}: {error}") from error
         items = answer if isinstance(answer, list) else [answer]
         by_id = {item.get("id"): item for item in items if isinstance(item, dict)}
         return [_unwrap(by_id.get(ident)) for ident in ids]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _unwrap(item: dict[str, Any] | None) -> Any:

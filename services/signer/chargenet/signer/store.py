@@ -102,34 +102,64 @@ class SignerStore:
 
         A request whose key already exists returns the existing record (created=False), unless it
         differs, which raises ``IdempotencyConflict`` for the whole batch (the caller splits it).
+        Set-based statements (one lookup, one multi-row insert each) because this runs for every
+        transaction the signer sends.
         """
         with self.db.session() as session:
             account = _lock_account(session, address)
             if account is None:
                 raise RuntimeError(f"account {address} was not initialised at start")
-            results: list[tuple[TxRecord, bool]] = []
-            for request in requests:
-                existing = session.scalar(
+            existing = {
+                (row.caller, row.idempotency_key): row
+                for row in session.scalars(
                     sa.select(TransactionRow).where(
-                        TransactionRow.caller == request.caller,
-                        TransactionRow.idempotency_key == request.idempotency_key,
+                        TransactionRow.idempotency_key.in_({r.idempotency_key for r in requests}),
+                        TransactionRow.caller.in_({r.caller for r in requests}),
                     )
                 )
-                if existing is not None:
-                    if existing.fingerprint != request.fingerprint:
+            }
+            results: list[tuple[TxRecord, bool] | None] = []
+            fresh: list[tuple[int, Request, int, Attempt]] = []
+            seen: dict[tuple[str, str], int] = {}
+            for position, request in enumerate(requests):
+                ident = (request.caller, request.idempotency_key)
+                row = existing.get(ident)
+                if row is not None:
+                    if row.fingerprint != request.fingerprint:
                         raise IdempotencyConflict(request.idempotency_key)
-                    results.append((_record(session, existing), False))
+                    results.append((_record(session, row), False))
                     continue
+                if ident in seen:
+                    raise IdempotencyConflict(request.idempotency_key)
+                seen[ident] = position
                 nonce = account.next_nonce
                 account.next_nonce = nonce + 1
-                attempt = sign(request, nonce)
-                row = _new_row(request, nonce=nonce, status=Status.PENDING)
-                row.tx_hash = attempt.tx_hash
-                session.add(row)
-                session.flush()
-                session.add(_attempt_row(row.id, attempt))
-                results.append((_record(session, row, [attempt]), True))
-            return results
+                fresh.append((position, request, nonce, sign(request, nonce)))
+                results.append(None)
+            if fresh:
+                now = utcnow()
+                ids = session.scalars(
+                    sa.insert(TransactionRow).returning(
+                        TransactionRow.id, sort_by_parameter_order=True
+                    ),
+                    [
+                        _row_values(request, nonce, Status.PENDING, attempt.tx_hash, now)
+                        for _, request, nonce, attempt in fresh
+                    ],
+                ).all()
+                session.execute(
+                    sa.insert(AttemptRow),
+                    [
+                        _attempt_values(record_id, attempt, now)
+                        for record_id, (_, _, _, attempt) in zip(ids, fresh, strict=True)
+                    ],
+                )
+                for record_id, (position, request, nonce, attempt) in zip(ids, fresh, strict=True):
+                    results[position] = (
+                        _new_record(record_id, request, nonce, attempt),
+                        True,
+                    )
+            return [result for result in results if result is not None]
 
     def insert_refused(self, request: Request, reason: str | None, error: str | None) -> TxRecord:
         """A request refused before signing (its estimate reverted): FAILED, no nonce used."""
@@ -181,10 +211,13 @@ class SignerStore:
             return _record(session, filler_row, [attempt])
 
     def apply(self, changes: Iterable[Change]) -> None:
+        """All of one poll's status changes in one statement (an ORM bulk update by id)."""
+        now = utcnow()
         with self.db.session() as session:
-            now = utcnow()
+            rows = []
             for change in changes:
                 values: dict[str, object] = {
+                    "id": change.record_id,
                     "status": change.status.value,
                     "tx_hash": change.tx_hash,
                     "block_number": change.block_number,
@@ -196,11 +229,13 @@ class SignerStore:
                     values["revert_reason"] = change.revert_reason
                 if change.error is not None:
                     values["error"] = change.error
-                session.execute(
-                    sa.update(TransactionRow)
-                    .where(TransactionRow.id == change.record_id)
-                    .values(**values)
-                )
+                rows.append(values)
+            plain = [row for row in rows if len(row) == 7]
+            if plain:
+                session.execute(sa.update(TransactionRow), plain)
+            for row in rows:
+                if len(row) != 7:
+                    session.execute(sa.update(TransactionRow), [row])
 
 
 def _lock_account(session: Session, address: str) -> AccountRow | None:
@@ -228,6 +263,59 @@ def _new_row(request: Request, *, nonce: int | None, status: Status) -> Transact
         status=status.value,
         created_at=now,
         updated_at=now,
+    )
+
+
+def _row_values(
+    request: Request, nonce: int, status: Status, tx_hash: str, now: object
+) -> dict[str, object]:
+    return {
+        "caller": request.caller,
+        "idempotency_key": request.idempotency_key,
+        "fingerprint": request.fingerprint,
+        "from_key": request.from_key,
+        "from_address": request.from_address,
+        "to_address": request.to_address,
+        "function": request.function,
+        "data": request.data,
+        "value_wei": str(request.value_wei),
+        "gas_limit": request.gas_limit,
+        "nonce": nonce,
+        "status": status.value,
+        "tx_hash": tx_hash,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _attempt_values(record_id: int, attempt: Attempt, now: object) -> dict[str, object]:
+    return {
+        "tx_hash": attempt.tx_hash,
+        "transaction_id": record_id,
+        "raw": attempt.raw,
+        "max_fee_per_gas": str(attempt.max_fee_per_gas),
+        "max_priority_fee_per_gas": str(attempt.max_priority_fee_per_gas),
+        "created_at": now,
+    }
+
+
+def _new_record(record_id: int, request: Request, nonce: int, attempt: Attempt) -> TxRecord:
+    return TxRecord(
+        id=record_id,
+        caller=request.caller,
+        idempotency_key=request.idempotency_key,
+        fingerprint=request.fingerprint,
+        from_key=request.from_key,
+        from_address=request.from_address,
+        to_address=request.to_address,
+        function=request.function,
+        data=request.data,
+        value_wei=request.value_wei,
+        gas_limit=request.gas_limit,
+        nonce=nonce,
+        status=Status.PENDING,
+        tx_hash=attempt.tx_hash,
+        attempts=[attempt],
     )
 
 

@@ -210,7 +210,8 @@ class Tracker:
             if r.status is Status.PENDING and r.unsent and r.misses >= 0 and now - r.sent_at > 1.0
         ]
         head = lane.open.get(lane.mined_count)
-        if head is not None and head.status is Status.PENDING:
+        # A head not yet broadcast (sent_at 0) is waiting for the broadcaster, not stuck.
+        if head is not None and head.status is Status.PENDING and head.sent_at > 0:
             waited = now - max(lane.progress_at, head.sent_at)
             if (head.unsent and head.misses < 0) or waited > engine.config.stuck_after:
                 if await self._bump(lane, head):
