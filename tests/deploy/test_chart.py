@@ -231,6 +231,19 @@ def test_probes(default_manifests: list[Manifest]) -> None:
             assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
 
 
+def test_every_service_pod_checks_its_dependencies_first(default_manifests: list[Manifest]) -> None:
+    for manifest in of_kind(default_manifests, "Deployment"):
+        pod = manifest["spec"]["template"]["spec"]
+        (check,) = pod["initContainers"]
+        (service,) = pod["containers"]
+        assert check["args"] == ["check"]
+        # The service's core settings: what check validates is what the service gets. (The
+        # signer's own key material stays out of the check container.)
+        assert check["envFrom"] == service["envFrom"][: len(check["envFrom"])]
+        for variable in ("CHARGENET_DATABASE_URL", "CHARGENET_SIGNER_TOKEN"):
+            assert env_of(check)[variable] == env_of(service)[variable], name_of(manifest)
+
+
 def test_signer_runs_exactly_one_replica(production_manifests: list[Manifest]) -> None:
     (signer,) = [
         m

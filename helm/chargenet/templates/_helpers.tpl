@@ -304,3 +304,34 @@ The ingress rule letting Prometheus scrape a pod's "http" port.
     - podSelector: {}
   {{- end }}
 {{- end }}
+
+{{/*
+The init container that runs `chargenet check` with the core settings of the service: it validates
+the configuration and reaches Kafka and the database, so a wrong DSN or an unreachable broker shows
+as one line in `kubectl describe`/`logs -c check` before the service starts.
+Call with (dict "root" $ "service" "wallet" "dbRef" $cfg.databaseSecret "dbKey" "wallet-database-url" "cfg" $cfg).
+*/}}
+{{- define "chargenet.checkInitContainer" -}}
+{{- $root := .root -}}
+{{- if $root.Values.dependencyCheck.enabled }}
+initContainers:
+  - name: check
+    image: {{ include "chargenet.image" $root | quote }}
+    imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+    args: ["check"]
+    envFrom:
+      {{- include "chargenet.envFrom" (dict "root" $root "cfg" .cfg) | nindent 6 }}
+    env:
+      - name: CHARGENET_SERVICE_NAME
+        value: {{ .service | quote }}
+      {{- include "chargenet.databaseEnv" (dict "root" $root "ref" .dbRef "key" .dbKey) | nindent 6 }}
+      {{- with include "chargenet.secretEnv" $root | trim }}{{ . | nindent 6 }}{{- end }}
+      {{- include "chargenet.signerTokenEnv" (dict "root" $root "service" .service) | nindent 6 }}
+    resources:
+      {{- toYaml $root.Values.dependencyCheck.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $root.Values.securityContext | nindent 6 }}
+    volumeMounts:
+      {{- include "chargenet.tmpMount" $root | nindent 6 }}
+{{- end }}
+{{- end }}
