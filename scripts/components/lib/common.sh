@@ -23,7 +23,23 @@ now() { date +%s.%N; }
 # Seconds since $1 (a now() value), one decimal.
 elapsed() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
 
-sha12() { sha256sum "$@" | sha256sum | cut -c1-12; }
+# Hash of the files' contents only (not their paths), so every clone maps to the same cache entry.
+sha12() { cat "$@" | sha256sum | cut -c1-12; }
+
+# Removes cache entries in $1 other than $2 (superseded versions; node_modules is ~300 MB each),
+# except one a running process still uses (e.g. a node started from another clone's lockfile).
+prune_cache_siblings() {
+    local parent=$1 keep=$2 entry
+    for entry in "$parent"/*; do
+        [[ -d $entry && $entry != "$keep" && $entry != "$keep".tmp.* ]] || continue
+        if cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' '\n' | grep -qF -- "$entry/"; then
+            log "keeping superseded cache entry $entry: a running process uses it"
+            continue
+        fi
+        log "removing superseded cache entry $entry"
+        rm -rf "$entry"
+    done
+}
 
 # Prints the last lines of a log so a failed start explains itself.
 log_tail() {

@@ -61,6 +61,7 @@ hardhat_install() {
     touch "$stage/.complete"
     rm -rf "$proj"
     mv "$stage" "$proj"
+    prune_cache_siblings "$CACHE_DIR/hardhat" "$proj"
     hardhat_sync_config "$proj"
     log "hardhat: installed in $proj"
 }

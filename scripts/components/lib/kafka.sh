@@ -95,7 +95,9 @@ kafka_install() {
     ls "$stage"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka: kafka_2.13 jar missing after Maven copy"
     touch "$stage/.complete"
     rm -rf "$libs"
+    mkdir -p "$(dirname "$libs")"
     mv "$stage" "$libs"
+    prune_cache_siblings "$CACHE_DIR/kafka" "$(dirname "$libs")"
     log "kafka: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"
 }
 
