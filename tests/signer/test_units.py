@@ -9,10 +9,12 @@ import eth_abi
 import pytest
 from eth_account import Account
 from pydantic import SecretStr
+from web3 import Web3
 
 from chargenet.signer.abi import AbiError, decode_revert, encode_call, parse_abi
 from chargenet.signer.fees import FeePolicy
 from chargenet.signer.keys import (
+    Eip1559,
     KeyConfigurationError,
     KeyError_,
     KeyRing,
@@ -168,3 +170,34 @@ def test_fee_bumps_raise_both_fees_and_respect_the_cap() -> None:
     # The base fee jumped: the re-send must clear it.
     assert (fees.bump(max_fee, tip, base_fee=40 * 10**9) or (0, 0))[0] > 80 * 10**9
     assert fees.bump(100 * 10**9, tip, base_fee=10**9) is None
+
+
+def test_fast_signing_matches_eth_account() -> None:
+    ring = KeyRing(hd_mnemonic=DEVELOPMENT_MNEMONIC)
+    key = ring.get("hd/3")
+    for nonce, value, data in [(0, 0, b""), (7, 10**18, b"\x01" * 68), (2**40, 1, b"\xff")]:
+        tx = Eip1559(
+            chain_id=31337,
+            nonce=nonce,
+            max_priority_fee_per_gas=10**9,
+            max_fee_per_gas=3 * 10**9 + nonce,
+            gas=100_000,
+            to=PROBE_ADDRESS,
+            value=value,
+            data=data,
+        )
+        reference = key.sign_transaction(
+            {
+                "type": 2,
+                "chainId": tx.chain_id,
+                "nonce": tx.nonce,
+                "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
+                "maxFeePerGas": tx.max_fee_per_gas,
+                "gas": tx.gas,
+                "to": Web3.to_checksum_address(tx.to),
+                "value": tx.value,
+                "data": tx.data,
+            }
+        )
+        assert key.sign_1559(tx) == reference
+        assert Account.recover_transaction(reference.raw) == key.address

@@ -20,7 +20,7 @@ from typing import Any
 
 from chargenet.signer.abi import decode_revert
 from chargenet.signer.fees import FeePolicy
-from chargenet.signer.keys import KeyRing, SigningKey
+from chargenet.signer.keys import Eip1559, KeyRing, SigningKey
 from chargenet.signer.records import Attempt, Request, Status, TxRecord
 from chargenet.signer.rpc import Rpc, RpcError, RpcUnavailable
 from chargenet.signer.store import IdempotencyConflict, SignerStore
@@ -273,18 +273,17 @@ class Engine:
     def _sign(
         self, key: SigningKey, request: Request, nonce: int, max_fee: int, tip: int
     ) -> Attempt:
-        signed = key.sign_transaction(
-            {
-                "type": 2,
-                "chainId": self.config.chain_id,
-                "nonce": nonce,
-                "to": request.to_address,
-                "value": request.value_wei,
-                "data": request.data,
-                "gas": request.gas_limit,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": tip,
-            }
+        signed = key.sign_1559(
+            Eip1559(
+                chain_id=self.config.chain_id,
+                nonce=nonce,
+                max_priority_fee_per_gas=tip,
+                max_fee_per_gas=max_fee,
+                gas=request.gas_limit,
+                to=request.to_address,
+                value=request.value_wei,
+                data=request.data,
+            )
         )
         return Attempt(signed.tx_hash, signed.raw, max_fee, tip)
 
