@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.deploy.chart import (
     env_of,
     name_of,
     of_kind,
+    parse_manifests,
     pod_specs,
 )
 
@@ -341,3 +343,36 @@ def test_dashboard_is_valid_grafana_json(production_manifests: list[Manifest]) -
         if panel["type"] != "row":
             assert panel["targets"], panel["title"]
             assert all(t["expr"] for t in panel["targets"])
+
+
+def test_install_notes_render_and_name_every_secret(helm: Helm, tmp_path: Path) -> None:
+    """NOTES.txt is rendered only by a real install: render it here through a ConfigMap."""
+    chart = tmp_path / "chargenet"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "notes.txt")
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n'
+    )
+    result = helm.run(
+        "template",
+        "chargenet",
+        str(chart),
+        "--values",
+        str(PRODUCTION_EXAMPLE),
+        "--show-only",
+        "templates/notes.yaml",
+    )
+    assert result.returncode == 0, result.output
+    notes = parse_manifests(result.stdout)[0]["data"]["notes"]
+    for secret in (
+        "chargenet-database",
+        "chargenet-signer-tokens",
+        "chargenet-signer",
+        "ionity-de-charge-points",
+        "ionity-de-ocpp-tls",
+        "fastned-nl-charge-points",
+        "gateway-fastned-nl-database-url",
+    ):
+        assert secret in notes, secret
+    assert "fastned-nl: wss, Service chargenet-gateway-fastned-nl-ocpp, port 9000" in notes
