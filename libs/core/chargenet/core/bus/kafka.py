@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,8 +48,10 @@ class KafkaBus(EventBus):
             bootstrap_timeout_ms=int(connect_timeout * 1000),
             client_id="chargenet-producer",
         )
-        self._pending: list[Any] = []
-        self._pending_lock = threading.Lock()
+        # Failed sends are collected by callback (not by keeping every future) so a long-running
+        # producer's memory stays flat; ``flush`` raises the first one.
+        self._send_errors: list[Exception] = []
+        self._errors_lock = threading.Lock()
         self._subscriptions: list[_KafkaSubscription] = []
         self._known_topics: set[str] = set()
 
@@ -75,15 +78,19 @@ class KafkaBus(EventBus):
         future = self._producer.send(
             self._name(topic), key=envelope.subject.encode(), value=envelope.to_bytes()
         )
-        with self._pending_lock:
-            self._pending.append(future)
+        future.add_errback(self._record_error)
+
+    def _record_error(self, error: Exception) -> None:
+        log.error("a send to Kafka failed: %s", error)
+        with self._errors_lock:
+            self._send_errors.append(error)
 
     def flush(self, timeout: float = 30.0) -> None:
         self._producer.flush(timeout=timeout)
-        with self._pending_lock:
-            pending, self._pending = self._pending, []
-        for future in pending:
-            future.get(timeout=timeout)  # raises the send's KafkaError, if any
+        with self._errors_lock:
+            errors, self._send_errors = self._send_errors, []
+        if errors:
+            raise errors[0]
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
         wanted = [self._name(t) for t in topics if self._name(t) not in self._known_topics]
@@ -101,9 +108,32 @@ class KafkaBus(EventBus):
                 # Another replica may have created it first.
                 with contextlib.suppress(TopicAlreadyExistsError):
                     admin.create_topics(new)
+                self._wait_for_leaders(admin, [t.name for t in new])
         finally:
             admin.close()
         self._known_topics.update(wanted)
+
+    @staticmethod
+    def _wait_for_leaders(
+        admin: KafkaAdminClient, topics: list[str], timeout: float = 30.0
+    ) -> None:
+        """Wait until every partition of new topics has a leader.
+
+        A consumer that subscribes before then sees no partitions and, with default settings,
+        would not look again for minutes.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            described = admin.describe_topics(topics)
+            if all(
+                topic.get("error_code", 0) == 0
+                and topic.get("partitions")
+                and all(p.get("leader_id", -1) >= 0 for p in topic["partitions"])
+                for topic in described
+            ):
+                return
+            time.sleep(0.1)
+        raise KafkaTimeoutError(f"topics {topics} have no leaders after {timeout}s")
 
     def subscribe(
         self,
@@ -168,6 +198,8 @@ class _KafkaSubscription(Subscription):
             max_poll_records=500,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            # Notice new topics and partitions within seconds, not the default five minutes.
+            metadata_max_age_ms=5_000,
             client_id=f"chargenet-{group}",
         )
         self._consumer.subscribe(topics, listener=_Assigned(self))
