@@ -36,19 +36,31 @@ class _SessionEvent(EventData):
 
 
 class SessionRequested(_SessionEvent):
-    """A driver asked to charge (wallet -> escrow)."""
+    """A driver asked to charge (wallet -> escrow).
+
+    It carries everything the escrow needs to open on chain without asking anyone: the driver's
+    EIP-712 authorisation (signed by the driver's key in the signer) and the station's OCPI tariff
+    document, whose keccak hash the escrow checks against the registry contract before locking.
+    """
 
     event_type: ClassVar[str] = "chargenet.session.requested.v1"
     driver_id: str
     driver_address: str
     cpo_id: str
-    station_id: str
+    station_id: str  # 0x-hex bytes32, the registry contract's id
     charge_point_id: str
     connector_id: int
     evse_id: str | None = None
     max_amount: int
     id_token: str
     idempotency_key: str
+    chain_session_id: str  # 0x-hex bytes32: chargenet.core.chain.session_id(driver, nonce)
+    driver_nonce: int
+    expiry: datetime
+    authorisation_r: str  # 0x-hex, EIP-2098 compact signature of OpenSession
+    authorisation_vs: str
+    tariff: dict[str, Any]
+    time_zone: str = "UTC"
 
 
 class EscrowOpened(_SessionEvent):
