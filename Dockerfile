@@ -77,9 +77,9 @@ LABEL org.opencontainers.image.title="chargenet" \
 
 # pip, setuptools and wheel are build tools the services never use: remove them. The user has a
 # fixed UID/GID so Kubernetes' runAsNonRoot can verify it (and the chart's securityContext uses it).
-RUN python -m pip uninstall --yes --quiet pip setuptools wheel 2>/dev/null; \
-    rm -rf /usr/local/lib/python${PYTHON_VERSION}/ensurepip /root/.cache; \
-    groupadd --system --gid 10001 chargenet \
+RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
+ && rm -rf /usr/local/lib/python${PYTHON_VERSION}/ensurepip /root/.cache \
+ && groupadd --system --gid 10001 chargenet \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin chargenet
 
