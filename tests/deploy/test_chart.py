@@ -150,6 +150,66 @@ def test_the_strict_validation_catches_an_unknown_field(
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
 
 
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [
+            "networkPolicy.enabled=false",
+            "migrations.enabled=false",
+            "dependencyCheck.enabled=false",
+        ],
+        [
+            "signer.enabled=false",
+            "services.invoicing.enabled=false",
+            "metrics.dashboard.enabled=false",
+        ],
+        ["serviceAccount.create=false", "serviceAccount.name=chargenet-runtime"],
+        [
+            "gateway.defaults.autoscaling.enabled=false",
+            "gateway.defaults.podDisruptionBudget.enabled=false",
+        ],
+        [
+            "chain.existingSecret=rpc",
+            "image.digest=sha256:" + "a" * 64,
+            "networkPolicy.egress.enabled=true",
+        ],
+        [
+            "services.wallet.signerClient=false",
+            "services.registry.signerClient=false",
+            "services.escrow.signerClient=false",
+        ],
+    ],
+    ids=[
+        "no-policies-hooks-checks",
+        "no-signer",
+        "existing-sa",
+        "fixed-gateways",
+        "pinned",
+        "no-signer-clients",
+    ],
+)
+def test_switches_render_valid_manifests(
+    helm: Helm, kubernetes_validate: Any, sets: list[str]
+) -> None:
+    manifests = helm.render(sets=sets)
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, KUBE_VERSIONS[-1], strict=True)
+    names = {name_of(m) for m in manifests}
+    if "signer.enabled=false" in sets:
+        assert "Deployment/chargenet-signer" not in names
+        assert "Job/chargenet-migrate-signer" not in names
+    if "serviceAccount.create=false" in sets:
+        assert not of_kind(manifests, "ServiceAccount")
+        for _, pod in pod_specs(manifests):
+            assert pod["serviceAccountName"] == "chargenet-runtime"
+    if "image.digest=sha256:" + "a" * 64 in sets:
+        images = {c["image"] for _, pod in pod_specs(manifests) for c in containers(pod)}
+        assert images == {"ghcr.io/chargenet/chargenet@sha256:" + "a" * 64}
+    if "gateway.defaults.autoscaling.enabled=false" in sets:
+        assert not of_kind(manifests, "HorizontalPodAutoscaler")
+        assert not of_kind(manifests, "PodDisruptionBudget")
+
+
 def test_monitoring_resources_are_well_formed(production_manifests: list[Manifest]) -> None:
     """ServiceMonitor and PrometheusRule come from CRDs kubernetes-validate does not know."""
     (monitor,) = of_kind(production_manifests, "ServiceMonitor")
