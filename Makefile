@@ -29,7 +29,7 @@ format: setup ## apply ruff's formatting and safe fixes
 	uv run ruff check --fix .
 	uv run ruff format .
 
-dev-up: ## install (cached) and start Kafka, PostgreSQL and the Hardhat node on 127.0.0.1
+dev-up: setup ## install (cached) and start Kafka, PostgreSQL and the Hardhat node on 127.0.0.1
 	$(COMPONENTS) install
 	$(COMPONENTS) up
 
