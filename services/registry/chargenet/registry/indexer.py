@@ -215,8 +215,11 @@ class Indexer:
             )
             row.block_number, row.block_hash = target.number, target.hash
             row.updated_at = datetime.now(UTC)
+        counts: dict[str, int] = {}
         for event in events:
-            EVENTS_APPLIED.labels(kind=event.kind.value).inc()
+            counts[event.kind.value] = counts.get(event.kind.value, 0) + 1
+        for kind, count in counts.items():
+            EVENTS_APPLIED.labels(kind=kind).inc(count)
 
     def _lock_cursor(self, session: Session) -> Cursor:
         query = sa.select(Cursor).where(Cursor.id == 1)
@@ -562,8 +565,9 @@ def _insert(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> Non
     names = list(rows[0])
     processors = [table.c[name].type.bind_processor(dialect) for name in names]
     placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
+    # Names come from the table definition, never from input; values travel as parameters.
     statement = (
-        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
         f"VALUES ({', '.join(placeholder for _ in names)})"
     )
     parameters = [
