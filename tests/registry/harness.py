@@ -156,9 +156,7 @@ def register_many(
                             "from": senders[(start + i) % len(senders)],
                             "to": registry.address,
                             "gas": hex(300_000),
-                            "data": registry.encode_abi(
-                                "register", args=[sid, details, []]
-                            ),
+                            "data": registry.encode_abi("register", args=[sid, details, []]),
                         }
                     ],
                 }
