@@ -67,7 +67,7 @@ def indexer_for(db: Database, chain: Chain, **kwargs: object) -> Indexer:
 def chain_stations(chain: Chain) -> dict[str, tuple[object, ...]]:
     """Every station as the contract has it now, in the index's column order."""
     registry = chain.deployment.registry
-    stations = {}
+    stations: dict[str, tuple[object, ...]] = {}
     for index in range(1, registry.functions.stationCount().call() + 1):
         raw_id, cpo, active, info = registry.functions.stationAt(index).call()
         lat, lon, connectors, power, tariff_id, tariff_hash, meter = info

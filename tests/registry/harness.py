@@ -73,7 +73,7 @@ def _rpc(url: str, method: str, params: Sequence[Any] = ()) -> Any:
     request = urllib.request.Request(
         url, body.encode(), headers={"content-type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - local node
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())["result"]
 
 
@@ -177,6 +177,6 @@ def _post(provider: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     request = urllib.request.Request(
         provider.endpoint_uri, body, headers={"content-type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310 - local node
+    with urllib.request.urlopen(request, timeout=300) as response:
         answers: list[dict[str, Any]] = json.loads(response.read())
         return answers

@@ -30,7 +30,7 @@ def _register(chain: Chain, n: int, sender_index: int = 1, **kwargs: int) -> Non
         chain.deployment.registry.functions.register(
             station_id(n, "DE*REO*E"), info(**kwargs).as_tuple(), []
         ),
-        chain.w3.eth.accounts[sender_index],
+        list(chain.w3.eth.accounts)[sender_index],
     )
 
 
@@ -42,7 +42,7 @@ def _assert_index_is_chain(db: Database, chain: Chain) -> None:
 def test_reorg_undoes_rolled_back_blocks_and_applies_the_new_fork(
     db: Database, chain: Chain
 ) -> None:
-    registry, cpo = chain.deployment.registry, chain.w3.eth.accounts[1]
+    registry, cpo = chain.deployment.registry, list(chain.w3.eth.accounts)[1]
     indexer = indexer_for(db, chain)
     _register(chain, 1)
     _register(chain, 2)
