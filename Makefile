@@ -3,7 +3,7 @@ SHELL := /bin/bash
 COMPONENTS := scripts/components/components.sh
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test lint format typecheck unit dev-up dev-down dev-status bench-gas
+.PHONY: help setup demo test lint format unit dev-up dev-down dev-status helm deploy-check bench-gas
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ setup: ## install uv, the Python workspace and the Node packages (cached)
 demo: setup ## the main job on the embedded default (one process, SQLite, in-process chain and bus)
 	uv run chargenet demo
 
-test: setup lint dev-up ## lint, type-check, then every test against the real Kafka, PostgreSQL and Hardhat
+test: setup lint dev-up helm ## lint, type-check, then every test against the real Kafka, PostgreSQL and Hardhat
 	eval "$$($(COMPONENTS) env)" && CHARGENET_REQUIRE_COMPONENTS=1 uv run pytest $(PYTEST_ARGS)
 
 unit: setup ## the tests that need no external component (fast)
@@ -38,6 +38,12 @@ dev-down: ## stop them (`make dev-down CLEAN=1` also deletes their data)
 
 dev-status: ## what runs and whether it answers
 	$(COMPONENTS) status
+
+helm: ## build the real helm binary from its Go module (cached; seconds when warm)
+	scripts/helm/install.sh
+
+deploy-check: setup helm ## helm lint/template, strict Kubernetes validation, skaffold schema
+	uv run pytest tests/deploy $(PYTEST_ARGS)
 
 bench-gas: setup ## gas per session, chargenet's contracts vs a naive ERC-20 escrow
 	uv run python bench/gas.py
