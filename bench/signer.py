@@ -26,28 +26,29 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 from web3 import Web3
+from web3.types import TxParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.signer.harness import (  # noqa: E402
-    PROBE,
+from chargenet.core.signer_client import SignerClient, TxStatus
+from tests.signer.harness import (
     TOKEN,
     SignerProcess,
     deploy_probe,
     fresh_keys,
+    probe_contract,
     signer_env,
 )
-
-from chargenet.core.signer_client import SignerClient, TxStatus  # noqa: E402
 
 TAG = b"\x42" * 32
 
 
 def naive(w3: Web3, probe: str, count: int, gas_limit: int) -> float:
     (key,) = fresh_keys(w3, 1)
-    contract = w3.eth.contract(address=probe, abi=PROBE["abi"])
+    contract = probe_contract(w3, probe)
     started = time.perf_counter()
     for _ in range(count):
         params: dict[str, object] = {
@@ -56,8 +57,9 @@ def naive(w3: Web3, probe: str, count: int, gas_limit: int) -> float:
         }
         if gas_limit:
             params["gas"] = gas_limit
-        tx = contract.functions.bump(1, TAG).build_transaction(params)  # type: ignore[arg-type]
-        tx_hash = w3.eth.send_raw_transaction(key.sign_transaction(tx).raw_transaction)
+        tx = contract.functions.bump(1, TAG).build_transaction(cast(TxParams, params))
+        signed = key.sign_transaction(cast(dict[str, Any], tx))
+        tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)
         assert receipt["status"] == 1
     return count / (time.perf_counter() - started)

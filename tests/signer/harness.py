@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.contract import Contract
+from web3.types import RPCEndpoint, TxParams
 
 from chargenet.signer.app import SignerApp
 from chargenet.signer.settings import DEVELOPMENT_MNEMONIC, SignerSettings
@@ -36,7 +38,10 @@ def rpc_url() -> str | None:
 
 def funder() -> LocalAccount:
     """Hardhat's last funded development account: the tests' bank and deployer."""
-    return Account.from_mnemonic(DEVELOPMENT_MNEMONIC, account_path="m/44'/60'/0'/0/19")
+    account: LocalAccount = Account.from_mnemonic(
+        DEVELOPMENT_MNEMONIC, account_path="m/44'/60'/0'/0/19"
+    )
+    return account
 
 
 _bank_lock = threading.Lock()
@@ -51,15 +56,26 @@ def send_from(w3: Web3, account: LocalAccount, tx: dict[str, Any]) -> dict[str, 
             **tx,
         }
         if "gas" not in tx:
-            tx["gas"] = w3.eth.estimate_gas(
-                {k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address}
-            )
+            estimate = {k: v for k, v in tx.items() if k != "nonce"} | {"from": account.address}
+            tx["gas"] = w3.eth.estimate_gas(cast(TxParams, estimate))
         if "maxFeePerGas" not in tx:
             base = w3.eth.get_block("latest")["baseFeePerGas"]
             tx["maxFeePerGas"] = 2 * base + 10**9
             tx["maxPriorityFeePerGas"] = 10**9
         tx_hash = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
     return dict(w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60))
+
+
+def probe_contract(w3: Web3, address: str) -> Contract:
+    return w3.eth.contract(address=Web3.to_checksum_address(address), abi=PROBE["abi"])
+
+
+def rpc(w3: Web3, method: str, *params: Any) -> Any:
+    """A node-specific call (evm_mine, hardhat_...), answered or raised."""
+    answer = w3.provider.make_request(RPCEndpoint(method), list(params))
+    if "error" in answer:
+        raise RuntimeError(f"{method}: {answer['error']}")
+    return answer.get("result")
 
 
 def deploy_probe(w3: Web3) -> str:
@@ -134,7 +150,8 @@ class InProcessSigner:
 
 @contextmanager
 def inprocess_signer(env: dict[str, str], provider: Any = None) -> Iterator[InProcessSigner]:
-    settings = SignerSettings(**{k.removeprefix("CHARGENET_").lower(): v for k, v in env.items()})
+    fields: dict[str, Any] = {k.removeprefix("CHARGENET_").lower(): v for k, v in env.items()}
+    settings = SignerSettings(**fields)
     app = SignerApp(settings, provider=provider)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="signer-loop", daemon=True)

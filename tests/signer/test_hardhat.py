@@ -25,6 +25,8 @@ from tests.signer.harness import (
     InProcessSigner,
     fresh_keys,
     inprocess_signer,
+    probe_contract,
+    rpc,
     signer_env,
 )
 
@@ -49,11 +51,11 @@ def check_ledger(w3: Web3, probe: str, txs: list[Transaction], addresses: list[s
         t.status for t in txs
     )
     assert len({t.tx_hash for t in txs}) == len(txs)
-    contract = w3.eth.contract(address=probe, abi=PROBE["abi"])
+    contract = probe_contract(w3, probe)
     for address in addresses:
         nonces = sorted(t.nonce for t in txs if t.from_address == address if t.nonce is not None)
         assert nonces == list(range(len(nonces))), "nonce gap or reuse"
-        assert w3.eth.get_transaction_count(address) == len(nonces)
+        assert w3.eth.get_transaction_count(Web3.to_checksum_address(address)) == len(nonces)
         assert contract.functions.counts(address).call() == len(nonces)
 
 
@@ -108,7 +110,7 @@ def test_same_idempotency_key_gives_one_transaction(
         with pytest.raises(SignerError) as caught:
             client.send_transaction("once", "k0", "bump", [2, TAG], contract="Probe")
         assert caught.value.code is grpc.StatusCode.ALREADY_EXISTS
-    contract = w3.eth.contract(address=probe, abi=PROBE["abi"])
+    contract = probe_contract(w3, probe)
     assert contract.functions.counts(addresses[0]).call() == 1
 
 
@@ -295,26 +297,23 @@ def test_stuck_transaction_is_resent_with_a_higher_fee(
         rpc_url,
         CHARGENET_SIGNER_STUCK_AFTER_SECONDS="1",
     )
-    provider = w3.provider
     with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
-        provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+        rpc(w3, "evm_setAutomine", False)
         try:
             first = client.send_transaction("stuck", "k0", "bump", [1, TAG], contract="Probe")
             # The next block's base fee (100 gwei) is far above what the first attempt offers
             # (twice a base fee of a few wei, plus a 1 gwei tip).
-            provider.make_request(  # type: ignore[arg-type]
-                "hardhat_setNextBlockBaseFeePerGas", [hex(100 * 10**9)]
-            )
-            provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            rpc(w3, "hardhat_setNextBlockBaseFeePerGas", hex(100 * 10**9))
+            rpc(w3, "evm_mine")
             deadline = time.monotonic() + 30
             current = first
             while current.tx_hash == first.tx_hash and time.monotonic() < deadline:
                 time.sleep(0.2)
                 current = client.get_transaction(idempotency_key="stuck")
             assert current.tx_hash != first.tx_hash, "no re-send with a higher fee"
-            provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            rpc(w3, "evm_mine")
         finally:
-            provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+            rpc(w3, "evm_setAutomine", True)
         done = client.wait(["stuck"])["stuck"]
         assert done.status in (TxStatus.MINED, TxStatus.FINAL) and done.nonce == first.nonce
         assert first.tx_hash in done.replaced_hashes

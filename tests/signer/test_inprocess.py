@@ -20,6 +20,7 @@ def test_embedded_chain_sends_tracks_and_reports_reverts(tmp_path: Path) -> None
     deployer = w3.eth.accounts[0]
     tx_hash = w3.eth.send_transaction({"from": deployer, "data": PROBE["bytecode"]})
     probe = w3.eth.wait_for_transaction_receipt(tx_hash)["contractAddress"]
+    assert probe is not None
     keys = [Account.create(), Account.create()]
     env = signer_env(f"sqlite:///{tmp_path}/signer.db", keys, probe, "inprocess://eth-tester")
     with inprocess_signer(env, provider=provider) as running, SignerClient(running.url, TOKEN) as c:

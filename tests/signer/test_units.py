@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import eth_abi
 import pytest
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from pydantic import SecretStr
 from web3 import Web3
@@ -35,7 +36,7 @@ def test_json_args_encode_like_eth_abi() -> None:
     function = parse_abi(PROBE["abi"], "Probe", PROBE_ADDRESS).function("bump")
     data = encode_call(function, json_args=json.dumps(["7", "0x" + "11" * 32]), encoded=None)
     assert data[:4] == function.selector
-    assert eth_abi.decode(["uint256", "bytes32"], data[4:]) == (7, b"\x11" * 32)
+    assert abi_decode(["uint256", "bytes32"], data[4:]) == (7, b"\x11" * 32)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_bad_json_args_name_the_argument(args: str, field: str) -> None:
 
 def test_encoded_args_are_checked_by_decoding() -> None:
     function = parse_abi(PROBE["abi"], "Probe", PROBE_ADDRESS).function("bump")
-    good = eth_abi.encode(["uint256", "bytes32"], [3, b"\x01" * 32])
+    good = abi_encode(["uint256", "bytes32"], [3, b"\x01" * 32])
     assert encode_call(function, json_args=None, encoded=good) == function.selector + good
     with pytest.raises(AbiError) as caught:
         encode_call(function, json_args=None, encoded=good[:40])
@@ -78,13 +79,13 @@ def test_functions_resolve_by_name_and_refuse_views() -> None:
 
 def test_revert_data_decodes_reasons_panics_and_custom_errors() -> None:
     contract = parse_abi(PROBE["abi"], "Probe", PROBE_ADDRESS)
-    reason = bytes.fromhex("08c379a0") + eth_abi.encode(["string"], ["no"])
+    reason = bytes.fromhex("08c379a0") + abi_encode(["string"], ["no"])
     assert decode_revert(reason) == "no"
-    assert decode_revert(bytes.fromhex("4e487b71") + eth_abi.encode(["uint256"], [0x11])) == (
+    assert decode_revert(bytes.fromhex("4e487b71") + abi_encode(["uint256"], [0x11])) == (
         "panic 0x11"
     )
     (selector,) = contract.errors
-    custom = selector + eth_abi.encode(["uint256", "uint256"], [5000, 1000])
+    custom = selector + abi_encode(["uint256", "uint256"], [5000, 1000])
     assert decode_revert(custom, contract.errors) == "TooLarge(5000, 1000)"
     assert decode_revert(b"") == "reverted without a reason"
 

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import eth_abi
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError, EncodingError
-from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ARRAY = re.compile(r"^(.*)\[(\d*)\]$")
@@ -174,7 +177,7 @@ def encode_call(function: Function, *, json_args: str | None, encoded: bytes | N
     types = function.input_types
     if encoded is not None:
         try:
-            eth_abi.decode(types, encoded, strict=True)
+            abi_decode(types, encoded, strict=True)
         except (DecodingError, ValueError, OverflowError) as error:
             raise AbiError(
                 "abi_encoded_args", f"not a valid encoding of {function.signature}: {error}"
@@ -196,7 +199,7 @@ def encode_call(function: Function, *, json_args: str | None, encoded: bytes | N
         for index, (item, value) in enumerate(zip(function.inputs, values, strict=True))
     ]
     try:
-        return function.selector + eth_abi.encode(types, converted)
+        return function.selector + abi_encode(types, converted)
     except (EncodingError, ValueError, OverflowError) as error:
         raise AbiError("json_args", str(error)) from None
 
@@ -259,6 +262,7 @@ def _integer(value: Any, kind: str, *, unsigned: bool, bits: int, where: str) ->
         if not re.fullmatch(r"-?[0-9]+", value):
             raise AbiError(where, f"{value!r} is not a decimal integer")
         value = int(value)
+    assert isinstance(value, int)
     low, high = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     if not low <= value <= high:
         raise AbiError(where, f"{value} is out of range for {kind}")
@@ -285,12 +289,12 @@ def decode_revert(data: bytes, errors: dict[bytes, tuple[str, list[str]]] | None
     selector, body = data[:4], data[4:]
     try:
         if selector == _ERROR_STRING:
-            return str(eth_abi.decode(["string"], body)[0])
+            return str(abi_decode(["string"], body)[0])
         if selector == _PANIC:
-            return f"panic 0x{eth_abi.decode(['uint256'], body)[0]:02x}"
+            return f"panic 0x{abi_decode(['uint256'], body)[0]:02x}"
         if errors and selector in errors:
             name, types = errors[selector]
-            values = eth_abi.decode(types, body)
+            values = abi_decode(types, body)
             return f"{name}({', '.join(_show(v) for v in values)})"
     except (DecodingError, ValueError):
         pass

@@ -61,7 +61,7 @@ class SignerApp:
         chain_id = settings.signer_chain_id or int(await rpc.call("eth_chainId"), 16)
         tip = settings.signer_priority_fee_wei or await _node_tip(rpc)
         if provider is not None and settings.signer_fund_dev_keys:
-            await _fund(rpc, [key.address for key in keys.keys()])
+            await _fund(rpc, [key.address for key in keys.all()])
         config = EngineConfig(
             chain_id=chain_id,
             fees=FeePolicy(tip, settings.signer_max_fee_cap_wei, settings.signer_fee_bump_percent),
@@ -83,7 +83,7 @@ class SignerApp:
         server = grpc.aio.server(
             options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 1000)]
         )
-        signer_pb2_grpc.add_SignerServiceServicer_to_server(
+        signer_pb2_grpc.add_SignerServiceServicer_to_server(  # type: ignore[no-untyped-call]
             SignerService(engine, policy, contracts), server
         )
         health_servicer = health.aio.HealthServicer()
@@ -99,7 +99,7 @@ class SignerApp:
             "signer listening on port %d: chain %d, %d keys, %d contracts",
             self.port,
             chain_id,
-            len(keys.keys()),
+            len(keys.all()),
             len(contracts.names()),
         )
         return self.port

@@ -39,7 +39,8 @@ _FEE = re.compile(
 )
 #: Answers no retry cures: the nonce must go to a filler so later ones are not stuck behind it.
 _FATAL = re.compile(
-    r"insufficient funds|intrinsic gas|exceeds block gas limit|invalid sender|chain ?id|gas limit reached",
+    r"insufficient funds|intrinsic gas|exceeds block gas limit|invalid sender|chain ?id"
+    r"|gas limit reached",
     re.I,
 )
 FILLER_CALLER = "signer"
@@ -102,7 +103,6 @@ class Engine:
         self._lane_lock = asyncio.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[tuple[TxRecord, bool]]] = {}
         self._watchers: set[Watcher] = set()
-        self.wake = asyncio.Event()
         #: Custom errors of every known contract by selector, to name a mined revert's error.
         self.errors: dict[bytes, tuple[str, list[str]]] = {}
 
@@ -314,10 +314,10 @@ class Engine:
                 isinstance(answer, RpcError) and _HARMLESS.search(answer.message)
             ):
                 continue
-            if isinstance(answer, RpcError) and _FATAL.search(answer.message):
-                if record.caller != FILLER_CALLER:
-                    await self._fill(lane, record, answer.message)
-                    continue
+            fatal = isinstance(answer, RpcError) and _FATAL.search(answer.message)
+            if fatal and record.caller != FILLER_CALLER:
+                await self._fill(lane, record, str(answer))
+                continue
             # Unreachable node, a fee too low, or an answer we do not know: the tracker retries
             # (with a higher fee if the node asked for one).
             record.unsent = True
@@ -366,7 +366,7 @@ class Engine:
         by_address: dict[str, list[TxRecord]] = {}
         for record in records:
             by_address.setdefault(record.from_address, []).append(record)
-        keys = {key.address: key for key in self.keys.keys()}
+        keys = {key.address: key for key in self.keys.all()}
         for address in by_address:
             if address not in keys:
                 found = next((self._key_for(r) for r in by_address[address]), None)

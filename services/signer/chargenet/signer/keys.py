@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import coincurve
-import rlp
+import rlp  # type: ignore[import-untyped]
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from chargenet.signer.settings import SignerSettings
 
@@ -173,7 +173,7 @@ class KeyRing:
     def by_address(self, address: str) -> SigningKey | None:
         return self._by_address.get(address)
 
-    def keys(self) -> list[SigningKey]:
+    def all(self) -> list[SigningKey]:
         return sorted(self._keys.values(), key=lambda key: key.alias)
 
     def preload_hd(self, count: int) -> None:

@@ -61,7 +61,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
 
     # -- RPCs ------------------------------------------------------------------------------------
 
-    async def SendTransaction(
+    async def SendTransaction(  # noqa: N802 - the gRPC method name
         self, request: pb.SendTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SendTransactionResponse:
         caller = await self._caller(context)
@@ -109,7 +109,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"chain node: {error}")
         return pb.SendTransactionResponse(transaction=to_proto(record), created=created)
 
-    async def GetTransaction(
+    async def GetTransaction(  # noqa: N802 - the gRPC method name
         self, request: pb.GetTransactionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTransactionResponse:
         caller = await self._caller(context)
@@ -128,7 +128,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         else:
             await _invalid(context, "lookup", "give idempotency_key or tx_hash")
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such transaction for this caller")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, "no such transaction for this caller")
         message = to_proto(record, self.engine.head, self.engine.config.confirmations)
         if which == "tx_hash" and record.tx_hash != request.tx_hash.lower():
             # An older attempt at the same nonce, superseded by a re-send with a higher fee.
@@ -137,18 +137,18 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             message.tx_hash = request.tx_hash.lower()
         return pb.GetTransactionResponse(transaction=message)
 
-    async def ListKeys(
+    async def ListKeys(  # noqa: N802 - the gRPC method name
         self, request: pb.ListKeysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListKeysResponse:
         caller = await self._caller(context)
         keys = [
             pb.Key(alias=key.alias, address=key.address, source=_SOURCE[key.source])
-            for key in self.engine.keys.keys()
+            for key in self.engine.keys.all()
             if caller.may_use_key(key.alias)
         ]
         return pb.ListKeysResponse(keys=keys)
 
-    async def SignTypedData(
+    async def SignTypedData(  # noqa: N802 - the gRPC method name
         self, request: pb.SignTypedDataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SignTypedDataResponse:
         caller = await self._caller(context)
@@ -174,7 +174,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             signature=signed.signature, signer_address=key.address, digest=signed.digest
         )
 
-    async def WatchTransactions(
+    async def WatchTransactions(  # noqa: N802 - the gRPC method name
         self, request: pb.WatchTransactionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.WatchTransactionsResponse]:
         caller = await self._caller(context)
@@ -215,8 +215,10 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
                 token = value.removeprefix("Bearer ").strip()
         caller = self.policy.authenticate(token) if token else None
         if caller is None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "authorization: a known bearer token is required"
+            await _abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "authorization: a known bearer token is required",
             )
         return caller
 
@@ -250,6 +252,13 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
 
 def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, message: str
+) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 
 async def _invalid(

@@ -57,13 +57,8 @@ class Tracker:
                 log.warning("tracker: node unavailable: %s", error)
             except Exception:
                 log.exception("tracker: poll failed")
-            engine.wake.clear()
-            try:
-                await asyncio.wait_for(engine.wake.wait(), engine.config.poll_seconds)
-            except TimeoutError:
-                pass
-            # Let a burst of broadcasts land before the next batch of receipt requests.
-            await asyncio.sleep(min(0.05, engine.config.poll_seconds))
+            # One poll per interval serves every open transaction, however many there are.
+            await asyncio.sleep(engine.config.poll_seconds)
 
     async def poll(self) -> None:
         engine = self.engine
@@ -97,9 +92,12 @@ class Tracker:
             assert record.nonce is not None
             if record.status is Status.PENDING and record.nonce < lane.mined_count:
                 decided.append(_Found(record, {a.tx_hash: None for a in record.attempts}))
-            elif record.status is Status.MINED and record.block_number is not None:
-                if self.engine.head - record.block_number + 1 >= confirmations:
-                    decided.append(_Found(record, {record.tx_hash or "": None}))
+            elif (
+                record.status is Status.MINED
+                and record.block_number is not None
+                and self.engine.head - record.block_number + 1 >= confirmations
+            ):
+                decided.append(_Found(record, {record.tx_hash or "": None}))
         return decided
 
     async def _resolve(self, found: list[_Found]) -> None:
@@ -213,9 +211,9 @@ class Tracker:
         # A head not yet broadcast (sent_at 0) is waiting for the broadcaster, not stuck.
         if head is not None and head.status is Status.PENDING and head.sent_at > 0:
             waited = now - max(lane.progress_at, head.sent_at)
-            if (head.unsent and head.misses < 0) or waited > engine.config.stuck_after:
-                if await self._bump(lane, head):
-                    resend = [r for r in resend if r is not head]
+            stuck = (head.unsent and head.misses < 0) or waited > engine.config.stuck_after
+            if stuck and await self._bump(lane, head):
+                resend = [r for r in resend if r is not head]
         if resend:
             await engine.broadcast(lane, resend)
 

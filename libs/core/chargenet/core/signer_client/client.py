@@ -65,7 +65,8 @@ class SignerClient:
         self._channel = channel or grpc.insecure_channel(
             url, options=[("grpc.enable_retries", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
         )
-        self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)
+        # The generated gRPC module has no type hints; the message types (signer_pb2.pyi) do.
+        self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._timeout = timeout
         self._retry_for = retry_for
