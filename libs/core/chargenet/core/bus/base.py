@@ -9,10 +9,18 @@ import zlib
 from collections.abc import Callable, Sequence
 
 from chargenet.core.envelope import Envelope
+from chargenet.core.metrics import counter
 
 Handler = Callable[[Envelope], None]
 
 log = logging.getLogger(__name__)
+
+PUBLISHED = counter("chargenet_bus_published_events", "Events handed to the bus", ("topic",))
+CONSUMED = counter(
+    "chargenet_bus_consumed_events",
+    "Events delivered to handlers, by outcome",
+    ("topic", "outcome"),
+)
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -83,6 +91,7 @@ def deliver(
     for attempt in range(1, MAX_HANDLER_ATTEMPTS + 1):
         try:
             handler(envelope)
+            CONSUMED.labels(topic, "handled").inc()
             return True
         except Exception:
             log.exception(
@@ -96,4 +105,5 @@ def deliver(
                 return False
             time.sleep(backoff * attempt)
     dead_letter(topic + DEAD_LETTER_SUFFIX, envelope)
+    CONSUMED.labels(topic, "dead_lettered").inc()
     return True

@@ -20,7 +20,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from chargenet.core.bus.base import EventBus, Handler, Subscription, deliver
+from chargenet.core.bus.base import PUBLISHED, EventBus, Handler, Subscription, deliver
 from chargenet.core.envelope import Envelope
 from chargenet.core.settings import CoreSettings, fail
 
@@ -79,6 +79,7 @@ class KafkaBus(EventBus):
             self._name(topic), key=envelope.subject.encode(), value=envelope.to_bytes()
         )
         future.add_errback(self._record_error)
+        PUBLISHED.labels(topic).inc()
 
     def _record_error(self, error: Exception) -> None:
         log.error("a send to Kafka failed: %s", error)

@@ -11,7 +11,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from chargenet.core.bus.base import EventBus, Handler, Subscription, deliver, partition_for
+from chargenet.core.bus.base import (
+    PUBLISHED,
+    EventBus,
+    Handler,
+    Subscription,
+    deliver,
+    partition_for,
+)
 from chargenet.core.envelope import Envelope
 
 Partition = tuple[str, int]
@@ -45,6 +52,7 @@ class InMemoryBus(EventBus):
         with self._cond:
             self._log(topic)[partition_for(envelope.subject, self.partitions)].append(envelope)
             self._cond.notify_all()
+        PUBLISHED.labels(topic).inc()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Nothing to wait for: ``publish`` appends synchronously."""
