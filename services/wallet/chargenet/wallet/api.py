@@ -1,0 +1,294 @@
+"""REST for drivers: accounts, tokens, the wallet (balance, history, top-up, payout), sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chargenet.core.auth import Role
+from chargenet.core.errors import Forbidden, NotFound, Unauthorized
+from chargenet.wallet.accounts import Accounts
+from chargenet.wallet.auth import CurrentPrincipal, TokenAuthority
+from chargenet.wallet.chain import ChainReader
+from chargenet.wallet.funds import Funds, promised
+from chargenet.wallet.models import Driver, Payout, TopUp
+from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions, view
+
+router = APIRouter(prefix="/v1", tags=["wallet"])
+
+
+class AccountBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TopUpBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payment_reference: str = Field(min_length=1, max_length=120)
+    amount: int = Field(gt=0)
+
+
+class PayoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    payout_reference: str = Field(min_length=1, max_length=120)
+    amount: int = Field(gt=0)
+
+
+def _state(request: Request, name: str) -> Any:
+    return getattr(request.app.state, name)
+
+
+def current_driver(request: Request, who: CurrentPrincipal) -> Driver:
+    if who.role is not Role.DRIVER:
+        raise Forbidden("only a driver token may use the wallet")
+    accounts: Accounts = _state(request, "accounts")
+    tokens: TokenAuthority = _state(request, "tokens")
+    driver = accounts.find(who.subject)
+    if driver is None:
+        if tokens.issues_tokens:
+            raise Unauthorized("no account for this token")
+        driver = accounts.provision(who.subject)
+    return driver
+
+
+CurrentDriver = Annotated[Driver, Depends(current_driver)]
+
+
+def _profile(driver: Driver) -> dict[str, Any]:
+    return {
+        "driver_id": driver.driver_id,
+        "email": driver.email,
+        "address": driver.address,
+        "id_token": driver.id_token,
+    }
+
+
+# -- accounts and tokens -------------------------------------------------------------------------
+
+
+@router.post("/accounts", status_code=201)
+def create_account(request: Request, body: AccountBody) -> dict[str, Any]:
+    tokens: TokenAuthority = _state(request, "tokens")
+    if not tokens.issues_tokens:
+        raise Forbidden("accounts are created by the external identity provider")
+    accounts: Accounts = _state(request, "accounts")
+    return _profile(accounts.register(body.email, body.password))
+
+
+@router.post("/auth/token")
+def token(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    grant_type: Annotated[str, Form(pattern="^password$")] = "password",
+) -> dict[str, Any]:
+    """OAuth2 resource owner password flow (``application/x-www-form-urlencoded``)."""
+    tokens: TokenAuthority = _state(request, "tokens")
+    accounts: Accounts = _state(request, "accounts")
+    if not tokens.issues_tokens:
+        raise Forbidden("tokens are issued by the external identity provider")
+    driver = accounts.authenticate(username, password)
+    issued = tokens.issue(driver.driver_id, Role.DRIVER)
+    return {
+        "access_token": issued.access_token,
+        "token_type": "bearer",
+        "expires_in": issued.expires_in,
+    }
+
+
+@router.get("/me")
+def me(driver: CurrentDriver) -> dict[str, Any]:
+    return _profile(driver)
+
+
+# -- wallet --------------------------------------------------------------------------------------
+
+
+@router.get("/wallet")
+def wallet(request: Request, driver: CurrentDriver) -> dict[str, Any]:
+    chain: ChainReader = _state(request, "chain")
+    balance = chain.balance(driver.address)
+    pending = promised(_state(request, "db"), driver.driver_id)
+    return {
+        "address": driver.address,
+        "currency": _state(request, "settings").wallet_currency,
+        "token_balance": balance.token,
+        "deposit": balance.deposit,
+        "total": balance.total,
+        "pending_sessions": pending,
+        "available": balance.total - pending,
+        "block": balance.block,
+    }
+
+
+@router.get("/wallet/history")
+def history(
+    request: Request,
+    driver: CurrentDriver,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    chain: ChainReader = _state(request, "chain")
+    entries = chain.history(driver.address, _state(request, "settings").wallet_start_block)
+    newest = list(reversed(entries))[:limit]
+    return {
+        "address": driver.address,
+        "entries": [
+            {
+                "block": e.block,
+                "log_index": e.log_index,
+                "tx_hash": e.tx_hash,
+                "contract": e.contract,
+                "event": e.event,
+                "args": e.args,
+            }
+            for e in newest
+        ],
+    }
+
+
+def _topup(row: TopUp) -> dict[str, Any]:
+    return {
+        "payment_reference": row.payment_reference,
+        "amount": row.amount,
+        "status": row.status,
+        "mint_tx": row.mint_tx,
+        "deposit_tx": row.deposit_tx,
+        "error": row.error,
+    }
+
+
+@router.post("/wallet/topups")
+def top_up(
+    request: Request, response: Response, driver: CurrentDriver, body: TopUpBody
+) -> dict[str, Any]:
+    funds: Funds = _state(request, "funds")
+    row = funds.top_up(driver, body.payment_reference, body.amount)
+    response.status_code = 201 if row.status == "deposited" else 202
+    if row.status == "failed":
+        response.status_code = 502
+    return _topup(row)
+
+
+@router.get("/wallet/topups/{reference}")
+def get_top_up(request: Request, driver: CurrentDriver, reference: str) -> dict[str, Any]:
+    funds: Funds = _state(request, "funds")
+    row = funds.find_topup(reference)
+    if row is None or row.driver_id != driver.driver_id:
+        raise NotFound(f"no top-up {reference}")
+    return _topup(row)
+
+
+def _payout(row: Payout) -> dict[str, Any]:
+    return {
+        "payout_reference": row.payout_reference,
+        "amount": row.amount,
+        "status": row.status,
+        "burn_tx": row.burn_tx,
+        "error": row.error,
+    }
+
+
+@router.post("/wallet/payouts")
+def pay_out(
+    request: Request, response: Response, driver: CurrentDriver, body: PayoutBody
+) -> dict[str, Any]:
+    funds: Funds = _state(request, "funds")
+    row = funds.pay_out(driver, body.payout_reference, body.amount)
+    response.status_code = {"paid": 201, "failed": 502}.get(row.status, 202)
+    return _payout(row)
+
+
+# -- sessions ------------------------------------------------------------------------------------
+
+
+@router.post("/sessions")
+def request_session(
+    request: Request,
+    response: Response,
+    driver: CurrentDriver,
+    body: SessionRequestBody,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> dict[str, Any]:
+    sessions: Sessions = _state(request, "sessions")
+    row, created = sessions.request(driver, idempotency_key, body)
+    response.status_code = 201 if created else 200
+    return view(row)
+
+
+@router.get("/sessions")
+def list_sessions(
+    request: Request,
+    driver: CurrentDriver,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    sessions: Sessions = _state(request, "sessions")
+    rows = sessions.list(driver, limit, offset)
+    return {"sessions": [view(row) for row in rows], "limit": limit, "offset": offset}
+
+
+@router.get("/sessions/{session_id}")
+def get_session(request: Request, driver: CurrentDriver, session_id: str) -> dict[str, Any]:
+    sessions: Sessions = _state(request, "sessions")
+    return view(sessions.get(driver, session_id))
+
+
+@router.post("/sessions/{session_id}/stop", status_code=202)
+def stop_session(request: Request, driver: CurrentDriver, session_id: str) -> dict[str, Any]:
+    sessions: Sessions = _state(request, "sessions")
+    return view(sessions.stop(driver, session_id))
+
+
+@router.get("/sessions/{session_id}/stream")
+def stream_session(request: Request, driver: CurrentDriver, session_id: str) -> StreamingResponse:
+    """Server-Sent Events: the session's view on every change, until it is final."""
+    sessions: Sessions = _state(request, "sessions")
+    sessions.get(driver, session_id)  # 404 / 403 before the stream starts
+    settings = _state(request, "settings")
+    return StreamingResponse(
+        _events(
+            request,
+            sessions,
+            driver,
+            session_id,
+            settings.wallet_stream_poll_seconds,
+            settings.wallet_stream_keepalive_seconds,
+        ),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(
+    request: Request,
+    sessions: Sessions,
+    driver: Driver,
+    session_id: str,
+    poll: float,
+    keepalive: float,
+) -> AsyncIterator[str]:
+    # Polling the row (its version) rather than an in-process signal: any replica's consumer
+    # may have applied the event, and the database is where they all meet.
+    sent = -1
+    quiet_since = time.monotonic()
+    while not await request.is_disconnected():
+        row = await asyncio.to_thread(sessions.get, driver, session_id)
+        if row.version != sent:
+            sent = row.version
+            quiet_since = time.monotonic()
+            yield f"id: {row.version}\nevent: session\ndata: {json.dumps(view(row))}\n\n"
+        if row.state in FINAL_STATES:
+            yield "event: end\ndata: {}\n\n"
+            return
+        if time.monotonic() - quiet_since >= keepalive:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(poll)

@@ -1,0 +1,190 @@
+"""Reading the chain: balances, nonces and a driver's history, with a short cache.
+
+Writes never happen here: every transaction goes through the signer. Reads go straight to the
+node (or the in-process chain), because they need no key and the signer's API has none.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+
+from chargenet.core.chain import contract_at
+
+#: Events of a driver's money, newest last; ``topic`` is the position of the driver's address
+#: among the indexed arguments (1 = first).
+_HISTORY_EVENTS: tuple[tuple[str, str, int], ...] = (
+    ("ChargeToken", "Transfer", 1),
+    ("ChargeToken", "Transfer", 2),
+    ("ChargingEscrow", "Deposited", 1),
+    ("ChargingEscrow", "Withdrawn", 1),
+    ("ChargingEscrow", "SessionOpened", 2),
+    ("ChargingEscrow", "SessionSettled", 3),
+    ("ChargingEscrow", "SessionCancelled", 2),
+    ("ChargingEscrow", "SessionRefunded", 2),
+)
+
+
+@dataclass(frozen=True)
+class Balance:
+    token: int  # ChargeToken.balanceOf: tokens in the driver's own address
+    deposit: int  # ChargingEscrow.depositOf: tokens in the escrow, free to lock
+    block: int
+
+    @property
+    def total(self) -> int:
+        return self.token + self.deposit
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    block: int
+    log_index: int
+    tx_hash: str
+    contract: str
+    event: str
+    args: dict[str, Any]
+
+
+class ChainReader:
+    def __init__(
+        self, w3: Web3, token_address: str, escrow_address: str, *, cache_seconds: float = 5.0
+    ) -> None:
+        self.w3 = w3
+        self.token = contract_at(w3, "ChargeToken", token_address)
+        self.escrow = contract_at(w3, "ChargingEscrow", escrow_address)
+        self._cache_seconds = cache_seconds
+        self._balances: dict[str, tuple[float, Balance]] = {}
+        self._history: dict[str, tuple[int, list[HistoryEntry]]] = {}
+        self._lock = threading.Lock()
+        self._chain_id: int | None = None
+        self._token_name: str | None = None
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    @property
+    def token_name(self) -> str:
+        """The token's EIP-712 domain name (its ERC-20 name)."""
+        if self._token_name is None:
+            self._token_name = str(self.token.functions.name().call())
+        return self._token_name
+
+    def balance(self, address: str, *, fresh: bool = False) -> Balance:
+        """Token balance and escrow deposit; served from the cache unless ``fresh``."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._balances.get(address)
+        if cached is not None and not fresh and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        block = int(self.w3.eth.block_number)
+        owner = to_checksum_address(address)
+        balance = Balance(
+            token=int(self.token.functions.balanceOf(owner).call(block_identifier=block)),
+            deposit=int(self.escrow.functions.depositOf(owner).call(block_identifier=block)),
+            block=block,
+        )
+        with self._lock:
+            self._balances[address] = (now, balance)
+        return balance
+
+    def forget(self, address: str) -> None:
+        """Drop the cached balance after the wallet itself changed it."""
+        with self._lock:
+            self._balances.pop(address, None)
+
+    def last_nonce(self, address: str) -> int:
+        return int(self.escrow.functions.lastNonceOf(to_checksum_address(address)).call())
+
+    def permit_nonce(self, address: str) -> int:
+        return int(self.token.functions.nonces(to_checksum_address(address)).call())
+
+    def ether(self, address: str) -> int:
+        return int(self.w3.eth.get_balance(to_checksum_address(address)))
+
+    def timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def history(self, address: str, from_block: int = 0) -> list[HistoryEntry]:
+        """Every event that moved the driver's tokens, oldest first; cached per chain head.
+
+        New blocks extend the cached list from where it stopped, so a long history is fetched
+        once. Reorgs deeper than the cache's last block are not undone here: the history is a
+        view for the driver, the balance is always read fresh from the chain.
+        """
+        head = int(self.w3.eth.block_number)
+        with self._lock:
+            cached_head, entries = self._history.get(address, (from_block - 1, []))
+        if cached_head >= head:
+            return list(entries)
+        topic = "0x" + "00" * 12 + to_checksum_address(address)[2:].lower()
+        fresh: list[HistoryEntry] = []
+        contracts = {"ChargeToken": self.token, "ChargingEscrow": self.escrow}
+        for name, event_name, position in _HISTORY_EVENTS:
+            contract = contracts[name]
+            event = getattr(contract.events, event_name)()
+            topics: list[Any] = [_topic0(contract, event_name)]
+            topics.extend([None] * (position - 1))
+            topics.append(topic)
+            logs = self.w3.eth.get_logs(
+                {
+                    "address": contract.address,
+                    "fromBlock": cached_head + 1,
+                    "toBlock": head,
+                    "topics": topics,
+                }
+            )
+            for log in logs:
+                decoded = event.process_log(log)
+                fresh.append(
+                    HistoryEntry(
+                        block=int(log["blockNumber"]),
+                        log_index=int(log["logIndex"]),
+                        tx_hash="0x" + bytes(log["transactionHash"]).hex(),
+                        contract=name,
+                        event=event_name,
+                        args={k: _plain(v) for k, v in decoded["args"].items()},
+                    )
+                )
+        merged = sorted(
+            {(e.block, e.log_index): e for e in [*entries, *fresh]}.values(),
+            key=lambda e: (e.block, e.log_index),
+        )
+        with self._lock:
+            self._history[address] = (head, merged)
+        return list(merged)
+
+
+def _topic0(contract: Any, event_name: str) -> str:
+    for item in contract.abi:
+        if item.get("type") == "event" and item.get("name") == event_name:
+            types = ",".join(_abi_type(arg) for arg in item["inputs"])
+            return "0x" + Web3.keccak(text=f"{event_name}({types})").hex().removeprefix("0x")
+    raise LookupError(event_name)
+
+
+def _abi_type(arg: dict[str, Any]) -> str:
+    kind = str(arg["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in arg["components"])
+        return f"({inner}){kind[5:]}"
+    return kind
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # Token amounts exceed JSON's safe integers; decimal strings keep them exact.
+        return str(value)
+    return value

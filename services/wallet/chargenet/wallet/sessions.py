@@ -1,0 +1,394 @@
+"""Asking to charge, and asking to stop: the driver's side of a session.
+
+A request is checked (station active, charge point online, connector free, maximum within the
+balance), gets the driver's next escrow nonce and the driver's EIP-712 ``OpenSession``
+authorisation from the signer, and is written together with its ``SessionRequested`` event in one
+transaction (the outbox relay publishes it). The same ``Idempotency-Key`` returns the same
+session and publishes nothing more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.exc import IntegrityError
+
+from chargenet.core.chain import open_session_typed_data, session_id
+from chargenet.core.db import Database
+from chargenet.core.db.outbox import OutboxRelay, unit_of_work
+from chargenet.core.db.tables import utcnow
+from chargenet.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from chargenet.core.events import SessionRequested, StopRequested
+from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples
+from chargenet.core.signer_client import SignerClient, SignerError
+from chargenet.wallet import metrics
+from chargenet.wallet.chain import ChainReader
+from chargenet.wallet.funds import ServiceUnavailable, check_amount, promised
+from chargenet.wallet.models import ChargingSession, Driver
+from chargenet.wallet.registry_client import RegistryClient, RegistryUnavailable, Station
+from chargenet.wallet.settings import WalletSettings
+
+SOURCE = "wallet"
+#: States after which the session's escrow slot is free again (see the contracts' ring).
+CLOSED_STATES = ("settled", "refunded", "cancelled")
+#: States after which nothing more happens that the driver waits for.
+FINAL_STATES = ("settled", "refunded", "failed", "cancelled")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+#: Power assumed to turn a kWh maximum into time when the connector states none (11 kW AC).
+DEFAULT_POWER_W = 11_000
+RING_SIZE = 8
+
+
+class SessionRequestBody(BaseModel):
+    """``POST /v1/sessions``: where, and the most it may cost (tokens, or kWh at the tariff)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    station_id: str = Field(min_length=1, max_length=66)
+    connector_id: str = Field(min_length=1, max_length=36)
+    evse_uid: str | None = Field(default=None, min_length=1, max_length=36)
+    max_amount: int | None = Field(default=None, gt=0)
+    max_kwh: Decimal | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_maximum(self) -> SessionRequestBody:
+        if (self.max_amount is None) == (self.max_kwh is None):
+            raise ValueError("give exactly one of max_amount (token base units) and max_kwh")
+        return self
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def kwh_to_tokens(station: Station, power_w: int, kwh: Decimal, now: datetime) -> int:
+    """What ``kwh`` cost at the station's tariff, charged from now at the connector's power.
+
+    Time-based components (per hour, parking) depend on how long the energy takes; the
+    connector's maximum power gives the shortest time, which is the tariff's price for that
+    energy when the car draws full power. The budget check stops the session at the maximum in
+    tokens either way.
+    """
+    assert station.tariff is not None
+    tariff = Tariff.model_validate(station.tariff)
+    watts = Decimal(power_w or DEFAULT_POWER_W)
+    seconds = kwh * 1000 / watts * 3600
+    samples = [
+        MeterSample(timestamp=now, energy_wh=Decimal(0)),
+        MeterSample(
+            timestamp=now + timedelta(seconds=float(seconds)), energy_wh=kwh * Decimal(1000)
+        ),
+    ]
+    try:
+        result = price_samples(tariff, samples, time_zone=station.time_zone)
+    except PricingError as error:
+        raise Unprocessable(f"max_kwh: the station's tariff cannot price it ({error})") from None
+    if result.total_incl_vat_units <= 0:
+        raise Unprocessable(f"max_kwh: the tariff prices {kwh} kWh at nothing; give max_amount")
+    return result.total_incl_vat_units
+
+
+def view(row: ChargingSession) -> dict[str, Any]:
+    """The session as the driver sees it (also each live stream message)."""
+    return {
+        "session_id": row.session_id,
+        "state": row.state,
+        "stop_requested": row.stop_requested,
+        "station_id": row.station_id,
+        "charge_point_id": row.charge_point_id,
+        "connector_id": row.connector_id,
+        "evse_id": row.evse_id,
+        "currency": row.currency,
+        "max_amount": row.max_amount,
+        "energy_wh": row.energy_wh,
+        "cost_so_far": row.cost_so_far,
+        "amount_settled": row.amount_settled,
+        "amount_refunded": row.amount_refunded,
+        "reason": row.reason,
+        "chain_session_id": row.chain_session_id,
+        "driver_nonce": row.driver_nonce,
+        "expiry": _iso(row.expiry),
+        "created_at": _iso(row.created_at),
+        "started_at": _iso(row.started_at),
+        "stopped_at": _iso(row.stopped_at),
+        "version": row.version,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+
+
+class Sessions:
+    def __init__(
+        self,
+        settings: WalletSettings,
+        db: Database,
+        signer: SignerClient,
+        chain: ChainReader,
+        registry: RegistryClient,
+        relay: OutboxRelay,
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.chain = chain
+        self.registry = registry
+        self.relay = relay
+        self._expiry_seconds = settings.wallet_session_expiry_seconds
+        self._max_open = settings.wallet_max_open_sessions
+        self._currency = settings.wallet_currency
+        self._cpo_ids = settings.cpo_ids()
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    # -- request ---------------------------------------------------------------------------------
+
+    def request(
+        self, driver: Driver, idempotency_key: str | None, body: SessionRequestBody
+    ) -> tuple[ChargingSession, bool]:
+        """The session for this key: (row, True) when created now, (row, False) when repeated."""
+        if idempotency_key is None or not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise Unprocessable("Idempotency-Key: a header of 1-200 printable ASCII characters")
+        fingerprint = body.fingerprint()
+        repeated = self._repeat(driver, idempotency_key, fingerprint)
+        if repeated is not None:
+            return repeated, False
+        try:
+            station = self.registry.station(body.station_id)
+        except RegistryUnavailable as error:
+            metrics.SESSION_REQUESTS.labels(outcome="registry_unavailable").inc()
+            raise ServiceUnavailable(str(error)) from None
+        connector = station.connector(body.connector_id, body.evse_uid)
+        try:
+            station.check_startable(connector)
+        except Conflict:
+            metrics.SESSION_REQUESTS.labels(outcome="station_refused").inc()
+            raise
+        assert station.tariff is not None
+        if body.max_amount is not None:
+            maximum = check_amount(body.max_amount, "max_amount")
+        else:
+            assert body.max_kwh is not None
+            maximum = kwh_to_tokens(station, connector.max_power_w, body.max_kwh, utcnow())
+        with self._lock(driver.driver_id):
+            # Checked again under the lock: a concurrent request with this key may have won.
+            repeated = self._repeat(driver, idempotency_key, fingerprint)
+            if repeated is not None:
+                return repeated, False
+            balance = self.chain.balance(driver.address, fresh=True)
+            available = balance.total - promised(self.db, driver.driver_id)
+            if maximum > available:
+                metrics.SESSION_REQUESTS.labels(outcome="above_balance").inc()
+                raise Unprocessable(
+                    f"max_amount: the maximum {maximum} is above the available balance "
+                    f"{available} (top up first)"
+                )
+            try:
+                row = self._create(
+                    driver, idempotency_key, fingerprint, station, connector, maximum
+                )
+            except IntegrityError:
+                # Another replica took this key between our check and our insert.
+                repeated = self._repeat(driver, idempotency_key, fingerprint)
+                if repeated is None:
+                    raise
+                return repeated, False
+        self.relay.notify()
+        metrics.SESSION_REQUESTS.labels(outcome="requested").inc()
+        return row, True
+
+    def _create(
+        self,
+        driver: Driver,
+        idempotency_key: str,
+        fingerprint: str,
+        station: Station,
+        connector: Any,
+        maximum: int,
+    ) -> ChargingSession:
+        with unit_of_work(self.db, SOURCE) as uow:
+            account = uow.session.get(Driver, driver.number, with_for_update=self.db.is_postgres)
+            assert account is not None
+            last = account.last_nonce
+            if last is None:
+                last = self.chain.last_nonce(driver.address)
+            nonce = self._next_nonce(uow.session, driver.driver_id, last)
+            chain_session = session_id(driver.address, nonce)
+            expiry = self.chain.timestamp() + self._expiry_seconds
+            typed = open_session_typed_data(
+                chain_id=self.chain.chain_id,
+                escrow=self.chain.escrow.address,
+                session=chain_session,
+                station_id=bytes.fromhex(station.chain_id_hex[2:]),
+                maximum=maximum,
+                expiry=expiry,
+            )
+            try:
+                signature = self.signer.sign_typed_data(driver.key_alias, typed).signature
+            except SignerError as error:
+                raise ServiceUnavailable(f"the signer refused to sign: {error.detail}") from None
+            r, s, v = signature[:32], signature[32:64], signature[64]
+            # EIP-2098: the y parity rides in the top bit of s.
+            vs = (((v - 27) << 255) | int.from_bytes(s, "big")).to_bytes(32, "big")
+            row = ChargingSession(
+                session_id=str(uuid.uuid4()),
+                driver_id=driver.driver_id,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                station_id=station.station_id,
+                cpo_id=self._cpo_id(station, connector),
+                charge_point_id=connector.charge_point_id,
+                connector_id=connector.ocpp_connector_id,
+                evse_id=connector.evse_id,
+                max_amount=maximum,
+                currency=self._currency,
+                tariff=json.dumps(station.tariff, default=str),
+                time_zone=station.time_zone,
+                chain_session_id="0x" + chain_session.hex(),
+                driver_nonce=nonce,
+                expiry=datetime.fromtimestamp(expiry, UTC),
+                state="requested",
+                stop_requested=False,
+                energy_wh=0,
+                cost_so_far=0,
+                version=1,
+            )
+            uow.session.add(row)
+            account.last_nonce = nonce
+            uow.session.flush()
+            uow.emit(
+                SessionRequested(
+                    session_id=row.session_id,
+                    driver_id=driver.driver_id,
+                    driver_address=driver.address,
+                    cpo_id=row.cpo_id,
+                    station_id=station.chain_id_hex,
+                    charge_point_id=row.charge_point_id,
+                    connector_id=row.connector_id,
+                    evse_id=row.evse_id,
+                    max_amount=maximum,
+                    id_token=driver.id_token,
+                    idempotency_key=idempotency_key,
+                    chain_session_id=row.chain_session_id,
+                    driver_nonce=nonce,
+                    expiry=row.expiry,
+                    authorisation_r="0x" + r.hex(),
+                    authorisation_vs="0x" + vs.hex(),
+                    tariff=json.loads(row.tariff),
+                    time_zone=station.time_zone,
+                    # Not yet in the catalogue (extra fields are allowed): OCPP 2.0.1 needs it.
+                    ocpp_evse_id=connector.ocpp_evse_id,
+                    registry_station_id=station.station_id,
+                ),
+                subject=row.session_id,
+            )
+        return row
+
+    def _next_nonce(self, session: Any, driver_id: str, last: int) -> int:
+        """The lowest nonce above ``last`` whose ring slot holds no open session of the driver.
+
+        The escrow keeps a driver's sessions in 8 slots (``nonce % 8``) and refuses to open into
+        a busy one; skipped nonces are simply never used.
+        """
+        busy = {
+            int(n) % RING_SIZE
+            for n in session.scalars(
+                sa.select(ChargingSession.driver_nonce).where(
+                    ChargingSession.driver_id == driver_id,
+                    ChargingSession.state.not_in(CLOSED_STATES),
+                )
+            )
+        }
+        if len(busy) >= self._max_open:
+            metrics.SESSION_REQUESTS.labels(outcome="too_many_open").inc()
+            raise Conflict(f"at most {self._max_open} sessions may be open at once")
+        nonce = last + 1
+        while nonce % RING_SIZE in busy:
+            nonce += 1
+        return nonce
+
+    def _cpo_id(self, station: Station, connector: Any) -> str:
+        # The gateway's CPO id routes the start command; the chain knows only the address.
+        return str(
+            connector.cpo_id
+            or self._cpo_ids.get(station.cpo_address.lower())
+            or station.cpo_address.lower()
+        )
+
+    def _repeat(self, driver: Driver, key: str, fingerprint: str) -> ChargingSession | None:
+        with self.db.session() as session:
+            row = session.scalars(
+                sa.select(ChargingSession).where(
+                    ChargingSession.driver_id == driver.driver_id,
+                    ChargingSession.idempotency_key == key,
+                )
+            ).one_or_none()
+        if row is not None and row.request_hash != fingerprint:
+            raise Unprocessable("Idempotency-Key: already used for a different session request")
+        if row is not None:
+            metrics.SESSION_REQUESTS.labels(outcome="repeated").inc()
+        return row
+
+    def _lock(self, driver_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[driver_id]
+
+    # -- read and stop ---------------------------------------------------------------------------
+
+    def get(self, driver: Driver, session_id_: str) -> ChargingSession:
+        with self.db.session() as session:
+            row = session.get(ChargingSession, session_id_)
+        return _owned(row, driver, session_id_)
+
+    def list(self, driver: Driver, limit: int, offset: int) -> list[ChargingSession]:
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    sa.select(ChargingSession)
+                    .where(ChargingSession.driver_id == driver.driver_id)
+                    .order_by(ChargingSession.created_at.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+
+    def stop(self, driver: Driver, session_id_: str) -> ChargingSession:
+        """Ask to stop (once: a repeated stop publishes nothing more)."""
+        with unit_of_work(self.db, SOURCE) as uow:
+            row = uow.session.get(ChargingSession, session_id_, with_for_update=self.db.is_postgres)
+            row = _owned(row, driver, session_id_)
+            if row.state in FINAL_STATES or row.state in ("stopped", "priced"):
+                metrics.STOP_REQUESTS.labels(outcome="too_late").inc()
+                raise Conflict(f"session {session_id_} is already {row.state}")
+            if row.stop_requested:
+                metrics.STOP_REQUESTS.labels(outcome="repeated").inc()
+                return row
+            row.stop_requested = True
+            row.version += 1
+            row.updated_at = utcnow()
+            uow.emit(
+                StopRequested(session_id=row.session_id, reason="driver"), subject=row.session_id
+            )
+        self.relay.notify()
+        metrics.STOP_REQUESTS.labels(outcome="requested").inc()
+        return row
+
+
+def _owned(row: ChargingSession | None, driver: Driver, session_id_: str) -> ChargingSession:
+    if row is None:
+        raise NotFound(f"no session {session_id_}")
+    if row.driver_id != driver.driver_id:
+        raise Forbidden(f"session {session_id_} belongs to another driver")
+    return row
