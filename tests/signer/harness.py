@@ -163,6 +163,7 @@ def inprocess_signer(env: dict[str, str], provider: Any = None) -> Iterator[InPr
         asyncio.run_coroutine_threadsafe(app.stop(0.5), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        loop.close()
 
 
 class SignerProcess:

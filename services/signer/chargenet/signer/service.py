@@ -185,14 +185,12 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         watcher = self.engine.watch(caller.name, keys)
         open_keys = set(keys)
         try:
-            if request.send_initial:
-                for key in keys:
-                    record = await asyncio.to_thread(self.engine.store.find, caller.name, key)
-                    if record is None:
-                        continue
+            if request.send_initial and keys:
+                store = self.engine.store
+                for record in await asyncio.to_thread(store.find_many, caller.name, keys):
                     yield self._message(record)
                     if record.status in TERMINAL:
-                        open_keys.discard(key)
+                        open_keys.discard(record.idempotency_key)
             while not keys or open_keys:
                 record = await watcher.queue.get()
                 yield self._message(record)

@@ -55,6 +55,19 @@ class SignerStore:
             )
             return _record(session, row) if row is not None else None
 
+    def find_many(self, caller: str, keys: Sequence[str]) -> list[TxRecord]:
+        records: list[TxRecord] = []
+        with self.db.session() as session:
+            for start in range(0, len(keys), 500):
+                rows = session.scalars(
+                    sa.select(TransactionRow).where(
+                        TransactionRow.caller == caller,
+                        TransactionRow.idempotency_key.in_(keys[start : start + 500]),
+                    )
+                ).all()
+                records.extend(_records(session, rows))
+        return records
+
     def find_by_hash(self, caller: str, tx_hash: str) -> TxRecord | None:
         with self.db.session() as session:
             row = session.scalar(
@@ -70,8 +83,8 @@ class SignerStore:
                 sa.select(TransactionRow)
                 .where(TransactionRow.status.in_(OPEN))
                 .order_by(TransactionRow.from_address, TransactionRow.nonce)
-            )
-            return [_record(session, row) for row in rows]
+            ).all()
+            return _records(session, rows)
 
     def next_nonce(self, address: str) -> int | None:
         with self.db.session() as session:
@@ -330,6 +343,28 @@ def _attempt_row(record_id: int, attempt: Attempt) -> AttemptRow:
     )
 
 
+def _records(session: Session, rows: Sequence[TransactionRow]) -> list[TxRecord]:
+    """Many records with their attempts in one query instead of one per record."""
+    attempts: dict[int, list[Attempt]] = {row.id: [] for row in rows}
+    for start in range(0, len(rows), 500):
+        ids = [row.id for row in rows[start : start + 500]]
+        for a in session.scalars(sa.select(AttemptRow).where(AttemptRow.transaction_id.in_(ids))):
+            attempts[a.transaction_id].append(_attempt(a))
+    return [
+        _record(session, row, sorted(attempts[row.id], key=lambda a: a.max_fee_per_gas))
+        for row in rows
+    ]
+
+
+def _attempt(row: AttemptRow) -> Attempt:
+    return Attempt(
+        tx_hash=row.tx_hash,
+        raw=row.raw,
+        max_fee_per_gas=int(row.max_fee_per_gas),
+        max_priority_fee_per_gas=int(row.max_priority_fee_per_gas),
+    )
+
+
 def _record(
     session: Session, row: TransactionRow, attempts: list[Attempt] | None = None
 ) -> TxRecord:
@@ -338,18 +373,7 @@ def _record(
             sa.select(AttemptRow).where(AttemptRow.transaction_id == row.id)
         )
         # Each re-send raises the fee, so fee order is send order.
-        attempts = sorted(
-            (
-                Attempt(
-                    tx_hash=a.tx_hash,
-                    raw=a.raw,
-                    max_fee_per_gas=int(a.max_fee_per_gas),
-                    max_priority_fee_per_gas=int(a.max_priority_fee_per_gas),
-                )
-                for a in attempt_rows
-            ),
-            key=lambda a: a.max_fee_per_gas,
-        )
+        attempts = sorted((_attempt(a) for a in attempt_rows), key=lambda a: a.max_fee_per_gas)
     return TxRecord(
         id=row.id,
         caller=row.caller,

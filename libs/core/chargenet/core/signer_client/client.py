@@ -154,11 +154,15 @@ class SignerClient:
         request = pb.WatchTransactionsRequest(
             idempotency_keys=list(idempotency_keys), send_initial=send_initial
         )
+        call = self._stub.WatchTransactions(request, metadata=self._metadata)
         try:
-            for message in self._stub.WatchTransactions(request, metadata=self._metadata):
+            for message in call:
                 yield _transaction(message.transaction)
         except grpc.RpcError as error:
             raise _error(error) from None
+        finally:
+            # A caller that stops iterating early must not leave the stream open on the signer.
+            call.cancel()
 
     def wait(
         self,
