@@ -18,7 +18,7 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -36,6 +36,7 @@ from chargenet.gateway.events import (
 from chargenet.gateway.metrics import COMMAND_RESULTS
 from chargenet.gateway.ocppj import FrameError, OcppVersion
 from chargenet.gateway.schemas import Direction
+from chargenet.gateway.translate import TranslationError, translate
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ def outcome_of(response: dict[str, object]) -> tuple[CommandStatus, str | None]:
     return (CommandStatus.ACCEPTED if text in _GOOD_STATUSES else CommandStatus.REJECTED), text
 
 
+#: Commands whose deadline passed longer ago than this are history, not work.
+REPLAY_HORIZON = timedelta(seconds=60)
+
+
 class CommandRouter:
     def __init__(
         self,
@@ -118,6 +123,8 @@ class CommandRouter:
         future.add_done_callback(self._tasks.discard)
 
     def _on_command(self, command: GatewayCommand) -> None:
+        if command.deadline < datetime.now(UTC) - REPLAY_HORIZON:
+            return  # history replayed by a new replica: answered or timed out long ago
         cp = command.charge_point_id
         if cp in self.connections:
             self._submit(self.execute(command))
@@ -145,7 +152,14 @@ class CommandRouter:
             await self._answer(command, CommandStatus.TIMED_OUT, error="deadline passed")
             return
         version = connection.version
-        if command.action not in COMMAND_ACTIONS[version]:
+        try:
+            action, payload = translate(
+                command.action, command.payload, version, command.command_id
+            )
+        except TranslationError as untranslatable:
+            await self._answer(command, CommandStatus.ERROR, error=str(untranslatable))
+            return
+        if action not in COMMAND_ACTIONS[version]:
             await self._answer(
                 command,
                 CommandStatus.ERROR,
@@ -153,12 +167,12 @@ class CommandRouter:
             )
             return
         try:
-            self.ctx.schemas.check(version, command.action, Direction.REQUEST, command.payload)
+            self.ctx.schemas.check(version, action, Direction.REQUEST, payload)
         except FrameError as invalid:
             await self._answer(command, CommandStatus.ERROR, error=invalid.description)
             return
         try:
-            response = await connection.call(command.action, command.payload, remaining)
+            response = await connection.call(action, payload, remaining)
         except TimeoutError:
             await self._answer(command, CommandStatus.TIMED_OUT, error="no answer in time")
         except CallErrorReceived as error:
