@@ -1,0 +1,190 @@
+"""What handlers and the worker share: one transaction per transition, with its events.
+
+``EscrowCore.tx()`` is one database transaction; every event it stages goes to the outbox in the
+same transaction, and metrics are counted only once it committed. SQLite serialises writers on
+one lock, and a read-then-write transaction that lost the race fails instead of waiting, so in
+SQLite the service's own transactions take a process lock first (the embedded default is one
+process); PostgreSQL rows are locked with ``FOR UPDATE`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from chargenet.core.db import Database
+from chargenet.core.db.inbox import apply_once
+from chargenet.core.db.outbox import add_to_outbox
+from chargenet.core.envelope import Envelope, EventData, make_envelope
+from chargenet.core.events import GatewayCommand, gateway_commands_topic
+from chargenet.escrow.metrics import FINISHED, TRANSITIONS
+from chargenet.escrow.models import SessionRow
+from chargenet.escrow.settings import EscrowSettings
+from chargenet.escrow.states import State, check
+
+log = logging.getLogger(__name__)
+
+SOURCE = "chargenet/escrow"
+START_ACTION = "RemoteStartTransaction"
+STOP_ACTION = "RemoteStopTransaction"
+
+
+Q = TypeVar("Q", bound=sa.Select[Any])
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Tx:
+    """One transaction: the ORM session, its staged events, and what to count after commit."""
+
+    session: Session
+    _after: list[Callable[[], None]] = field(default_factory=list)
+    events: int = 0
+
+    def emit(self, data: EventData, subject: str) -> Envelope:
+        return self.publish(data.topic, data, subject)
+
+    def publish(self, topic: str, data: EventData, subject: str) -> Envelope:
+        envelope = make_envelope(data, subject=subject, source=SOURCE)
+        add_to_outbox(self.session, topic, envelope)
+        self.events += 1
+        return envelope
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after.append(callback)
+
+    def move(self, row: SessionRow, target: State, reason: str | None = None) -> None:
+        """The one way a session changes state; refuses transitions the machine lacks."""
+        current = State(row.state)
+        check(row.session_id, current, target)
+        row.state = target.value
+        row.updated_at = utcnow()
+        if reason is not None:
+            row.reason = reason[:2000]
+        log.info(
+            "session %s: %s -> %s%s",
+            row.session_id,
+            current,
+            target,
+            f" ({reason})" if reason else "",
+        )
+
+        def count() -> None:
+            TRANSITIONS.labels(current.value, target.value).inc()
+            if target.is_final:
+                FINISHED.labels(target.value.lower()).inc()
+
+        self.after_commit(count)
+
+    def command(self, row: SessionRow, action: str, payload: dict[str, Any], seconds: float) -> str:
+        """Stage a command for the session's charge point; returns its id."""
+        command_id = uuid.uuid4().hex
+        self.publish(
+            gateway_commands_topic(row.cpo_id),
+            GatewayCommand(
+                command_id=command_id,
+                charge_point_id=row.charge_point_id,
+                action=action,
+                payload=payload,
+                deadline=utcnow() + timedelta(seconds=seconds),
+                session_id=row.session_id,
+            ),
+            row.charge_point_id,
+        )
+        return command_id
+
+
+class EscrowCore:
+    def __init__(
+        self,
+        settings: EscrowSettings,
+        db: Database,
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self._on_commit = on_commit
+        self._sqlite_lock = threading.RLock() if not db.is_postgres else None
+
+    @contextlib.contextmanager
+    def _serialised(self) -> Iterator[None]:
+        if self._sqlite_lock is None:
+            yield
+            return
+        with self._sqlite_lock:
+            yield
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[Tx]:
+        with self._serialised():
+            with self.db.session() as session:
+                tx = Tx(session)
+                yield tx
+            self._committed(tx)
+
+    def apply_once(self, consumer: str, envelope: Envelope, apply: Callable[[Tx], None]) -> bool:
+        """The core inbox around ``apply``: a redelivered event changes nothing."""
+        holder: list[Tx] = []
+
+        def run(session: Session, _envelope: Envelope) -> None:
+            tx = Tx(session)
+            holder.append(tx)
+            apply(tx)
+
+        with self._serialised():
+            applied = apply_once(self.db, consumer, envelope, run)
+        if applied and holder:
+            self._committed(holder[0])
+        return applied
+
+    def _committed(self, tx: Tx) -> None:
+        for callback in tx._after:
+            callback()
+        if tx.events and self._on_commit is not None:
+            self._on_commit()
+
+    def locked(self, tx: Tx, session_id: str) -> SessionRow | None:
+        """The session's row, locked against the other replicas until the transaction ends."""
+        query = sa.select(SessionRow).where(SessionRow.session_id == session_id)
+        if self.db.is_postgres:
+            query = query.with_for_update()
+        return tx.session.scalars(query).one_or_none()
+
+    def select_for_work(self, query: Q) -> Q:
+        """Rows one replica's worker takes; another replica skips them rather than wait."""
+        if self.db.is_postgres:
+            return query.with_for_update(skip_locked=True)
+        return query
+
+    def start(self, tx: Tx, row: SessionRow) -> None:
+        """OPEN -> STARTING: ask the charge point to start, with a deadline."""
+        seconds = self.settings.escrow_start_timeout_seconds
+        tx.move(row, State.STARTING)
+        row.start_deadline = utcnow() + timedelta(seconds=seconds)
+        row.start_command_id = tx.command(
+            row, START_ACTION, {"idTag": row.id_token, "connectorId": row.connector_id}, seconds
+        )
+
+    def stop_command(self, tx: Tx, row: SessionRow) -> None:
+        """Ask the charge point to stop the session's transaction (when it has one)."""
+        if row.transaction_id is None:
+            return
+        row.stop_command_id = tx.command(
+            row,
+            STOP_ACTION,
+            {"transactionId": row.transaction_id},
+            self.settings.escrow_start_timeout_seconds,
+        )

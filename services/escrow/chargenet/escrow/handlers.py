@@ -1,0 +1,336 @@
+"""The escrow's consumer: session events and gateway results, each applied once (core inbox).
+
+A handler only changes the session when the event fits its state; anything else (a meter value
+after the settlement, a start for a session already cancelled) is logged and dropped, so
+redelivered, duplicated or late events change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+from eth_utils.address import to_checksum_address
+from pydantic import ValidationError
+
+from chargenet.core.bus import EventBus
+from chargenet.core.chain import parse_session_id
+from chargenet.core.envelope import Envelope
+from chargenet.core.events import (
+    CommandResult,
+    CommandStatus,
+    MeterReading,
+    SessionCancelled,
+    SessionPriced,
+    SessionRequested,
+    SessionStarted,
+    SessionStopped,
+    StopRequested,
+    gateway_commands_topic,
+)
+from chargenet.core.logging import bind
+from chargenet.core.pricing import PricingError, Tariff, canonical_hash
+from chargenet.escrow.chain import ChainReader
+from chargenet.escrow.core import SOURCE, EscrowCore, Tx, utcnow
+from chargenet.escrow.models import MeterSampleRow, SessionRow
+from chargenet.escrow.settlement import (
+    STATION_KEY,
+    NothingToSettle,
+    price_so_far,
+    settle_session,
+)
+from chargenet.escrow.states import State
+
+log = logging.getLogger(__name__)
+CONSUMER = "escrow"
+_OWN = frozenset({StopRequested.event_type})
+
+
+class SessionHandlers:
+    def __init__(
+        self, core: EscrowCore, reader: ChainReader | None, bus: EventBus | None = None
+    ) -> None:
+        self.core = core
+        self.reader = reader
+        self.bus = bus
+        self._topics: set[str] = set()
+        self._dispatch: dict[str, Callable[[Tx, Envelope], None]] = {
+            SessionRequested.event_type: self._requested,
+            SessionStarted.event_type: self._started,
+            MeterReading.event_type: self._meter,
+            StopRequested.event_type: self._stop_requested,
+            SessionStopped.event_type: self._stopped,
+            CommandResult.event_type: self._command_result,
+        }
+
+    def __call__(self, envelope: Envelope) -> None:
+        handler = self._dispatch.get(envelope.type)
+        if handler is None or (envelope.source == SOURCE and envelope.type in _OWN):
+            return  # other session events, and the escrow's own StopRequested
+        with bind(session_id=envelope.subject, event_id=envelope.id):
+            self.core.apply_once(CONSUMER, envelope, lambda tx: handler(tx, envelope))
+
+    # -- requested ---------------------------------------------------------------------------
+    def _requested(self, tx: Tx, envelope: Envelope) -> None:
+        request = envelope.payload(SessionRequested)
+        session = tx.session
+        if session.get(SessionRow, request.session_id) is not None:
+            return
+        duplicate = session.scalars(
+            sa.select(SessionRow).where(
+                SessionRow.driver_id == request.driver_id,
+                SessionRow.idempotency_key == request.idempotency_key,
+            )
+        ).first()
+        if duplicate is not None:
+            log.info("request %s repeats %s", request.session_id, duplicate.session_id)
+            return
+        taken = session.scalars(
+            sa.select(SessionRow).where(
+                SessionRow.chain_session_id == request.chain_session_id.lower()
+            )
+        ).first()
+        if taken is not None:
+            tx.emit(
+                SessionCancelled(
+                    session_id=request.session_id,
+                    reason=f"escrow session id already used by session {taken.session_id}",
+                ),
+                request.session_id,
+            )
+            return
+        data = envelope.data.copy()
+        row = SessionRow(
+            session_id=request.session_id,
+            chain_session_id=request.chain_session_id.lower(),
+            state=State.REQUESTED.value,
+            driver_id=request.driver_id,
+            driver_address=request.driver_address,
+            idempotency_key=request.idempotency_key,
+            cpo_id=request.cpo_id,
+            station_id=request.station_id.lower(),
+            charge_point_id=request.charge_point_id,
+            connector_id=request.connector_id,
+            evse_id=request.evse_id,
+            id_token=request.id_token,
+            max_amount=request.max_amount,
+            expiry=request.expiry,
+            request="{}",
+            cost_so_far=0,
+            signed_meter_data="[]",
+            meter_verified=False,
+            attempts=0,
+        )
+        problem = self._check(request, data)
+        row.request = json.dumps(data)
+        session.add(row)
+        session.flush()
+        if problem is not None:
+            tx.move(row, State.REJECTED, problem)
+            tx.emit(SessionCancelled(session_id=row.session_id, reason=problem), row.session_id)
+        else:
+            self._ensure_topic(gateway_commands_topic(row.cpo_id))
+
+    def _check(self, request: SessionRequested, data: dict[str, object]) -> str | None:
+        """Why the escrow must not open this session, or None. Adds the station's chain facts
+        to ``data`` (kept with the session for its CDR and meter verification)."""
+        if self.reader is None:
+            return "the escrow contract is not configured (CHARGENET_ESCROW_ADDRESS)"
+        if request.max_amount <= 0:
+            return "the maximum must be positive"
+        try:
+            driver, nonce = parse_session_id(bytes.fromhex(request.chain_session_id[2:]))
+        except ValueError as error:
+            return f"chain_session_id: {error}"
+        if driver != to_checksum_address(request.driver_address) or nonce != request.driver_nonce:
+            return "chain_session_id does not belong to this driver and nonce"
+        try:
+            tariff = Tariff.model_validate(request.tariff)
+        except ValidationError as error:
+            return f"the tariff document is invalid: {error.errors()[0]['msg']}"
+        if tariff.country_code is None or tariff.party_id is None:
+            return "the tariff document names no CPO (country_code and party_id)"
+        station = self.reader.station(bytes.fromhex(request.station_id.removeprefix("0x")))
+        if station is None:
+            return "unknown station"
+        if not station.active:
+            return "the station is retired"
+        if canonical_hash(tariff) != station.info.tariff_hash:
+            return "the tariff document does not match the station's on-chain tariff hash"
+        data[STATION_KEY] = {
+            "index": station.index,
+            "cpo": station.cpo,
+            "latitude_e6": station.info.latitude_e6,
+            "longitude_e6": station.info.longitude_e6,
+            "meter_key_hash": "0x" + station.info.meter_key_hash.hex(),
+        }
+        return None
+
+    def _ensure_topic(self, topic: str) -> None:
+        if self.bus is not None and topic not in self._topics:
+            self.bus.ensure_topics([topic])
+            self._topics.add(topic)
+
+    # -- charge point events -----------------------------------------------------------------
+    def _started(self, tx: Tx, envelope: Envelope) -> None:
+        started = envelope.payload(SessionStarted)
+        row = self.core.locked(tx, started.session_id)
+        if row is None:
+            return
+        if State(row.state) is not State.STARTING:
+            if (
+                State(row.state) in (State.CANCELLING, State.REFUNDED)
+                and row.transaction_id is None
+            ):
+                # Started after the escrow gave up on it: nothing pays for this energy, stop it.
+                row.transaction_id = started.transaction_id
+                self.core.stop_command(tx, row)
+            return
+        tx.move(row, State.CHARGING)
+        row.transaction_id = started.transaction_id
+        row.started_at = started.started_at
+        row.last_activity_at = utcnow()
+        tx.session.add(
+            MeterSampleRow(
+                session_id=row.session_id,
+                kind="start",
+                measured_at=started.started_at,
+                energy_wh=started.meter_start_wh,
+            )
+        )
+
+    def _meter(self, tx: Tx, envelope: Envelope) -> None:
+        reading = envelope.payload(MeterReading)
+        row = self.core.locked(tx, reading.session_id)
+        if row is None or State(row.state) not in (State.CHARGING, State.STOPPING):
+            return
+        row.last_activity_at = utcnow()
+        tx.session.add(
+            MeterSampleRow(
+                session_id=row.session_id,
+                kind="meter",
+                measured_at=reading.measured_at,
+                energy_wh=reading.energy_wh,
+                power_w=reading.power_w,
+                signed_data=json.dumps([reading.signed_data] if reading.signed_data else []),
+            )
+        )
+        tx.session.flush()
+        samples = list(
+            tx.session.scalars(
+                sa.select(MeterSampleRow).where(MeterSampleRow.session_id == row.session_id)
+            )
+        )
+        try:
+            result = price_so_far(row, samples)
+        except PricingError as error:
+            log.warning("session %s: cannot price so far: %s", row.session_id, error)
+            return
+        if result is None:
+            return
+        row.cost_so_far = result.total_incl_vat_units
+        if State(row.state) is State.CHARGING and row.cost_so_far >= self.budget(row):
+            tx.move(row, State.STOPPING, f"budget: cost so far {row.cost_so_far}")
+            row.stop_reason = "budget"
+            tx.emit(StopRequested(session_id=row.session_id, reason="budget"), row.session_id)
+            self.core.stop_command(tx, row)
+
+    def budget(self, row: SessionRow) -> int:
+        """The cost at which the escrow stops the charge point."""
+        settings = self.core.settings
+        margin = max(
+            settings.escrow_budget_margin_units,
+            row.max_amount * settings.escrow_budget_margin_percent // 100,
+        )
+        return max(row.max_amount - margin, 0)
+
+    def _stop_requested(self, tx: Tx, envelope: Envelope) -> None:
+        stop = envelope.payload(StopRequested)
+        row = self.core.locked(tx, stop.session_id)
+        if row is None:
+            return
+        state = State(row.state)
+        if state is State.CHARGING:
+            tx.move(row, State.STOPPING, f"stop requested: {stop.reason}")
+            row.stop_reason = stop.reason
+            self.core.stop_command(tx, row)
+        elif state in (State.OPEN, State.STARTING):
+            cancel(self.core, tx, row, f"stop requested before the start: {stop.reason}")
+
+    def _stopped(self, tx: Tx, envelope: Envelope) -> None:
+        stopped = envelope.payload(SessionStopped)
+        row = self.core.locked(tx, stopped.session_id)
+        if row is None or State(row.state) not in (State.CHARGING, State.STOPPING):
+            return
+        tx.session.add(
+            MeterSampleRow(
+                session_id=row.session_id,
+                kind="stop",
+                measured_at=stopped.stopped_at,
+                energy_wh=stopped.meter_stop_wh,
+                signed_data=json.dumps(list(stopped.signed_data)),
+            )
+        )
+        tx.session.flush()
+        row.stop_reason = row.stop_reason or stopped.reason
+        close(self.core, tx, row, end=stopped.stopped_at, reason=f"stopped: {stopped.reason}")
+
+    # -- gateway results ---------------------------------------------------------------------
+    def _command_result(self, tx: Tx, envelope: Envelope) -> None:
+        result = envelope.payload(CommandResult)
+        if result.session_id is None or result.status is CommandStatus.ACCEPTED:
+            return
+        row = self.core.locked(tx, result.session_id)
+        if row is None:
+            return
+        what = f"{result.action} {result.status.value}: {result.error or result.response}"
+        if result.command_id == row.start_command_id and State(row.state) is State.STARTING:
+            cancel(self.core, tx, row, f"the charge point did not start ({what})")
+        elif result.command_id == row.stop_command_id:
+            # The session timeout settles it on its last meter value if the stop never comes.
+            log.warning("session %s: stop command failed: %s", row.session_id, what)
+
+
+def close(core: EscrowCore, tx: Tx, row: SessionRow, *, end: datetime | None, reason: str) -> None:
+    """CHARGING/STOPPING -> STOPPED with the session priced (SessionPriced published); a session
+    that delivered nothing priceable is cancelled instead (the whole maximum goes back)."""
+    samples = list(
+        tx.session.scalars(
+            sa.select(MeterSampleRow).where(MeterSampleRow.session_id == row.session_id)
+        )
+    )
+    now = utcnow()
+    try:
+        settlement = settle_session(row, samples, core.settings, end=end, now=now)
+    except NothingToSettle as error:
+        cancel(core, tx, row, f"{reason}; nothing to settle ({error})")
+        return
+    tx.move(row, State.STOPPED, reason)
+    row.stopped_at = now
+    row.amount_settled = settlement.amount
+    row.cost_so_far = settlement.price
+    row.cdr = settlement.cdr.model_dump_json()
+    row.cdr_hash = settlement.cdr_hash
+    row.meter_verified = settlement.meter_verified
+    row.signed_meter_data = json.dumps(settlement.signed)
+    tx.emit(
+        SessionPriced(
+            session_id=row.session_id,
+            amount=settlement.amount,
+            cdr_hash=settlement.cdr_hash,
+            cdr=json.loads(row.cdr),
+        ),
+        row.session_id,
+    )
+
+
+def cancel(core: EscrowCore, tx: Tx, row: SessionRow, reason: str) -> None:
+    """-> CANCELLING: the CPO's operator key cancels on chain; the whole maximum goes back."""
+    from chargenet.escrow.operations import stage_close
+
+    tx.move(row, State.CANCELLING, reason)
+    tx.emit(SessionCancelled(session_id=row.session_id, reason=reason), row.session_id)
+    stage_close(core, tx, [row], "cancel")

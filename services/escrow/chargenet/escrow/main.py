@@ -1,0 +1,36 @@
+"""``chargenet-escrow`` / ``chargenet run escrow``: the escrow orchestrator."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from chargenet.core import logging as core_logging
+from chargenet.core.bus import create_bus
+from chargenet.core.db import Database
+from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
+from chargenet.escrow.app import EscrowService, create_app, migrate
+from chargenet.escrow.settings import EscrowSettings
+
+
+def main() -> int:
+    try:
+        settings = load_settings(EscrowSettings)
+        core_logging.configure(settings.log_level, json_lines=settings.log_json, service="escrow")
+        db = Database(settings.database_url)
+        migrate(db)
+        bus = create_bus(settings)
+        service = EscrowService(settings, db, bus)
+        app = create_app(service)
+    except ConfigurationError as error:
+        exit_on_configuration_error(error)
+        return 2
+    try:
+        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+    finally:
+        bus.close()
+        db.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

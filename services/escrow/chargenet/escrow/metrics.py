@@ -1,0 +1,39 @@
+"""The escrow's metrics (names fixed by docs/DEPLOY.md where the chart's alerts use them)."""
+
+from __future__ import annotations
+
+from chargenet.core.metrics import counter, gauge, histogram
+
+SETTLEMENT_LAG = gauge(
+    "chargenet_escrow_settlement_lag_seconds",
+    "Seconds the oldest stopped, not yet settled session has waited since it stopped",
+)
+SESSIONS = gauge(
+    "chargenet_escrow_sessions", "Sessions currently in each state of the machine", ("state",)
+)
+TRANSITIONS = counter(
+    "chargenet_escrow_transitions", "Session state transitions", ("from_state", "to_state")
+)
+FINISHED = counter(
+    "chargenet_escrow_sessions_finished",
+    "Sessions reaching a final state: settled, refunded, rejected, failed",
+    ("outcome",),
+)
+SETTLED_TOKENS = counter(
+    "chargenet_escrow_settled_tokens", "Token base units (6 decimals) settled to CPOs"
+)
+GAS_USED = counter(
+    "chargenet_escrow_gas_used", "Gas used by the escrow's transactions", ("function",)
+)
+TRANSACTION_GAS = histogram(
+    "chargenet_escrow_transaction_gas",
+    "Gas used per escrow transaction (a batch counts once)",
+    ("function",),
+    buckets=(30_000, 60_000, 100_000, 200_000, 500_000, 1_000_000, 3_000_000, 10_000_000),
+)
+BATCH_SIZE = histogram(
+    "chargenet_escrow_batch_events",
+    "Sessions per open or settle transaction",
+    ("function",),
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)

@@ -1,0 +1,316 @@
+"""Chain operations through the signer: staged with their sessions' transition, sent, followed.
+
+Idempotency keys derive from the sessions: ``escrow.open.<session>.<attempt>`` for one session,
+``escrow.open-batch.<digest of the session ids>`` for a batch (likewise settle, cancel, refund),
+so a crash between staging and sending, or a lost answer, re-sends under the same key and the
+signer returns the one transaction it made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+
+from chargenet.core.events import (
+    EscrowOpened,
+    SessionCancelled,
+    SessionFailed,
+    SessionRefunded,
+    SessionSettled,
+)
+from chargenet.core.signer_client import SignerClient, SignerError, Transaction, TxStatus
+from chargenet.escrow.core import EscrowCore, Tx, utcnow
+from chargenet.escrow.metrics import BATCH_SIZE, GAS_USED, SETTLED_TOKENS, TRANSACTION_GAS
+from chargenet.escrow.models import ChainOp, SessionRow
+from chargenet.escrow.states import State
+
+log = logging.getLogger(__name__)
+
+#: Signer answers that no retry can change: the operation failed.
+_PERMANENT = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+_FUNCTIONS = {
+    "open": ("openFromDeposit", "openBatch"),
+    "settle": ("settle", "settleBatch"),
+    "cancel": ("cancel", None),
+    "refund": ("refund", None),
+}
+
+
+def _hex(value: str) -> str:
+    return value if value.startswith("0x") else "0x" + value
+
+
+def open_request(row: SessionRow) -> tuple[bytes, bytes, int, int, bytes, bytes]:
+    """The escrow's ``OpenRequest`` from the driver's authorisation in the request."""
+    data = row.request_data()
+    return (
+        bytes.fromhex(row.chain_session_id[2:]),
+        bytes.fromhex(row.station_id.removeprefix("0x")),
+        row.max_amount,
+        int(row.expiry.timestamp()),
+        bytes.fromhex(str(data["authorisation_r"]).removeprefix("0x")),
+        bytes.fromhex(str(data["authorisation_vs"]).removeprefix("0x")),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
+        return str(value)
+    return value
+
+
+def _op_id(kind: str, rows: Sequence[SessionRow]) -> str:
+    if len(rows) == 1:
+        return f"escrow.{kind}.{rows[0].session_id}.{rows[0].attempts}"[:200]
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row.session_id}.{row.attempts}\0".encode())
+    return f"escrow.{kind}-batch.{digest.hexdigest()[:40]}"
+
+
+def stage(core: EscrowCore, tx: Tx, kind: str, rows: Sequence[SessionRow], key: str) -> ChainOp:
+    """Write the chain operation for ``rows`` (sent after this transaction commits)."""
+    single, batch = _FUNCTIONS[kind]
+    if kind == "open":
+        items: list[Any] = [open_request(r) for r in rows]
+    elif kind == "settle":
+        items = [
+            (bytes.fromhex(r.chain_session_id[2:]), r.amount_settled or 0, _bytes32(r.cdr_hash))
+            for r in rows
+        ]
+    else:
+        items = [bytes.fromhex(r.chain_session_id[2:]) for r in rows]
+    if len(rows) > 1 and batch is not None:
+        function, args = batch, [items]
+    elif kind == "settle":
+        function, args = single, list(items[0])  # settle(sessionId, amount, cdrHash)
+    else:
+        function, args = single, [items[0]]
+    op = ChainOp(
+        id=_op_id(kind, rows),
+        kind=kind,
+        function=function,
+        key_alias=key,
+        args=json.dumps(_jsonable(args)),
+        sessions=json.dumps([r.session_id for r in rows]),
+        status="new",
+    )
+    tx.session.merge(op)
+    for row in rows:
+        if kind == "open":
+            row.open_op = op.id
+        else:
+            row.close_op = op.id
+    BATCH_SIZE.labels(function).observe(len(rows))
+    return op
+
+
+def _bytes32(value: str | None) -> bytes:
+    if not value:
+        return b"\0" * 32
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def stage_close(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow], kind: str) -> None:
+    """Cancel (the CPO's operator key) or refund (the relayer: anyone may, after expiry)."""
+    for row in rows:
+        key = (
+            core.settings.escrow_relayer_key
+            if kind == "refund"
+            else core.settings.settler_key(row.cpo_id)
+        )
+        stage(core, tx, kind, [row], key)
+
+
+class Operations:
+    """Sends staged operations and applies their outcomes to the sessions."""
+
+    def __init__(self, core: EscrowCore, signer: SignerClient) -> None:
+        self.core = core
+        self.signer = signer
+
+    def send_new(self) -> int:
+        with self.core.tx() as tx:
+            ops = list(tx.session.scalars(sa.select(ChainOp).where(ChainOp.status == "new")))
+        for op in ops:
+            self._send(op)
+        return len(ops)
+
+    def _send(self, op: ChainOp) -> None:
+        try:
+            sent = self.signer.send_transaction(
+                op.id,
+                op.key_alias,
+                op.function,
+                json.loads(op.args),
+                contract=self.core.settings.escrow_contract_name,
+            )
+        except SignerError as error:
+            if error.code in _PERMANENT:
+                self.apply(op.id, None, f"the signer refused: {error.detail}")
+            else:
+                log.warning("sending %s failed (will retry): %s", op.id, error)
+            return
+        with self.core.tx() as tx:
+            row = tx.session.get(ChainOp, op.id)
+            if row is not None and row.status == "new":
+                row.status = "sent"
+                row.tx_hash = sent.tx_hash or None
+                row.updated_at = utcnow()
+        if sent.status.is_terminal:
+            self.apply(op.id, sent, None)
+
+    def poll(self) -> int:
+        with self.core.tx() as tx:
+            ids = list(tx.session.scalars(sa.select(ChainOp.id).where(ChainOp.status == "sent")))
+        done = 0
+        for op_id in ids:
+            try:
+                tx_info = self.signer.get_transaction(idempotency_key=op_id)
+            except SignerError as error:
+                log.warning("following %s failed: %s", op_id, error)
+                continue
+            if tx_info.status.is_terminal:
+                self.apply(op_id, tx_info, None)
+                done += 1
+        return done
+
+    def apply(self, op_id: str, sent: Transaction | None, refused: str | None) -> None:
+        """The operation reached FINAL or FAILED: move its sessions on, in one transaction."""
+        with self.core.tx() as tx:
+            op = tx.session.get(ChainOp, op_id)
+            if op is None or op.status in ("final", "failed"):
+                return
+            ok = (
+                sent is not None
+                and sent.status is TxStatus.FINAL
+                and (sent.receipt is None or sent.receipt.success)
+            )
+            op.status = "final" if ok else "failed"
+            op.updated_at = utcnow()
+            if sent is not None:
+                op.tx_hash = sent.tx_hash or op.tx_hash
+                if sent.receipt is not None:
+                    op.gas_used = sent.receipt.gas_used
+                    gas, function = sent.receipt.gas_used, op.function
+                    tx.after_commit(lambda: GAS_USED.labels(function).inc(gas))
+                    tx.after_commit(lambda: TRANSACTION_GAS.labels(function).observe(gas))
+            if not ok:
+                op.error = (
+                    refused or (sent.revert_reason or sent.error if sent else None) or "failed"
+                )
+            rows = [self.core.locked(tx, sid) for sid in op.session_ids()]
+            for row in rows:
+                if row is None:
+                    continue
+                if ok:
+                    self._succeeded(tx, op, row)
+                else:
+                    self._failed(tx, op, row, len(rows))
+        if ok and op.kind == "open":
+            self.start_open(op.session_ids())
+
+    def _succeeded(self, tx: Tx, op: ChainOp, row: SessionRow) -> None:
+        tx_hash = op.tx_hash or ""
+        state = State(row.state)
+        if op.kind == "open" and state is State.OPENING and row.open_op == op.id:
+            tx.move(row, State.OPEN)
+            row.open_tx_hash = tx_hash
+            tx.emit(
+                EscrowOpened(
+                    session_id=row.session_id,
+                    cpo_id=row.cpo_id,
+                    station_id=row.station_id,
+                    charge_point_id=row.charge_point_id,
+                    connector_id=row.connector_id,
+                    id_token=row.id_token,
+                    max_amount=row.max_amount,
+                    expires_at=row.expiry,
+                    tx_hash=tx_hash,
+                ),
+                row.session_id,
+            )
+        elif op.kind == "settle" and state is State.SETTLING and row.close_op == op.id:
+            tx.move(row, State.SETTLED)
+            row.close_tx_hash = tx_hash
+            data = row.request_data()
+            amount = row.amount_settled or 0
+            tx.after_commit(lambda: SETTLED_TOKENS.inc(amount))
+            tx.emit(
+                SessionSettled(
+                    session_id=row.session_id,
+                    cpo_id=row.cpo_id,
+                    driver_id=row.driver_id,
+                    station_id=row.station_id,
+                    evse_id=row.evse_id,
+                    amount_locked=row.max_amount,
+                    amount_settled=amount,
+                    cdr=json.loads(row.cdr or "{}"),
+                    cdr_hash=row.cdr_hash or "",
+                    tariff=data["tariff"],
+                    settlement_tx_hash=tx_hash,
+                    meter_verified=row.meter_verified,
+                    signed_meter_data=json.loads(row.signed_meter_data),
+                    # Extra fields (allowed by EventData) for the wallet's view.
+                    amount_returned=row.max_amount - amount,
+                    time_zone=data.get("time_zone") or "UTC",
+                ),
+                row.session_id,
+            )
+        elif op.kind in ("cancel", "refund") and state in (State.CANCELLING, State.FAILED):
+            tx.move(row, State.REFUNDED)
+            row.close_tx_hash = tx_hash
+            tx.emit(
+                SessionRefunded(session_id=row.session_id, amount=row.max_amount, tx_hash=tx_hash),
+                row.session_id,
+            )
+
+    def _failed(self, tx: Tx, op: ChainOp, row: SessionRow, batch: int) -> None:
+        state = State(row.state)
+        reason = f"{op.function} failed: {op.error}"
+        row.attempts += 1
+        if op.kind == "open" and state is State.OPENING and row.open_op == op.id:
+            if batch > 1:
+                tx.move(row, State.REQUESTED, reason)  # retried alone
+            else:
+                tx.move(row, State.REJECTED, reason)
+                tx.emit(SessionCancelled(session_id=row.session_id, reason=reason), row.session_id)
+        elif op.kind == "settle" and state is State.SETTLING and row.close_op == op.id:
+            if row.attempts >= self.core.settings.escrow_settle_attempts:
+                tx.move(row, State.FAILED, reason)
+                tx.emit(SessionFailed(session_id=row.session_id, reason=reason), row.session_id)
+            else:
+                tx.move(row, State.STOPPED, reason)
+        elif op.kind == "cancel" and state is State.CANCELLING:
+            # The driver's refund after the expiry stays open: the sweeper sends it.
+            tx.move(row, State.FAILED, reason)
+            tx.emit(SessionFailed(session_id=row.session_id, reason=reason), row.session_id)
+        elif op.kind == "refund":
+            row.reason = reason
+
+    def start_open(self, session_ids: Sequence[str]) -> None:
+        """OPEN -> STARTING for freshly opened sessions (each its own transaction)."""
+        for session_id in session_ids:
+            with self.core.tx() as tx:
+                row = self.core.locked(tx, session_id)
+                if row is not None and State(row.state) is State.OPEN:
+                    self.core.start(tx, row)
