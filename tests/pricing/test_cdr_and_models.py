@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from chargenet.core.pricing import (
     CdrLocation,
     CdrToken,
     MeterSample,
+    Price,
     Tariff,
     TokenType,
     build_cdr,
@@ -99,7 +101,8 @@ def test_cdr_from_samples_reprices_to_the_same_units() -> None:
         again = price_cdr(tariff, Cdr.model_validate_json(cdr.model_dump_json()))
         assert again.total_incl_vat_units == settled.total_incl_vat_units, name
         assert again.total_excl_vat_units == settled.total_excl_vat_units, name
-        assert cdr.total_cost.incl_vat == Decimal(settled.total_incl_vat_units) / 10**6
+        assert cdr.total_cost.incl_vat == settled.total_incl_vat_decimal
+        assert cdr.total_cost.incl_vat.as_tuple().exponent == -2  # EUR amounts carry cents
 
 
 def test_cdr_periods_follow_the_active_element() -> None:
@@ -109,8 +112,54 @@ def test_cdr_periods_follow_the_active_element() -> None:
     assert cdr.total_energy == Decimal("41.5")
     assert sum(energies, Decimal(0)) == cdr.total_energy
     # 40000.5 Wh at 0.50 and 1499.5 Wh at 0.20: the half Wh moved between elements, and the
-    # session total (41500 Wh) is whole, so no step rounding adds anything
-    assert cdr.total_cost.excl_vat == Decimal("20.300150")
+    # session total (41500 Wh) is whole, so no step rounding adds anything. Exactly 20.30015 EUR
+    # (24.36018 incl. 20 % VAT); the CDR carries the totals rounded once to cents.
+    exact = price_samples(load_tariff("tariff_max_power.json"), samples_crossing_power_and_clock())
+    assert (exact.total_excl_vat, exact.total_incl_vat) == (
+        Fraction("20.30015"),
+        Fraction("24.36018"),
+    )
+    assert cdr.total_cost == Price(excl_vat=Decimal("20.30"), incl_vat=Decimal("24.36"))
+    assert cdr.total_energy_cost == cdr.total_cost  # the only priced dimension
+
+
+def test_cdr_dimension_costs_add_up_to_the_total_in_cents() -> None:
+    # three dimensions with sub-cent exact costs: each is a share of the rounded total, so
+    # they add up to it exactly (rounding each on its own could be a cent off)
+    tariff = Tariff.model_validate(
+        {
+            "id": "t",
+            "currency": "EUR",
+            "last_updated": "2024-01-01T00:00:00Z",
+            "elements": [
+                {
+                    "price_components": [
+                        {"type": "FLAT", "price": "0.345", "vat": "19", "step_size": 1},
+                        {"type": "ENERGY", "price": "0.3333", "vat": "19", "step_size": 1},
+                        {"type": "PARKING_TIME", "price": "1.005", "vat": "19", "step_size": 60},
+                    ]
+                }
+            ],
+        }
+    )
+    samples = samples_crossing_power_and_clock()
+    cdr = make_cdr(tariff, samples, START + timedelta(minutes=90))
+    costs = [cdr.total_fixed_cost, cdr.total_energy_cost, cdr.total_parking_cost]
+    assert all(c is not None for c in costs)
+    for field in ("excl_vat", "incl_vat"):
+        values = [getattr(c, field) for c in costs]
+        assert all(v.as_tuple().exponent == -2 for v in values), values
+        assert sum(values, Decimal(0)) == getattr(cdr.total_cost, field)
+    # exact 0.345 + 13.83195 + 0.38525 (23 min) = 14.5622 -> 14.56; rounded one by one they
+    # would be 0.35 + 13.83 + 0.39 = 14.57. The largest remainders (0.525, 0.5) get the cents.
+    assert [c.excl_vat for c in costs if c is not None] == [
+        Decimal("0.34"),
+        Decimal("13.83"),
+        Decimal("0.39"),
+    ]
+    result = price_samples(tariff, samples, end=START + timedelta(minutes=90))
+    assert result.total_excl_vat == Fraction("14.5622")
+    assert cdr.total_cost.incl_vat == result.total_incl_vat_decimal == Decimal("17.33")
 
 
 def test_cdr_hash_is_keccak_of_the_documented_canonical_form() -> None:
@@ -229,6 +278,7 @@ def test_cli_prices_a_cdr(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code == 0
     printed = json.loads(capsys.readouterr().out, parse_float=Decimal)
+    assert printed["currency_decimals"] == 2
     assert printed["total_cost"]["excl_vat"] == Decimal(4)
     assert printed["total_cost"]["incl_vat"] == Decimal("4.4")
     assert printed["total_cost_units"] == {
@@ -258,9 +308,47 @@ def test_cli_prices_our_own_cdr_like_the_escrow(
         ]
     )
     assert code == 0
-    printed = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    printed = json.loads(out, parse_float=Decimal)
     settled = price_samples(tariff, samples_crossing_power_and_clock(), end=end)
     assert printed["total_cost_units"]["incl_vat"] == settled.total_incl_vat_units
+    assert printed["total_cost"]["incl_vat"] == settled.total_incl_vat_decimal
+    assert '"incl_vat": 3.10,' in out  # currency amounts print with their cents
+
+
+def test_cli_prints_rounded_and_exact_amounts_for_a_sub_cent_price(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the OCPI "Complex Tariff" Saturday example: exactly 14.125 EUR incl. VAT, settled 14.13
+    tariff = load_tariff("tariff_complex.json")
+    start = datetime(2024, 6, 8, 13, 30, tzinfo=UTC)
+    stop = start + timedelta(minutes=114)
+    samples = [
+        MeterSample(timestamp=start, energy_wh=Decimal(0), current_a=Decimal(43)),
+        MeterSample(timestamp=stop, energy_wh=Decimal(40_000), current_a=Decimal(43)),
+    ]
+    cdr = make_cdr(tariff, samples, stop + timedelta(minutes=71))
+    assert cdr.total_cost == Price(excl_vat=Decimal("12.50"), incl_vat=Decimal("14.13"))
+    (tmp_path / "cdr.json").write_text(cdr.model_dump_json())
+    args = ["--tariff", str(FIXTURES / "tariff_complex.json"), "--cdr", str(tmp_path / "cdr.json")]
+    assert cli(["tariff", "price", *args]) == 0
+    out = capsys.readouterr().out
+    printed = json.loads(out, parse_float=Decimal)
+    total = printed["total_cost"]
+    assert (total["excl_vat"], total["incl_vat"]) == (Decimal("12.50"), Decimal("14.13"))
+    assert (total["exact_excl_vat"], total["exact_incl_vat"]) == (
+        Decimal("12.5"),
+        Decimal("14.125"),
+    )
+    assert printed["total_cost_units"] == {
+        "excl_vat": 12_500_000,
+        "vat": 1_630_000,
+        "incl_vat": 14_130_000,
+    }
+    breakdown = printed["vat_breakdown"]
+    assert sum(r["vat_amount"] for r in breakdown) == Decimal("1.63")
+    assert '"incl_vat": 14.13,' in out
+    print(out)
 
 
 def test_cli_refuses_bad_input_with_a_reason(
@@ -280,6 +368,15 @@ def test_cli_refuses_bad_input_with_a_reason(
         "is not a valid OCPI tariff: elements: List should have at least 1 item"
         in capsys.readouterr().err
     )
+    # a currency without a known minor unit cannot be rounded: refused with its code
+    for name, source in (
+        ("t.json", FIXTURES / "tariff_time_2eur.json"),
+        ("c.json", FIXTURES / "cdr_time_2eur.json"),
+    ):
+        (tmp_path / name).write_text(source.read_text().replace('"EUR"', '"XYZ"'))
+    args = ["--tariff", str(tmp_path / "t.json"), "--cdr", str(tmp_path / "c.json")]
+    assert cli(["tariff", "price", *args]) == 2
+    assert "tariff price: unknown currency 'XYZ'" in capsys.readouterr().err
     missing = tmp_path / "missing.json"
     assert cli(["tariff", "price", "--tariff", str(missing), "--cdr", str(missing)]) == 2
     assert "cannot read the tariff file" in capsys.readouterr().err

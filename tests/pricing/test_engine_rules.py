@@ -13,8 +13,11 @@ from chargenet.core.pricing import (
     MeterSample,
     PriceResult,
     PricingError,
+    Rounded,
     Tariff,
     TariffDimensionType,
+    currency_units,
+    minor_unit,
     price_samples,
     to_units,
 )
@@ -264,36 +267,105 @@ def test_max_price_incl_vat_bound_can_bind_alone() -> None:
     result = run(t, datetime(2024, 6, 3, tzinfo=UTC), 60, "25")
     assert (excl(result), to_decimal(result.total_incl_vat)) == (Decimal("9.5"), Decimal("11"))
     assert result.price_limit == "max_price"
+    # the clamp is one adjustment: nothing off excl. VAT, 0.40 off the VAT
+    assert result.adjustment == Rounded(0, -400_000)
+    assert result.total_incl_vat_units == 11_000_000
 
 
-def test_rounding_to_token_units_happens_once_half_up() -> None:
-    # 1.00/h for 7 s = 0.0019444... -> 1944 units; the exact total is kept until then
+def test_totals_round_once_to_cents_half_up_then_convert_exactly_to_units() -> None:
+    # 1.00/h for 18 s is exactly 0.005 EUR: half a cent rounds up to 0.01 = 10_000 units.
+    # incl. 20 % VAT it is 0.006, also 0.01: VAT is the difference of the rounded totals, 0.
     t = tariff([time_el("1.00")])
     start = datetime(2024, 6, 3, tzinfo=UTC)
-    result = run(t, start, 7 / 60, "0.001")
-    assert result.total_excl_vat == Fraction(7, 3600)
-    assert result.total_excl_vat_units == 1944
-    assert result.total_incl_vat_units == 2333  # 0.00233333... incl. 20%
-    assert to_units(Fraction(3, 2_000_000)) == 2
-    assert to_units(Fraction(5, 2_000_000)) == 3
-    assert to_units(Fraction(-3, 2_000_000)) == -2
+    result = run(t, start, 18 / 60, "0.001")
+    assert (result.total_excl_vat, result.total_incl_vat) == (Fraction(1, 200), Fraction(3, 500))
+    assert (result.total_excl_vat_units, result.vat_units, result.total_incl_vat_units) == (
+        10_000,
+        0,
+        10_000,
+    )
+    # 7 s is 0.00194... EUR: under half a cent, nothing is charged (the token's 6 decimals
+    # would have charged 1944 units, an amount no invoice can show).
+    assert run(t, start, 7 / 60, "0.001").total_incl_vat_units == 0
+    assert currency_units(Fraction("14.125"), "EUR") == 14_130_000
+    assert currency_units(Fraction("0.004999999"), "EUR") == 0
+    assert currency_units(Fraction("-0.015"), "EUR") == -20_000  # half away from zero
+    assert to_units(Fraction(3, 2_000_000)) == 2  # the token-level conversion is unchanged
 
 
 def test_many_small_parts_round_once_not_per_part() -> None:
-    # 3 elements each worth 0.0000004: rounding each would give 0, the sum rounds to 1 unit
+    # three parts of 0.004 EUR each: rounding each would give 0.00, the total 0.012 gives 0.01.
+    # The cent goes to the part with the largest remainder (a tie: the first, FLAT).
     t = tariff(
         [
             {
                 "price_components": [
-                    {"type": "FLAT", "price": "0.0000004", "step_size": 1},
-                    {"type": "TIME", "price": "0.00144", "step_size": 1},
+                    {"type": "FLAT", "price": "0.004", "step_size": 1},
+                    {"type": "ENERGY", "price": "0.004", "step_size": 1},
+                    {"type": "TIME", "price": "0.004", "step_size": 1},
                 ]
             },
         ]
     )
-    result = run(t, datetime(2024, 6, 3, tzinfo=UTC), 1 / 60, "0.001")  # 1 s of 0.00144/h
-    assert result.total_excl_vat == Fraction(8, 10_000_000)
-    assert result.total_excl_vat_units == 1
+    result = run(t, datetime(2024, 6, 3, tzinfo=UTC), 60, "1")
+    assert result.total_excl_vat == Fraction(12, 1000)
+    assert result.total_excl_vat_units == 10_000
+    assert [a.excl_vat_units for a in result.part_amounts] == [10_000, 0, 0]
+
+
+def test_vat_per_rate_splits_the_rounded_totals_and_adds_up() -> None:
+    # FLAT 0.55 at 7 %, 10 kWh at 0.333 at 19 %, 1 h at 1.005 without VAT:
+    # exact excl 0.55 + 3.33 + 1.005 = 4.885 -> 4.89; incl 0.5885 + 3.9627 + 1.005 = 5.5562
+    # -> 5.56; VAT 0.67. Per rate (largest remainder of the exact amounts): taxable 1.01 / 0.55
+    # / 3.33 and VAT 0 / 0.04 / 0.63 (= 0.0385 and 0.6327 rounded, as rate x base says).
+    t = tariff(
+        [
+            {
+                "price_components": [
+                    {"type": "FLAT", "price": "0.55", "vat": "7", "step_size": 1},
+                    {"type": "ENERGY", "price": "0.333", "vat": "19", "step_size": 1},
+                    {"type": "TIME", "price": "1.005", "step_size": 1},
+                ]
+            }
+        ]
+    )
+    result = run(t, datetime(2024, 6, 3, tzinfo=UTC), 60, "10")
+    assert (result.total_excl_vat, result.total_incl_vat) == (
+        Fraction("4.885"),
+        Fraction("5.5562"),
+    )
+    assert (result.total_excl_vat_units, result.vat_units, result.total_incl_vat_units) == (
+        4_890_000,
+        670_000,
+        5_560_000,
+    )
+    rates = [
+        (r.rate, r.amounts.excl_vat_units, r.amounts.vat_units) for r in result.rounding.vat_rates
+    ]
+    assert rates == [
+        (None, 1_010_000, 0),
+        (Decimal(7), 550_000, 40_000),
+        (Decimal(19), 3_330_000, 630_000),
+    ]
+    parts = [(a.excl_vat_units, a.vat_units) for a in result.part_amounts]
+    assert parts == [(550_000, 40_000), (3_330_000, 630_000), (1_010_000, 0)]
+    assert sum(result.part_amounts, Rounded(0, 0)) == result.rounding.total
+
+
+def test_currencies_round_to_their_own_minor_unit() -> None:
+    start = datetime(2024, 6, 3, tzinfo=UTC)
+    # JPY has no minor unit: 7.4 kWh at 39 = 288.6 -> 289 yen; incl. 10 % 317.46 -> 317 yen
+    yen = run(tariff([energy("39", vat="10")], currency="JPY"), start, 60, "7.4")
+    assert (yen.total_excl_vat_units, yen.total_incl_vat_units) == (289_000_000, 317_000_000)
+    assert yen.total_incl_vat_decimal.as_tuple() == Decimal("317").as_tuple()
+    # KWD has three decimals: 7.4 kWh at 0.1234 = 0.91316 -> 0.913
+    dinar = run(tariff([energy("0.1234", vat=None)], currency="KWD"), start, 60, "7.4")
+    assert dinar.total_incl_vat_units == 913_000
+    assert str(dinar.total_incl_vat_decimal) == "0.913"
+    assert str(run(tariff([energy("0.25")]), start, 60, "7.4").total_incl_vat_decimal) == "2.22"
+    with pytest.raises(PricingError, match="unknown currency 'XYZ'"):
+        run(tariff([energy("0.25")], currency="XYZ"), start, 60, "1")
+    assert (minor_unit("EUR"), minor_unit("JPY"), minor_unit("BHD")) == (2, 0, 3)
 
 
 def test_bad_usage_is_refused_with_a_reason() -> None:

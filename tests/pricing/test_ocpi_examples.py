@@ -2,6 +2,10 @@
 
 Each test quotes the spec's figures. Where the spec's own arithmetic is off, or two of its examples
 contradict each other, the test says so and asserts chargenet's documented choice.
+
+``totals`` are the engine's exact amounts; ``settled`` are the same rounded once to the currency's
+minor unit (cents for EUR), which is what the CDR, the invoice and the chain show. The spec prints
+amounts in cents, so where its exact arithmetic has sub-cent digits, both are asserted.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ def totals(result: PriceResult) -> tuple[Decimal, Decimal]:
     return to_decimal(result.total_excl_vat), to_decimal(result.total_incl_vat)
 
 
+def settled(result: PriceResult) -> tuple[Decimal, Decimal]:
+    """The totals rounded once to cents, as settled and invoiced (``Decimal("5.50")``)."""
+    amounts = result.total_excl_vat_decimal, result.total_incl_vat_decimal
+    assert all(a.as_tuple().exponent == -2 for a in amounts), amounts  # EUR: two decimals
+    return amounts
+
+
 def cost(result: PriceResult, dimension: TariffDimensionType) -> Decimal:
     return to_decimal(result.dimension_cost(dimension)[0])
 
@@ -81,6 +92,7 @@ def test_simple_025_per_kwh() -> None:
     # "5.00 euro (excl. VAT) or 5.50 euro (incl. VAT) when 20 kWh are charged"
     result = charge(tariff([{"price_components": [ENERGY_025]}]), MONDAY, 60, "20")
     assert totals(result) == (Decimal("5"), Decimal("5.5"))
+    assert settled(result) == (Decimal("5.00"), Decimal("5.50"))
     assert result.total_incl_vat_units == 5_500_000
 
 
@@ -88,6 +100,7 @@ def test_025_per_kwh_plus_start_fee() -> None:
     # "5.50 euro (excl. VAT) or 6.10 euro (incl. VAT) when 20 kWh are charged"
     result = charge(tariff([{"price_components": [FLAT_050, ENERGY_025]}]), MONDAY, 60, "20")
     assert totals(result) == (Decimal("5.5"), Decimal("6.1"))
+    assert settled(result) == (Decimal("5.50"), Decimal("6.10"))
     assert cost(result, D.FLAT) == Decimal("0.5")
 
 
@@ -100,6 +113,7 @@ def test_025_per_kwh_min_price() -> None:
     assert totals(charge(t, MONDAY, 60, "20")) == (Decimal("5"), Decimal("5.5"))
     small = charge(t, MONDAY, 10, "1.5")
     assert totals(small) == (Decimal("0.5"), Decimal("0.55"))
+    assert settled(small) == (Decimal("0.50"), Decimal("0.55"))
     assert small.price_limit == "min_price"
     assert to_decimal(small.components_excl_vat) == Decimal("0.375")
 
@@ -119,6 +133,7 @@ def test_025_per_kwh_parking_and_start_fee() -> None:
     )
     result = charge(t, MONDAY, 90, "20", park_minutes=40)
     assert totals(result) == (Decimal("7"), Decimal("7.9"))
+    assert settled(result) == (Decimal("7.00"), Decimal("7.90"))
     parking = next(p for p in result.parts if p.dimension is D.PARKING_TIME)
     assert parking.billed == 45 * 60
 
@@ -132,7 +147,7 @@ def test_025_per_kwh_start_fee_max_price() -> None:
     capped = charge(t, MONDAY, 120, "50")
     assert totals(capped) == (Decimal("10"), Decimal("11"))
     assert capped.price_limit == "max_price"
-    assert totals(charge(t, MONDAY, 120, "30")) == (Decimal("8"), Decimal("8.85"))
+    assert settled(charge(t, MONDAY, 120, "30")) == (Decimal("8.00"), Decimal("8.85"))
 
 
 def test_simple_2_euro_per_hour() -> None:
@@ -162,19 +177,22 @@ def test_3_euro_per_hour_5_euro_parking() -> None:
 
 
 def test_ad_hoc_1_9_per_hour() -> None:
-    # "2.5 hours ... 4.75 (excl. VAT) or 5.00 (incl. VAT)": 4.75 * 1.052 = 4.997 exactly; the spec
-    # shows it rounded to cents, chargenet keeps the token's 6 decimals.
+    # "2.5 hours ... 4.75 (excl. VAT) or 5.00 (incl. VAT)": 4.75 * 1.052 = 4.997 exactly, a
+    # sub-cent amount; rounded once to cents (half up) it is the spec's 5.00, and 5.00 EUR is
+    # what settles: 5_000_000 token units, not 4_997_000.
     t = tariff(
         [{"price_components": [{"type": "TIME", "price": "1.90", "vat": "5.2", "step_size": 300}]}]
     )
     result = charge(t, MONDAY, 150, "20")
-    assert totals(result) == (Decimal("4.75"), Decimal("4.997"))
-    assert result.total_incl_vat_units == 4_997_000
+    assert (result.total_excl_vat, result.total_incl_vat) == (Fraction("4.75"), Fraction("4.997"))
+    assert settled(result) == (Decimal("4.75"), Decimal("5.00"))
+    assert (result.total_incl_vat_units, result.vat_units) == (5_000_000, 250_000)
 
 
 def test_energy_step_100_wh() -> None:
     # "20.45 kWh ... billed for 20.5 kWh". The spec then prints 5.50 / 6.05, but 20.5 kWh at
     # 0.25 is 5.125 (and 5.6375 incl. 10% VAT): its arithmetic is off, the step rule is not.
+    # Both exact amounts have sub-cent digits; rounded once, half up: 5.13 and 5.64 EUR.
     t = tariff(
         [
             {
@@ -186,7 +204,12 @@ def test_energy_step_100_wh() -> None:
     )
     result = charge(t, MONDAY, 60, "20.45")
     assert result.parts[0].billed == 20_500
-    assert totals(result) == (Decimal("5.125"), Decimal("5.6375"))
+    assert (result.total_excl_vat, result.total_incl_vat) == (
+        Fraction("5.125"),
+        Fraction("5.6375"),
+    )
+    assert settled(result) == (Decimal("5.13"), Decimal("5.64"))
+    assert (result.total_excl_vat_units, result.total_incl_vat_units) == (5_130_000, 5_640_000)
 
 
 def test_complex_monday_morning() -> None:
@@ -201,6 +224,7 @@ def test_complex_monday_morning() -> None:
         current_a=Decimal(16),
     )
     assert totals(result) == (Decimal("8.75"), Decimal("10"))
+    assert settled(result) == (Decimal("8.75"), Decimal("10.00"))
     time_part = next(p for p in result.parts if p.dimension is D.TIME)
     assert (time_part.element_index, time_part.billed) == (1, Fraction(150 * 60))
     assert cost(result, D.PARKING_TIME) == Decimal("3.75")
@@ -208,7 +232,8 @@ def test_complex_monday_morning() -> None:
 
 def test_complex_saturday_afternoon() -> None:
     # "Saturday ... 13:30 ... 1.9 hours [114 min] ... minimum of 43A ... parking for additional
-    # 71 minutes ... 12.50 euro (excl. VAT) or 14,13 euro (incl. VAT)": exactly 14.125
+    # 71 minutes ... 12.50 euro (excl. VAT) or 14,13 euro (incl. VAT)": exactly 14.125, a
+    # sub-cent amount; rounded once, half up, it is the spec's 14.13, and 14.13 EUR settles.
     result = charge(
         fixture("tariff_complex.json"),
         SATURDAY.replace(hour=13, minute=30),
@@ -217,8 +242,10 @@ def test_complex_saturday_afternoon() -> None:
         71,
         current_a=Decimal(43),
     )
-    assert totals(result) == (Decimal("12.5"), Decimal("14.125"))
-    assert result.total_incl_vat_units == 14_125_000
+    assert (result.total_excl_vat, result.total_incl_vat) == (Fraction("12.5"), Fraction("14.125"))
+    assert settled(result) == (Decimal("12.50"), Decimal("14.13"))
+    assert (result.total_excl_vat_units, result.total_incl_vat_units) == (12_500_000, 14_130_000)
+    assert result.vat_units == 1_630_000  # 14.13 - 12.50: VAT is the difference of the two
     assert [(p.dimension, p.element_index) for p in result.parts] == [
         (D.FLAT, 0),
         (D.TIME, 3),
@@ -230,6 +257,7 @@ def test_free_of_charge() -> None:
     t = tariff([{"price_components": [{"type": "FLAT", "price": "0.00", "step_size": 0}]}])
     result = charge(t, MONDAY, 60, "20", 30)
     assert totals(result) == (Decimal(0), Decimal(0))
+    assert settled(result) == (Decimal("0.00"), Decimal("0.00"))
     assert result.total_incl_vat_units == 0
 
 
@@ -283,6 +311,7 @@ def test_max_power_restriction_crossed_twice() -> None:
     ]
     result = price_samples(fixture("tariff_max_power.json"), samples)
     assert totals(result) == (Decimal("20.3"), Decimal("24.36"))
+    assert settled(result) == (Decimal("20.30"), Decimal("24.36"))
     assert [(p.element_index, int(p.billed)) for p in result.parts] == [(0, 1500), (2, 40000)]
     # three charging periods: 6 kW, 48 kW, 4 kW (the element changes twice)
     assert [p.key for p in result.periods] == [
@@ -324,6 +353,7 @@ def test_max_duration_restriction() -> None:
     ]
     result = price_samples(t, samples)
     assert totals(result) == (Decimal("0.3"), Decimal("0.36"))
+    assert settled(result) == (Decimal("0.30"), Decimal("0.36"))
 
 
 def test_fixture_files_are_valid_tariffs() -> None:

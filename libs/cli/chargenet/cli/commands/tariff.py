@@ -1,8 +1,10 @@
 """``chargenet tariff price --tariff T.json --cdr C.json``: recompute a session's price.
 
 The same engine the escrow settles with, so any CPO or driver can check a settled amount from the
-published tariff and the CDR. Prints the totals as JSON (decimals as exact JSON numbers, plus
-integer token base units); exits 2 with one line on stderr when an input is unreadable or invalid.
+published tariff and the CDR. Prints the totals as JSON: each amount rounded once to the
+currency's minor unit as settled and invoiced (``"incl_vat": 14.13``), its integer token base
+units, and the exact value before rounding (``"exact_incl_vat": 14.125``), plus the VAT per rate.
+Exits 2 with one line on stderr when an input is unreadable or invalid (an unknown currency too).
 """
 
 from __future__ import annotations

@@ -4,11 +4,14 @@
 
     result = price_samples(tariff, samples, time_zone="Europe/Berlin")   # escrow, budget check
     result = price_cdr(tariff, cdr, time_zone="Europe/Berlin")           # anyone re-checking
-    result.total_incl_vat_units    # int, token base units (6 decimals), rounded once
-    result.total_incl_vat          # exact Fraction; result.to_json() for Decimals
+    result.total_incl_vat_units    # int, token base units (6 decimals): the settled amount,
+                                   # rounded once to the currency's minor unit (14_130_000)
+    result.total_incl_vat_decimal  # the same in currency, with its decimals (Decimal("14.13"))
+    result.total_incl_vat          # exact Fraction (14.125); result.to_json() for Decimals
 
 See :mod:`chargenet.core.pricing.engine` for the pricing rules and the choices made where OCPI is
-ambiguous, and :mod:`chargenet.core.pricing.canonical` for the CDR hash.
+ambiguous, :mod:`chargenet.core.pricing.rounding` for how exact amounts become currency amounts
+(totals, VAT per rate, per part), and :mod:`chargenet.core.pricing.canonical` for the CDR hash.
 """
 
 from __future__ import annotations
@@ -34,8 +37,18 @@ from chargenet.core.pricing.cdr import (
     usage_from_cdr,
 )
 from chargenet.core.pricing.engine import price
-from chargenet.core.pricing.money import TOKEN_DECIMALS, TOKEN_SCALE, to_units
+from chargenet.core.pricing.money import (
+    MINOR_UNITS,
+    TOKEN_DECIMALS,
+    TOKEN_SCALE,
+    UnknownCurrencyError,
+    currency_units,
+    minor_unit,
+    to_units,
+    units_to_amount,
+)
 from chargenet.core.pricing.result import CostPart, PriceResult
+from chargenet.core.pricing.rounding import Rounded, Rounding, VatRate
 from chargenet.core.pricing.tariff import (
     DayOfWeek,
     Price,
@@ -72,6 +85,7 @@ def cdr_hash(cdr: Cdr) -> bytes:
 
 
 __all__ = [
+    "MINOR_UNITS",
     "TOKEN_DECIMALS",
     "TOKEN_SCALE",
     "AuthMethod",
@@ -88,6 +102,8 @@ __all__ = [
     "PriceComponent",
     "PriceResult",
     "PricingError",
+    "Rounded",
+    "Rounding",
     "SignedData",
     "SignedValue",
     "Tariff",
@@ -95,17 +111,22 @@ __all__ = [
     "TariffElement",
     "TariffRestrictions",
     "TokenType",
+    "UnknownCurrencyError",
     "Usage",
+    "VatRate",
     "build_cdr",
     "canonical_hash",
     "canonical_json",
     "cdr_hash",
     "credit_cdr",
+    "currency_units",
     "dumps",
+    "minor_unit",
     "price",
     "price_cdr",
     "price_samples",
     "to_units",
+    "units_to_amount",
     "usage_from_cdr",
     "usage_from_samples",
 ]

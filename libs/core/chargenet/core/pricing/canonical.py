@@ -34,7 +34,7 @@ from chargenet.core.pricing.money import plain
 def canonical_json(document: BaseModel | Mapping[str, Any]) -> bytes:
     """The canonical bytes of a model (dumped in python mode) or of a plain mapping."""
     value = document.model_dump(mode="python") if isinstance(document, BaseModel) else document
-    return _encode(value, indent=None, level=0, sort_keys=True).encode()
+    return _encode(value, indent=None, level=0, canonical=True).encode()
 
 
 def canonical_hash(document: BaseModel | Mapping[str, Any]) -> bytes:
@@ -44,8 +44,9 @@ def canonical_hash(document: BaseModel | Mapping[str, Any]) -> bytes:
 
 
 def dumps(value: Any, *, indent: int | None = 2) -> str:
-    """Readable JSON with the canonical value rules (Decimals as numbers), for people and CLIs."""
-    return _encode(value, indent=indent, level=0, sort_keys=False)
+    """Readable JSON for people and CLIs: Decimals as numbers with the digits they carry (an
+    amount rounded to cents prints ``3.10``), keys in their order, nulls kept."""
+    return _encode(value, indent=indent, level=0, canonical=False)
 
 
 def format_datetime(moment: datetime) -> str:
@@ -58,19 +59,20 @@ def format_datetime(moment: datetime) -> str:
     return text + "Z"
 
 
-def _encode(value: Any, *, indent: int | None, level: int, sort_keys: bool) -> str:
+def _encode(value: Any, *, indent: int | None, level: int, canonical: bool) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Enum):
-        return _encode(value.value, indent=indent, level=level, sort_keys=sort_keys)
+        return _encode(value.value, indent=indent, level=level, canonical=canonical)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"{value} is not a JSON number")
-        return plain(value)
+        # canonical: one spelling per number; readable: as written, so 3.10 EUR shows its cents
+        return plain(value) if canonical else _as_written(value)
     if isinstance(value, float):
         raise TypeError("floats are not exact: convert to Decimal before encoding")
     if isinstance(value, str):
@@ -79,19 +81,27 @@ def _encode(value: Any, *, indent: int | None, level: int, sort_keys: bool) -> s
         return json.dumps(format_datetime(value))
     if isinstance(value, Mapping):
         items = [(str(k), v) for k, v in value.items()]
-        if sort_keys:  # canonical mode: nulls omitted, keys sorted
+        if canonical:  # nulls omitted, keys sorted
             items = sorted((k, v) for k, v in items if v is not None)
         encoded = [
             json.dumps(k, ensure_ascii=False)
             + (": " if indent is not None else ":")
-            + _encode(v, indent=indent, level=level + 1, sort_keys=sort_keys)
+            + _encode(v, indent=indent, level=level + 1, canonical=canonical)
             for k, v in items
         ]
         return _wrap("{", "}", encoded, indent, level)
     if isinstance(value, Sequence):
-        encoded = [_encode(v, indent=indent, level=level + 1, sort_keys=sort_keys) for v in value]
+        encoded = [_encode(v, indent=indent, level=level + 1, canonical=canonical) for v in value]
         return _wrap("[", "]", encoded, indent, level)
     raise TypeError(f"cannot encode {type(value).__name__} as canonical JSON")
+
+
+def _as_written(value: Decimal) -> str:
+    """Plain notation keeping the value's own decimals (``Decimal("3.10")`` -> ``3.10``)."""
+    if value == 0:
+        value = abs(value)  # no "-0.00"
+    exponent = value.as_tuple().exponent  # positive for 1E+1: plain() writes 10
+    return format(value, "f") if isinstance(exponent, int) and exponent <= 0 else plain(value)
 
 
 def _wrap(open_: str, close: str, items: list[str], indent: int | None, level: int) -> str:

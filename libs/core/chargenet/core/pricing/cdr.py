@@ -3,6 +3,11 @@
 CDRs are append-only: a correction is a credit CDR (:func:`credit_cdr`, every cost negated,
 ``credit_reference_id`` pointing at the original) followed by a new CDR.
 
+Amounts written by :func:`build_cdr` have the currency's decimals: ``total_cost`` is the session
+total rounded once (incl. VAT: the settled amount), and each ``total_*_cost`` adds up the rounded
+shares of its cost parts before any min/max clamp (:mod:`chargenet.core.pricing.rounding`), so
+without a clamp they add up exactly to ``total_cost``.
+
 Volumes written by :func:`build_cdr`: energy per period is the difference of the cumulative
 energy rounded to 1 mWh (6 decimals of kWh) at each period end, so the periods add up to the
 exact total and a ``min_kwh`` boundary stays on a period boundary. Period start times are to the
@@ -21,15 +26,9 @@ from typing import Annotated, Self
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
-from chargenet.core.pricing.money import (
-    ZERO,
-    frac,
-    round_half_up,
-    to_decimal,
-    to_units,
-    units_to_decimal,
-)
+from chargenet.core.pricing.money import ZERO, frac, round_half_up, to_decimal, units_to_amount
 from chargenet.core.pricing.result import PeriodResult, PriceResult
+from chargenet.core.pricing.rounding import Rounded
 from chargenet.core.pricing.tariff import OcpiModel, Price, Tariff, TariffDimensionType
 from chargenet.core.pricing.usage import Interval, PricingError, Range, Usage, seconds_between
 
@@ -207,10 +206,7 @@ def build_cdr(
         tariffs=[tariff],
         charging_periods=periods,
         signed_data=signed_data,
-        total_cost=Price(
-            excl_vat=units_to_decimal(result.total_excl_vat_units),
-            incl_vat=units_to_decimal(result.total_incl_vat_units),
-        ),
+        total_cost=_price(result.rounding.total, result.currency),
         total_fixed_cost=_cost(result, TariffDimensionType.FLAT),
         total_energy=_kwh(result.energy_wh),
         total_energy_cost=_cost(result, TariffDimensionType.ENERGY),
@@ -362,10 +358,11 @@ def _hours(seconds: Fraction) -> Decimal:
 def _cost(result: PriceResult, dimension: TariffDimensionType) -> Price | None:
     if not any(p.dimension is dimension for p in result.parts):
         return None
-    excl, incl = result.dimension_cost(dimension)
-    return Price(excl_vat=_money(excl), incl_vat=_money(incl))
+    return _price(result.dimension_amounts(dimension), result.currency)
 
 
-def _money(amount: Fraction) -> Decimal:
-    """A part's cost to the token's six decimals (informational; the total is authoritative)."""
-    return units_to_decimal(to_units(amount))
+def _price(amounts: Rounded, currency: str) -> Price:
+    return Price(
+        excl_vat=units_to_amount(amounts.excl_vat_units, currency),
+        incl_vat=units_to_amount(amounts.incl_vat_units, currency),
+    )

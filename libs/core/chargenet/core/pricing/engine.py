@@ -26,9 +26,13 @@ Rules (OCPI 2.2.1 mod_tariffs, with the choices the text leaves open):
 7. ``min_price`` / ``max_price`` clamp the total excl. VAT and the total incl. VAT each against its
    own bound (OCPI's note: both rules apply). When a bound has no ``incl_vat``, its incl. VAT bound
    is the excl. VAT bound times the session's own incl/excl ratio.
-8. Every amount stays exact (rationals) until the end: token base units are
-   ``round_half_up(total * 10**6)`` of the clamped totals, once. VAT in units is the difference of
-   the two rounded totals, so excl + VAT = incl always holds in units.
+8. Every amount stays exact (rationals) until the end. Then the clamped totals excl. and incl.
+   VAT are each rounded once, half up, to the currency's ISO 4217 minor unit (cents for EUR), and
+   converted exactly to token base units (14.125 EUR -> 14.13 EUR -> 14_130_000 units); the VAT
+   total is their difference, so excl + VAT = incl always holds. The per-rate and per-part
+   figures split those rounded totals (:mod:`chargenet.core.pricing.rounding`); a clamp is booked
+   as one adjustment at the session's highest VAT rate. A currency without a known minor unit
+   is refused before anything is priced.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ from datetime import date, datetime, time, timedelta
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from chargenet.core.pricing.money import ZERO, frac, to_units
+from chargenet.core.pricing.money import ZERO, frac, minor_unit
 from chargenet.core.pricing.restrictions import Moment, matches
 from chargenet.core.pricing.result import CostPart, PeriodResult, PriceResult
+from chargenet.core.pricing.rounding import Item, round_session
 from chargenet.core.pricing.tariff import (
     Price,
     PriceComponent,
@@ -71,6 +76,7 @@ class _Piece:
 def price(tariff: Tariff, usage: Usage, *, time_zone: str | ZoneInfo = "UTC") -> PriceResult:
     """Price ``usage`` under ``tariff``; times of day are read in ``time_zone`` (the location's)."""
     zone = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
+    minor_unit(tariff.currency)  # an unknown currency fails here, with its code, not mid-way
     if tariff.tax_included is TaxIncluded.YES:
         raise PricingError("tariffs with tax_included=YES are not supported: give prices excl. VAT")
     if not tariff.is_valid_at(usage.start):
@@ -286,6 +292,12 @@ def _totals(
     excl = sum((p.excl_vat for p in parts), ZERO)
     incl = sum((p.incl_vat for p in parts), ZERO)
     clamped_excl, clamped_incl, applied = _clamp(tariff, excl, incl)
+    rates = [p.vat_rate for p in parts if p.vat_rate is not None]
+    adjustment_rate = max(rates) if rates else None
+    items = [Item(p.vat_rate, p.excl_vat, p.vat) for p in parts]
+    if applied is not None:
+        extra_excl = clamped_excl - excl
+        items.append(Item(adjustment_rate, extra_excl, clamped_incl - incl - extra_excl))
     return PriceResult(
         tariff_id=tariff.id,
         currency=tariff.currency,
@@ -301,8 +313,8 @@ def _totals(
         total_excl_vat=clamped_excl,
         total_incl_vat=clamped_incl,
         price_limit=applied,
-        total_excl_vat_units=to_units(clamped_excl),
-        total_incl_vat_units=to_units(clamped_incl),
+        adjustment_rate=adjustment_rate if applied is not None else None,
+        rounding=round_session(tariff.currency, items, clamped_excl, clamped_incl),
     )
 
 

@@ -1,4 +1,4 @@
-"""What the engine returns: exact amounts, their token units, and the charging periods."""
+"""What the engine returns: exact amounts, the same rounded once, and the charging periods."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from chargenet.core.pricing.money import ZERO, to_decimal, to_units, units_to_decimal
+from chargenet.core.pricing.money import ZERO, minor_unit, to_decimal, units_to_amount
+from chargenet.core.pricing.rounding import NOTHING, Rounded, Rounding, VatRate
 from chargenet.core.pricing.tariff import TariffDimensionType
 from chargenet.core.pricing.usage import Interval, Range
 
@@ -40,6 +41,7 @@ class CostPart:
         return self.billed / _BASE[self.dimension]
 
     def to_json(self) -> dict[str, Any]:
+        """What the part is; its amounts are added by :meth:`PriceResult.to_json`."""
         return {
             "type": self.dimension.value,
             "element_index": self.element_index,
@@ -48,9 +50,6 @@ class CostPart:
             "step_size": self.step_size,
             "volume_used": to_decimal(self.used / _BASE[self.dimension]),
             "volume_billed": to_decimal(self.volume),
-            "excl_vat": to_decimal(self.excl_vat),
-            "vat_amount": to_decimal(self.vat),
-            "incl_vat": to_decimal(self.incl_vat),
         }
 
 
@@ -101,6 +100,12 @@ def _union(a: Range | None, b: Range | None) -> Range | None:
 
 @dataclass(frozen=True)
 class PriceResult:
+    """The priced session: exact amounts, and the same amounts rounded once (``rounding``).
+
+    The ``*_units`` values are token base units of amounts rounded to the currency's minor unit
+    (see :mod:`chargenet.core.pricing.rounding`); ``total_incl_vat_units`` is what is settled.
+    """
+
     tariff_id: str
     currency: str
     start: datetime
@@ -115,64 +120,109 @@ class PriceResult:
     total_excl_vat: Fraction  # exact, after clamps
     total_incl_vat: Fraction
     price_limit: str | None  # "min_price" / "max_price" when a clamp applied
-    total_excl_vat_units: int  # token base units, rounded once
-    total_incl_vat_units: int
+    adjustment_rate: Decimal | None  # the VAT rate the clamp is booked at
+    rounding: Rounding  # items: one per part, then the clamp adjustment when there is one
+
+    @property
+    def total_excl_vat_units(self) -> int:
+        """Token base units of the total excl. VAT, rounded once to the currency's minor unit."""
+        return self.rounding.total.excl_vat_units
+
+    @property
+    def total_incl_vat_units(self) -> int:
+        """The settled amount: the total incl. VAT rounded once, in token base units."""
+        return self.rounding.total.incl_vat_units
 
     @property
     def vat_units(self) -> int:
-        return self.total_incl_vat_units - self.total_excl_vat_units
+        return self.rounding.total.vat_units
 
     @property
     def total_excl_vat_decimal(self) -> Decimal:
-        """The settled amount excl. VAT in currency, to the token's six decimals."""
-        return units_to_decimal(self.total_excl_vat_units)
+        """The total excl. VAT in currency, with the currency's decimals (``12.50``)."""
+        return units_to_amount(self.total_excl_vat_units, self.currency)
 
     @property
     def total_incl_vat_decimal(self) -> Decimal:
-        return units_to_decimal(self.total_incl_vat_units)
+        return units_to_amount(self.total_incl_vat_units, self.currency)
+
+    @property
+    def part_amounts(self) -> tuple[Rounded, ...]:
+        """Each part's rounded share of the totals, in the order of ``parts``."""
+        return self.rounding.items[: len(self.parts)]
+
+    @property
+    def adjustment(self) -> Rounded | None:
+        """The min/max clamp's rounded share (negative for a ``max_price`` allowance)."""
+        return self.rounding.items[len(self.parts)] if self.price_limit is not None else None
 
     def dimension_cost(self, dimension: TariffDimensionType) -> tuple[Fraction, Fraction]:
         """(excl, incl) of every part of ``dimension``, exact and before clamps."""
         parts = [p for p in self.parts if p.dimension is dimension]
         return sum((p.excl_vat for p in parts), ZERO), sum((p.incl_vat for p in parts), ZERO)
 
+    def dimension_amounts(self, dimension: TariffDimensionType) -> Rounded:
+        """The rounded shares of every part of ``dimension``, added up (before clamps)."""
+        shares = zip(self.parts, self.part_amounts, strict=True)
+        return sum((a for p, a in shares if p.dimension is dimension), NOTHING)
+
     def to_json(self) -> dict[str, Any]:
-        """The totals as a JSON-ready dict; exact Decimals plus integer token units."""
+        """The totals as a JSON-ready dict: rounded amounts (as settled), exact ones, units."""
 
         def cost(dimension: TariffDimensionType) -> dict[str, Any]:
-            excl, incl = self.dimension_cost(dimension)
-            return _price_json(excl, incl)
+            return self._price_json(
+                self.dimension_amounts(dimension), *self.dimension_cost(dimension)
+            )
 
+        before = sum(self.part_amounts, NOTHING)
         return {
             "tariff_id": self.tariff_id,
             "currency": self.currency,
+            "currency_decimals": minor_unit(self.currency),
             "start_date_time": self.start,
             "end_date_time": self.end,
             "total_energy": to_decimal(self.energy_wh / 1000),
             "total_time": to_decimal(self.charging_seconds / 3600),
             "total_parking_time": to_decimal(self.parking_seconds / 3600),
-            "total_cost": _price_json(self.total_excl_vat, self.total_incl_vat),
+            "total_cost": self._price_json(
+                self.rounding.total, self.total_excl_vat, self.total_incl_vat
+            ),
             "total_fixed_cost": cost(D.FLAT),
             "total_energy_cost": cost(D.ENERGY),
             "total_time_cost": cost(D.TIME),
             "total_parking_cost": cost(D.PARKING_TIME),
             "price_limit_applied": self.price_limit,
-            "cost_before_price_limit": _price_json(
-                self.components_excl_vat, self.components_incl_vat
+            "cost_before_price_limit": self._price_json(
+                before, self.components_excl_vat, self.components_incl_vat
             ),
             "total_cost_units": {
                 "excl_vat": self.total_excl_vat_units,
                 "vat": self.vat_units,
                 "incl_vat": self.total_incl_vat_units,
             },
-            "cost_parts": [part.to_json() for part in self.parts],
+            "vat_breakdown": [self._rate_json(rate) for rate in self.rounding.vat_rates],
+            "cost_parts": [
+                part.to_json() | self._price_json(amounts, part.excl_vat, part.incl_vat)
+                for part, amounts in zip(self.parts, self.part_amounts, strict=True)
+            ],
         }
 
+    def _price_json(self, amounts: Rounded, excl: Fraction, incl: Fraction) -> dict[str, Any]:
+        return {
+            "excl_vat": units_to_amount(amounts.excl_vat_units, self.currency),
+            "incl_vat": units_to_amount(amounts.incl_vat_units, self.currency),
+            "excl_vat_units": amounts.excl_vat_units,
+            "incl_vat_units": amounts.incl_vat_units,
+            "exact_excl_vat": to_decimal(excl),
+            "exact_incl_vat": to_decimal(incl),
+        }
 
-def _price_json(excl: Fraction, incl: Fraction) -> dict[str, Any]:
-    return {
-        "excl_vat": to_decimal(excl),
-        "incl_vat": to_decimal(incl),
-        "excl_vat_units": to_units(excl),
-        "incl_vat_units": to_units(incl),
-    }
+    def _rate_json(self, rate: VatRate) -> dict[str, Any]:
+        return {
+            "vat": rate.rate,
+            "excl_vat": units_to_amount(rate.amounts.excl_vat_units, self.currency),
+            "vat_amount": units_to_amount(rate.amounts.vat_units, self.currency),
+            "incl_vat": units_to_amount(rate.amounts.incl_vat_units, self.currency),
+            "exact_excl_vat": to_decimal(rate.exact_excl_vat),
+            "exact_vat_amount": to_decimal(rate.exact_vat),
+        }

@@ -20,10 +20,7 @@ from fractions import Fraction
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from chargenet.core.pricing.money import ZERO, frac
-
-
-class PricingError(ValueError):
-    """The tariff or the usage cannot be priced; the message says why."""
+from chargenet.core.pricing.money import PricingError as PricingError  # re-exported: its old home
 
 
 class MeterSample(BaseModel):
