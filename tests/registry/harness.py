@@ -24,7 +24,7 @@ from web3 import Web3
 
 from chargenet.core.chain import Deployment, StationInfo, connect, deploy_chargenet
 
-TARIFF = {
+TARIFF: dict[str, Any] = {
     "country_code": "DE",
     "party_id": "CNT",
     "id": "TARIFF-AC-1",

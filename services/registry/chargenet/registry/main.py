@@ -14,7 +14,6 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
 from web3 import Web3
 
 from chargenet.core import logging as core_logging
@@ -122,7 +121,7 @@ def create_app(
         started = time.perf_counter()
         response = await call_next(request)
         API_LATENCY.labels(
-            route=_route_template(app, request),
+            route=_route_template(request),
             method=request.method,
             status=f"{response.status_code // 100}xx",
         ).observe(time.perf_counter() - started)
@@ -131,13 +130,10 @@ def create_app(
     return app
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
+def _route_template(request: Request) -> str:
     # The template (/v1/stations/{station_id}), never the raw path: ids would explode the series.
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", "other"))
-    return "unmatched"
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
 
 
 def main() -> int:

@@ -1,0 +1,315 @@
+"""The REST API end to end on the real Hardhat node: a CPO registers a station through the
+signer, the indexer picks it up, drivers find it; live status from charge point events; and bad
+input, each refused with a 4xx and a reason, with nothing written."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from eth_account import Account
+from eth_utils.crypto import keccak
+from fastapi.testclient import TestClient
+
+from chargenet.core.auth import Role, issue_token
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.chain import load_artifact
+from chargenet.core.db import Database
+from chargenet.core.envelope import make_envelope
+from chargenet.core.events import ChargePointDisconnected, ConnectorStatusChanged
+from chargenet.core.pricing import canonical_hash
+from chargenet.core.signer_client import SignerClient
+from chargenet.registry.main import create_app
+from chargenet.registry.models import Document, Location
+from chargenet.registry.settings import RegistrySettings
+from chargenet.signer.settings import DEVELOPMENT_MNEMONIC
+from tests.registry.conftest import Chain, indexer_for
+from tests.registry.harness import TARIFF
+from tests.signer.harness import inprocess_signer
+
+pytestmark = pytest.mark.hardhat
+SECRET = "registry-test-secret-0123456789-abcdef"
+SIGNER_TOKEN = "registry-signer-token-0123456789"
+CPO = issue_token("cpo-1", Role.CPO, SECRET)
+DRIVER = issue_token("driver-1", Role.DRIVER, SECRET)
+METER = "0x" + keccak(b"meter key").hex()
+
+Account.enable_unaudited_hdwallet_features()
+
+
+def location(station: str = "DE*API*E0001", lat: str = "52.520008", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": station,
+        "name": "Alexanderplatz",
+        "address": "Alexanderplatz 1",
+        "city": "Berlin",
+        "country": "DEU",
+        "coordinates": {"latitude": lat, "longitude": "13.404954"},
+        "time_zone": "Europe/Berlin",
+        "charge_point_id": "CP-API-1",
+        "evses": [
+            {
+                "uid": "E1",
+                "evse_id": "DE*API*E0001*1",
+                "status": "AVAILABLE",
+                "connectors": [
+                    {
+                        "id": "1",
+                        "standard": "IEC_62196_T2",
+                        "format": "SOCKET",
+                        "power_type": "AC_3_PHASE",
+                        "max_voltage": 230,
+                        "max_amperage": 32,
+                    },
+                    {
+                        "id": "2",
+                        "standard": "IEC_62196_T2_COMBO",
+                        "format": "CABLE",
+                        "power_type": "DC",
+                        "max_voltage": 920,
+                        "max_amperage": 163,
+                        "max_electric_power": 150_000,
+                    },
+                ],
+            }
+        ],
+        **extra,
+    }
+
+
+@pytest.fixture
+def api(chain: Chain, db: Database, tmp_path: Path) -> Iterator[tuple[TestClient, Any]]:
+    cpo_key = Account.from_mnemonic(DEVELOPMENT_MNEMONIC, account_path="m/44'/60'/0'/0/5")
+    env = {
+        "CHARGENET_DATABASE_URL": f"sqlite:///{tmp_path}/signer.db",
+        "CHARGENET_CHAIN_RPC_URL": chain.url,
+        "CHARGENET_SIGNER_LISTEN": "127.0.0.1:0",
+        "CHARGENET_SIGNER_KEYS": f"cpo1=0x{bytes(cpo_key.key).hex()}",
+        "CHARGENET_SIGNER_CALLERS": json.dumps(
+            {
+                "registry": {
+                    "token": SIGNER_TOKEN,
+                    "keys": ["cpo1"],
+                    "functions": ["StationRegistry.*"],
+                }
+            }
+        ),
+        "CHARGENET_SIGNER_CONTRACTS": json.dumps(
+            {
+                "StationRegistry": {
+                    "address": chain.deployment.registry.address,
+                    "abi": load_artifact("StationRegistry").abi,
+                }
+            }
+        ),
+        "CHARGENET_SIGNER_CONFIRMATIONS": "1",
+        "CHARGENET_SIGNER_POLL_SECONDS": "0.1",
+    }
+    settings = RegistrySettings(
+        registry_address=chain.deployment.registry.address,
+        registry_jwt_secret=SECRET,
+        registry_cpo_keys=json.dumps({"cpo-1": "cpo1"}),
+    )
+    indexer = indexer_for(db, chain)
+    with (
+        inprocess_signer(env) as signer,
+        SignerClient(signer.url, SIGNER_TOKEN) as client,
+    ):
+        app = create_app(settings, InMemoryBus(), db, signer=client)
+        with TestClient(app) as http:
+            yield http, (indexer, client, db, cpo_key.address)
+
+
+def _register(http: TestClient, station: str = "DE*API*E0001", **changes: Any) -> Any:
+    body = {
+        "station_id": station,
+        "location": location(station),
+        "tariff": TARIFF,
+        "meter_key_hash": METER,
+        **changes,
+    }
+    return http.post(
+        "/v1/cpo/stations",
+        content=json.dumps(body),
+        headers={"authorization": f"Bearer {CPO}"},
+    )
+
+
+def _counts(db: Database) -> tuple[int, int]:
+    with db.session() as session:
+        return (
+            session.scalar(sa.select(sa.func.count()).select_from(Document)) or 0,
+            session.scalar(sa.select(sa.func.count()).select_from(Location)) or 0,
+        )
+
+
+def test_register_index_find_and_live_status(api: tuple[TestClient, Any]) -> None:
+    http, (indexer, signer, _db, cpo_address) = api
+    answer = _register(http)
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+
+    station = http.get("/v1/stations/DE*API*E0001").json()
+    assert station["cpo_address"] == cpo_address
+    assert (station["latitude_e6"], station["max_power_w"], station["connector_count"]) == (
+        52_520_008,
+        150_000,
+        2,
+    )
+    assert station["tariff_hash"] == "0x" + canonical_hash(_decimal(TARIFF)).hex()
+    assert station["tariff"]["id"] == "TARIFF-AC-1"
+    assert station["location"]["matches_chain"] is True
+
+    near = http.get("/v1/stations", params={"lat": 52.52, "lon": 13.40, "radius_km": 5}).json()
+    assert [s["station_id"] for s in near["stations"]] == ["DE*API*E0001"]
+    assert near["stations"][0]["distance_km"] < 1
+    far = http.get("/v1/stations", params={"lat": 48.137, "lon": 11.575, "radius_km": 50})
+    assert far.json()["total"] == 0
+    chademo = http.get("/v1/stations", params={"connector_type": "CHADEMO"}).json()
+    assert chademo["total"] == 0
+    assert http.get("/v1/stations", params={"available_now": True}).json()["total"] == 0
+
+    # Live status: connector 2 reports Available, then the charge point drops off.
+    now = datetime.now(UTC)
+    status = make_envelope(
+        ConnectorStatusChanged(
+            charge_point_id="CP-API-1",
+            cpo_id="cpo-1",
+            connector_id=2,
+            status="Available",
+            reported_at=now,
+        ),
+        subject="CP-API-1",
+        source="gateway",
+    )
+    consumer = http.app.state.consumer  # type: ignore[attr-defined]
+    consumer(status)
+    consumer(status)  # a redelivery changes nothing
+    available = http.get("/v1/stations", params={"available_now": True}).json()
+    assert available["total"] == 1
+    detail = http.get("/v1/stations/DE*API*E0001").json()["location"]
+    connectors = {c["id"]: c for c in detail["evses"][0]["connectors"]}
+    assert connectors["2"]["available"] is True and connectors["1"]["available"] is False
+    consumer(
+        make_envelope(
+            ChargePointDisconnected(
+                charge_point_id="CP-API-1", cpo_id="cpo-1", reason="socket closed"
+            ),
+            subject="CP-API-1",
+            source="gateway",
+        )
+    )
+    detail = http.get("/v1/stations/DE*API*E0001").json()["location"]
+    assert detail["charge_points"][0]["online"] is False
+    assert detail["charge_points"][0]["offline_reason"] == "socket closed"
+    assert detail["charge_points"][0]["last_report_at"] is not None
+    assert not any(c["available"] for c in detail["evses"][0]["connectors"])
+    assert http.get("/v1/stations", params={"available_now": True}).json()["total"] == 0
+    # A stale report (older than the disconnection) does not bring it back online.
+    consumer(
+        make_envelope(
+            ConnectorStatusChanged(
+                charge_point_id="CP-API-1",
+                cpo_id="cpo-1",
+                connector_id=1,
+                status="Available",
+                reported_at=now - timedelta(minutes=5),
+            ),
+            subject="CP-API-1",
+            source="gateway",
+        )
+    )
+    assert http.get("/v1/stations", params={"available_now": True}).json()["total"] == 0
+
+    metrics = http.get("/metrics").text
+    assert "chargenet_registry_api_latency_seconds_bucket" in metrics
+    assert 'route="/v1/stations/{station_id}"' in metrics
+    assert "chargenet_registry_indexed_block" in metrics
+    assert "chargenet_registry_indexer_lag_blocks" in metrics
+
+
+def _decimal(document: dict[str, Any]) -> dict[str, Any]:
+    from decimal import Decimal
+
+    parsed: dict[str, Any] = json.loads(json.dumps(document), parse_float=Decimal)
+    return parsed
+
+
+def test_bad_input_is_refused_with_a_reason_and_nothing_written(
+    api: tuple[TestClient, Any],
+) -> None:
+    http, (indexer, signer, db, _address) = api
+    auth = {"authorization": f"Bearer {CPO}"}
+    before = _counts(db)
+
+    out_of_range = _register(
+        http, "DE*BAD*E0001", location=location("DE*BAD*E0001", lat="95.000000")
+    )
+    assert out_of_range.status_code == 422
+    assert "out of range" in out_of_range.json()["detail"]
+
+    unknown = location("DE*BAD*E0002")
+    unknown["evses"][0]["connectors"][0]["standard"] = "IEC_62196_T9"
+    answer = _register(http, "DE*BAD*E0002", location=unknown)
+    assert answer.status_code == 422
+    assert "evses.0.connectors.0.standard" in answer.json()["detail"]
+    answer = http.get("/v1/stations", params={"connector_type": "IEC_62196_T9"})
+    assert answer.status_code == 422 and "IEC_62196_T2" in answer.text
+
+    for params in (
+        {"limit": 0},
+        {"limit": 101},
+        {"offset": -1},
+        {"radius_km": 501, "lat": 1, "lon": 1},
+    ):
+        answer = http.get("/v1/stations", params=params)
+        assert answer.status_code == 422, params
+    assert http.get("/v1/stations", params={"lat": 91, "lon": 0}).status_code == 422
+    assert (
+        http.get("/v1/stations", params={"lat": 52}).json()["detail"] == "lat and lon go together"
+    )
+
+    assert _register(http, "DE*BAD*E0003", meter_key_hash="0x12").status_code == 422
+    assert _register(http, "no spaces allowed").status_code == 422
+    assert _counts(db) == before  # nothing of the refused requests was kept
+
+    # Documents for a station on chain: a tariff whose keccak hash is not the chain's.
+    answer = _register(http, "DE*API*E0002", location=location("DE*API*E0002"))
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    before = _counts(db)
+    changed = copy.deepcopy(TARIFF)
+    changed["elements"][0]["price_components"][0]["price"] = 0.99
+    answer = http.put(
+        "/v1/cpo/stations/DE*API*E0002/tariff", content=json.dumps(changed), headers=auth
+    )
+    assert answer.status_code == 422
+    assert "keccak hash" in answer.json()["detail"]
+    moved = location("DE*API*E0002", lat="52.520009")
+    answer = http.put(
+        "/v1/cpo/stations/DE*API*E0002/location", content=json.dumps(moved), headers=auth
+    )
+    assert answer.status_code == 422 and "coordinates" in answer.json()["detail"]
+    assert _counts(db) == before
+    # The same tariff as on chain is accepted (an idempotent re-upload).
+    answer = http.put(
+        "/v1/cpo/stations/DE*API*E0002/tariff", content=json.dumps(TARIFF), headers=auth
+    )
+    assert answer.status_code == 204
+
+    # Authentication: none, a driver's token, a station registered twice.
+    assert _register(http, "DE*API*E0003").status_code == 202
+    assert http.post("/v1/cpo/stations", content="{}").status_code == 401
+    driver = http.delete(
+        "/v1/cpo/stations/DE*API*E0002", headers={"authorization": f"Bearer {DRIVER}"}
+    )
+    assert driver.status_code == 403
+    assert _register(http, "DE*API*E0002").status_code == 409
