@@ -101,7 +101,7 @@ def callers_json(probe_name: str = "Probe") -> str:
             "escrow": {
                 "token": TOKEN,
                 "keys": ["k*", "hd/*"],
-                "functions": [f"{probe_name}.bump", "0x*.bump"],
+                "functions": [f"{probe_name}.bump", "0x*.bump", "ChargeToken.*"],
                 "sign_typed_data": True,
             },
             "wallet": {"token": OTHER_TOKEN, "keys": ["k0"], "functions": []},
@@ -114,6 +114,7 @@ def signer_env(
     keys: list[LocalAccount],
     probe_address: str,
     chain_url: str,
+    contracts: dict[str, Any] | None = None,
     **extra: str,
 ) -> dict[str, str]:
     env = {
@@ -125,7 +126,7 @@ def signer_env(
         ),
         "CHARGENET_SIGNER_CALLERS": callers_json(),
         "CHARGENET_SIGNER_CONTRACTS": json.dumps(
-            {"Probe": {"address": probe_address, "abi": PROBE["abi"]}}
+            {"Probe": {"address": probe_address, "abi": PROBE["abi"]}, **(contracts or {})}
         ),
         "CHARGENET_SIGNER_CONFIRMATIONS": "1",
         "CHARGENET_SIGNER_POLL_SECONDS": "0.1",
