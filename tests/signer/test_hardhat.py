@@ -340,3 +340,46 @@ def test_watch_streams_status_changes(signer: tuple[InProcessSigner, list[str]])
         client.send_transaction("w-1", "k0", "bump", [1, TAG], contract="Probe")
         thread.join(timeout=30)
     assert seen[0] is TxStatus.PENDING and seen[-1] is TxStatus.FINAL
+
+
+def test_confirmations_are_counted_before_final(
+    w3: Web3, probe: str, rpc_url: str, tmp_path: Path
+) -> None:
+    """Three confirmations and room for only two transactions in flight: all ten still get mined
+    (MINED frees a slot), and each turns FINAL only once two more blocks sit on top of it."""
+    keys = fresh_keys(w3, 1)
+    env = signer_env(
+        f"sqlite:///{tmp_path}/signer.db",
+        keys,
+        probe,
+        rpc_url,
+        CHARGENET_SIGNER_CONFIRMATIONS="3",
+        CHARGENET_SIGNER_MAX_IN_FLIGHT="2",
+    )
+    ids = [f"conf-{i}" for i in range(10)]
+    with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
+        with ThreadPoolExecutor(5) as pool:
+            list(
+                pool.map(
+                    lambda key: client.send_transaction(
+                        key, "k0", "bump", [1, TAG], contract="Probe"
+                    ),
+                    ids,
+                )
+            )
+        mined = client.wait(ids, until=TxStatus.MINED, timeout=60)
+        last = max(mined.values(), key=lambda t: t.nonce or 0)
+        assert last.status is TxStatus.MINED and last.confirmations == 1
+        first = min(mined.values(), key=lambda t: t.nonce or 0)
+        assert client.get_transaction(idempotency_key=first.idempotency_key).status is (
+            TxStatus.FINAL
+        )
+        rpc(w3, "evm_mine")
+        time.sleep(0.5)
+        assert client.get_transaction(idempotency_key=last.idempotency_key).status is (
+            TxStatus.MINED
+        )
+        rpc(w3, "evm_mine")
+        final = client.wait([last.idempotency_key], until=TxStatus.FINAL, timeout=30)
+        assert final[last.idempotency_key].status is TxStatus.FINAL
+        assert final[last.idempotency_key].confirmations >= 3

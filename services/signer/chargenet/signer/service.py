@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 import grpc
+from sqlalchemy.exc import OperationalError
 
 from chargenet.core.signer_client._generated import signer_pb2 as pb
 from chargenet.core.signer_client._generated import signer_pb2_grpc
@@ -107,6 +108,10 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             )
         except (RpcUnavailable, RpcError) as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"chain node: {error}")
+        except OperationalError as error:
+            # The database is down or locked: nothing was stored, so a retry is safe.
+            log.warning("send %s: database unavailable: %s", request.idempotency_key, error)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
         return pb.SendTransactionResponse(transaction=to_proto(record), created=created)
 
     async def GetTransaction(  # noqa: N802 - the gRPC method name

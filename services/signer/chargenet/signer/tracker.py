@@ -193,11 +193,13 @@ class Tracker:
         record.receipt = json.loads(change.receipt) if change.receipt else None
         record.revert_reason = change.revert_reason or record.revert_reason
         record.error = change.error or record.error
-        if record.status in TERMINAL:
-            lane = engine.lanes.get(record.from_address)
-            if lane is not None and record.nonce is not None:
+        lane = engine.lanes.get(record.from_address)
+        if lane is not None:
+            if record.status in TERMINAL and record.nonce is not None:
                 lane.open.pop(record.nonce, None)
-                lane.room.set()
+            # Leaving PENDING frees a slot too: with more than one confirmation required, waiting
+            # for FINAL could wait for blocks that only this lane's transactions would make.
+            lane.room.set()
         engine._notify(record)
 
     async def _unstick(self, lane: Lane, now: float) -> None:
