@@ -5,6 +5,7 @@ Writes never happen here: they go through the signer (``chargenet.escrow.worker`
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +44,28 @@ def _error_names() -> dict[str, str]:
 
 
 _ERRORS = _error_names()
+_REVERTED = "execution reverted: "
+
+
+def is_revert(error: Exception) -> bool:
+    """A contract revert, as web3 reports it from a node or eth-tester from py-evm."""
+    if isinstance(error, ContractCustomError | ContractLogicError):
+        return True
+    return type(error).__name__ == "TransactionFailed" and str(error).startswith(_REVERTED)
 
 
 def revert_reason(error: Exception) -> str:
     """A readable name for a revert (``SessionSlotBusy``) instead of raw revert data."""
     data = getattr(error, "data", None)
+    text = str(error)
+    if data is None and text.startswith(_REVERTED + "b"):
+        # eth-tester puts the revert data's bytes repr into the message.
+        try:
+            raw = ast.literal_eval(text.removeprefix(_REVERTED))
+        except (ValueError, SyntaxError):
+            raw = None
+        if isinstance(raw, bytes):
+            data = "0x" + raw.hex()
     if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
         name = _ERRORS.get(data[:10].lower())
         if name:
@@ -68,7 +86,9 @@ class ChainReader:
         """The station, or None when the registry does not know it."""
         try:
             index, cpo, active, info = self.registry.functions.station(station_id).call()
-        except (ContractCustomError, ContractLogicError):
+        except Exception as error:
+            if not is_revert(error):
+                raise
             return None
         return Station(int(index), str(cpo), bool(active), StationInfo.from_tuple(tuple(info)))
 
@@ -82,7 +102,9 @@ class ChainReader:
         """Why ``openFromDeposit(request)`` would revert if sent now, or None if it would not."""
         try:
             self.escrow.functions.openFromDeposit(request).call({"from": sender})
-        except (ContractCustomError, ContractLogicError) as error:
+        except Exception as error:
+            if not is_revert(error):
+                raise
             return revert_reason(error)
         return None
 

@@ -1,0 +1,237 @@
+"""The escrow end to end on the embedded default: in-process bus, SQLite, py-evm, the real signer,
+a real gateway and OCPP 1.6 charge points from the simulator.
+
+One chain for the module; after every test the tokens are conserved and no session is left in a
+non-final state (the ``checked`` fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.events import StopRequested
+from chargenet.core.ocpp_sim import ChargePoint16
+from chargenet.gateway.server import Gateway
+from tests.escrow.harness import TARIFF, Rig, expected_price, rig, wait_async
+from tests.gateway.conftest import endpoint, running_gateway
+
+CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 9))
+TOP_UP = 50_000_000
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    with rig(
+        tmp_path_factory.mktemp("escrow"),
+        escrow_start_timeout_seconds=3.0,
+        escrow_session_timeout_seconds=2.0,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def checked(world: Rig) -> Iterator[Rig]:
+    yield world
+    figures = world.check_invariants()
+    print(f"invariants hold: {figures}")
+
+
+@asynccontextmanager
+async def charge_point(
+    bus: InMemoryBus, cp_id: str, **options: Any
+) -> AsyncIterator[tuple[Gateway, ChargePoint16]]:
+    async with running_gateway(bus, CHARGE_POINTS, cpo_id="cpo-test") as gateway:
+        cp = await ChargePoint16.connect(endpoint(gateway), cp_id, **options)
+        await cp.boot()
+        await cp.status(1, "Available")
+        try:
+            yield gateway, cp
+        finally:
+            await cp.close()
+
+
+async def started(cp: ChargePoint16) -> int:
+    transaction_id, _tag = await asyncio.wait_for(cp.started.get(), 20)
+    return transaction_id
+
+
+def test_request_open_start_meter_stop_settle_refund_the_rest(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-1", auto_transactions=True) as (_gw, cp):
+            cp.meter_wh = 1_000
+            session = world.request(driver, 1, 30_000_000, "CP-1")
+            transaction_id = await started(cp)
+            await world.reach(session, "CHARGING")
+            for energy in (4_000, 9_000, 13_345):
+                await cp.meter_values(1, transaction_id, energy, power_w=11_000)
+            world.publish(StopRequested(session_id=session, reason="driver"), session)
+            row = await world.reach(session, "SETTLED")
+        price = expected_price(13_345 - 1_000)
+        assert price == 6_470_000
+        assert row.amount_settled == price
+        assert world.deposit(driver.address) == TOP_UP - price
+        assert world.deposit(world.cpo) == price
+        settled = world.events(session, ".settled.v1")[0].data
+        assert settled["amount_locked"] == 30_000_000 and settled["amount_settled"] == price
+        assert settled["cdr"]["session_id"] == session and settled["cdr_hash"] == row.cdr_hash
+        assert settled["tariff"] == TARIFF
+        log = world.deployment.escrow.events.SessionSettled().get_logs(from_block=0)
+        on_chain = [e["args"] for e in log if "0x" + e["args"]["cdrHash"].hex() == row.cdr_hash]
+        assert on_chain[0]["amount"] == price and on_chain[0]["returned"] == 30_000_000 - price
+        kinds = [e.type.split(".")[2] for e in world.events(session)]
+        assert kinds[:3] == ["requested", "escrow_opened", "started"]
+        assert kinds[-2:] == ["priced", "settled"]
+        print(
+            f"settled {price} of 30000000 locked; driver deposit {world.deposit(driver.address)}, "
+            f"CPO {world.deposit(world.cpo)}; events {kinds}"
+        )
+
+    asyncio.run(scenario())
+
+
+def test_budget_stop_before_the_maximum(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-2", auto_transactions=True) as (_gw, cp):
+            session = world.request(driver, 1, 3_000_000, "CP-2")
+            transaction_id = await started(cp)
+            await world.reach(session, "CHARGING")
+            await cp.meter_values(1, transaction_id, 3_000)  # 2.02 EUR: below the budget
+            await asyncio.sleep(0.3)
+            assert world.state(session) == "CHARGING"
+            await cp.meter_values(1, transaction_id, 5_000)  # 2.98 EUR >= 3.00 - 0.15
+            stop = await cp.wait_for_command("RemoteStopTransaction")
+            assert stop.payload == {"transaction_id": transaction_id}
+            row = await world.reach(session, "SETTLED")
+        assert world.events(session, ".stop_requested.v1")[0].data["reason"] == "budget"
+        assert row.amount_settled == expected_price(5_000) == 2_980_000
+        assert world.deposit(driver.address) == TOP_UP - 2_980_000
+        print(f"budget stop at {row.amount_settled} of 3000000 locked")
+
+    asyncio.run(scenario())
+
+
+def test_rejected_start_is_cancelled_and_refunded(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        answers = {"RemoteStartTransaction": "Rejected"}
+        async with charge_point(world.bus, "CP-3", answers=answers) as (_gw, cp):
+            session = world.request(driver, 1, 20_000_000, "CP-3")
+            await cp.wait_for_command("RemoteStartTransaction")
+            row = await world.reach(session, "REFUNDED")
+        assert "did not start" in (row.reason or "")
+        assert world.events(session, ".cancelled.v1")
+        assert world.events(session, ".refunded.v1")[0].data["amount"] == 20_000_000
+        assert world.deposit(driver.address) == TOP_UP
+        print(f"rejected start: {row.reason}")
+
+    asyncio.run(scenario())
+
+
+def test_no_start_before_the_deadline_is_refunded(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-4") as (_gw, cp):
+            session = world.request(driver, 1, 20_000_000, "CP-4")
+            await cp.wait_for_command("RemoteStartTransaction")  # accepted, never started
+            row = await world.reach(session, "REFUNDED", within=15)
+        assert "deadline" in (row.reason or "")
+        assert world.deposit(driver.address) == TOP_UP
+
+    asyncio.run(scenario())
+
+
+def test_charge_point_vanishing_mid_session_settles_the_last_meter_value(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-5", auto_transactions=True) as (_gw, cp):
+            session = world.request(driver, 1, 30_000_000, "CP-5")
+            transaction_id = await started(cp)
+            await world.reach(session, "CHARGING")
+            await cp.meter_values(1, transaction_id, 7_500)
+            await cp.socket.close()  # gone: no stop, no more meter values
+            row = await world.reach(session, "SETTLED", within=15)
+        assert "charge point lost" in (row.stop_reason or "")
+        assert row.amount_settled == expected_price(7_500)
+        assert world.deposit(driver.address) == TOP_UP - expected_price(7_500)
+        print(f"lost charge point settled at {row.amount_settled}: {row.stop_reason}")
+
+    asyncio.run(scenario())
+
+
+def test_duplicates_change_nothing(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-6", answers={"RemoteStartTransaction": "Rejected"}):
+            session = world.request(driver, 1, 10_000_000, "CP-6", idempotency_key="same-key")
+            # The same event redelivered, and a second request with the same idempotency key.
+            world.bus.publish("sessions", world.events(session, ".requested.v1")[0])
+            again = world.request(driver, 2, 10_000_000, "CP-6", idempotency_key="same-key")
+            await world.reach(session, "REFUNDED")
+            await asyncio.sleep(0.5)
+        assert world.row(again) is None
+        opened = world.deployment.escrow.events.SessionOpened().get_logs(from_block=0)
+        assert sum(1 for e in opened if e["args"]["driver"] == driver.address) == 1
+        assert len(world.events(session, ".escrow_opened.v1")) == 1
+        assert world.deposit(driver.address) == TOP_UP
+        # Session 2's authorisation was never used on chain: nothing is locked for it.
+        world.chain_sessions.pop()
+
+    asyncio.run(scenario())
+
+
+def test_refused_opens_are_rejected_with_their_reason(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        poor = world.driver(1_000_000)
+        above = world.request(poor, 1, 5_000_000, "CP-7")
+        forged = dict(TARIFF, id="AC-CHEAPER")
+        mismatch = world.request(world.driver(TOP_UP), 1, 5_000_000, "CP-7", tariff=forged)
+        row = await world.reach(above, "REJECTED")
+        assert "InsufficientDeposit" in (row.reason or "")
+        row = await world.reach(mismatch, "REJECTED")
+        assert "tariff hash" in (row.reason or "")
+        await wait_async("cancelled events", lambda: cancelled(world, above, mismatch))
+        world.chain_sessions.clear()  # neither opened
+
+    asyncio.run(scenario())
+
+
+def cancelled(world: Rig, *sessions: str) -> bool:
+    return all(world.events(s, ".cancelled.v1") for s in sessions)
+
+
+def test_opens_within_the_window_go_out_as_one_batch(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        drivers = [world.driver(TOP_UP) for _ in range(3)]
+        async with charge_point(world.bus, "CP-8", answers={"RemoteStartTransaction": "Rejected"}):
+            sessions = [world.request(d, 1, 10_000_000, "CP-8") for d in drivers]
+            for session in sessions:
+                await world.reach(session, "REFUNDED")
+        hashes = {world.row(s).open_tx_hash for s in sessions}  # type: ignore[union-attr]
+        assert len(hashes) == 1, hashes
+        print(f"3 opens in one transaction {hashes.pop()}")
+
+    asyncio.run(scenario())
