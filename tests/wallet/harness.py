@@ -1,0 +1,417 @@
+"""A running world for the wallet's tests: chain, signer, registry, bus and the wallet itself.
+
+Everything is real and in process: the contracts on eth-tester (py-evm), the signer's gRPC server
+on its own event loop, the registry app (indexer, status consumer) and the wallet app on the
+in-process bus. Stations are registered through the registry's CPO API (signer -> chain ->
+indexer), and their charge points report through the bus as the gateway would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from eth_account import Account
+from fastapi.testclient import TestClient
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from chargenet.core.auth import Role, issue_token
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.chain import Deployment, deploy_chargenet, load_artifact
+from chargenet.core.db import Database
+from chargenet.core.envelope import EventData, make_envelope
+from chargenet.core.events import ChargePointBooted, ChargePointDisconnected, ConnectorStatusChanged
+from chargenet.core.pricing import canonical_hash
+from chargenet.core.settings import DEVELOPMENT_SECRET
+from chargenet.core.signer_client import SignerClient
+from chargenet.registry.main import create_app as create_registry_app
+from chargenet.registry.main import migrate as migrate_registry
+from chargenet.registry.settings import RegistrySettings
+from chargenet.signer.app import SignerApp
+from chargenet.signer.settings import SignerSettings
+from chargenet.wallet.app import create_app, migrate
+from chargenet.wallet.payments import TestPaymentProvider
+from chargenet.wallet.registry_client import RegistryClient
+from chargenet.wallet.settings import WalletSettings
+
+WALLET_TOKEN = "test-wallet-caller-token-0123456789"
+REGISTRY_TOKEN = "test-registry-caller-token-0123456789"
+CPO_ID = "cpo-1"
+TARIFF: dict[str, Any] = {
+    "country_code": "DE",
+    "party_id": "CNT",
+    "id": "AC-1",
+    "currency": "EUR",
+    "elements": [
+        {
+            "price_components": [
+                {"type": "FLAT", "price": "0.50", "vat": "19", "step_size": 1},
+                {"type": "ENERGY", "price": "0.40", "vat": "19", "step_size": 1},
+            ]
+        }
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+T = TypeVar("T")
+
+
+class LockedTesterProvider(EthereumTesterProvider):
+    """eth-tester is not thread-safe; the signer, the indexer and the wallet share one chain."""
+
+    _lock = threading.RLock()
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        with self._lock:
+            return super().make_request(method, params)
+
+
+class _FormattedProvider:
+    """The registry's indexer speaks raw JSON-RPC (hex block numbers) to ``w3.provider``; the
+    in-process provider takes Python values until web3's middleware formatted them, so the
+    registry gets a provider that goes through that middleware."""
+
+    def __init__(self, w3: Web3) -> None:
+        self._w3 = w3
+
+    def make_request(self, method: Any, params: Any) -> dict[str, Any]:
+        try:
+            return {"result": self._w3.manager.request_blocking(method, params)}
+        except Exception as error:
+            return {"error": {"message": str(error)}}
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def running_signer(settings: SignerSettings, provider: Any) -> Iterator[str]:
+    app = SignerApp(settings, provider=provider)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="signer-loop", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(app.start(), loop).result(timeout=60)
+    try:
+        yield f"127.0.0.1:{app.port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(app.stop(0.5), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def _contracts(deployment: Deployment) -> str:
+    return json.dumps(
+        {
+            name: {"address": contract.address, "abi": load_artifact(name).abi}
+            for name, contract in (
+                ("ChargeToken", deployment.token),
+                ("ChargingEscrow", deployment.escrow),
+                ("StationRegistry", deployment.registry),
+            )
+        }
+    )
+
+
+def _callers() -> str:
+    return json.dumps(
+        {
+            "wallet": {
+                "token": WALLET_TOKEN,
+                "keys": ["hd/*", "minter", "relayer"],
+                "functions": [
+                    "ChargeToken.mint",
+                    "ChargeToken.burnFrom",
+                    "ChargeToken.permit",
+                    "ChargingEscrow.depositWithPermit",
+                    "ChargingEscrow.withdraw",
+                    "0x*.fund",
+                ],
+                "sign_typed_data": True,
+            },
+            "registry": {
+                "token": REGISTRY_TOKEN,
+                "keys": ["cpo"],
+                "functions": ["StationRegistry.*"],
+            },
+        }
+    )
+
+
+@dataclass
+class World:
+    w3: Web3
+    deployment: Deployment
+    bus: InMemoryBus
+    wallet: TestClient
+    registry: TestClient
+    wallet_db: Database
+    payments: TestPaymentProvider
+    admin: str
+    settings: WalletSettings
+    signer_url: str
+    stations: list[str] = field(default_factory=list)
+
+    # -- drivers ---------------------------------------------------------------------------------
+
+    def driver(self, password: str = "correct horse battery") -> Driver:
+        email = f"{uuid.uuid4().hex[:12]}@example.org"
+        created = self.wallet.post("/v1/accounts", json={"email": email, "password": password})
+        assert created.status_code == 201, created.text
+        token = self.login(email, password)
+        assert token.status_code == 200, token.text
+        return Driver(
+            email=email,
+            driver_id=created.json()["driver_id"],
+            address=created.json()["address"],
+            token=token.json()["access_token"],
+        )
+
+    def login(self, email: str, password: str) -> Any:
+        return self.wallet.post(
+            "/v1/auth/token",
+            data={"username": email, "password": password, "grant_type": "password"},
+        )
+
+    def top_up(self, driver: Driver, amount: int, reference: str | None = None) -> Any:
+        return self.wallet.post(
+            "/v1/wallet/topups",
+            json={"payment_reference": reference or f"pay-{uuid.uuid4().hex}", "amount": amount},
+            headers=driver.headers,
+        )
+
+    # -- stations --------------------------------------------------------------------------------
+
+    def station(self, connectors: int = 1) -> str:
+        """Register a station through the registry's CPO API; wait until it is indexed."""
+        station_id = f"DE*CNT*S{secrets.token_hex(4).upper()}"
+        body = {
+            "station_id": station_id,
+            "location": location(station_id, connectors),
+            "tariff": TARIFF,
+            "meter_key_hash": "0x" + canonical_hash({"meter": station_id}).hex(),
+        }
+        answer = self.registry.post("/v1/cpo/stations", json=body, headers=cpo_headers())
+        assert answer.status_code == 202, answer.text
+        wait_for(
+            f"station {station_id} indexed",
+            lambda: self.registry.get(f"/v1/stations/{station_id}").status_code == 200,
+        )
+        # The location and tariff documents were stored with the registration; once indexed,
+        # the detail carries them.
+        self.stations.append(station_id)
+        return station_id
+
+    def charge_point_online(self, station_id: str, status: str = "Available") -> None:
+        cp = charge_point_of(station_id)
+        self.publish(
+            ChargePointBooted(
+                charge_point_id=cp, cpo_id=CPO_ID, ocpp_version="1.6", vendor="T", model="T"
+            ),
+            cp,
+        )
+        self.publish(
+            ConnectorStatusChanged(
+                charge_point_id=cp,
+                cpo_id=CPO_ID,
+                connector_id=1,
+                status=status,
+                reported_at=datetime.now(UTC),
+            ),
+            cp,
+        )
+        wait_for(
+            f"{cp} {status}",
+            lambda: (
+                _connector_status(self.registry.get(f"/v1/stations/{station_id}").json())
+                == (True, status)
+            ),
+        )
+
+    def charge_point_offline(self, station_id: str) -> None:
+        cp = charge_point_of(station_id)
+        self.publish(
+            ChargePointDisconnected(charge_point_id=cp, cpo_id=CPO_ID, reason="socket closed"),
+            cp,
+        )
+        wait_for(
+            f"{cp} offline",
+            lambda: (
+                not _connector_status(self.registry.get(f"/v1/stations/{station_id}").json())[0]
+            ),
+        )
+
+    def retire(self, station_id: str) -> None:
+        answer = self.registry.delete(f"/v1/cpo/stations/{station_id}", headers=cpo_headers())
+        assert answer.status_code == 202, answer.text
+        wait_for(
+            f"{station_id} retired",
+            lambda: not self.registry.get(f"/v1/stations/{station_id}").json()["active"],
+        )
+
+    # -- bus and chain ---------------------------------------------------------------------------
+
+    def publish(self, data: EventData, subject: str) -> None:
+        self.bus.publish(data.topic, make_envelope(data, subject=subject, source="test"))
+
+    def session_events(self, type_suffix: str = "") -> list[Any]:
+        return [e for e in self.bus.events("sessions") if e.type.endswith(type_suffix)]
+
+    def token_balance(self, address: str) -> int:
+        return int(self.deployment.token.functions.balanceOf(address).call())
+
+    def deposit(self, address: str) -> int:
+        return int(self.deployment.escrow.functions.depositOf(address).call())
+
+    def supply(self) -> int:
+        return int(self.deployment.token.functions.totalSupply().call())
+
+
+@dataclass
+class Driver:
+    email: str
+    driver_id: str
+    address: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def cpo_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(CPO_ID, Role.CPO, DEVELOPMENT_SECRET)}"}
+
+
+def charge_point_of(station_id: str) -> str:
+    return "CP-" + station_id.rsplit("S", 1)[1]
+
+
+def location(station_id: str, connectors: int) -> dict[str, Any]:
+    return {
+        "id": station_id,
+        "name": "Test station",
+        "coordinates": {"latitude": "52.520008", "longitude": "13.404954"},
+        "time_zone": "Europe/Berlin",
+        "charge_point_id": charge_point_of(station_id),
+        "evses": [
+            {
+                "uid": f"E{n}",
+                "evse_id": f"DE*CNT*E{n}",
+                "connectors": [
+                    {
+                        "id": str(n),
+                        "standard": "IEC_62196_T2",
+                        "format": "SOCKET",
+                        "power_type": "AC_3_PHASE",
+                        "max_voltage": 230,
+                        "max_amperage": 32,
+                        "max_electric_power": 22000,
+                    }
+                ],
+            }
+            for n in range(1, connectors + 1)
+        ],
+    }
+
+
+def _connector_status(detail: dict[str, Any]) -> tuple[bool, str | None]:
+    location = detail.get("location") or {}
+    points = location.get("charge_points") or [{}]
+    evses = location.get("evses") or [{"connectors": [{}]}]
+    return bool(points[0].get("online")), evses[0]["connectors"][0].get("status")
+
+
+@contextmanager
+def world(tmp: Path, wallet_database_url: str | None = None) -> Iterator[World]:
+    provider = LockedTesterProvider()
+    w3 = Web3(provider)
+    admin = w3.eth.accounts[0]
+    minter, relayer, cpo = (Account.create() for _ in range(3))
+    deployment = deploy_chargenet(w3, admin=admin, minter=minter.address)
+    keys = {"minter": minter, "relayer": relayer, "cpo": cpo}
+    signer_settings = SignerSettings(
+        database_url=f"sqlite:///{tmp}/signer.db",
+        signer_listen="127.0.0.1:0",
+        signer_keys=",".join(f"{a}=0x{bytes(k.key).hex()}" for a, k in keys.items()),
+        signer_callers=_callers(),
+        signer_contracts=_contracts(deployment),
+        signer_confirmations=1,
+        signer_poll_seconds=0.05,
+        log_level="WARNING",
+    )
+    bus = InMemoryBus(partitions=4)
+    payments = TestPaymentProvider()
+    with ExitStack() as stack:
+        signer_url = stack.enter_context(running_signer(signer_settings, provider))
+        registry_db = Database(f"sqlite:///{tmp}/registry.db")
+        stack.callback(registry_db.dispose)
+        migrate_registry(registry_db)
+        registry_signer = stack.enter_context(SignerClient(signer_url, REGISTRY_TOKEN))
+        registry_app = create_registry_app(
+            RegistrySettings(
+                registry_address=deployment.registry.address,
+                registry_escrow_address=deployment.escrow.address,
+                registry_confirmations=0,
+                registry_poll_seconds=0.05,
+                registry_cpo_keys=json.dumps({CPO_ID: "cpo"}),
+            ),
+            bus,
+            registry_db,
+            w3=SimpleNamespace(provider=_FormattedProvider(w3)),  # type: ignore[arg-type]
+            signer=registry_signer,
+        )
+        registry = stack.enter_context(TestClient(registry_app, base_url="http://registry"))
+
+        settings = WalletSettings(
+            database_url=wallet_database_url or f"sqlite:///{tmp}/wallet.db",
+            wallet_token_address=deployment.token.address,
+            wallet_escrow_address=deployment.escrow.address,
+            wallet_balance_cache_seconds=0,
+            wallet_stream_poll_seconds=0.05,
+            wallet_cpo_ids=json.dumps({cpo.address: CPO_ID}),
+        )
+        wallet_db = Database(settings.database_url)
+        stack.callback(wallet_db.dispose)
+        migrate(wallet_db)
+        wallet_signer = stack.enter_context(SignerClient(signer_url, WALLET_TOKEN))
+        app = create_app(
+            settings,
+            bus,
+            wallet_db,
+            wallet_signer,
+            RegistryClient(registry),
+            w3=w3,
+            payments=payments,
+        )
+        wallet = stack.enter_context(TestClient(app, base_url="http://wallet"))
+        yield World(
+            w3=w3,
+            deployment=deployment,
+            bus=bus,
+            wallet=wallet,
+            registry=registry,
+            wallet_db=wallet_db,
+            payments=payments,
+            admin=admin,
+            settings=settings,
+            signer_url=signer_url,
+        )

@@ -1,0 +1,387 @@
+"""Session requests: the checks (409 retired/offline, 422 above balance), idempotency, nonces, the
+authorisation opening on chain, the live view, stop, the live stream, and ownership (403)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from chargenet.core.chain import session_id as chain_session_id
+from chargenet.core.events import (
+    EscrowOpened,
+    MeterReading,
+    SessionRequested,
+    SessionSettled,
+    SessionStarted,
+    SessionStopped,
+    StopRequested,
+)
+from tests.wallet.harness import CPO_ID, TARIFF, Driver, World, charge_point_of, wait_for
+
+EUR = 1_000_000
+
+
+def request(env: World, driver: Driver, station: str, key: str | None = None, **body: Any) -> Any:
+    headers = dict(driver.headers)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    payload = {"station_id": station, "connector_id": "1", **body}
+    if "max_amount" not in body and "max_kwh" not in body:
+        payload["max_amount"] = 5 * EUR
+    return env.wallet.post("/v1/sessions", json=payload, headers=headers)
+
+
+def published(env: World) -> None:
+    """Wait until the wallet's outbox relay has published everything committed."""
+    relay = env.wallet.app.state.relay  # type: ignore[attr-defined]
+    wait_for("outbox relayed", lambda: relay.pending() == 0)
+
+
+def requested_events(env: World, session: str) -> list[SessionRequested]:
+    published(env)
+    return [
+        e.payload(SessionRequested)
+        for e in env.session_events(".requested.v1")
+        if e.subject == session
+    ]
+
+
+@pytest.fixture(scope="module")
+def station(env: World) -> str:
+    station_id = env.station()
+    env.charge_point_online(station_id)
+    return station_id
+
+
+@pytest.fixture
+def driver(env: World) -> Driver:
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    return driver
+
+
+def test_request_publishes_one_authorisation_that_opens_on_chain(
+    env: World, station: str, driver: Driver
+) -> None:
+    answer = request(env, driver, station, key="k-1", max_amount=7 * EUR)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["state"] == "requested" and body["max_amount"] == 7 * EUR
+    assert body["driver_nonce"] == 1  # lastNonceOf was 0 on chain
+    [event] = requested_events(env, body["session_id"])
+    assert event.driver_id == driver.driver_id and event.driver_address == driver.address
+    assert event.cpo_id == CPO_ID
+    assert event.charge_point_id == charge_point_of(station) and event.connector_id == 1
+    assert event.station_id == "0x" + station.encode().ljust(32, b"\0").hex()
+    assert event.chain_session_id == "0x" + chain_session_id(driver.address, 1).hex()
+    assert event.tariff == json.loads(json.dumps(TARIFF))
+    assert event.time_zone == "Europe/Berlin"
+    assert event.idempotency_key == "k-1"
+
+    # The escrow opens exactly what the event carries; the contract checks the signature.
+    request_tuple = (
+        bytes.fromhex(event.chain_session_id[2:]),
+        bytes.fromhex(event.station_id[2:]),
+        event.max_amount,
+        int(event.expiry.timestamp()),
+        bytes.fromhex(event.authorisation_r[2:]),
+        bytes.fromhex(event.authorisation_vs[2:]),
+    )
+    escrow = env.deployment.escrow
+    tx = escrow.functions.openFromDeposit(request_tuple).transact({"from": env.admin})
+    assert env.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    assert env.deposit(driver.address) == 13 * EUR
+    assert escrow.functions.lastNonceOf(driver.address).call() == 1
+
+    # Once the escrow reports the lock, the maximum is no longer counted as pending.
+    opened = EscrowOpened(
+        session_id=body["session_id"],
+        cpo_id=CPO_ID,
+        station_id=event.station_id,
+        charge_point_id=event.charge_point_id,
+        connector_id=1,
+        id_token=event.id_token,
+        max_amount=event.max_amount,
+        expires_at=event.expiry,
+        tx_hash="0x" + bytes(tx).hex(),
+    )
+    env.publish(opened, body["session_id"])
+    path = f"/v1/sessions/{body['session_id']}"
+    wait_for("open", lambda: env.wallet.get(path, headers=driver.headers).json()["state"] == "open")
+    # A second session takes the next nonce.
+    second = request(env, driver, station, key="k-2", max_amount=13 * EUR)
+    assert second.status_code == 201, second.text
+    assert second.json()["driver_nonce"] == 2
+
+
+def test_same_idempotency_key_same_session_one_event(
+    env: World, station: str, driver: Driver
+) -> None:
+    first = request(env, driver, station, key="same")
+    again = request(env, driver, station, key="same")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["session_id"] == first.json()["session_id"]
+    assert len(requested_events(env, first.json()["session_id"])) == 1
+    requested_by_driver = [
+        e for e in env.session_events(".requested.v1") if e.data["driver_id"] == driver.driver_id
+    ]
+    assert len(requested_by_driver) == 1
+
+    different = request(env, driver, station, key="same", max_amount=6 * EUR)
+    assert different.status_code == 422
+    assert "Idempotency-Key" in different.json()["detail"]
+    assert request(env, driver, station).status_code == 422  # no key at all
+
+
+def test_concurrent_requests_with_one_key_make_one_session(
+    env: World, station: str, driver: Driver
+) -> None:
+    answers: list[Any] = []
+
+    def go() -> None:
+        answers.append(request(env, driver, station, key="race"))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.json()["session_id"] for a in answers}) == 1
+    assert len(requested_events(env, answers[0].json()["session_id"])) == 1
+
+
+def test_retired_and_offline_stations_are_refused_with_a_reason(env: World, driver: Driver) -> None:
+    offline = env.station()
+    env.charge_point_online(offline)
+    env.charge_point_offline(offline)
+    answer = request(env, driver, offline, key="offline")
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == (
+        f"charge point {charge_point_of(offline)} is offline (socket closed)"
+    )
+
+    never_seen = env.station()
+    answer = request(env, driver, never_seen, key="never")
+    assert answer.status_code == 409 and "is offline" in answer.json()["detail"]
+
+    busy = env.station()
+    env.charge_point_online(busy, status="Charging")
+    answer = request(env, driver, busy, key="busy")
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == "connector E1/1 is occupied (status Charging)"
+
+    retired = env.station()
+    env.charge_point_online(retired)
+    env.retire(retired)
+    answer = request(env, driver, retired, key="retired")
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == f"station {retired} is retired"
+
+    assert request(env, driver, "DE*CNT*NOSUCH", key="x").status_code == 404
+    nothing = [e for e in env.session_events() if e.data.get("driver_id") == driver.driver_id]
+    assert nothing == []
+
+
+def test_maximum_above_balance_is_refused_with_a_reason(
+    env: World, station: str, driver: Driver
+) -> None:
+    answer = request(env, driver, station, key="big", max_amount=20 * EUR + 1)
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == (
+        f"max_amount: the maximum {20 * EUR + 1} is above the available balance {20 * EUR} "
+        "(top up first)"
+    )
+    # Requested but not yet locked maxima count against the balance.
+    assert request(env, driver, station, key="a", max_amount=15 * EUR).status_code == 201
+    second = request(env, driver, station, key="b", max_amount=5 * EUR + 1)
+    assert second.status_code == 422
+    assert f"available balance {5 * EUR}" in second.json()["detail"]
+    wallet = env.wallet.get("/v1/wallet", headers=driver.headers).json()
+    assert (wallet["total"], wallet["pending_sessions"], wallet["available"]) == (
+        20 * EUR,
+        15 * EUR,
+        5 * EUR,
+    )
+
+
+def test_maximum_in_kwh_is_priced_by_the_tariff(env: World, station: str, driver: Driver) -> None:
+    answer = request(env, driver, station, key="kwh", max_kwh="10")
+    assert answer.status_code == 201, answer.text
+    # (0.50 flat + 10 kWh x 0.40) x 1.19 VAT = 5.355 EUR, rounded once to the cent
+    assert answer.json()["max_amount"] == 5_360_000
+    too_much = request(env, driver, station, key="kwh-big", max_kwh="100")
+    assert too_much.status_code == 422  # 48.20 EUR, above the 14.64 EUR left
+
+
+def test_another_drivers_session_is_forbidden(env: World, station: str, driver: Driver) -> None:
+    session = request(env, driver, station, key="mine").json()["session_id"]
+    other = env.driver()
+    path = f"/v1/sessions/{session}"
+    assert env.wallet.get(path, headers=other.headers).status_code == 403
+    assert env.wallet.post(f"{path}/stop", headers=other.headers).status_code == 403
+    assert env.wallet.get(f"{path}/stream", headers=other.headers).status_code == 403
+    assert env.wallet.get(path, headers=driver.headers).status_code == 200
+    assert env.wallet.get("/v1/sessions/nope", headers=other.headers).status_code == 404
+    assert env.wallet.get(path).status_code == 401
+    assert [
+        s["session_id"]
+        for s in env.wallet.get("/v1/sessions", headers=other.headers).json()["sessions"]
+    ] == []
+
+
+def test_live_view_stop_and_stream(env: World, station: str, driver: Driver) -> None:
+    session = request(env, driver, station, key="live", max_amount=10 * EUR).json()
+    sid = session["session_id"]
+    path = f"/v1/sessions/{sid}"
+    start = datetime.now(UTC).replace(microsecond=0)
+    cp = charge_point_of(station)
+
+    env.publish(
+        EscrowOpened(
+            session_id=sid,
+            cpo_id=CPO_ID,
+            station_id=station,
+            charge_point_id=cp,
+            connector_id=1,
+            id_token="x",
+            max_amount=10 * EUR,
+            expires_at=start + timedelta(hours=4),
+            tx_hash="0x" + "11" * 32,
+        ),
+        sid,
+    )
+    env.publish(
+        SessionStarted(
+            session_id=sid,
+            charge_point_id=cp,
+            connector_id=1,
+            transaction_id="t1",
+            meter_start_wh=1_000,
+            started_at=start,
+        ),
+        sid,
+    )
+    reading = MeterReading(
+        session_id=sid,
+        charge_point_id=cp,
+        transaction_id="t1",
+        energy_wh=6_000,
+        measured_at=start + timedelta(minutes=30),
+    )
+    env.publish(reading, sid)
+    env.publish(reading, sid)  # a second delivery with a new id: the same sample, no change
+    live = wait_for(
+        "meter applied",
+        lambda: (v := env.wallet.get(path, headers=driver.headers).json())["energy_wh"] and v,
+    )
+    assert live["state"] == "charging"
+    assert live["energy_wh"] == 5_000
+    assert live["cost_so_far"] == 2_980_000  # (0.50 + 5 kWh x 0.40) x 1.19 = 2.975
+
+    stopped = env.wallet.post(f"{path}/stop", headers=driver.headers)
+    assert stopped.status_code == 202 and stopped.json()["stop_requested"]
+    assert env.wallet.post(f"{path}/stop", headers=driver.headers).status_code == 202
+    published(env)
+    stops = [e for e in env.session_events(".stop_requested.v1") if e.subject == sid]
+    assert len(stops) == 1 and stops[0].payload(StopRequested).reason == "driver"
+    wait_for(
+        "stopping",
+        lambda: env.wallet.get(path, headers=driver.headers).json()["state"] == "stopping",
+    )
+
+    def finish() -> None:
+        time.sleep(0.3)
+        env.publish(
+            SessionStopped(
+                session_id=sid,
+                charge_point_id=cp,
+                transaction_id="t1",
+                meter_stop_wh=7_000,
+                stopped_at=start + timedelta(minutes=40),
+                reason="Remote",
+            ),
+            sid,
+        )
+        time.sleep(0.3)
+        env.publish(
+            SessionSettled(
+                session_id=sid,
+                cpo_id=CPO_ID,
+                driver_id=driver.driver_id,
+                station_id=station,
+                amount_locked=10 * EUR,
+                amount_settled=3_450_000,
+                cdr={},
+                cdr_hash="0x" + "22" * 32,
+                tariff=TARIFF,
+                settlement_tx_hash="0x" + "33" * 32,
+                meter_verified=True,
+            ),
+            sid,
+        )
+
+    threading.Thread(target=finish).start()
+    with env.wallet.stream("GET", f"{path}/stream", headers=driver.headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        messages = [
+            json.loads(line.removeprefix("data: "))
+            for line in response.iter_lines()
+            if line.startswith('data: {"')
+        ]
+    states = [m["state"] for m in messages]
+    assert states[0] == "stopping" and states[-1] == "settled"
+    assert "stopped" in states
+    final = messages[-1]
+    assert final["energy_wh"] == 6_000
+    assert (final["amount_settled"], final["amount_refunded"]) == (3_450_000, 6_550_000)
+    assert env.wallet.post(f"{path}/stop", headers=driver.headers).status_code == 409
+
+
+def test_nonce_skips_ring_slots_of_open_sessions(env: World, station: str, driver: Driver) -> None:
+    nonces = [
+        request(env, driver, station, key=f"ring-{i}", max_amount=EUR).json()["driver_nonce"]
+        for i in range(8)
+    ]
+    assert nonces == list(range(1, 9))
+    ninth = request(env, driver, station, key="ring-8", max_amount=EUR)
+    assert ninth.status_code == 409
+    assert ninth.json()["detail"] == "at most 8 sessions may be open at once"
+    # Settling the session in slot 3 frees exactly that slot: the next nonce is 11 (11 % 8 == 3).
+    third = env.wallet.get("/v1/sessions?limit=200", headers=driver.headers).json()["sessions"]
+    slot3 = next(s for s in third if s["driver_nonce"] == 3)
+    env.publish(
+        SessionSettled(
+            session_id=slot3["session_id"],
+            cpo_id=CPO_ID,
+            driver_id=driver.driver_id,
+            station_id=station,
+            amount_locked=EUR,
+            amount_settled=0,
+            cdr={},
+            cdr_hash="0x" + "00" * 32,
+            tariff=TARIFF,
+            settlement_tx_hash="0x" + "44" * 32,
+            meter_verified=True,
+        ),
+        slot3["session_id"],
+    )
+    wait_for(
+        "settled",
+        lambda: (
+            env.wallet.get(f"/v1/sessions/{slot3['session_id']}", headers=driver.headers).json()[
+                "state"
+            ]
+            == "settled"
+        ),
+    )
+    tenth = request(env, driver, station, key=f"ring-{uuid.uuid4().hex}", max_amount=EUR)
+    assert tenth.status_code == 201, tenth.text
+    assert tenth.json()["driver_nonce"] == 11
