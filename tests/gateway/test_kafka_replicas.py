@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -28,9 +27,6 @@ def test_command_reaches_replica_b_over_kafka(kafka_bootstrap: str, topic_prefix
     operator.ensure_topics(
         [gateway_commands_topic(CPO), "gateway-results", "sessions", "charge-points"]
     )
-    # A consumer that joins before a new topic's metadata reached the broker's metadata cache is
-    # assigned nothing until its next metadata refresh; give the fresh topics a moment.
-    time.sleep(3)
     results: list[Envelope] = []
     lock = threading.Lock()
 
@@ -59,7 +55,8 @@ def test_command_reaches_replica_b_over_kafka(kafka_bootstrap: str, topic_prefix
 
             def answered() -> list[dict[str, Any]]:
                 with lock:
-                    return [e.data for e in results if e.subject == issued.subject]
+                    # Results are keyed by command id; the command itself by charge point id.
+                    return [e.data for e in results if e.subject == issued.data["command_id"]]
 
             found = await eventually(answered, within=60)
             assert len(found) == 1

@@ -83,14 +83,13 @@ class Gateway:
                 self.authz.apply,
             )
         )
-        # Commands: a group per replica so every replica sees every command; new replicas start
-        # at the end (old commands are past their deadlines anyway).
+        # Commands: a group per replica so every replica sees every command. A new replica reads
+        # from the beginning: starting "at the end" loses a command published between joining
+        # and the first fetch (and again after every rebalance before a commit); the claims on
+        # this topic rebuild who holds which socket, and long-expired commands are skipped.
         self._subscriptions.append(
             self.bus.subscribe(
-                [self.commands_topic],
-                f"gateway-{cpo}-{replica}",
-                self._router.on_envelope,
-                from_beginning=False,
+                [self.commands_topic], f"gateway-{cpo}-{replica}", self._router.on_envelope
             )
         )
         for subscription in self._subscriptions:

@@ -172,7 +172,10 @@ class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
         self.subscription.assigned.clear()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.subscription.assigned.set()
+        # An empty assignment (metadata not there yet, or more members than partitions) is not
+        # "ready": whoever waits for it would miss events published meanwhile.
+        if assigned:
+            self.subscription.assigned.set()
 
 
 class _KafkaSubscription(Subscription):
@@ -203,6 +206,10 @@ class _KafkaSubscription(Subscription):
             metadata_max_age_ms=5_000,
             client_id=f"chargenet-{group}",
         )
+        # Fetch the topics' metadata before joining: a member that joins without it is assigned
+        # nothing until its next metadata refresh, seconds later.
+        for topic in topics:
+            self._consumer.partitions_for_topic(topic)
         self._consumer.subscribe(topics, listener=_Assigned(self))
         self._thread = threading.Thread(target=self._run, name=f"kafka-{group}", daemon=True)
 
