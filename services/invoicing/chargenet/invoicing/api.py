@@ -35,7 +35,7 @@ def _summary(invoice: Invoice) -> dict[str, Any]:
         "total_excl_vat": invoice.total_excl_vat,
         "total_vat": invoice.total_vat,
         "total_incl_vat": invoice.total_incl_vat,
-        "total_incl_vat_display": str(money(invoice.total_incl_vat)),
+        "total_incl_vat_display": str(money(invoice.total_incl_vat, invoice.currency)),
     }
 
 

@@ -1,8 +1,9 @@
 """The invoice as UN/CEFACT Cross Industry Invoice XML, Factur-X / ZUGFeRD profile EN 16931.
 
 Element order follows the CII D16B schema (a sequence: the XSD check rejects any other order).
-Amounts carry the token's precision (up to six decimals, the exact settled amount); the XSD types
-are plain decimals, and the invoice total must equal what was paid on chain to the unit.
+Amounts are written with the currency's decimals (``14.13``; EN 16931 allows at most two), and
+they are exactly the settled amounts: the engine rounded them once, to the minor unit, before
+anything was paid on chain, so nothing is rounded here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import xml.etree.ElementTree as ET
 from datetime import date
 from decimal import Decimal
 
-from chargenet.core.pricing.money import plain, units_to_decimal
-from chargenet.invoicing.document import InvoiceDocument, Party
+from chargenet.core.pricing.money import plain
+from chargenet.invoicing.document import InvoiceDocument, Party, money
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -33,8 +34,8 @@ def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> 
     return element
 
 
-def _amount(units: int) -> str:
-    return plain(units_to_decimal(units)) if units else "0"
+def _amount(units: int, currency: str) -> str:
+    return str(money(units, currency))
 
 
 def _date(parent: ET.Element, tag: str, day: date) -> None:
@@ -64,7 +65,7 @@ def cii_xml(doc: InvoiceDocument) -> bytes:
         settlement = _el(item, "ram:SpecifiedLineTradeSettlement")
         _tax(settlement, "ram:ApplicableTradeTax", line.vat_category, line.vat_rate)
         summation = _el(settlement, "ram:SpecifiedTradeSettlementLineMonetarySummation")
-        _el(summation, "ram:LineTotalAmount", _amount(line.net))
+        _el(summation, "ram:LineTotalAmount", _amount(line.net, doc.currency))
     agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
     _el(agreement, "ram:BuyerReference", doc.driver_id)
     _party(agreement, "ram:SellerTradeParty", doc.supplier)
@@ -110,26 +111,33 @@ def _party(parent: ET.Element, tag: str, party: Party) -> None:
         _el(_el(element, "ram:SpecifiedTaxRegistration"), "ram:ID", party.vat_id, schemeID="VA")
 
 
+NO_VAT_REASON = "No VAT applies to this tariff component"
+
+
 def _tax(parent: ET.Element, tag: str, category: str, rate: Decimal | None) -> None:
     tax = _el(parent, tag)
     _el(tax, "ram:TypeCode", "VAT")
     _el(tax, "ram:CategoryCode", category)
-    if rate is not None:
-        _el(tax, "ram:RateApplicablePercent", plain(rate))
+    _rate(tax, category, rate)
+
+
+def _rate(tax: ET.Element, category: str, rate: Decimal | None) -> None:
+    # an exempt item (E) states 0 % (BR-E-05); one not subject to VAT (O) states no rate
+    if rate is not None or category == "E":
+        _el(tax, "ram:RateApplicablePercent", plain(rate or Decimal(0)))
 
 
 def _settlement(settlement: ET.Element, doc: InvoiceDocument) -> None:
     _el(settlement, "ram:InvoiceCurrencyCode", doc.currency)
     for subtotal in doc.vat_subtotals:
         tax = _el(settlement, "ram:ApplicableTradeTax")
-        _el(tax, "ram:CalculatedAmount", _amount(subtotal.vat))
+        _el(tax, "ram:CalculatedAmount", _amount(subtotal.vat, doc.currency))
         _el(tax, "ram:TypeCode", "VAT")
-        if subtotal.vat_category == "O":
-            _el(tax, "ram:ExemptionReason", "No VAT applies to this tariff component")
-        _el(tax, "ram:BasisAmount", _amount(subtotal.basis))
+        if subtotal.vat_category in ("O", "E"):
+            _el(tax, "ram:ExemptionReason", NO_VAT_REASON)
+        _el(tax, "ram:BasisAmount", _amount(subtotal.basis, doc.currency))
         _el(tax, "ram:CategoryCode", subtotal.vat_category)
-        if subtotal.vat_rate is not None:
-            _el(tax, "ram:RateApplicablePercent", plain(subtotal.vat_rate))
+        _rate(tax, subtotal.vat_category, subtotal.vat_rate)
     period = _el(settlement, "ram:BillingSpecifiedPeriod")
     _date(period, "ram:StartDateTime", doc.supply_start.date())
     _date(period, "ram:EndDateTime", doc.supply_end.date())
@@ -137,7 +145,7 @@ def _settlement(settlement: ET.Element, doc: InvoiceDocument) -> None:
         charge = _el(settlement, "ram:SpecifiedTradeAllowanceCharge")
         indicator = _el(charge, "ram:ChargeIndicator")
         _el(indicator, "udt:Indicator", "true" if adjustment.charge else "false")
-        _el(charge, "ram:ActualAmount", _amount(adjustment.amount))
+        _el(charge, "ram:ActualAmount", _amount(adjustment.amount, doc.currency))
         _el(charge, "ram:Reason", adjustment.reason)
         _tax(charge, "ram:CategoryTradeTax", adjustment.vat_category, adjustment.vat_rate)
     terms = _el(settlement, "ram:SpecifiedTradePaymentTerms")
@@ -145,11 +153,18 @@ def _settlement(settlement: ET.Element, doc: InvoiceDocument) -> None:
     charges = sum(a.amount for a in doc.adjustments if a.charge)
     allowances = sum(a.amount for a in doc.adjustments if not a.charge)
     summation = _el(settlement, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
-    _el(summation, "ram:LineTotalAmount", _amount(sum(line.net for line in doc.lines)))
-    _el(summation, "ram:ChargeTotalAmount", _amount(charges))
-    _el(summation, "ram:AllowanceTotalAmount", _amount(allowances))
-    _el(summation, "ram:TaxBasisTotalAmount", _amount(doc.total_excl_vat))
-    _el(summation, "ram:TaxTotalAmount", _amount(doc.total_vat), currencyID=doc.currency)
-    _el(summation, "ram:GrandTotalAmount", _amount(doc.total_incl_vat))
-    _el(summation, "ram:TotalPrepaidAmount", _amount(doc.total_incl_vat))
-    _el(summation, "ram:DuePayableAmount", "0")
+    _el(
+        summation, "ram:LineTotalAmount", _amount(sum(line.net for line in doc.lines), doc.currency)
+    )
+    _el(summation, "ram:ChargeTotalAmount", _amount(charges, doc.currency))
+    _el(summation, "ram:AllowanceTotalAmount", _amount(allowances, doc.currency))
+    _el(summation, "ram:TaxBasisTotalAmount", _amount(doc.total_excl_vat, doc.currency))
+    _el(
+        summation,
+        "ram:TaxTotalAmount",
+        _amount(doc.total_vat, doc.currency),
+        currencyID=doc.currency,
+    )
+    _el(summation, "ram:GrandTotalAmount", _amount(doc.total_incl_vat, doc.currency))
+    _el(summation, "ram:TotalPrepaidAmount", _amount(doc.total_incl_vat, doc.currency))
+    _el(summation, "ram:DuePayableAmount", _amount(0, doc.currency))

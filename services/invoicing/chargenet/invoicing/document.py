@@ -4,17 +4,20 @@ Figures come from re-pricing the session's CDR under its tariff with the core en
 code the escrow settled with); an invoice is refused when the result differs from the amount
 settled on chain, because the invoice total must be what the driver paid.
 
-Amounts are integers in token base units (6 decimals of the currency). Line nets and VAT per rate
-are allocated from the engine's exact values by largest remainder, so the lines add up exactly to
-the totals that were rounded once. A min/max price clamp appears as a document-level charge or
-allowance; with several VAT rates it is booked at the highest one (a simplification: OCPI does not
-say how a clamp splits across rates).
+Amounts are integers in token base units (6 decimals), always whole minor units of the currency
+(cents for EUR): the engine rounds the session's totals once to the minor unit and splits them
+per VAT rate and per cost part (:mod:`chargenet.core.pricing.rounding`). The invoice takes those
+figures as they are, so line nets, the min/max clamp (a document-level charge or allowance, booked
+at the session's highest VAT rate) and the VAT breakdown add up exactly to the totals, and the
+total incl. VAT is the amount settled on chain. :func:`check_sums` re-checks the EN 16931 sum
+rules before an invoice is issued.
+
+EN 16931 allows at most two decimals in an amount (BR-DEC-*), so a currency with three (KWD, BHD)
+cannot be invoiced in this format and is refused with that reason.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -26,14 +29,17 @@ from chargenet.core.pricing import (
     CostPart,
     PriceResult,
     PricingError,
+    Rounded,
     Tariff,
     TariffDimensionType,
     price_cdr,
 )
 from chargenet.core.pricing.money import (
-    TOKEN_SCALE,
+    minor_unit,
     round_half_up,
     to_decimal,
+    units_per_minor,
+    units_to_amount,
     units_to_decimal,
 )
 from chargenet.invoicing.events import SessionSettled
@@ -67,7 +73,7 @@ class InvoiceLine(BaseModel):
     unit_code: str  # UN/ECE rec 20: KWH, MIN, C62
     unit_price: Decimal  # excl. VAT, per unit
     vat_rate: Decimal | None
-    vat_category: str  # S standard, Z zero rated, O outside the scope of VAT
+    vat_category: str  # S standard, Z zero rated, O / E no VAT (see _category)
     net: int  # token base units
 
 
@@ -131,11 +137,18 @@ class InvoiceDocument(BaseModel):
         return self.supply_end.astimezone(UTC).date()
 
 
-def money(units: int) -> Decimal:
-    """Token units as currency: two decimals when exact at cents, else up to six."""
-    value = units_to_decimal(units)
-    cents = value.quantize(Decimal("0.01"))
-    return cents if cents == value else value.normalize()
+#: EN 16931 BR-DEC-*: at most two decimals in every amount.
+EN16931_MAX_DECIMALS = 2
+
+
+def money(units: int, currency: str) -> Decimal:
+    """Token units as an amount with the currency's decimals (``14.13``).
+
+    A document stored before amounts were rounded to the minor unit shows its six decimals.
+    """
+    if units % units_per_minor(currency):
+        return units_to_decimal(units)
+    return units_to_amount(units, currency)
 
 
 def build_document(
@@ -161,18 +174,16 @@ def build_document(
             f"the CDR prices to {result.total_incl_vat_units} units incl. VAT but "
             f"{settled.amount_settled} were settled"
         )
-    lines = [_line(n, part) for n, part in enumerate(result.parts, 1)]
-    adjustment = _adjustment(result)
-    nets = _allocate(
-        [p.excl_vat for p in result.parts]
-        + ([result.total_excl_vat - result.components_excl_vat] if adjustment else []),
-        result.total_excl_vat_units,
-    )
-    lines = [line.model_copy(update={"net": net}) for line, net in zip(lines, nets, strict=False)]
-    adjustments = []
-    if adjustment is not None:
-        adjustments = [adjustment.model_copy(update={"amount": abs(nets[-1])})]
-    return InvoiceDocument(
+    if minor_unit(result.currency) > EN16931_MAX_DECIMALS:
+        raise InvoiceError(
+            f"{result.currency} amounts have {minor_unit(result.currency)} decimals but an "
+            f"EN 16931 invoice allows at most {EN16931_MAX_DECIMALS} (BR-DEC)"
+        )
+    # "O" only where EN 16931 allows it: nothing taxed and no seller VAT id (BR-O-02, -11..14)
+    outside = supplier.vat_id is None and all(r.rate is None for r in result.rounding.vat_rates)
+    lines = [_line(n, part, a, outside) for n, (part, a) in enumerate(_shares(result), 1)]
+    adjustments = _adjustments(result, outside)
+    document = InvoiceDocument(
         number=number,
         sequence=sequence,
         issue_date=issue_date,
@@ -192,7 +203,15 @@ def build_document(
         settlement_tx_hash=settled.settlement_tx_hash,
         lines=lines,
         adjustments=adjustments,
-        vat_subtotals=_vat_subtotals(result, lines, adjustments),
+        vat_subtotals=[
+            VatSubtotal(
+                vat_category=_category(rate.rate, outside),
+                vat_rate=rate.rate,
+                basis=rate.amounts.excl_vat_units,
+                vat=rate.amounts.vat_units,
+            )
+            for rate in result.rounding.vat_rates
+        ],
         total_excl_vat=result.total_excl_vat_units,
         total_vat=result.vat_units,
         total_incl_vat=result.total_incl_vat_units,
@@ -204,6 +223,8 @@ def build_document(
         meter_data_url=meter_data_url.replace("{session_id}", settled.session_id),
         signed_meter_data=list(settled.signed_meter_data),
     )
+    check_sums(document)
+    return document
 
 
 _DESCRIPTIONS = {
@@ -214,7 +235,11 @@ _DESCRIPTIONS = {
 }
 
 
-def _line(number: int, part: CostPart) -> InvoiceLine:
+def _shares(result: PriceResult) -> list[tuple[CostPart, Rounded]]:
+    return list(zip(result.parts, result.part_amounts, strict=True))
+
+
+def _line(number: int, part: CostPart, amounts: Rounded, outside: bool) -> InvoiceLine:
     description, unit, code = _DESCRIPTIONS[part.dimension]
     if part.dimension in (D.TIME, D.PARKING_TIME):
         quantity = _places(part.billed / 60, 6)
@@ -230,68 +255,75 @@ def _line(number: int, part: CostPart) -> InvoiceLine:
         unit_code=code,
         unit_price=unit_price,
         vat_rate=part.vat_rate,
-        vat_category=_category(part.vat_rate),
-        net=0,
+        vat_category=_category(part.vat_rate, outside),
+        net=amounts.excl_vat_units,
     )
 
 
-def _adjustment(result: PriceResult) -> Adjustment | None:
-    if result.price_limit is None:
-        return None
-    rates = [p.vat_rate for p in result.parts if p.vat_rate is not None]
-    rate = max(rates) if rates else None
+def _adjustments(result: PriceResult, outside: bool) -> list[Adjustment]:
+    if result.adjustment is None:
+        return []
     charge = result.price_limit == "min_price"
-    reason = "Minimum session price" if charge else "Maximum session price"
-    return Adjustment(
-        reason=reason, charge=charge, amount=0, vat_rate=rate, vat_category=_category(rate)
-    )
-
-
-def _vat_subtotals(
-    result: PriceResult, lines: list[InvoiceLine], adjustments: list[Adjustment]
-) -> list[VatSubtotal]:
-    groups: dict[tuple[str, Decimal | None], tuple[int, Fraction]] = {}
-    for line, part in zip(lines, result.parts, strict=True):
-        key = (line.vat_category, line.vat_rate)
-        basis, vat = groups.get(key, (0, Fraction(0)))
-        groups[key] = (basis + line.net, vat + part.vat)
-    for adjustment in adjustments:
-        key = (adjustment.vat_category, adjustment.vat_rate)
-        basis, vat = groups.get(key, (0, Fraction(0)))
-        signed = adjustment.amount if adjustment.charge else -adjustment.amount
-        clamp_vat = (result.total_incl_vat - result.components_incl_vat) - (
-            result.total_excl_vat - result.components_excl_vat
-        )
-        groups[key] = (basis + signed, vat + clamp_vat)
-    keys = sorted(groups, key=lambda k: (k[0], k[1] or Decimal(-1)))
-    vats = _allocate([groups[k][1] for k in keys], result.vat_units)
     return [
-        VatSubtotal(vat_category=k[0], vat_rate=k[1], basis=groups[k][0], vat=v)
-        for k, v in zip(keys, vats, strict=True)
+        Adjustment(
+            reason="Minimum session price" if charge else "Maximum session price",
+            charge=charge,
+            # a min_price charge is >= 0, a max_price allowance <= 0: the amount is its size
+            amount=abs(result.adjustment.excl_vat_units),
+            vat_rate=result.adjustment_rate,
+            vat_category=_category(result.adjustment_rate, outside),
+        )
     ]
 
 
-def _category(rate: Decimal | None) -> str:
+def check_sums(doc: InvoiceDocument) -> None:
+    """The EN 16931 sum rules on exact integers, and every amount in whole minor units."""
+    signed = [(a.vat_rate, a.amount if a.charge else -a.amount) for a in doc.adjustments]
+
+    def basis(rate: Decimal | None) -> int:
+        lines = sum(line.net for line in doc.lines if line.vat_rate == rate)
+        return lines + sum(amount for r, amount in signed if r == rate)
+
+    rules = {
+        "BR-CO-13 total excl. VAT = lines + charges - allowances": doc.total_excl_vat
+        == sum(line.net for line in doc.lines) + sum(amount for _, amount in signed),
+        "BR-CO-14 total VAT = the VAT of the rates": doc.total_vat
+        == sum(v.vat for v in doc.vat_subtotals),
+        "BR-CO-15 total incl. VAT = excl. VAT + VAT": doc.total_incl_vat
+        == doc.total_excl_vat + doc.total_vat,
+        "BR-S/Z/O-08 a rate's taxable amount = its lines and adjustments": all(
+            v.basis == basis(v.vat_rate) for v in doc.vat_subtotals
+        ),
+        "BR-DEC amounts in whole minor units": all(
+            units % units_per_minor(doc.currency) == 0 for units in _amounts(doc)
+        ),
+    }
+    broken = [rule for rule, holds in rules.items() if not holds]
+    if broken:
+        raise InvoiceError(f"invoice {doc.number} does not add up: {'; '.join(broken)}")
+
+
+def _amounts(doc: InvoiceDocument) -> list[int]:
+    return [
+        *(line.net for line in doc.lines),
+        *(a.amount for a in doc.adjustments),
+        *(units for v in doc.vat_subtotals for units in (v.basis, v.vat)),
+        doc.total_excl_vat,
+        doc.total_vat,
+        doc.total_incl_vat,
+    ]
+
+
+def _category(rate: Decimal | None, outside: bool) -> str:
+    """The EN 16931 VAT category of an item at ``rate`` (None: OCPI's "no VAT applicable").
+
+    Without VAT an item is "O", not subject to VAT, only on an invoice that is ``outside`` VAT
+    altogether: EN 16931 allows no other category beside O (BR-O-11..14) and no seller VAT id
+    with it (BR-O-02). Otherwise it is "E", exempt, at 0 % with an exemption reason.
+    """
     if rate is None:
-        return "O"
+        return "O" if outside else "E"
     return "Z" if rate == 0 else "S"
-
-
-def _allocate(exact: Sequence[Fraction], total: int) -> list[int]:
-    """Integer units per item summing to ``total``, each within one unit of its exact value."""
-    scaled = [value * TOKEN_SCALE for value in exact]
-    units = [math.floor(value) for value in scaled]
-    difference = total - sum(units)
-    if abs(difference) > len(units):
-        raise InvoiceError(f"cannot allocate {total} units over {len(units)} items")
-    order = sorted(range(len(units)), key=lambda i: scaled[i] - units[i], reverse=True)
-    if difference >= 0:
-        for index in order[:difference]:
-            units[index] += 1
-    else:
-        for index in order[difference:]:
-            units[index] -= 1
-    return units
 
 
 def _places(value: Fraction, places: int) -> Decimal:

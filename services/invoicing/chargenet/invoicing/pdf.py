@@ -93,9 +93,11 @@ def _visual_pdf(doc: InvoiceDocument) -> bytes:
         Paragraph(_meter_note(doc), _BODY),
         Spacer(1, 6 * mm),
         Paragraph(
-            "Amounts are in the currency to the settlement token's six decimals; each line is "
-            "computed from the OCPI tariff on exact quantities and the totals are rounded once. "
-            "The electronic invoice (EN 16931, CII) is embedded in this PDF as factur-x.xml.",
+            "The price is computed from the OCPI tariff on exact quantities; the totals are "
+            "rounded once, to the currency's minor unit, and the total incl. VAT is the amount "
+            "paid on chain. Lines and VAT per rate are shares of those totals, so they add up "
+            "exactly. The electronic invoice (EN 16931, CII) is embedded in this PDF as "
+            "factur-x.xml.",
             _SMALL,
         ),
     ]
@@ -163,7 +165,7 @@ def _lines(doc: InvoiceDocument, currency: str) -> Table:
                 line.unit,
                 _price(line.unit_price),
                 _rate(line.vat_rate),
-                str(money(line.net)),
+                str(money(line.net, doc.currency)),
             ]
         )
     for adjustment in doc.adjustments:
@@ -176,7 +178,7 @@ def _lines(doc: InvoiceDocument, currency: str) -> Table:
                 "",
                 "",
                 _rate(adjustment.vat_rate),
-                f"{sign}{money(adjustment.amount)}",
+                f"{sign}{money(adjustment.amount, doc.currency)}",
             ]
         )
     table = Table(
@@ -193,12 +195,16 @@ def _totals(doc: InvoiceDocument, currency: str) -> Table:
     rows = [["VAT rate", "Taxable amount", "VAT amount"]]
     for subtotal in doc.vat_subtotals:
         rows.append(
-            [_rate(subtotal.vat_rate), str(money(subtotal.basis)), str(money(subtotal.vat))]
+            [
+                _rate(subtotal.vat_rate),
+                str(money(subtotal.basis, doc.currency)),
+                str(money(subtotal.vat, doc.currency)),
+            ]
         )
     rows += [
-        ["Total excl. VAT", "", f"{money(doc.total_excl_vat)} {currency}"],
-        ["Total VAT", "", f"{money(doc.total_vat)} {currency}"],
-        ["Total incl. VAT", "", f"{money(doc.total_incl_vat)} {currency}"],
+        ["Total excl. VAT", "", f"{money(doc.total_excl_vat, doc.currency)} {currency}"],
+        ["Total VAT", "", f"{money(doc.total_vat, doc.currency)} {currency}"],
+        ["Total incl. VAT", "", f"{money(doc.total_incl_vat, doc.currency)} {currency}"],
     ]
     table = Table(rows, colWidths=[40 * mm, 40 * mm, 40 * mm], hAlign="RIGHT")
     table.setStyle(_GRID)
