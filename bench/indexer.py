@@ -1,0 +1,122 @@
+"""Registry indexer catch-up speed against the raw ``eth_getLogs`` speed for the same logs.
+
+    uv run python bench/indexer.py [--events 20000] [--batch-blocks 50] [--runs 3]
+                                   [--database-url postgresql://...]
+
+Starts a private Hardhat node (from the cache ``scripts/components/components.sh install``
+fills), deploys chargenet and registers ``--events`` stations, many per block (automining off,
+JSON-RPC batches, ``evm_mine``). Then, over the same block ranges:
+
+- raw: ``eth_getLogs`` for the registry's and escrow's event topics, nothing else (JSON parsed,
+  no decoding): the limit an indexer cannot beat;
+- indexer: ``Indexer.catch_up`` from an empty database: the same fetch plus the reorg checks, log
+  decoding, station versions and materialised stations, outbox events, cursor, one transaction per
+  range.
+
+Each is run ``--runs`` times (a fresh database each); the medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chargenet.core.db import Database
+from chargenet.registry.chain import ChainReader, topics_for
+from chargenet.registry.indexer import Indexer
+from chargenet.registry.main import migrate
+from tests.registry.harness import deploy, private_hardhat, register_many, station_id
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--per-block", type=int, default=150)
+    parser.add_argument("--batch-blocks", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file per run")
+    args = parser.parse_args()
+
+    with private_hardhat() as url:
+        w3, deployment = deploy(url)
+        start = int(w3.eth.block_number) + 1
+        started = time.perf_counter()
+        last = register_many(
+            w3,
+            deployment,
+            [station_id(n, "DE*BEN*E") for n in range(args.events)],
+            senders=list(w3.eth.accounts)[1:19],
+            per_block=args.per_block,
+        )
+        print(
+            f"registered {args.events} stations in blocks {start}-{last} "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
+        reader = ChainReader(w3)
+        addresses = [deployment.registry.address, deployment.escrow.address]
+        topics = topics_for(True)
+
+        raw_rates = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            count = 0
+            for first in range(start, last + 1, args.batch_blocks):
+                to = min(last, first + args.batch_blocks - 1)
+                count += len(reader.logs(addresses, topics, first, to))
+            elapsed = time.perf_counter() - started
+            assert count == args.events, count
+            raw_rates.append(count / elapsed)
+
+        index_rates = []
+        for run in range(args.runs):
+            with tempfile.TemporaryDirectory() as folder:
+                db = Database(args.database_url or f"sqlite:///{folder}/registry-{run}.db")
+                if args.database_url:
+                    _reset(db)
+                migrate(db)
+                indexer = Indexer(
+                    db,
+                    reader,
+                    registry_address=deployment.registry.address,
+                    escrow_address=deployment.escrow.address,
+                    start_block=start,
+                    confirmations=0,
+                    batch_blocks=args.batch_blocks,
+                )
+                started = time.perf_counter()
+                applied = indexer.catch_up()
+                elapsed = time.perf_counter() - started
+                assert applied == args.events, applied
+                index_rates.append(applied / elapsed)
+                db.dispose()
+
+    raw, index = statistics.median(raw_rates), statistics.median(index_rates)
+    backend = "PostgreSQL" if args.database_url else "SQLite (file, WAL)"
+    print(f"events: {args.events}, blocks: {last - start + 1}, batch: {args.batch_blocks} blocks")
+    print(f"raw eth_getLogs:   {raw:8.0f} events/s  (runs: {_list(raw_rates)})")
+    print(f"indexer catch-up:  {index:8.0f} events/s  (runs: {_list(index_rates)}; {backend})")
+    print(f"ratio: {index / raw:.2f}x of the raw limit (target >= 0.5x)")
+    return 0
+
+
+def _list(rates: list[float]) -> str:
+    return ", ".join(f"{rate:.0f}" for rate in rates)
+
+
+def _reset(db: Database) -> None:
+    """A benchmark database starts empty every run (PostgreSQL keeps its tables otherwise)."""
+    import sqlalchemy as sa
+
+    with db.engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
