@@ -49,6 +49,8 @@ FUND_ABI = [
         "stateMutability": "payable",
     }
 ]
+#: ``withdraw`` uses about 35,000 gas; the rest is margin.
+WITHDRAW_GAS = 100_000
 #: Session states whose maximum the wallet counts as promised but not yet locked on chain.
 UNLOCKED_STATES = ("requested",)
 
@@ -269,6 +271,9 @@ class Funds:
                     "withdraw",
                     [driver.address, row.withdraw_amount],
                     contract=self._escrow,
+                    # A fixed limit: an estimate would need the block's whole gas limit in ether
+                    # on some nodes, far more than the driver's address is given.
+                    gas_limit=WITHDRAW_GAS,
                 )
                 if tx.status is TxStatus.FAILED:
                     return self._update_payout(ref, status="failed", error=_why(tx))

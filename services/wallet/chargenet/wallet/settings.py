@@ -54,8 +54,9 @@ class WalletSettings(CoreSettings):
     #: drivers start far above.
     wallet_driver_key_offset: int = Field(default=1000, ge=0, le=2**31 - 1)
     #: Ether the relayer gives a driver's address before a payout withdraw (the only call the
-    #: driver's own key must send), when it holds less than that.
-    wallet_payout_gas_wei: int = Field(default=2 * 10**15, ge=0)
+    #: driver's own key must send) when it holds less than half of it: 0.01 ETH pays the
+    #: 100,000-gas withdraw at up to 100 gwei.
+    wallet_payout_gas_wei: int = Field(default=10**16, ge=0)
     #: First block of the history (the deployment's block).
     #: The currency the token is credit in (top-ups and payouts are in it).
     wallet_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
