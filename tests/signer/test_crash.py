@@ -74,18 +74,34 @@ def test_sigkill_mid_load_loses_nothing_and_sends_nothing_twice(
             time.sleep(0.05)
         signer.kill()
         killed_at = sent
+        with lock:
+            before_kill = dict(results)
         time.sleep(1.0)
         signer.start(port)
         for thread in threads:
             thread.join(timeout=600)
         assert not errors, errors
         with SignerClient(url, TOKEN) as client:
+            # Callers whose answer was lost in the crash send again: same key, same transaction.
+            resent = [
+                client.send_transaction(
+                    key, f"k{int(key.rsplit('-', 1)[1]) % 2}", "bump", [1, TAG], contract="Probe"
+                )
+                for key in sorted(before_kill)[-100:]
+            ]
             done = client.wait(sorted(results), timeout=300)
     finally:
         signer.stop()
+    assert all(not tx.created for tx in resent)
+    assert all(tx.tx_hash == before_kill[tx.idempotency_key].tx_hash for tx in resent)
+    # A caller's retry after UNAVAILABLE whose first attempt was stored before the kill gets that
+    # record back (created False); one that was not stored is created once.
+    recovered = sum(1 for tx in results.values() if not tx.created)
     print(
         f"\nSIGKILL after {killed_at} acknowledged sends; after restart all "
-        f"{len(done)} of {CALLERS * PER_CALLER} mined, nonces 0..{len(done) // 2 - 1} per account"
+        f"{len(done)} of {CALLERS * PER_CALLER} mined, nonces 0..{len(done) // 2 - 1} per account, "
+        f"{recovered} in-flight retries answered with the record stored before the kill, "
+        f"{len(resent)} re-sent keys answered with their original hash"
     )
     assert len(done) == CALLERS * PER_CALLER
     check_ledger(w3, probe, list(done.values()), [k.address for k in keys])

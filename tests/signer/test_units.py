@@ -202,3 +202,17 @@ def test_fast_signing_matches_eth_account() -> None:
         )
         assert key.sign_1559(tx) == reference
         assert Account.recover_transaction(reference.raw) == key.address
+
+
+def test_production_refuses_development_secrets() -> None:
+    production = {
+        "mode": "production",
+        "bus": "kafka",
+        "database_url": "postgresql://signer@db/signer",
+        "chain_rpc_url": "http://node:8545",
+        "signer_token": SecretStr("a-real-token-0123456789"),
+    }
+    with pytest.raises(ValueError, match="signer_hd_mnemonic"):
+        SignerSettings(**production)
+    with pytest.raises(ValueError, match="signer_callers"):
+        SignerSettings(**production, signer_hd_mnemonic=SecretStr("abandon " * 11 + "about"))
