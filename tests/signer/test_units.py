@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_abi.abi import decode as abi_decode
@@ -205,7 +206,7 @@ def test_fast_signing_matches_eth_account() -> None:
 
 
 def test_production_refuses_development_secrets() -> None:
-    production = {
+    production: dict[str, Any] = {
         "mode": "production",
         "bus": "kafka",
         "database_url": "postgresql://signer@db/signer",
