@@ -120,7 +120,7 @@ def test_a_wallet_token_works_at_invoicing(env: World, tmp_path: Path) -> None:
 
 
 def _pem(key: Any) -> str:
-    return (
+    return str(
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()

@@ -1,0 +1,48 @@
+"""The wallet on PostgreSQL: accounts, a top-up repeated, and a session request repeated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.wallet.harness import wait_for, world
+
+EUR = 1_000_000
+
+
+@pytest.mark.postgres
+def test_wallet_on_postgres(postgres_database: str, tmp_path: Path) -> None:
+    with world(tmp_path, wallet_database_url=postgres_database) as env:
+        assert env.wallet_db.is_postgres
+        driver = env.driver()
+        assert env.login(driver.email, "wrong password!").status_code == 401
+        first = env.top_up(driver, 12 * EUR, reference="pg-pay-1")
+        again = env.top_up(driver, 12 * EUR, reference="pg-pay-1")
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert again.json()["mint_tx"] == first.json()["mint_tx"]
+        assert env.deposit(driver.address) == 12 * EUR
+
+        station = env.station()
+        env.charge_point_online(station)
+        headers = {**driver.headers, "Idempotency-Key": "pg-1"}
+        body = {"station_id": station, "connector_id": "1", "max_amount": 8 * EUR}
+        created = env.wallet.post("/v1/sessions", json=body, headers=headers)
+        repeated = env.wallet.post("/v1/sessions", json=body, headers=headers)
+        assert (created.status_code, repeated.status_code) == (201, 200), created.text
+        assert created.json()["session_id"] == repeated.json()["session_id"]
+        above = env.wallet.post(
+            "/v1/sessions",
+            json={**body, "max_amount": 4 * EUR + 1},
+            headers={**driver.headers, "Idempotency-Key": "pg-2"},
+        )
+        assert above.status_code == 422
+        relay = env.wallet.app.state.relay  # type: ignore[attr-defined]
+        wait_for("outbox relayed", lambda: relay.pending() == 0)
+        requested = [
+            e
+            for e in env.session_events(".requested.v1")
+            if e.data["driver_id"] == driver.driver_id
+        ]
+        assert len(requested) == 1
+        assert requested[0].subject == created.json()["session_id"]
