@@ -9,7 +9,7 @@
 #
 # Stage "build" installs the locked workspace (uv.lock, no dev tools) into /opt/chargenet as
 # regular wheels, so the final stage needs no source tree and no build tools. The compiled contract
-# artifacts (chargenet/core/chain/artifacts/*.json) and the generated gRPC code
+# artifacts (chargenet/core/chain/compiled/*.json) and the generated gRPC code
 # (chargenet/core/signer_client/_generated) live inside the core package and ship with it; the
 # build fails if either is missing.
 
@@ -59,7 +59,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 RUN /opt/chargenet/bin/python -c "\
 import importlib.resources as r; \
 import chargenet.core.signer_client._generated.signer_pb2_grpc; \
-a = r.files('chargenet.core.chain') / 'artifacts'; \
+a = r.files('chargenet.core.chain') / 'compiled'; \
 names = sorted(p.name for p in a.iterdir() if p.name.endswith('.json')); \
 assert {'ChargeToken.json', 'ChargingEscrow.json', 'StationRegistry.json'} <= set(names), names; \
 print('artifacts:', names)" \

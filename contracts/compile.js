@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Compiles chargenet's contracts offline with the pinned solc-js and writes the artifacts the
-// Python services load (libs/core/chargenet/core/chain/artifacts/<Contract>.json), so nothing
+// Python services load (libs/core/chargenet/core/chain/compiled/<Contract>.json), so nothing
 // needs Node at run time. Usage: `node contracts/compile.js` (or `npm run compile` in contracts/).
 //
 // Every artifact records `sourceHash`: sha256 over the compiler version, the raw bytes of
@@ -15,7 +15,7 @@ const solc = require("solc");
 
 const HERE = __dirname;
 const ROOT = path.resolve(HERE, "..");
-const OUT = path.join(ROOT, "libs", "core", "chargenet", "core", "chain", "artifacts");
+const OUT = path.join(ROOT, "libs", "core", "chargenet", "core", "chain", "compiled");
 const SOURCE_DIRS = ["src", "baseline"];
 
 function lockedSolcVersion() {

@@ -102,5 +102,5 @@ def test_the_data_files_the_image_needs_are_tracked_inside_the_core_package() ->
         text=True,
         check=True,
     ).stdout.split()
-    assert "libs/core/chargenet/core/chain/artifacts/ChargingEscrow.json" in tracked
+    assert "libs/core/chargenet/core/chain/compiled/ChargingEscrow.json" in tracked
     assert "libs/core/chargenet/core/signer_client/_generated/signer_pb2_grpc.py" in tracked

@@ -18,8 +18,8 @@ from tests.signer.harness import TOKEN, fresh_keys, funder, inprocess_signer, se
 
 pytestmark = pytest.mark.hardhat
 NAME = "ChargeNet Euro"
-#: The contracts' committed build output (libs/core/chargenet/core/chain/artifacts/).
-ARTIFACT = Path(chargenet.core.chain.__file__).parent / "artifacts" / "ChargeToken.json"
+#: The contracts' committed build output (libs/core/chargenet/core/chain/compiled/).
+ARTIFACT = Path(chargenet.core.chain.__file__).parent / "compiled" / "ChargeToken.json"
 
 
 def test_relayer_permit_flow_and_custom_errors(

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "compiled"
 # The source folders compile.js feeds to solc, relative to contracts/.
 SOURCE_DIRS = ("src", "baseline")
 
