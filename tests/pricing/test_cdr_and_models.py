@@ -317,20 +317,17 @@ def test_cli_prices_our_own_cdr_like_the_escrow(
 
 
 def test_cli_prints_rounded_and_exact_amounts_for_a_sub_cent_price(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # the OCPI "Complex Tariff" Saturday example: exactly 14.125 EUR incl. VAT, settled 14.13
-    tariff = load_tariff("tariff_complex.json")
-    start = datetime(2024, 6, 8, 13, 30, tzinfo=UTC)
-    stop = start + timedelta(minutes=114)
-    samples = [
-        MeterSample(timestamp=start, energy_wh=Decimal(0), current_a=Decimal(43)),
-        MeterSample(timestamp=stop, energy_wh=Decimal(40_000), current_a=Decimal(43)),
-    ]
-    cdr = make_cdr(tariff, samples, stop + timedelta(minutes=71))
+    # the OCPI "Complex Tariff" Saturday example: exactly 14.125 EUR incl. VAT, settled 14.13.
+    # The fixture is the CDR build_cdr wrote for it (tariff_complex.json, 114 min at 43 A, 40 kWh,
+    # 71 min parked), without the embedded tariff.
+    fixture = FIXTURES / "cdr_complex_saturday.json"
+    cdr = Cdr.model_validate_json(fixture.read_bytes())
     assert cdr.total_cost == Price(excl_vat=Decimal("12.50"), incl_vat=Decimal("14.13"))
-    (tmp_path / "cdr.json").write_text(cdr.model_dump_json())
-    args = ["--tariff", str(FIXTURES / "tariff_complex.json"), "--cdr", str(tmp_path / "cdr.json")]
+    parts = [cdr.total_fixed_cost, cdr.total_time_cost, cdr.total_parking_cost]
+    assert sum(p.incl_vat or 0 for p in parts if p is not None) == Decimal("14.13")
+    args = ["--tariff", str(FIXTURES / "tariff_complex.json"), "--cdr", str(fixture)]
     assert cli(["tariff", "price", *args]) == 0
     out = capsys.readouterr().out
     printed = json.loads(out, parse_float=Decimal)
