@@ -126,3 +126,14 @@ def test_payout_burns_exactly_once(env: World) -> None:
         == f"amount: {6 * EUR + 1} is above the available balance of {6 * EUR}"
     )
     assert env.supply() == supply - 4 * EUR
+
+
+def test_ops_routes(env: World) -> None:
+    assert env.top_up(env.driver(), EUR).status_code == 201
+    assert env.wallet.get("/healthz").json() == {"status": "ok"}
+    ready = env.wallet.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == ["chain", "database", "registry"]
+    metrics = env.wallet.get("/metrics").text
+    assert 'chargenet_wallet_topups_total{outcome="deposited"}' in metrics
+    assert "chargenet_wallet_operation_seconds_bucket" in metrics

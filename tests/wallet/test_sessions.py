@@ -343,6 +343,8 @@ def test_live_view_stop_and_stream(env: World, station: str, driver: Driver) -> 
     assert final["energy_wh"] == 6_000
     assert (final["amount_settled"], final["amount_refunded"]) == (3_450_000, 6_550_000)
     assert env.wallet.post(f"{path}/stop", headers=driver.headers).status_code == 409
+    # The repeated reading was absorbed, not retried into the dead-letter topic.
+    assert env.bus.events("sessions.dlq") == []
 
 
 def test_nonce_skips_ring_slots_of_open_sessions(env: World, station: str, driver: Driver) -> None:
