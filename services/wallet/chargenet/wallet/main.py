@@ -31,7 +31,7 @@ def main() -> int:
         try:
             settings.require_contracts()
         except ValueError as error:
-            raise fail(f"CHARGENET_{str(error).split(':')[0].upper()}: {error}") from None
+            raise fail(str(error)) from None
         try:
             w3 = connect(settings.chain_rpc_url)
         except (ConnectionError, ValueError) as error:

@@ -116,4 +116,6 @@ class WalletSettings(CoreSettings):
         """Raise ValueError naming the missing setting (start-up checks call it)."""
         for name in ("wallet_token_address", "wallet_escrow_address"):
             if not getattr(self, name):
-                raise ValueError(f"{name}: required (the deployed contract's address)")
+                raise ValueError(
+                    f"CHARGENET_{name.upper()}: required (the deployed contract's address)"
+                )
