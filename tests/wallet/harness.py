@@ -116,6 +116,7 @@ def running_signer(settings: SignerSettings, provider: Any) -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(app.stop(0.5), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        loop.close()
 
 
 def _contracts(deployment: Deployment) -> str:
