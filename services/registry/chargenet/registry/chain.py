@@ -117,7 +117,8 @@ ESCROW_TOPICS: dict[str, Kind] = {
 }
 
 
-@dataclass(frozen=True)
+# Plain slotted dataclasses: a frozen one pays an object.__setattr__ per field, per log.
+@dataclass(slots=True)
 class StationFields:
     """StationRegistry.StationInfo as the logs carry it."""
 
@@ -130,7 +131,7 @@ class StationFields:
     meter_key_hash: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ChainEvent:
     """One decoded log, in chain order."""
 
@@ -147,11 +148,14 @@ class ChainEvent:
     station_id: str = ""  # escrow SessionOpened: the station's id
 
 
+_PRINTABLE = bytes(range(0x21, 0x7F))
+
+
 def station_key(raw: bytes) -> str:
     """A station id as text: the ASCII id left-aligned in bytes32 (e.g. ``DE*CNT*E0001``), or
     ``0x<hex>`` when the bytes are not printable ASCII."""
     text = raw.rstrip(b"\0")
-    if text and all(0x21 <= b <= 0x7E for b in text):
+    if text and not text.translate(None, _PRINTABLE):
         return text.decode("ascii")
     return "0x" + raw.hex()
 

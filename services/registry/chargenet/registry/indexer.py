@@ -27,7 +27,15 @@ from sqlalchemy.orm import Session
 from chargenet.core.db import Database, OutboxMessage
 from chargenet.core.envelope import SPEC_VERSION, EventData, make_envelope
 from chargenet.core.events import StationRegistered, StationRetired, StationUpdated
-from chargenet.registry.chain import ChainEvent, ChainReader, Kind, RpcError, decode, topics_for
+from chargenet.registry.chain import (
+    ChainEvent,
+    ChainReader,
+    Kind,
+    RpcError,
+    StationFields,
+    decode,
+    topics_for,
+)
 from chargenet.registry.metrics import (
     EVENTS_APPLIED,
     INDEXED_BLOCK,
@@ -95,7 +103,7 @@ class _Range:
 _RETRY = object()
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     """A station's state as one version row describes it."""
 
@@ -115,7 +123,18 @@ class _State:
     tx_hash: str
 
     def columns(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in STATION_COLUMNS}
+        return {
+            "cpo_address": self.cpo_address,
+            "station_index": self.station_index,
+            "active": self.active,
+            "latitude_e6": self.latitude_e6,
+            "longitude_e6": self.longitude_e6,
+            "connector_count": self.connector_count,
+            "max_power_w": self.max_power_w,
+            "tariff_id": self.tariff_id,
+            "tariff_hash": self.tariff_hash,
+            "meter_key_hash": self.meter_key_hash,
+        }
 
     def row(self) -> dict[str, Any]:
         return {
@@ -309,7 +328,7 @@ class Indexer:
                     cpo_address=event.account,
                     station_index=event.station_index,
                     active=True,
-                    **vars(event.fields),
+                    **_as_dict(event.fields),
                     registered_block=event.block_number,
                     updated_block=event.block_number,
                     tx_hash=event.tx_hash,
@@ -323,7 +342,7 @@ class Indexer:
                 assert event.fields is not None
                 state = replace(
                     state,
-                    **vars(event.fields),
+                    **_as_dict(event.fields),
                     updated_block=event.block_number,
                     tx_hash=event.tx_hash,
                 )
@@ -476,6 +495,10 @@ class Indexer:
                 data = _station_event(Kind.UPDATED if state.active else Kind.RETIRED, state)
             outbox.append(_outbox_row(data, reorg_event_id, self.source))
         _insert(session, OutboxMessage, outbox)
+
+
+def _as_dict(fields: StationFields) -> dict[str, Any]:
+    return {name: getattr(fields, name) for name in StationFields.__slots__}
 
 
 def event_id(event: ChainEvent) -> str:
