@@ -110,18 +110,8 @@ def _scraped(service: str, scrapes: dict[str, str], tmp_path: Path) -> str:
     return scrapes[service]
 
 
-#: The signer answers gRPC health but serves no HTTP /metrics yet, while the chart scrapes its
-#: CHARGENET_HTTP_PORT. Strict: the day it does, this marker must go.
-SIGNER_WITHOUT_METRICS = pytest.mark.xfail(
-    reason="the signer serves no HTTP /metrics yet (chart: CHARGENET_HTTP_PORT)", strict=True
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "service",
-    [pytest.param(s, marks=SIGNER_WITHOUT_METRICS) if s == "signer" else s for s in SERVICES],
-)
+@pytest.mark.parametrize("service", SERVICES)
 def test_service_metrics_follow_the_conventions(
     service: str, scrapes: dict[str, str], tmp_path: Path
 ) -> None:

@@ -121,6 +121,7 @@ def signer_env(
         "CHARGENET_DATABASE_URL": database_url,
         "CHARGENET_CHAIN_RPC_URL": chain_url,
         "CHARGENET_SIGNER_LISTEN": "127.0.0.1:0",
+        "CHARGENET_HTTP_PORT": "0",
         "CHARGENET_SIGNER_KEYS": ",".join(
             f"k{i}=0x{bytes(k.key).hex()}" for i, k in enumerate(keys)
         ),

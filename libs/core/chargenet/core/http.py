@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -50,3 +51,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"error": error.code, "detail": error.detail}, status_code=error.status_code
         )
+
+
+def ops_app(title: str, readiness_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:
+    """An app with only the ops routes, for services whose API is not HTTP (signer, gateway)."""
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(ops_router(readiness_checks))
+    return app
+
+
+def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server to run inside the service's own event loop (``await server.serve()``)."""
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))

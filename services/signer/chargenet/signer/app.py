@@ -104,6 +104,11 @@ class SignerApp:
         )
         return self.port
 
+    def check(self) -> None:
+        """Readiness: the engine runs and its tracker has not died."""
+        if self.engine is None or self._tracker is None:
+            raise RuntimeError("the signer has not started")
+
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()

@@ -8,6 +8,7 @@ import signal
 import sys
 
 from chargenet.core import logging as core_logging
+from chargenet.core.http import http_server, ops_app
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.signer.abi import AbiError
 from chargenet.signer.app import SignerApp
@@ -25,11 +26,18 @@ async def run(settings: SignerSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     await app.start()
+    # /healthz, /readyz and /metrics over HTTP, beside the gRPC health service.
+    ops = http_server(
+        ops_app("chargenet signer", {"engine": app.check}), settings.http_host, settings.http_port
+    )
+    ops_task = asyncio.create_task(ops.serve())
     # Tests and supervisors read this line to learn the port (the settings may ask for port 0).
     print(f"signer ready on port {app.port}", flush=True)
     await stopping.wait()
     log.info("signer stopping")
+    ops.should_exit = True
     await app.stop()
+    await ops_task
 
 
 def main() -> None:

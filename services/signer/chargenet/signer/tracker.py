@@ -18,6 +18,7 @@ from typing import Any
 
 from chargenet.signer.abi import decode_revert
 from chargenet.signer.engine import Engine, Lane
+from chargenet.signer.metrics import FEES, TRANSACTION_GAS, TRANSACTIONS
 from chargenet.signer.records import TERMINAL, Attempt, Request, Status, TxRecord
 from chargenet.signer.rpc import RpcError, RpcUnavailable
 from chargenet.signer.store import Change
@@ -186,6 +187,8 @@ class Tracker:
 
     def _apply(self, record: TxRecord, change: Change) -> None:
         engine = self.engine
+        if record.status is Status.PENDING and change.status is not Status.PENDING:
+            _count(record, change)
         record.status = change.status
         record.tx_hash = change.tx_hash
         record.block_number = change.block_number
@@ -247,6 +250,16 @@ class Tracker:
         engine._notify(record)
         await engine.broadcast(lane, [record])
         return True
+
+
+def _count(record: TxRecord, change: Change) -> None:
+    """Metrics for a transaction leaving PENDING (once per record: PENDING is never re-entered)."""
+    TRANSACTIONS.labels(change.status.value.lower()).inc()
+    receipt = json.loads(change.receipt) if change.receipt else None
+    if receipt:
+        gas = int(receipt.get("gas_used", 0))
+        TRANSACTION_GAS.labels(record.function).observe(gas)
+        FEES.inc(gas * int(receipt.get("effective_gas_price", 0)))
 
 
 def _as_request(record: TxRecord) -> Request:
