@@ -61,6 +61,8 @@ class SessionRequested(_SessionEvent):
     authorisation_vs: str
     tariff: dict[str, Any]
     time_zone: str = "UTC"
+    ocpp_evse_id: int | None = None  # OCPP 2.0.1's EVSE number; None for 1.6
+    registry_station_id: str | None = None  # the registry's (OCPI) id of the station
 
 
 class EscrowOpened(_SessionEvent):
