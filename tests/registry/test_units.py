@@ -1,0 +1,129 @@
+"""Registry pieces that need no component: station ids, document checks and hashes, and the
+distance search (across the antimeridian too) on SQLite."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from chargenet.core.db import Database
+from chargenet.core.errors import Unprocessable
+from chargenet.core.pricing import canonical_hash
+from chargenet.registry.chain import station_bytes, station_key
+from chargenet.registry.documents import (
+    ChainRecord,
+    check_location,
+    check_tariff,
+    micro_degrees,
+    parse_json,
+    tariff_mismatches,
+)
+from chargenet.registry.models import Station
+from chargenet.registry.query import Filters, Near, haversine_km, search
+from tests.registry.harness import TARIFF
+from tests.registry.test_api import location
+
+
+def test_station_ids_round_trip() -> None:
+    raw = station_bytes("DE*CNT*E0001")
+    assert raw == b"DE*CNT*E0001".ljust(32, b"\0") and station_key(raw) == "DE*CNT*E0001"
+    odd = bytes([0xFF] * 32)
+    assert station_key(odd) == "0x" + "ff" * 32 and station_bytes(station_key(odd)) == odd
+    for bad in ("", "with space", "x" * 33, "é"):
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            station_bytes(bad)
+
+
+def test_tariff_hash_is_the_canonical_hash_of_the_document_as_sent() -> None:
+    # 0.350 and 0.35 are the same decimal: the canonical form writes both as 0.35.
+    text = '{"a": 0.350, "b": null, "c": "x"}'
+    assert "0x" + canonical_hash({"a": Decimal("0.35"), "c": "x"}).hex() == check_tariff_hash(text)
+    tariff = check_tariff(parse_json(_json(TARIFF), "tariff"))
+    record = ChainRecord("S", 0, 0, 1, 1, "TARIFF-AC-1", tariff.hash)
+    assert tariff_mismatches(tariff, record) == []
+    wrong = ChainRecord("S", 0, 0, 1, 1, "TARIFF-AC-1", "0x" + "00" * 32)
+    assert "keccak hash" in tariff_mismatches(tariff, wrong)[0]
+
+
+def check_tariff_hash(text: str) -> str:
+    from chargenet.registry.documents import document_hash
+
+    return document_hash(parse_json(text, "doc"))
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def test_location_checks_name_the_field() -> None:
+    assert micro_degrees("52.5200085", 90, "lat") == 52_520_008  # half-even to micro-degrees
+    with pytest.raises(Unprocessable, match="out of range"):
+        micro_degrees("-180.000001", 180, "lon")
+    checked = check_location(location())
+    assert checked.max_power_w == 150_000 and len(checked.connectors) == 2
+    assert checked.connectors[0].max_electric_power_w == 230 * 32 * 3  # AC 3-phase
+    no_cp = location()
+    del no_cp["charge_point_id"]
+    with pytest.raises(Unprocessable, match="charge_point_id"):
+        check_location(no_cp)
+    with pytest.raises(Unprocessable, match="not JSON"):
+        parse_json(b"{", "location")
+
+
+def _station(station_id: str, lat: float, lon: float, power: int = 50_000) -> Station:
+    return Station(
+        station_id=station_id,
+        cpo_address="0x" + "ab" * 20,
+        station_index=1,
+        active=True,
+        latitude_e6=round(lat * 1e6),
+        longitude_e6=round(lon * 1e6),
+        connector_count=1,
+        max_power_w=power,
+        tariff_id="T",
+        tariff_hash="0x" + "00" * 32,
+        meter_key_hash="0x" + "00" * 32,
+        registered_block=1,
+        updated_block=1,
+        tx_hash="0x" + "00" * 32,
+    )
+
+
+def test_distance_search_sorts_pages_and_wraps_the_antimeridian(tmp_path: object) -> None:
+    from chargenet.registry.main import migrate
+
+    db = Database(f"sqlite:///{tmp_path}/units.db")
+    migrate(db)
+    with db.session() as session:
+        session.add_all(
+            [
+                _station("BERLIN-MITTE", 52.5200, 13.4050),
+                _station("BERLIN-ZOO", 52.5070, 13.3320, power=300_000),
+                _station("POTSDAM", 52.3906, 13.0645),
+                _station("MUNICH", 48.1372, 11.5756),
+                _station("FIJI-WEST", -17.0, 179.95),
+                _station("FIJI-EAST", -17.0, -179.95),
+            ]
+        )
+    with db.session() as session:
+        near = Filters(near=Near(52.5200, 13.4050, 30))
+        total, page = search(session, near, limit=2, offset=0, sort="distance")
+        assert total == 3
+        assert [s.station_id for s, _ in page] == ["BERLIN-MITTE", "BERLIN-ZOO"]
+        assert page[0][1] == pytest.approx(0, abs=0.001)
+        assert page[1][1] == pytest.approx(haversine_km(52.52, 13.405, 52.507, 13.332))
+        _, rest = search(session, near, limit=2, offset=2, sort="distance")
+        assert [s.station_id for s, _ in rest] == ["POTSDAM"]
+        strong = Filters(near=Near(52.52, 13.405, 30), min_power_w=100_000)
+        assert [
+            s.station_id for s, _ in search(session, strong, limit=10, offset=0, sort="distance")[1]
+        ] == ["BERLIN-ZOO"]
+        pacific = Filters(near=Near(-17.0, 179.99, 20))
+        _, both = search(session, pacific, limit=10, offset=0, sort="distance")
+        assert {s.station_id for s, _ in both} == {"FIJI-WEST", "FIJI-EAST"}
+        total, _ = search(session, Filters(), limit=1, offset=0, sort="id")
+        assert total == 6
+    db.dispose()
