@@ -11,6 +11,8 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 from eth_utils.address import to_checksum_address
@@ -158,7 +160,7 @@ class SessionHandlers:
             return "unknown station"
         if not station.active:
             return "the station is retired"
-        if canonical_hash(tariff) != station.info.tariff_hash:
+        if station.info.tariff_hash not in tariff_hashes(request.tariff, tariff):
             return "the tariff document does not match the station's on-chain tariff hash"
         data[STATION_KEY] = {
             "index": station.index,
@@ -292,6 +294,13 @@ class SessionHandlers:
         elif result.command_id == row.stop_command_id:
             # The session timeout settles it on its last meter value if the stop never comes.
             log.warning("session %s: stop command failed: %s", row.session_id, what)
+
+
+def tariff_hashes(document: dict[str, Any], tariff: Tariff) -> set[bytes]:
+    """The hashes a registered tariff may have: of the document as the CPO wrote it (numbers as
+    exact decimals; the registry's form) and of the parsed OCPI tariff (the demo's form)."""
+    exact = json.loads(json.dumps(document), parse_float=Decimal)
+    return {canonical_hash(exact), canonical_hash(tariff)}
 
 
 def close(core: EscrowCore, tx: Tx, row: SessionRow, *, end: datetime | None, reason: str) -> None:
