@@ -43,15 +43,19 @@ class RegistrySettings(CoreSettings):
         for name in ("registry_address", "registry_escrow_address"):
             value = getattr(self, name)
             if value and not _ADDRESS.match(value):
-                raise ValueError(f"{name}: {value!r} is not a 0x-prefixed 20-byte address")
+                raise ValueError(
+                    f"CHARGENET_{name.upper()}: {value!r} is not a 0x-prefixed 20-byte address"
+                )
         try:
             keys = json.loads(self.registry_cpo_keys)
         except json.JSONDecodeError as error:
-            raise ValueError(f"registry_cpo_keys: not JSON ({error})") from None
+            raise ValueError(f"CHARGENET_REGISTRY_CPO_KEYS: not JSON ({error})") from None
         if not isinstance(keys, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v for k, v in keys.items()
         ):
-            raise ValueError('registry_cpo_keys: expected {"<cpo id>": "<signer key alias>"}')
+            raise ValueError(
+                'CHARGENET_REGISTRY_CPO_KEYS: expected {"<cpo id>": "<signer key alias>"}'
+            )
         return self
 
     def cpo_keys(self) -> dict[str, str]:
