@@ -1,0 +1,240 @@
+"""The network from the outside: a CPO and drivers using the REST APIs, charge points on OCPP.
+
+Used by the demo, the end-to-end tests and the benchmark against either way of running (only the
+:class:`~chargenet.cli.network.embedded.Endpoints` differ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from chargenet.cli.network.embedded import Endpoints
+from chargenet.cli.network.fleet import ChargingProfile, Listener, SimStation, meter_for
+from chargenet.cli.network.plan import CP_PASSWORD, Cpo
+from chargenet.core.auth import Role, issue_token
+from chargenet.core.ocpp_sim import Endpoint
+from chargenet.core.settings import DEVELOPMENT_SECRET
+
+T = TypeVar("T")
+FINAL_STATES = ("settled", "refunded", "failed", "cancelled")
+
+
+class NetworkError(RuntimeError):
+    """The network answered something a step cannot go on with; the message says what."""
+
+
+async def eventually(
+    what: str, probe: Callable[[], Awaitable[T | None]], within: float, every: float = 0.1
+) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise NetworkError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+def _ok(answer: httpx.Response, *expected: int) -> dict[str, Any]:
+    if answer.status_code not in expected:
+        raise NetworkError(
+            f"{answer.request.method} {answer.request.url.path} answered "
+            f"{answer.status_code}: {answer.text[:300]}"
+        )
+    data: dict[str, Any] = answer.json() if answer.content else {}
+    return data
+
+
+@dataclass
+class Driver:
+    email: str
+    driver_id: str
+    address: str
+    id_token: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class NetworkClient:
+    """Async REST calls against a running network; one ``httpx.AsyncClient`` per service."""
+
+    def __init__(self, endpoints: Endpoints, jwt_secret: str = DEVELOPMENT_SECRET) -> None:
+        self.endpoints = endpoints
+        self.jwt_secret = jwt_secret
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        self.wallet = httpx.AsyncClient(base_url=endpoints.wallet, timeout=60, limits=limits)
+        self.registry = httpx.AsyncClient(base_url=endpoints.registry, timeout=60)
+        self.invoicing = httpx.AsyncClient(base_url=endpoints.invoicing, timeout=60)
+
+    async def aclose(self) -> None:
+        for client in (self.wallet, self.registry, self.invoicing):
+            await client.aclose()
+
+    # -- CPOs and stations -----------------------------------------------------------------------
+    def cpo_headers(self, cpo_id: str) -> dict[str, str]:
+        token = issue_token(cpo_id, Role.CPO, self.jwt_secret)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def register_station(
+        self, cpo: Cpo, charge_point_id: str, index: int, meter_seed: str
+    ) -> str:
+        """Through the registry's CPO API (the signer sends it on chain); waits until indexed."""
+        station_id = cpo.station_id(charge_point_id)
+        body = {
+            "station_id": station_id,
+            "location": cpo.location(charge_point_id, index),
+            "tariff": cpo.tariff,
+            "meter_key_hash": meter_for(meter_seed, charge_point_id).key_hash,
+        }
+        answer = await self.registry.post(
+            "/v1/cpo/stations", json=body, headers=self.cpo_headers(cpo.cpo_id)
+        )
+        _ok(answer, 202)
+
+        async def indexed() -> bool:
+            return (await self.registry.get(f"/v1/stations/{station_id}")).status_code == 200
+
+        await eventually(f"station {station_id} indexed", indexed, 60)
+        return station_id
+
+    async def connector(self, station_id: str) -> tuple[bool, str | None]:
+        detail = _ok(await self.registry.get(f"/v1/stations/{station_id}"), 200)
+        location = detail.get("location") or {}
+        points = location.get("charge_points") or [{}]
+        evses = location.get("evses") or [{"connectors": [{}]}]
+        return bool(points[0].get("online")), evses[0]["connectors"][0].get("status")
+
+    async def wait_available(self, station_id: str) -> None:
+        async def available() -> bool:
+            return await self.connector(station_id) == (True, "Available")
+
+        await eventually(f"{station_id} online and Available", available, 60)
+
+    # -- drivers ---------------------------------------------------------------------------------
+    async def driver(self, email: str | None = None, password: str | None = None) -> Driver:
+        """A new driver account (the wallet creates its custodial key) and its bearer token."""
+        email = email or f"{uuid.uuid4().hex[:12]}@example.org"
+        password = password or f"pw-{uuid.uuid4().hex}"
+        created = _ok(
+            await self.wallet.post("/v1/accounts", json={"email": email, "password": password}),
+            201,
+        )
+        token = _ok(
+            await self.wallet.post(
+                "/v1/auth/token",
+                data={"username": email, "password": password, "grant_type": "password"},
+            ),
+            200,
+        )["access_token"]
+        return Driver(email, created["driver_id"], created["address"], created["id_token"], token)
+
+    async def top_up(self, driver: Driver, amount: int) -> dict[str, Any]:
+        """A card payment turned into tokens in the driver's escrow deposit; waits until there."""
+        answer = await self.wallet.post(
+            "/v1/wallet/topups",
+            json={"payment_reference": f"pay-{uuid.uuid4().hex}", "amount": amount},
+            headers=driver.headers,
+        )
+        _ok(answer, 200, 201, 202)
+
+        async def deposited() -> dict[str, Any] | None:
+            wallet = await self.balance(driver)
+            return wallet if wallet["deposit"] >= amount else None
+
+        return await eventually(f"top-up of {driver.email}", deposited, 90)
+
+    async def balance(self, driver: Driver) -> dict[str, Any]:
+        return _ok(await self.wallet.get("/v1/wallet", headers=driver.headers), 200)
+
+    # -- sessions --------------------------------------------------------------------------------
+    async def request_session(self, driver: Driver, station_id: str, max_amount: int) -> str:
+        answer = await self.wallet.post(
+            "/v1/sessions",
+            json={"station_id": station_id, "connector_id": "1", "max_amount": max_amount},
+            headers={**driver.headers, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        return str(_ok(answer, 201)["session_id"])
+
+    async def session(self, driver: Driver, session_id: str) -> dict[str, Any]:
+        return _ok(await self.wallet.get(f"/v1/sessions/{session_id}", headers=driver.headers), 200)
+
+    async def stop_session(self, driver: Driver, session_id: str) -> dict[str, Any]:
+        answer = await self.wallet.post(f"/v1/sessions/{session_id}/stop", headers=driver.headers)
+        return _ok(answer, 202)
+
+    async def wait_state(
+        self, driver: Driver, session_id: str, states: tuple[str, ...], within: float = 90
+    ) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            view = await self.session(driver, session_id)
+            return view if view["state"] in states else None
+
+        return await eventually(f"session {session_id} {'/'.join(states)}", reached, within)
+
+    # -- invoices --------------------------------------------------------------------------------
+    async def invoices(self, headers: dict[str, str]) -> list[dict[str, Any]]:
+        listed = _ok(await self.invoicing.get("/v1/invoices", headers=headers), 200)
+        invoices: list[dict[str, Any]] = listed["invoices"]
+        return invoices
+
+    async def invoice_pdf(self, headers: dict[str, str], number: str) -> bytes:
+        answer = await self.invoicing.get(f"/v1/invoices/{number}/pdf", headers=headers)
+        if answer.status_code != 200:
+            raise NetworkError(f"invoice {number} PDF: {answer.status_code} {answer.text[:200]}")
+        return answer.content
+
+    async def metrics(self, service: str) -> str:
+        url = self.endpoints.metrics.get(service)
+        if url is None:
+            raise NetworkError(f"no metrics endpoint known for {service}")
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.get(url)
+        answer.raise_for_status()
+        return answer.text
+
+
+def station_for(
+    cpo: Cpo,
+    charge_point_id: str,
+    url: str,
+    meter_seed: str,
+    *,
+    profile: ChargingProfile | None = None,
+    reject_start: bool = False,
+    listener: Listener | None = None,
+) -> SimStation:
+    return SimStation(
+        charge_point_id=charge_point_id,
+        version=cpo.ocpp_version,
+        endpoint=Endpoint(url, password=CP_PASSWORD),
+        meter=meter_for(meter_seed, charge_point_id),
+        profile=profile or ChargingProfile(power_w=cpo.power_w),
+        reject_start=reject_start,
+        listener=listener,
+    )
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples whose labels include ``labels`` (0 if none)."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
