@@ -313,3 +313,32 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_written(
     )
     assert driver.status_code == 403
     assert _register(http, "DE*API*E0002").status_code == 409
+
+
+def test_cpo_updates_and_retires_through_the_signer(api: tuple[TestClient, Any]) -> None:
+    http, (indexer, signer, _db, _address) = api
+    auth = {"authorization": f"Bearer {CPO}"}
+    answer = _register(http, "DE*API*E0010", location=location("DE*API*E0010"))
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+
+    slower = location("DE*API*E0010")
+    slower["evses"][0]["connectors"][1]["max_electric_power"] = 50_000
+    body = {"location": slower, "tariff": TARIFF, "meter_key_hash": METER}
+    answer = http.put("/v1/cpo/stations/DE*API*E0010", content=json.dumps(body), headers=auth)
+    assert answer.status_code == 202, answer.text
+    again = http.put("/v1/cpo/stations/DE*API*E0010", content=json.dumps(body), headers=auth)
+    assert again.json()["tx_hash"] == answer.json()["tx_hash"]  # a retry is the same transaction
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    assert http.get("/v1/stations/DE*API*E0010").json()["max_power_w"] == 50_000
+
+    answer = http.delete("/v1/cpo/stations/DE*API*E0010", headers=auth)
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    assert http.get("/v1/stations/DE*API*E0010").json()["active"] is False
+    listed = http.get("/v1/stations", params={"limit": 100}).json()["stations"]
+    assert "DE*API*E0010" not in {s["station_id"] for s in listed}
+    assert http.delete("/v1/cpo/stations/DE*API*E0010", headers=auth).status_code == 409
