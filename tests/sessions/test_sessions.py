@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from chargenet.core.bus.memory import InMemoryBus
 from tests.escrow.harness import expected_price, wait_for
 from tests.sessions.harness import Components, Driver, Stack, stack
 
@@ -56,9 +57,6 @@ def charge_and_settle(world: Stack, driver: Driver) -> dict[str, object]:
 
 
 # -- Kafka, PostgreSQL and the Hardhat node ------------------------------------------------------
-# The registry's indexer reads the chain with raw JSON-RPC requests that the in-process chain's
-# provider does not take (it wants web3's formatters), so the wallet's flows run on the real
-# components here; the embedded default is shown by tests/escrow/test_flows.py.
 @pytest.fixture(scope="module")
 def databases(postgres_url: str) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database per service (each service owns its own)."""
@@ -106,9 +104,10 @@ def world(distributed: tuple[Stack, list[Driver]]) -> Iterator[tuple[Stack, list
     print(f"invariants hold: {running.check_invariants(drivers)}")
 
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.hardhat, pytest.mark.slow]
-
-
+@pytest.mark.kafka
+@pytest.mark.postgres
+@pytest.mark.hardhat
+@pytest.mark.slow
 def test_request_to_settlement_exact_to_the_unit(world: tuple[Stack, list[Driver]]) -> None:
     running, drivers = world
     driver = running.driver(TOP_UP)
@@ -116,6 +115,21 @@ def test_request_to_settlement_exact_to_the_unit(world: tuple[Stack, list[Driver
     charge_and_settle(running, driver)
 
 
+def test_embedded_default_request_to_settlement_exact_to_the_unit(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The same flow with the in-process bus, SQLite and the in-process chain."""
+    with stack(tmp_path_factory.mktemp("embedded"), Components()) as running:
+        assert not running.escrow_db.is_postgres and isinstance(running.bus, InMemoryBus)
+        driver = running.driver(TOP_UP)
+        charge_and_settle(running, driver)
+        print(f"invariants hold: {running.check_invariants([driver])}")
+
+
+@pytest.mark.kafka
+@pytest.mark.postgres
+@pytest.mark.hardhat
+@pytest.mark.slow
 def test_wallet_answers_duplicates_strangers_stations_and_balances(
     world: tuple[Stack, list[Driver]],
 ) -> None:

@@ -37,3 +37,17 @@ BATCH_SIZE = histogram(
     ("function",),
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
+
+
+def _initialise() -> None:
+    """Every documented series exists from the start (at 0), so dashboards and alerts see it."""
+    from chargenet.escrow.states import FINAL, State
+
+    for state in State:
+        SESSIONS.labels(state.value)
+    for outcome in FINAL:
+        FINISHED.labels(outcome.value.lower())
+    SETTLEMENT_LAG.set(0)
+
+
+_initialise()
