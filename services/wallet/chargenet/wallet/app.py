@@ -56,6 +56,7 @@ from chargenet.wallet.projection import SessionProjection
 from chargenet.wallet.registry_client import RegistryClient
 from chargenet.wallet.sessions import Sessions
 from chargenet.wallet.settings import WalletSettings
+from chargenet.wallet.web import DriverAppConfig, mount_driver_app
 
 
 def migrate(db: Database) -> None:
@@ -71,8 +72,13 @@ def create_app(
     *,
     w3: Web3 | None = None,
     payments: PaymentProvider | None = None,
+    driver_app: DriverAppConfig | None = None,
 ) -> FastAPI:
-    """The wallet's REST app; ``db`` must be migrated (``migrate``)."""
+    """The wallet's REST app; ``db`` must be migrated (``migrate``).
+
+    ``driver_app``: the driver pages' connections (registry, invoicing, map tiles); None reads
+    them from ``CHARGENET_WEB_*`` (see :mod:`chargenet.wallet.web`).
+    """
     settings.require_contracts()
     chain = ChainReader(
         w3 if w3 is not None else connect(settings.chain_rpc_url),
@@ -116,4 +122,8 @@ def create_app(
         ops_router({"database": db.check, "chain": chain_answers, "registry": registry.check})
     )
     app.include_router(router)
+    # The driver app (issue 11): pages under /app over this app's own API.
+    mount_driver_app(
+        app, driver_app or DriverAppConfig.from_env(settings), settings.wallet_currency
+    )
     return app
