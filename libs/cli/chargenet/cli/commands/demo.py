@@ -1,210 +1,162 @@
-"""``chargenet demo``: the most complete flow that exists, on the embedded default.
+"""``chargenet demo``: the whole network on the embedded default, in one process.
 
-Today that is one charging session on chain, end to end through the core library: the contracts
-deployed on the in-process chain, a station registered with the keccak hash of its OCPI tariff, a
-driver topped up, the session's maximum locked by the driver's EIP-712 authorisation and an
-EIP-2612 permit (a relayer pays the gas), the session priced from its meter samples by the tariff
-engine, and the escrow settled with the CDR's hash: the CPO paid, the driver refunded the rest.
+Every service starts here (in-process bus, one SQLite file per service, one py-evm chain shared by
+all), the contracts are deployed, two CPOs register stations through the registry, simulated
+charge points connect over real OCPP WebSockets (1.6J and 2.0.1, OCMF-signed meter values), and
+drivers top up and charge through the wallet's REST API: stopped by the driver, by a full car, by
+the budget, and one start the charge point rejects. The report ends with the checks; the exit
+code is 1 when any fails. ``--serve`` keeps everything running afterwards. ``--chain-only`` runs
+the earlier single on-chain session without services.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
+import shutil
+import sys
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
+from pathlib import Path
 
-from eth_account import Account
-from eth_utils.crypto import keccak
-from web3 import Web3
-
-from chargenet.core.chain import (
-    IN_PROCESS,
-    StationInfo,
-    connect,
-    deploy_chargenet,
-    send,
-    sign_open_session,
-    sign_permit,
-)
-from chargenet.core.chain.deploy import DEFAULT_TOKEN_NAME
-from chargenet.core.pricing import (
-    AuthMethod,
-    CdrLocation,
-    CdrToken,
-    MeterSample,
-    Tariff,
-    TokenType,
-    build_cdr,
-    canonical_hash,
-    cdr_hash,
-    price_samples,
-)
-from chargenet.core.pricing.money import units_to_decimal
-
-TARIFF = {
-    "country_code": "DE",
-    "party_id": "CPO",
-    "id": "AC-STANDARD",
-    "currency": "EUR",
-    "type": "REGULAR",
-    "elements": [
-        {"price_components": [{"type": "FLAT", "price": 0.50, "vat": 19.0, "step_size": 1}]},
-        {"price_components": [{"type": "ENERGY", "price": 0.39, "vat": 19.0, "step_size": 1}]},
-        {"price_components": [{"type": "TIME", "price": 0.60, "vat": 19.0, "step_size": 60}]},
-    ],
-    "last_updated": "2026-11-01T00:00:00Z",
-}
-TOP_UP = 50_000_000  # 50.00 EUR in token base units
-MAXIMUM = 30_000_000  # the most this session may cost: 30.00 EUR
+from chargenet.cli.network import onchain
+from chargenet.cli.network.client import NetworkClient
+from chargenet.cli.network.embedded import EmbeddedNetwork
+from chargenet.cli.network.ledger import gas_by_call, read_ledger
+from chargenet.cli.network.plan import CP_PASSWORD, Ports, demo_cpos
+from chargenet.cli.network.report import check, print_report
+from chargenet.cli.network.scenario import TOP_UP, DemoScenario
+from chargenet.core.chain import IN_PROCESS
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("demo", help="run a charging session end to end, embedded")
-    parser.add_argument("--rpc-url", default=IN_PROCESS, help="chain (default: in-process)")
+    parser = subparsers.add_parser(
+        "demo", help="every service in one process: CPOs, charge points, drivers, sessions"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".chargenet/demo"),
+        help="databases, logs and invoice PDFs (emptied first; default .chargenet/demo)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of 6 sessions (default 2)")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the network running afterwards (REST APIs, gateways) until Ctrl-C",
+    )
+    parser.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="the earlier demo: one session on chain through the core library, no services",
+    )
+    parser.add_argument("--rpc-url", default=IN_PROCESS, help="chain for --chain-only")
     parser.set_defaults(handler=_demo)
 
 
-def eur(units: int) -> str:
-    return f"{units_to_decimal(units):.2f} EUR"
-
-
 def _demo(args: argparse.Namespace) -> int:
+    if args.chain_only:
+        return onchain.run(args.rpc_url)
+    if args.rounds < 1:
+        print("demo: --rounds must be at least 1", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    workdir: Path = args.workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
     started = time.perf_counter()
-    w3 = connect(args.rpc_url)
-    msp, cpo, relayer = (w3.eth.accounts[i] for i in range(3))
-    driver = Account.create()
-    gas: dict[str, int] = {}
-
-    def step(label: str, call: Any, sender: Any) -> Any:
-        receipt = send(w3, call, sender)
-        gas[label] = int(receipt["gasUsed"])
-        return receipt
-
-    chain = deploy_chargenet(w3, admin=msp, minter=msp)
-    print(f"contracts on chain {w3.eth.chain_id}: {chain.addresses()}")
-
-    tariff = Tariff.model_validate(TARIFF)
-    station_id = keccak(text="DE*CPO*S0001")
-    info = StationInfo(
-        latitude_e6=52_520_008,
-        longitude_e6=13_404_954,
-        connector_count=2,
-        max_power_w=22_000,
-        tariff_id=keccak(text=tariff.id),
-        tariff_hash=canonical_hash(tariff),
-        meter_key_hash=keccak(text="demo meter key"),
-    )
-    step(
-        "register station", chain.registry.functions.register(station_id, info.as_tuple(), []), cpo
-    )
-    print(f"station DE*CPO*S0001 registered by the CPO, tariff hash 0x{info.tariff_hash.hex()}")
-
-    step("top-up (mint)", chain.token.functions.mint(driver.address, TOP_UP), msp)
-    print(f"driver {driver.address} topped up with {eur(TOP_UP)}")
-
-    now = int(w3.eth.get_block("latest")["timestamp"])
-    auth = sign_open_session(
-        driver,
-        chain_id=w3.eth.chain_id,
-        escrow=chain.escrow.address,
-        nonce=1,
-        station_id=station_id,
-        maximum=MAXIMUM,
-        expiry=now + 4 * 3600,
-    )
-    permit = sign_permit(
-        driver,
-        chain_id=w3.eth.chain_id,
-        token=chain.token.address,
-        token_name=DEFAULT_TOKEN_NAME,
-        spender=chain.escrow.address,
-        value=MAXIMUM,
-        nonce=0,
-        deadline=now + 600,
-    )
-    step(
-        "open by permit",
-        chain.escrow.functions.openWithPermit(auth.as_request(), *permit.as_args()),
-        relayer,
-    )
+    cpos = demo_cpos(stations=3, spare=3 if args.serve else 0)
+    ports = Ports() if args.serve else Ports.ephemeral()
+    network = EmbeddedNetwork(workdir, cpos, ports=ports, meter_seed="chargenet-demo")
+    print(f"starting every service in this process (work directory {workdir})")
+    try:
+        endpoints = network.start(lambda text: print(f"  {text}"))
+    except OSError as error:
+        print(f"demo: cannot start the services: {error}", file=sys.stderr)
+        return 1
     print(
-        f"session 0x{auth.session_id.hex()[:16]}… opened: {eur(MAXIMUM)} locked (relayer paid gas)"
+        f"  wallet {endpoints.wallet} · registry {endpoints.registry} · invoicing "
+        f"{endpoints.invoicing} · gateways {endpoints.gateways}"
     )
+    try:
+        return asyncio.run(_run(args, network, started))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        network.stop()
 
-    start = datetime(2026, 11, 29, 18, 0, tzinfo=UTC)
-    samples = [
-        MeterSample(timestamp=start + timedelta(minutes=m), energy_wh=Decimal(m * 183))
-        for m in range(0, 61, 5)
-    ]
-    result = price_samples(tariff, samples, time_zone="Europe/Berlin")
-    cdr = build_cdr(
-        cdr_id="CDR-DEMO-1",
-        country_code="DE",
-        party_id="CPO",
-        session_id="DEMO-SESSION-1",
-        token=CdrToken(
-            country_code="DE",
-            party_id="MSP",
-            uid="DRIVER-1",
-            type=TokenType.APP_USER,
-            contract_id="DE-MSP-C1",
-        ),
-        auth_method=AuthMethod.COMMAND,
-        location=_location(),
-        tariff=tariff,
-        result=result,
-        last_updated=samples[-1].timestamp,
+
+async def _run(args: argparse.Namespace, network: EmbeddedNetwork, started: float) -> int:
+    assert network.endpoints is not None and network.plan is not None
+    plan, endpoints = network.plan, network.endpoints
+    client = NetworkClient(endpoints, network.jwt_secret)
+    scenario = DemoScenario(
+        client,
+        plan.cpos,
+        plan.meter_seed,
+        rounds=args.rounds,
+        invoice_dir=network.workdir / "invoices",
     )
-    cost = result.total_incl_vat_units
-    print(f"charged {samples[-1].energy_wh / 1000} kWh in 60 min: {eur(cost)} incl. VAT")
-    receipt = step(
-        "settle",
-        chain.escrow.functions.settle(auth.session_id, cost, cdr_hash(cdr)),
-        cpo,
+    try:
+        result = await scenario.run(endpoints.gateways)
+        cpo_addresses = {c.cpo_id: plan.address_of(c.key_alias) for c in plan.cpos}
+        ledger = read_ledger(
+            network.w3,
+            plan.contracts,
+            [*(d.address for d in result.drivers), *cpo_addresses.values()],
+            [s.final["chain_session_id"] for s in result.sessions if s.final],
+        )
+        gas = gas_by_call(network.w3, plan.contracts, plan.first_block)
+        settled = [e for e in network.bus.events("sessions") if e.type.endswith(".settled.v1")]
+        verified = (sum(1 for e in settled if e.data.get("meter_verified")), len(settled))
+        checks = check(result, ledger, cpo_addresses)
+        print_report(
+            result, ledger, gas, checks, cpo_addresses, verified, time.perf_counter() - started
+        )
+        if args.serve:
+            await _serve(network, client, scenario)
+        return 0 if checks.ok else 1
+    finally:
+        await scenario.close()
+        await client.aclose()
+
+
+async def _serve(network: EmbeddedNetwork, client: NetworkClient, scenario: DemoScenario) -> None:
+    """Keep running for a person: a driver with a known password, spare stations registered for
+    ``chargenet simulate`` to bring online, and how to reach everything."""
+    assert network.endpoints is not None and network.plan is not None
+    plan, endpoints = network.plan, network.endpoints
+    driver = await client.driver("driver@chargenet.example", "chargenet-demo")
+    await client.top_up(driver, TOP_UP)
+    spare = {}
+    for cpo in plan.cpos:
+        for index, cp in enumerate(cpo.charge_points[3:], start=3):
+            spare[cp] = await client.register_station(cpo, cp, index, plan.meter_seed)
+    info = {
+        "endpoints": endpoints.to_json(),
+        "driver": {"email": driver.email, "password": "chargenet-demo", "token": driver.token},
+        "cpo_tokens": {c.cpo_id: client.cpo_headers(c.cpo_id)["Authorization"] for c in plan.cpos},
+        "charge_point_password": CP_PASSWORD,
+        "spare_stations": spare,
+    }
+    (network.workdir / "serve.json").write_text(json.dumps(info, indent=2))
+    a, b = plan.cpos[0], plan.cpos[1]
+    print(
+        f"""
+== serving (Ctrl-C stops) ==  details in {network.workdir / "serve.json"}
+wallet    {endpoints.wallet}/docs     registry {endpoints.registry}/docs
+invoicing {endpoints.invoicing}/docs  metrics  {endpoints.escrow}/metrics
+driver    driver@chargenet.example / chargenet-demo (topped up with 50.00 EUR); token:
+          curl -s -d 'username=driver@chargenet.example&password=chargenet-demo' \\
+               {endpoints.wallet}/v1/auth/token
+the demo's charge points stay online and answer remote starts; spare stations wait for theirs:
+  uv run chargenet simulate --url {endpoints.gateways[a.cpo_id][0]} --ocpp 1.6 \\
+      --ids {",".join(a.charge_points[3:])} --password {CP_PASSWORD}
+  uv run chargenet simulate --url {endpoints.gateways[b.cpo_id][0]} --ocpp 2.0.1 \\
+      --ids {",".join(b.charge_points[3:])} --password {CP_PASSWORD}
+then charge:  curl -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+      -d '{{"station_id": "{spare[a.charge_points[3]]}", "connector_id": "1", "max_amount": 10000000}}' \\
+      {endpoints.wallet}/v1/sessions"""  # noqa: E501 - a shell command shown as typed
     )
-    settled = chain.escrow.events.SessionSettled().process_receipt(receipt)[0]["args"]
-    print(f"settled: CPO paid {eur(settled['amount'])}, CDR hash 0x{settled['cdrHash'].hex()}")
-
-    _report(w3, chain, driver.address, cpo, cost, gas, time.perf_counter() - started)
-    return 0
-
-
-def _location() -> CdrLocation:
-    return CdrLocation.model_validate(
-        {
-            "id": "S0001",
-            "name": "Alexanderplatz",
-            "address": "Alexanderplatz 1",
-            "city": "Berlin",
-            "country": "DEU",
-            "coordinates": {"latitude": "52.520008", "longitude": "13.404954"},
-            "evse_uid": "DE*CPO*E0001*1",
-            "evse_id": "DE*CPO*E0001*1",
-            "connector_id": "1",
-            "connector_standard": "IEC_62196_T2",
-            "connector_format": "SOCKET",
-            "connector_power_type": "AC_3_PHASE",
-        }
-    )
-
-
-def _report(
-    w3: Web3, chain: Any, driver: str, cpo: str, cost: int, gas: dict[str, int], seconds: float
-) -> None:
-    token, escrow = chain.token.functions, chain.escrow.functions
-    driver_wallet = int(token.balanceOf(driver).call())
-    driver_deposit = int(escrow.depositOf(driver).call())
-    cpo_earned = int(escrow.depositOf(cpo).call())
-    supply = int(token.totalSupply().call())
-    held = int(token.balanceOf(chain.escrow.address).call())
-    print("\n== report ==")
-    print(f"driver: {eur(driver_wallet)} in wallet + {eur(driver_deposit)} refunded to deposit")
-    print(f"CPO:    {eur(cpo_earned)} earned (withdrawable)")
-    for label, used in gas.items():
-        print(f"gas     {label:<18} {used:>9,}")
-    print(f"gas     {'open + settle':<18} {gas['open by permit'] + gas['settle']:>9,}")
-    conserved = supply == driver_wallet + held and held == driver_deposit + cpo_earned
-    assert driver_wallet + driver_deposit + cpo_earned == TOP_UP and cpo_earned == cost
-    print(f"tokens conserved: {conserved} (supply {eur(supply)}); finished in {seconds:.1f} s")
+    await asyncio.Event().wait()  # until Ctrl-C

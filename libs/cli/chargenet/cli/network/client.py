@@ -23,7 +23,9 @@ from chargenet.core.ocpp_sim import Endpoint
 from chargenet.core.settings import DEVELOPMENT_SECRET
 
 T = TypeVar("T")
-FINAL_STATES = ("settled", "refunded", "failed", "cancelled")
+#: Where a session ends. ``cancelled`` is not among them: the escrow's cancel is followed by the
+#: refund of the whole lock on chain, and only that ends the session.
+FINAL_STATES = ("settled", "refunded", "failed")
 
 
 class NetworkError(RuntimeError):

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -141,11 +142,14 @@ class EmbeddedNetwork:
         *,
         ports: Ports | None = None,
         meter_seed: str = "chargenet-demo",
+        jwt_secret: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.cpos = cpos
         self.ports = ports or Ports.ephemeral()
         self.meter_seed = meter_seed
+        #: The bearer tokens' HS256 secret, fresh per network unless given.
+        self.jwt_secret = jwt_secret or secrets.token_urlsafe(32)
         self.provider = LockedTesterProvider()
         self.w3 = Web3(self.provider)
         self.bus = InMemoryBus(partitions=4)
@@ -183,6 +187,7 @@ class EmbeddedNetwork:
             },
             meter_seed=self.meter_seed,
             suppliers_file=str(self.workdir / "suppliers.json"),
+            jwt_secret=self.jwt_secret,
         )
         self.deployment = deploy_chargenet(self.w3, admin=admin, minter=plan.address_of("minter"))
         plan.contracts = {
