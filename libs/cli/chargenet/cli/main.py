@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from chargenet.core.settings import ConfigurationError
 
-COMMAND_MODULES = ("check", "demo", "migrate", "run", "tariff")
+COMMAND_MODULES = ("check", "demo", "down", "migrate", "run", "simulate", "tariff", "up")
 
 
 def build_parser() -> argparse.ArgumentParser:
