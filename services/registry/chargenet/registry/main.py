@@ -33,6 +33,7 @@ from chargenet.core.settings import (
 from chargenet.core.signer_client import SignerClient
 from chargenet.registry.api import router
 from chargenet.registry.chain import ChainReader
+from chargenet.registry.console import mount_console
 from chargenet.registry.cpo import ChainWriter
 from chargenet.registry.indexer import Indexer
 from chargenet.registry.metrics import API_LATENCY
@@ -113,6 +114,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(ops_router({"database": db.check}))
     app.include_router(router)
+    # The CPO console (issue 11): pages under /console; see chargenet.registry.console.
+    mount_console(app)
 
     @app.middleware("http")
     async def _latency(

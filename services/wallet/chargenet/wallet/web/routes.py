@@ -101,6 +101,16 @@ def _safe_next(target: str | None) -> str:
     return "/app/"
 
 
+def _number(text: str, name: str, low: float, high: float) -> float:
+    try:
+        value = float(text.strip().replace(",", "."))
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}: between {low:g} and {high:g}")
+    return value
+
+
 def _kwh(wh: int | None) -> str:
     return f"{(wh or 0) / 1000:.3f}"
 
@@ -242,9 +252,9 @@ async def top_up(
 @router.get("/stations")
 async def stations(
     request: Request,
-    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
-    lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
-    radius_km: Annotated[float, Query(gt=0, le=500)] = 25,
+    lat: str = "",
+    lon: str = "",
+    radius_km: str = "25",
     available: bool = False,
     connector: str = "",
     min_power: Annotated[int, Query(ge=0)] = 0,
@@ -254,19 +264,34 @@ async def stations(
         return _to_signin(request)
     web = _app(request)
     params: dict[str, Any] = {"limit": SEARCH_LIMIT}
-    near = (lat, lon) if lat is not None and lon is not None else None
+    # The form's fields arrive as typed (empty when unused): checked here, so a typo gets a
+    # sentence on the page instead of a validation error document.
+    error = None
+    near = None
+    radius = 25.0
+    try:
+        radius = _number(radius_km, "Within (km)", 0.1, 500)
+        latitude = _number(lat, "Latitude", -90, 90) if lat.strip() else None
+        longitude = _number(lon, "Longitude", -180, 180) if lon.strip() else None
+        if (latitude is None) != (longitude is None):
+            raise ValueError("Near a place: give both latitude and longitude")
+        if latitude is not None and longitude is not None:
+            near = (latitude, longitude)
+    except ValueError as problem:
+        error = str(problem)
     if near is not None:
-        params.update(lat=near[0], lon=near[1], radius_km=radius_km)
+        params.update(lat=near[0], lon=near[1], radius_km=radius)
     if available:
         params["available_now"] = "true"
     if connector:
         params["connector_type"] = connector
     if min_power:
         params["min_power_w"] = min_power
-    error = None
     found: list[Any] = []
     total = 0
     try:
+        if error is not None:
+            raise ApiError(422, error)
         result = await web.stations.search(params)
         total = result["total"]
         details = await web.stations.details([s["station_id"] for s in result["stations"]])
@@ -275,7 +300,7 @@ async def stations(
             for d, s in zip(details, result["stations"], strict=True)
         ]
     except ApiError as failure:
-        error = f"Station search failed: {failure.message}"
+        error = failure.message if failure.status == 422 else f"Search failed: {failure.message}"
     return _page(
         request,
         "stations.html",
@@ -297,9 +322,9 @@ async def stations(
         ],
         tiles=web.config.tiles,
         filters={
-            "lat": lat,
-            "lon": lon,
-            "radius_km": radius_km,
+            "lat": lat.strip(),
+            "lon": lon.strip(),
+            "radius_km": radius_km.strip() or "25",
             "available": available,
             "connector": connector,
             "min_power": min_power,
