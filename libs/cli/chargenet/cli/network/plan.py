@@ -158,6 +158,20 @@ class Ports:
         ws = self.gateway_base + 100 * cpo_index + replica
         return ws, ws + 50
 
+    def shifted(self, delta: int) -> Ports:
+        """Every port moved by ``delta`` (to run beside another stack or a clash)."""
+        if not 0 <= delta <= 20_000:
+            raise ValueError("a port offset is 0-20000")
+        return Ports(
+            self.wallet + delta,
+            self.registry + delta,
+            self.escrow + delta,
+            self.invoicing + delta,
+            self.signer + delta,
+            self.signer_ops + delta,
+            self.gateway_base + delta,
+        )
+
     @classmethod
     def ephemeral(cls) -> Ports:
         return cls(0, 0, 0, 0, 0, 0, 0)
