@@ -246,3 +246,14 @@ def _driver_journey(
     today = console.locator("rect.bar").last
     assert int(today.get_attribute("data-units") or 0) == paid * 10_000
     shots += snap(console, "console-revenue")
+
+    # -- the CPO updates the tariff; the update goes on chain and the driver sees it ---------------
+    console.goto(f"{world.registry}/console/")
+    console.locator(f'tr[data-station="{station_id}"]').get_by_role("link", name="Update").click()
+    expect(console.get_by_label("Session fee (EUR)")).to_have_value("0.50")
+    console.get_by_label("Session fee (EUR)").fill("0.60")
+    shots += snap(console, "console-update")
+    console.get_by_role("button", name="Send update on chain").click()
+    expect(console.get_by_role("status")).to_contain_text("Sent on chain")
+    page.goto(f"{world.wallet}/app/stations/{station_id}")
+    reload_until(page, 'table.tariff td:text("0.714 EUR per session")')

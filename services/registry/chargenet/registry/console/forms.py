@@ -66,6 +66,14 @@ def _decimal(text: str, name: str, *, minimum: Decimal = Decimal(0)) -> Decimal:
     return value
 
 
+def _coordinate(text: str, name: str, limit: int) -> str:
+    """Degrees as OCPI writes them (6 decimals), whatever precision was typed."""
+    value = _decimal(text, name, minimum=Decimal(-limit))
+    if value > limit:
+        raise FormError(f"{name}: between -{limit} and {limit}")
+    return f"{value:.6f}"
+
+
 def documents(form: StationForm, now: datetime | None = None) -> dict[str, Any]:
     """The body of ``POST /v1/cpo/stations`` (``station_id`` is left out for an update)."""
     for name in ("station_id", "name", "charge_point_id", "latitude", "longitude"):
@@ -79,6 +87,8 @@ def documents(form: StationForm, now: datetime | None = None) -> dict[str, Any]:
         raise FormError("Connectors: a whole number from 1 to 8") from None
     if not 1 <= count <= 8:
         raise FormError("Connectors: a whole number from 1 to 8")
+    latitude = _coordinate(form.latitude, "Latitude", 90)
+    longitude = _coordinate(form.longitude, "Longitude", 180)
     power_w = int(_decimal(form.power_kw, "Power (kW)", minimum=Decimal("1")) * 1000)
     energy = _decimal(form.energy_price, "Price per kWh")
     minute = _decimal(form.minute_price, "Price per minute")
@@ -106,7 +116,7 @@ def documents(form: StationForm, now: datetime | None = None) -> dict[str, Any]:
         "name": form.name,
         "address": form.address,
         "city": form.city,
-        "coordinates": {"latitude": form.latitude, "longitude": form.longitude},
+        "coordinates": {"latitude": latitude, "longitude": longitude},
         "time_zone": form.time_zone,
         "charge_point_id": form.charge_point_id,
         "evses": [
