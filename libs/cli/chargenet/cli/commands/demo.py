@@ -23,9 +23,8 @@ from pathlib import Path
 from chargenet.cli.network import onchain
 from chargenet.cli.network.client import NetworkClient
 from chargenet.cli.network.embedded import EmbeddedNetwork
-from chargenet.cli.network.ledger import gas_by_call, read_ledger
 from chargenet.cli.network.plan import CP_PASSWORD, Ports, demo_cpos
-from chargenet.cli.network.report import check, print_report
+from chargenet.cli.network.report import audit, print_report
 from chargenet.cli.network.scenario import TOP_UP, DemoScenario
 from chargenet.core.chain import IN_PROCESS
 
@@ -101,16 +100,11 @@ async def _run(args: argparse.Namespace, network: EmbeddedNetwork, started: floa
     try:
         result = await scenario.run(endpoints.gateways)
         cpo_addresses = {c.cpo_id: plan.address_of(c.key_alias) for c in plan.cpos}
-        ledger = read_ledger(
-            network.w3,
-            plan.contracts,
-            [*(d.address for d in result.drivers), *cpo_addresses.values()],
-            [s.final["chain_session_id"] for s in result.sessions if s.final],
+        ledger, gas, checks = audit(
+            network.w3, plan.contracts, plan.first_block, cpo_addresses, result
         )
-        gas = gas_by_call(network.w3, plan.contracts, plan.first_block)
         settled = [e for e in network.bus.events("sessions") if e.type.endswith(".settled.v1")]
         verified = (sum(1 for e in settled if e.data.get("meter_verified")), len(settled))
-        checks = check(result, ledger, cpo_addresses)
         print_report(
             result, ledger, gas, checks, cpo_addresses, verified, time.perf_counter() - started
         )

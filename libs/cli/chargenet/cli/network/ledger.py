@@ -38,9 +38,19 @@ class Ledger:
         )
 
 
+def token_holders(w3: Web3, contracts: dict[str, str], first_block: int) -> list[str]:
+    """Every address the token was ever transferred or minted to (the escrow aside)."""
+    token = contract_at(w3, "ChargeToken", contracts["ChargeToken"])
+    logs = token.events.Transfer().get_logs(from_block=first_block)
+    escrow = contracts["ChargingEscrow"].lower()
+    holders = {str(log["args"]["to"]) for log in logs}
+    return sorted((h for h in holders if h.lower() != escrow), key=str.lower)
+
+
 def read_ledger(
     w3: Web3, contracts: dict[str, str], holders: Iterable[str], chain_sessions: Iterable[str]
 ) -> Ledger:
+    """Balances of ``holders`` (pass every holder for the conservation check to mean anything)."""
     token = contract_at(w3, "ChargeToken", contracts["ChargeToken"]).functions
     escrow = contract_at(w3, "ChargingEscrow", contracts["ChargingEscrow"]).functions
     by_holder = {

@@ -10,7 +10,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chargenet.cli.network.ledger import GasLine, Ledger
+from web3 import Web3
+
+from chargenet.cli.network.ledger import GasLine, Ledger, gas_by_call, read_ledger, token_holders
 from chargenet.cli.network.scenario import TOP_UP, ScenarioResult, eur, summary
 
 
@@ -27,8 +29,14 @@ class Checks:
         return not self.failures
 
 
-def check(result: ScenarioResult, ledger: Ledger, cpo_addresses: dict[str, str]) -> Checks:
-    """Every session ended as planned; money adds up per session, driver, CPO and on chain."""
+def check(
+    result: ScenarioResult,
+    ledger: Ledger,
+    cpo_addresses: dict[str, str],
+    before: Ledger | None = None,
+) -> Checks:
+    """Every session ended as planned; money adds up per session, driver, CPO and on chain.
+    ``before`` is the ledger before the run, for a network that already had sessions."""
     checks = Checks()
     paid_by_driver: dict[str, int] = defaultdict(int)
     paid_to_cpo: dict[str, int] = defaultdict(int)
@@ -56,15 +64,18 @@ def check(result: ScenarioResult, ledger: Ledger, cpo_addresses: dict[str, str])
         )
     for cpo_id, address in cpo_addresses.items():
         _wallet, deposit = ledger.by_holder.get(_checksum(address), (0, 0))
+        if before is not None:
+            deposit -= before.by_holder.get(_checksum(address), (0, 0))[1]
         checks.expect(
             deposit == paid_to_cpo[cpo_id],
             f"{cpo_id}: {deposit} credited on chain, {paid_to_cpo[cpo_id]} settled",
         )
     checks.expect(ledger.locked == 0, f"{eur(ledger.locked)} still locked in open sessions")
     checks.expect(ledger.conserved, "tokens not conserved (see the ledger above)")
+    minted = ledger.supply - (before.supply if before is not None else 0)
     checks.expect(
-        ledger.supply == TOP_UP * len(result.drivers),
-        f"supply {ledger.supply} != the top-ups {TOP_UP * len(result.drivers)}",
+        minted == TOP_UP * len(result.drivers),
+        f"{minted} minted during the run != the top-ups {TOP_UP * len(result.drivers)}",
     )
     settled_count = sum(1 for s in result.sessions if s.final.get("state") == "settled")
     checks.expect(
@@ -75,9 +86,34 @@ def check(result: ScenarioResult, ledger: Ledger, cpo_addresses: dict[str, str])
 
 
 def _checksum(address: str) -> str:
-    from web3 import Web3
-
     return str(Web3.to_checksum_address(address))
+
+
+def ledger_now(
+    w3: Web3,
+    contracts: dict[str, str],
+    first_block: int,
+    cpo_addresses: dict[str, str],
+    result: ScenarioResult | None = None,
+) -> Ledger:
+    """The chain's ledger over every token holder since the deployment, plus the CPOs."""
+    holders = [*token_holders(w3, contracts, first_block), *cpo_addresses.values()]
+    sessions = [s.final["chain_session_id"] for s in result.sessions if s.final] if result else []
+    return read_ledger(w3, contracts, holders, sessions)
+
+
+def audit(
+    w3: Web3,
+    contracts: dict[str, str],
+    first_block: int,
+    cpo_addresses: dict[str, str],
+    result: ScenarioResult,
+    before: Ledger | None = None,
+) -> tuple[Ledger, list[GasLine], Checks]:
+    """Read the chain after a run and check it against what the APIs said."""
+    ledger = ledger_now(w3, contracts, first_block, cpo_addresses, result)
+    gas = gas_by_call(w3, contracts, first_block)
+    return ledger, gas, check(result, ledger, cpo_addresses, before)
 
 
 def print_report(
