@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 COMPONENTS := scripts/components/components.sh
 PYTEST_ARGS ?=
+# Let Python cache bytecode: the tests start many service subprocesses, each importing the stack.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help setup demo test lint format unit dev-up dev-down dev-status helm deploy-check bench-gas
 

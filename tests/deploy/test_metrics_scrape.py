@@ -36,6 +36,12 @@ SERVICE_ENV: dict[str, dict[str, str]] = {
         "CHARGENET_WS_PORT": "0",
     },
     "signer": {"CHARGENET_SIGNER_LISTEN": "127.0.0.1:0"},
+    # Contract addresses with no code on the in-process chain: enough to start and be scraped.
+    "wallet": {
+        "CHARGENET_WALLET_TOKEN_ADDRESS": "0x" + "11" * 20,
+        "CHARGENET_WALLET_ESCROW_ADDRESS": "0x" + "22" * 20,
+    },
+    "registry": {"CHARGENET_REGISTRY_ADDRESS": "0x" + "33" * 20},
 }
 START_TIMEOUT_SECONDS = 30.0
 

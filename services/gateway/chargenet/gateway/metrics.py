@@ -34,3 +34,22 @@ PUBLISH_QUEUE = gauge(
 PUBLISH_FAILURES = counter(
     "chargenet_gateway_publish_failures", "Events the bus refused (logged with their ids)"
 )
+DISCONNECTS = counter(
+    "chargenet_gateway_disconnects", "Charge point sockets closed, by reason", ("reason",)
+)
+
+#: Close codes as bounded reasons (the close reason text itself is free-form: it goes to the log).
+DISCONNECT_REASONS = {
+    1000: "normal",
+    1001: "going_away",
+    1008: "policy",  # e.g. a flood of frames
+    1009: "oversized_frame",
+    1011: "server_error",
+    4001: "replaced",
+}
+
+
+def disconnect_reason(close_code: int | None) -> str:
+    if close_code is None:
+        return "lost"
+    return DISCONNECT_REASONS.get(close_code, "other")

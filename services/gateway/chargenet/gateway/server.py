@@ -29,7 +29,7 @@ from chargenet.gateway.events import (
     ConnectionReleased,
     gateway_commands_topic,
 )
-from chargenet.gateway.metrics import CONNECTED
+from chargenet.gateway.metrics import CONNECTED, DISCONNECTS, disconnect_reason
 from chargenet.gateway.ocppj import OcppVersion
 from chargenet.gateway.publisher import BackgroundPublisher
 from chargenet.gateway.schemas import SchemaRegistry
@@ -186,4 +186,5 @@ class Gateway:
             ),
             identity,
         )
+        DISCONNECTS.labels(disconnect_reason(connection.ws.close_code)).inc()
         log.info("%s disconnected: %s", identity, connection.close_reason)
