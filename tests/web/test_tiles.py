@@ -128,6 +128,11 @@ def test_station_map_uses_leaflet_over_the_configured_tiles(
         page.goto(f"{wallet}/app/stations")
         expect(page.locator("#map.leaflet-container")).to_be_visible()
         expect(page.locator("#map path.leaflet-interactive")).to_have_count(1)
+        area = page.locator("#map").bounding_box()
+        marker = page.locator("#map path.leaflet-interactive").bounding_box()
+        assert area is not None and marker is not None
+        assert area["x"] < marker["x"] < area["x"] + area["width"] - marker["width"]
+        assert area["y"] < marker["y"] < area["y"] + area["height"] - marker["height"]
         expect(page.locator("#map .leaflet-tile-loaded").first).to_be_visible()
         expect(page.locator("#map .leaflet-control-attribution")).to_contain_text("test tiles")
         assert tiles.requested and all(p.endswith(".png") for p in tiles.requested)
