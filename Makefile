@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 # Let Python cache bytecode: the tests start many service subprocesses, each importing the stack.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test lint format unit dev-up dev-down dev-status helm deploy-check bench-gas
+.PHONY: help setup demo test lint format unit dev-up dev-down dev-status browser helm deploy-check bench-gas
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ setup: ## install uv, the Python workspace and the Node packages (cached)
 demo: setup ## the main job on the embedded default (one process, SQLite, in-process chain and bus)
 	uv run chargenet demo
 
-test: setup lint dev-up helm ## lint, type-check, then every test against the real Kafka, PostgreSQL and Hardhat
+test: setup lint dev-up helm browser ## lint, type-check, then every test against the real Kafka, PostgreSQL and Hardhat
 	eval "$$($(COMPONENTS) env)" && CHARGENET_REQUIRE_COMPONENTS=1 uv run pytest $(PYTEST_ARGS)
 
 unit: setup ## the tests that need no external component (fast)
@@ -40,6 +40,9 @@ dev-down: ## stop them (`make dev-down CLEAN=1` also deletes their data)
 
 dev-status: ## what runs and whether it answers
 	$(COMPONENTS) status
+
+browser: ## Debian's chromium for the browser tests (apt)
+	scripts/install-browser.sh
 
 helm: ## build the real helm binary from its Go module (cached; seconds when warm)
 	scripts/helm/install.sh
