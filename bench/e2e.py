@@ -1,0 +1,194 @@
+"""The whole pipeline on the distributed stack: sessions per second (REST request to settlement)
+and session-start latency (REST request to the RemoteStart arriving at the charge point).
+
+    uv run python bench/e2e.py                      # 1, 10, 100 concurrent drivers
+    uv run python bench/e2e.py --drivers 1,10 --sessions 3
+
+Starts its own stack (``chargenet up``'s supervisor: a process per service, two gateway replicas
+per CPO, Kafka, PostgreSQL, the Hardhat node with automine) on shifted ports, registers one
+station per concurrent driver, and runs each level: every driver requests a session, waits until
+its charge point charges, stops after the first meter value and waits for the settlement, then
+starts the next. Prints one line per level and a Markdown table for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from chargenet.cli.network.client import Driver, NetworkClient, station_for
+from chargenet.cli.network.fleet import ChargingProfile, SimStation, StationEvent
+from chargenet.cli.network.plan import Ports
+from chargenet.cli.network.scenario import percentile
+from chargenet.cli.network.supervisor import SERVICES, Components, Stack, down, start_components, up
+
+MAXIMUM = 20_000_000  # far above what one short session costs: no budget stop here
+
+
+#: Any state at or past charging (a poll can miss a short-lived one).
+PAST_START = ("charging", "stopping", "stopped", "priced", "settled", "refunded", "failed")
+
+
+@dataclass
+class Level:
+    drivers: int
+    sessions: int = 0
+    seconds: float = 0.0
+    starts: list[float] = field(default_factory=list)
+    settles: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+async def run_level(
+    client: NetworkClient,
+    stations: list[tuple[str, SimStation]],
+    drivers: list[Driver],
+    per_driver: int,
+    waiting: dict[str, datetime],
+    level: Level,
+) -> None:
+    async def one(driver: Driver, station_id: str) -> None:
+        for _ in range(per_driver):
+            requested = datetime.now(UTC)
+            clock = time.monotonic()
+            waiting[driver.id_token] = requested
+            try:
+                session = await client.request_session(driver, station_id, MAXIMUM)
+                view = await client.wait_state(driver, session, PAST_START)
+                if view["state"] == "charging":
+                    await client.stop_session(driver, session)
+                final = await client.wait_state(driver, session, ("settled", "refunded", "failed"))
+            except Exception as error:
+                level.failures.append(str(error))
+                continue
+            if final["state"] != "settled":
+                level.failures.append(f"{session}: {final['state']} {final['reason']}")
+                continue
+            level.sessions += 1
+            level.settles.append(time.monotonic() - clock)
+
+    started = time.monotonic()
+    await asyncio.gather(
+        *(one(d, station_id) for d, (station_id, _s) in zip(drivers, stations, strict=False))
+    )
+    level.seconds = time.monotonic() - started
+
+
+async def bench(stack: Stack, levels: list[int], per_driver: int) -> list[Level]:
+    client = NetworkClient(stack.endpoints, stack.jwt_secret)
+    waiting: dict[str, datetime] = {}
+    current: list[Level] = []
+
+    def on_event(event: StationEvent) -> None:
+        requested = waiting.pop(event.id_token, None) if event.kind == "remote_start" else None
+        if requested is not None and current:
+            current[-1].starts.append((event.at - requested).total_seconds())
+
+    stations: list[tuple[str, SimStation]] = []
+    wanted = max(levels)
+    try:
+        for index in range(wanted):
+            cpo = stack.cpos[index % 2]
+            cp = cpo.charge_points[index // 2]
+            urls = stack.endpoints.gateways[cpo.cpo_id]
+            station = station_for(
+                cpo,
+                cp,
+                urls[(index // 2) % len(urls)],
+                stack.meter_seed,
+                profile=ChargingProfile(power_w=cpo.power_w, tick_seconds=0.3, speedup=60),
+                listener=on_event,
+            )
+            stations.append((cpo.station_id(cp), station))
+        for batch in range(0, wanted, 20):
+            chunk = stations[batch : batch + 20]
+            await asyncio.gather(
+                *(
+                    client.register_station(
+                        stack.cpos[i % 2], s.charge_point_id, i, stack.meter_seed
+                    )
+                    for i, (_id, s) in enumerate(chunk, start=batch)
+                )
+            )
+        await asyncio.gather(*(s.connect() for _id, s in stations))
+        await asyncio.gather(*(client.wait_available(station_id) for station_id, _s in stations))
+        drivers = list(await asyncio.gather(*(client.driver() for _ in range(wanted))))
+        for batch in range(0, wanted, 20):
+            await asyncio.gather(
+                *(client.top_up(d, 50_000_000) for d in drivers[batch : batch + 20])
+            )
+        print(f"{wanted} stations online, {wanted} drivers topped up", flush=True)
+        results = []
+        for count in levels:
+            level = Level(count)
+            current.append(level)
+            await run_level(client, stations[:count], drivers[:count], per_driver, waiting, level)
+            results.append(level)
+            print(describe(level), flush=True)
+        return results
+    finally:
+        await asyncio.gather(*(s.close() for _id, s in stations), return_exceptions=True)
+        await client.aclose()
+
+
+def describe(level: Level) -> str:
+    rate = level.sessions / level.seconds if level.seconds else 0.0
+    p50, p99 = percentile(level.starts, 0.5) * 1000, percentile(level.starts, 0.99) * 1000
+    s50, s99 = percentile(level.settles, 0.5), percentile(level.settles, 0.99)
+    return (
+        f"| {level.drivers} | {level.sessions} | {level.seconds:.1f} | {rate:.2f} | "
+        f"{p50:.0f} | {p99:.0f} | {s50:.2f} | {s99:.2f} | {len(level.failures)} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drivers", default="1,10,100", help="concurrency levels")
+    parser.add_argument("--sessions", type=int, default=3, help="sessions per driver per level")
+    parser.add_argument("--port-offset", type=int, default=15_000)
+    args = parser.parse_args()
+    levels = [int(n) for n in args.drivers.split(",")]
+    components = Components.from_env() or start_components(print)
+    run_dir = os.path.join(os.getcwd(), ".run", "bench-e2e")
+    prefix = f"bench_{uuid.uuid4().hex[:6]}"
+    per_cpo = (max(levels) + 1) // 2
+    from pathlib import Path
+
+    stack = up(
+        components,
+        run_dir=Path(run_dir),
+        ports=Ports().shifted(args.port_offset),
+        replicas=2,
+        stations=per_cpo,
+        database_prefix=prefix,
+    )
+    try:
+        print("| drivers | settled | seconds | sessions/s | start p50 ms | start p99 ms "
+              "| settle p50 s | settle p99 s | failures |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|")
+        results = asyncio.run(bench(stack, levels, args.sessions))
+    finally:
+        down(Path(run_dir))
+        admin = sa.create_engine(components.postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for service in SERVICES:
+                connection.execute(
+                    sa.text(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+                )
+        admin.dispose()
+    for level in results:
+        print(describe(level))
+        for failure in level.failures[:5]:
+            print(f"  failure: {failure}")
+    return 0 if all(not level.failures for level in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
