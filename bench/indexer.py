@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chargenet.core.chain import Deployment
 from chargenet.core.db import Database
-from chargenet.registry.chain import ChainReader, topics_for
+from chargenet.registry.chain import topics_for
 from chargenet.registry.indexer import Indexer
 from chargenet.registry.main import migrate
+from chargenet.registry.rpc import ChainReader
 from tests.registry.harness import deploy, private_hardhat, register_many, station_id
 
 

@@ -15,10 +15,11 @@ from chargenet.core.chain import Deployment
 from chargenet.core.db import Database, OutboxMessage
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import EVENT_TYPES
-from chargenet.registry.chain import ChainReader, station_key
+from chargenet.registry.chain import station_key
 from chargenet.registry.indexer import Indexer
 from chargenet.registry.main import migrate
 from chargenet.registry.models import Station, StationVersion
+from chargenet.registry.rpc import ChainReader
 from tests.registry.harness import deploy, private_hardhat
 
 

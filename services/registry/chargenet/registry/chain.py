@@ -7,7 +7,7 @@ the speed of ``eth_getLogs`` itself (see bench/indexer.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -17,51 +17,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from chargenet.core.chain import load_artifact
-
-
-class RpcError(RuntimeError):
-    """The node answered a JSON-RPC call with an error (or nothing usable)."""
-
-
-class ChainReader:
-    """The three calls the indexer makes, over any web3 provider."""
-
-    def __init__(self, w3: Web3) -> None:
-        self._provider = w3.provider
-
-    def _call(self, method: str, params: list[Any]) -> Any:
-        response = self._provider.make_request(method, params)  # type: ignore[arg-type]
-        if "error" in response:
-            raise RpcError(f"{method}: {response['error']}")
-        return response.get("result")
-
-    def head(self) -> int:
-        return _int(self._call("eth_blockNumber", []))
-
-    def block_hash(self, number: int) -> str | None:
-        """The hash of block ``number`` on the node's current chain (None past the head)."""
-        block = self._call("eth_getBlockByNumber", [hex(number), False])
-        if not block:
-            return None
-        return _hex(block["hash"])
-
-    def logs(
-        self, addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
-    ) -> list[dict[str, Any]]:
-        result = self._call(
-            "eth_getLogs",
-            [
-                {
-                    "fromBlock": hex(from_block),
-                    "toBlock": hex(to_block),
-                    "address": list(addresses),
-                    "topics": [list(topics)],
-                }
-            ],
-        )
-        if not isinstance(result, list):
-            raise RpcError(f"eth_getLogs returned {type(result).__name__}, not a list")
-        return result
+from chargenet.registry.rpc import RpcError
 
 
 def _hex(value: Any) -> str:

@@ -29,9 +29,7 @@ from chargenet.core.envelope import SPEC_VERSION, EventData, make_envelope
 from chargenet.core.events import StationRegistered, StationRetired, StationUpdated
 from chargenet.registry.chain import (
     ChainEvent,
-    ChainReader,
     Kind,
-    RpcError,
     StationFields,
     decode,
     topics_for,
@@ -51,6 +49,7 @@ from chargenet.registry.models import (
     Station,
     StationVersion,
 )
+from chargenet.registry.rpc import ChainReader, RpcError
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from chargenet.core.settings import (
 )
 from chargenet.core.signer_client import SignerClient
 from chargenet.registry.api import router
-from chargenet.registry.chain import ChainReader
 from chargenet.registry.console import mount_console
 from chargenet.registry.cpo import ChainWriter
 from chargenet.registry.indexer import Indexer
 from chargenet.registry.metrics import API_LATENCY
+from chargenet.registry.rpc import ChainReader
 from chargenet.registry.settings import RegistrySettings
 from chargenet.registry.status import CONSUMES, StatusConsumer
 
