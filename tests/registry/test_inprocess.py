@@ -52,13 +52,13 @@ def _register(chain: Chain, n: int, operators: list[str] | None = None, **kwargs
         chain.deployment.registry.functions.register(
             station_id(n, "DE*INP*E"), info(**kwargs).as_tuple(), operators or []
         ),
-        chain.w3.eth.accounts[1],
+        list(chain.w3.eth.accounts)[1],
     )
 
 
 def test_indexes_the_in_process_chain(db: Database, chain: Chain) -> None:
-    registry, cpo = chain.deployment.registry, chain.w3.eth.accounts[1]
-    operator = chain.w3.eth.accounts[5]
+    registry, cpo = chain.deployment.registry, list(chain.w3.eth.accounts)[1]
+    operator = list(chain.w3.eth.accounts)[5]
     for n in range(1, 6):
         _register(chain, n, [operator] if n == 1 else None, lat=52_000_000 + n)
     send(
