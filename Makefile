@@ -5,10 +5,10 @@ PYTEST_ARGS ?=
 # Let Python cache bytecode: the tests start many service subprocesses, each importing the stack.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup demo test lint format unit dev-up dev-down dev-status browser helm deploy-check bench-gas
+.PHONY: help setup demo test lint format unit dev-up dev-down dev-status browser helm deploy-check up down bench-e2e bench-gateway bench-indexer bench-signer bench-gas
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 setup: ## install uv, the Python workspace and the Node packages (cached)
 	@scripts/setup.sh
@@ -49,6 +49,24 @@ helm: ## build the real helm binary from its Go module (cached; seconds when war
 
 deploy-check: setup helm ## helm lint/template, strict Kubernetes validation, skaffold schema
 	uv run pytest tests/deploy $(PYTEST_ARGS)
+
+up: setup ## the distributed stack on this machine: every service its own process, real components
+	uv run chargenet up
+
+down: ## stop the distributed stack and the components
+	uv run chargenet down --components
+
+bench-e2e: setup ## sessions/s and start latency through the whole pipeline (distributed stack)
+	uv run python bench/e2e.py
+
+bench-gateway: setup ## OCPP gateway vs a bare websockets echo server
+	uv run python bench/gateway.py
+
+bench-indexer: setup ## registry catch-up vs raw eth_getLogs on a private Hardhat node
+	uv run python bench/indexer.py
+
+bench-signer: setup ## signer throughput vs naive send-and-wait
+	uv run python bench/signer.py
 
 bench-gas: setup ## gas per session, chargenet's contracts vs a naive ERC-20 escrow
 	uv run python bench/gas.py
