@@ -243,7 +243,13 @@ class Plan:
                     for name, address in self.contracts.items()
                 }
             ),
+            # Both networks run on an automine chain (Hardhat, eth-tester): every transaction is
+            # its own block and nothing reorganises, so its own block is final. The signer's
+            # default of 2 would hold each transaction until an unrelated one makes the next
+            # block, and the escrow starts a charge point only once its open is FINAL.
             "signer_confirmations": 1,
+            # The signer learns a transaction's fate by polling the node; on automine it is
+            # decided within milliseconds, so a long poll is pure start latency.
             "signer_poll_seconds": 0.05,
         }
 
