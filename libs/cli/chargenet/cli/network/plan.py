@@ -229,6 +229,13 @@ class Plan:
                 kafka_topic_prefix=self.topic_prefix,
                 kafka_partitions=4,
             )
+            # The bus prefixes topics but not consumer groups. With bare names ("escrow",
+            # "gateway-cpo-a-r1") every stack on the broker - tests, benchmarks, another
+            # `chargenet up` - joins the same groups: each join or leave rebalances all of them,
+            # and in bench/e2e.py the charge points on replica r1 never received a command while
+            # those on r2 did. The stack's topic prefix keeps its groups apart.
+            if service in GROUP_FIELDS:
+                fields[GROUP_FIELDS[service]] = f"{self.topic_prefix}{service}"
         return fields
 
     def signer(self, signer_url: str) -> dict[str, Any]:
@@ -320,7 +327,9 @@ class Plan:
         return {
             **fields,
             "cpo_id": cpo.cpo_id,
-            "replica_id": f"r{replica + 1}",
+            # The replica id names the replica's consumer groups: prefixed like every group of
+            # the stack (see ``_core``).
+            "replica_id": f"{self.topic_prefix}r{replica + 1}",
             "ws_host": "127.0.0.1",
             "ws_port": ws_port,
             "security_profile": 1,
@@ -379,6 +388,15 @@ class Plan:
             }
             for cpo in self.cpos
         }
+
+
+#: Services whose consumer group is a setting (the gateway's follow its ``replica_id``).
+GROUP_FIELDS = {
+    "registry": "registry_consumer_group",
+    "wallet": "wallet_consumer_group",
+    "escrow": "escrow_consumer_group",
+    "invoicing": "invoicing_consumer_group",
+}
 
 
 def environment(fields: dict[str, Any]) -> dict[str, str]:
