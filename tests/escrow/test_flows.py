@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from web3.logs import DISCARD
 
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.events import StopRequested
 from chargenet.core.ocpp_sim import ChargePoint16
+from chargenet.core.pricing import Cdr, Tariff, cdr_hash, price_cdr
+from chargenet.escrow.models import SessionRow
 from chargenet.gateway.server import Gateway
 from tests.escrow.harness import TARIFF, Rig, expected_price, rig, wait_async
 from tests.gateway.conftest import endpoint, running_gateway
 
-CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 9))
+CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 13))
 TOP_UP = 50_000_000
 
 
@@ -31,6 +35,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         tmp_path_factory.mktemp("escrow"),
         escrow_start_timeout_seconds=3.0,
         escrow_session_timeout_seconds=2.0,
+        # wide enough that sessions stopped together in a test settle in one batch
+        escrow_settle_delay_seconds=1.0,
     ) as running:
         yield running
 
@@ -233,5 +239,95 @@ def test_opens_within_the_window_go_out_as_one_batch(checked: Rig) -> None:
         hashes = {world.row(s).open_tx_hash for s in sessions}  # type: ignore[union-attr]
         assert len(hashes) == 1, hashes
         print(f"3 opens in one transaction {hashes.pop()}")
+
+    asyncio.run(scenario())
+
+
+def test_a_late_budget_stop_settles_the_maximum_and_hashes_the_capped_cdr(checked: Rig) -> None:
+    world = checked
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-9", auto_transactions=True) as (_gw, cp):
+            session = world.request(driver, 1, 4_000_000, "CP-9")
+            transaction_id = await started(cp)
+            await world.reach(session, "CHARGING")
+            # One coarse meter value jumps from nothing to 4.88 EUR, past the 4.00 locked.
+            await cp.meter_values(1, transaction_id, 9_000)
+            await cp.wait_for_command("RemoteStopTransaction")
+            row = await world.reach(session, "SETTLED")
+        price = expected_price(9_000)
+        assert price == 4_880_000
+        assert row.amount_settled == 4_000_000
+        assert world.deposit(driver.address) == TOP_UP - 4_000_000
+        settled = world.events(session, ".settled.v1")[0].data
+        assert settled["amount_settled"] == 4_000_000
+        assert settled["price_before_cap"] == price
+        cdr = Cdr.model_validate(settled["cdr"])
+        assert cdr.total_cost.incl_vat == Decimal("4.00")
+        assert cdr.total_cost.excl_vat == Decimal("3.36")  # 4.00 / 1.19, half up
+        assert cdr.remark is not None and "CAPPED AT THE LOCKED MAXIMUM" in cdr.remark
+        assert cdr.charging_periods  # what was supplied stays checkable
+        assert price_cdr(Tariff.model_validate(TARIFF), cdr).total_incl_vat_units == price
+        digest = "0x" + cdr_hash(cdr).hex()
+        assert digest == settled["cdr_hash"] == row.cdr_hash
+        log = world.deployment.escrow.events.SessionSettled().get_logs(from_block=0)
+        on_chain = [e["args"] for e in log if "0x" + e["args"]["cdrHash"].hex() == digest]
+        assert len(on_chain) == 1
+        assert on_chain[0]["amount"] == 4_000_000 and on_chain[0]["returned"] == 0
+        print(f"priced {price}, settled {row.amount_settled}; CDR remark: {cdr.remark}")
+
+    asyncio.run(scenario())
+
+
+def test_sessions_stopped_within_the_window_settle_in_one_batch(checked: Rig) -> None:
+    world = checked
+    names = ("CP-10", "CP-11", "CP-12")
+
+    async def scenario() -> None:
+        drivers = [world.driver(TOP_UP) for _ in names]
+        async with running_gateway(world.bus, CHARGE_POINTS, cpo_id="cpo-test") as gateway:
+            points = [
+                await ChargePoint16.connect(endpoint(gateway), name, auto_transactions=True)
+                for name in names
+            ]
+            try:
+                for cp in points:
+                    await cp.boot()
+                    await cp.status(1, "Available")
+                sessions = [
+                    world.request(d, 1, 10_000_000, name)
+                    for d, name in zip(drivers, names, strict=True)
+                ]
+                for cp, session in zip(points, sessions, strict=True):
+                    transaction_id = await started(cp)
+                    await world.reach(session, "CHARGING")
+                    await cp.meter_values(1, transaction_id, 2_000)
+                # As an open batch that failed and was retried alone leaves it: that says
+                # nothing about its settlement, which must still join the batch.
+                with world.db.session() as db:
+                    retried = db.get(SessionRow, sessions[0])
+                    assert retried is not None
+                    retried.attempts = 1
+                for session in sessions:
+                    world.publish(StopRequested(session_id=session, reason="driver"), session)
+                rows = [await world.reach(s, "SETTLED") for s in sessions]
+            finally:
+                for cp in points:
+                    await cp.close()
+        hashes = {row.close_tx_hash for row in rows}
+        assert len(hashes) == 1, hashes
+        tx_hash = hashes.pop()
+        assert tx_hash is not None
+        receipt = world.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        logs = world.deployment.escrow.events.SessionSettled().process_receipt(
+            receipt, errors=DISCARD
+        )
+        assert len(logs) == len(sessions)
+        assert {"0x" + e["args"]["cdrHash"].hex() for e in logs} == {r.cdr_hash for r in rows}
+        sent = world.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        function, _args = world.deployment.escrow.decode_function_input(sent["input"])
+        assert function.fn_name == "settleBatch"
+        print(f"{len(logs)} sessions settled by one settleBatch {tx_hash}")
 
     asyncio.run(scenario())

@@ -147,6 +147,9 @@ class SessionSettled(_SessionEvent):
     settlement_tx_hash: str
     meter_verified: bool
     signed_meter_data: list[str] = []
+    #: The tariff's price incl. VAT when it exceeded the locked maximum and ``amount_settled``
+    #: is that maximum (a late budget stop); None when the price was settled in full.
+    price_before_cap: int | None = None
 
 
 class SessionCancelled(_SessionEvent):

@@ -270,6 +270,8 @@ class Operations:
                     settlement_tx_hash=tx_hash,
                     meter_verified=row.meter_verified,
                     signed_meter_data=json.loads(row.signed_meter_data),
+                    # cost_so_far holds the price the close computed: above the amount, capped.
+                    price_before_cap=row.cost_so_far if row.cost_so_far > amount else None,
                     # Extra fields (allowed by EventData) for the wallet's view.
                     amount_returned=row.max_amount - amount,
                     time_zone=data.get("time_zone") or "UTC",

@@ -5,6 +5,12 @@ invoicing re-prices with); its keccak hash goes on chain with the settlement. Wh
 meter key is known (its keccak matches the on-chain meter key hash), the signed meter values are
 verified with the core OCMF verifier and attached; a failure is flagged in the CDR's remark, and
 the session still settles (the CPO stays authoritative, the flag makes its claim checkable).
+
+A price above the locked maximum (the budget stop came late, e.g. coarse meter values) settles the
+maximum, cut down to whole minor units: nobody can take more than the driver locked. The CDR then
+states what was charged: the same charging periods, ``total_cost`` capped (booked like a tariff's
+``max_price`` clamp, one adjustment at the highest VAT rate) and the cap named in ``remark``, so
+its hash on chain covers the amount settled and anyone can still recompute the uncapped price.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from eth_utils.crypto import keccak
@@ -35,6 +42,8 @@ from chargenet.core.pricing import (
     cdr_hash,
     price_samples,
 )
+from chargenet.core.pricing.money import TOKEN_SCALE, units_per_minor, units_to_amount
+from chargenet.core.pricing.rounding import Item, round_session
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
 
@@ -46,10 +55,17 @@ class NothingToSettle(ValueError):
     """The session delivered nothing that can be priced (no energy, no time): cancel instead."""
 
 
+#: What the CDR's remark says when the price was capped (invoicing recognises the cap by the
+#: event's ``price_before_cap``; the remark is for people reading the CDR).
+CAP_REMARK = (
+    "PRICE CAPPED AT THE LOCKED MAXIMUM: priced {price} {currency} incl. VAT, charged {amount}"
+)
+
+
 @dataclass(frozen=True)
 class Settlement:
-    price: int
-    amount: int
+    price: int  # the tariff's price incl. VAT, before the cap
+    amount: int  # what settles: the price, at most the locked maximum
     cdr: Cdr
     cdr_hash: str
     meter_verified: bool
@@ -118,6 +134,16 @@ def settle_session(
         remark = "SIGNED METER VALUES FAILED VERIFICATION: no signed meter values"
     if tariff.country_code is None or tariff.party_id is None:
         raise NothingToSettle("the tariff names no CPO (country_code, party_id)")
+    price = result.total_incl_vat_units
+    cap = settleable_maximum(row.max_amount, tariff.currency)
+    if price > cap:
+        result = capped(result, cap)
+        note = CAP_REMARK.format(
+            price=units_to_amount(price, tariff.currency),
+            currency=tariff.currency,
+            amount=units_to_amount(cap, tariff.currency),
+        )
+        remark = note if remark is None else f"{note}; {remark}"[:255]
     cdr = build_cdr(
         cdr_id=_ocpi_id(row.session_id),
         country_code=tariff.country_code,
@@ -138,14 +164,45 @@ def settle_session(
         signed_data=attached,
         remark=remark,
     )
-    price = result.total_incl_vat_units
     return Settlement(
         price=price,
-        amount=min(price, row.max_amount),
+        amount=result.total_incl_vat_units,
         cdr=cdr,
         cdr_hash="0x" + cdr_hash(cdr).hex(),
         meter_verified=verified,
         signed=signed,
+    )
+
+
+def settleable_maximum(max_amount: int, currency: str) -> int:
+    """The locked maximum in whole minor units, rounded down: settling a rounded-up cent would
+    revert on chain, and an amount between cents cannot be invoiced (EN 16931 BR-DEC)."""
+    per_minor = units_per_minor(currency)
+    return max_amount // per_minor * per_minor
+
+
+def capped(result: PriceResult, cap: int) -> PriceResult:
+    """``result`` with its totals capped at ``cap`` units incl. VAT, the engine's way of a
+    ``max_price`` clamp: excl. VAT capped at the same incl/excl ratio, the cut booked as one
+    adjustment at the session's highest VAT rate, then the one rounding rule.
+
+    invoicing.document.capped is the same rule (kept in step; both belong in core.pricing)."""
+    incl_cap = Fraction(cap, TOKEN_SCALE)
+    ratio = result.total_excl_vat / result.total_incl_vat if result.total_incl_vat else Fraction(1)
+    excl = min(result.total_excl_vat, incl_cap * ratio)
+    incl = min(result.total_incl_vat, incl_cap)
+    rates = [p.vat_rate for p in result.parts if p.vat_rate is not None]
+    rate = max(rates) if rates else None
+    items = [Item(p.vat_rate, p.excl_vat, p.vat) for p in result.parts]
+    extra_excl = excl - result.components_excl_vat
+    items.append(Item(rate, extra_excl, incl - result.components_incl_vat - extra_excl))
+    return replace(
+        result,
+        total_excl_vat=excl,
+        total_incl_vat=incl,
+        price_limit="max_price",
+        adjustment_rate=rate,
+        rounding=round_session(result.currency, items, excl, incl),
     )
 
 

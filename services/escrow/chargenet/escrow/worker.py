@@ -127,18 +127,27 @@ class Worker:
             rows = list(tx.session.scalars(self.core.select_for_work(query)))
             if not rows:
                 return
+            # A failed settle leaves its op on the row (close_op) and goes back alone at once;
+            # ``attempts`` is no guide, it also counts failed opens. The window is the fresh
+            # sessions': it runs from the first of them to stop, so a retry neither opens nor
+            # shortens it.
+            retries = [r for r in rows if r.close_op is not None]
+            fresh = [r for r in rows if r.close_op is None]
             delay = timedelta(seconds=settings.escrow_settle_delay_seconds)
-            oldest = rows[0].stopped_at or rows[0].updated_at
-            if utcnow() - oldest < delay and len(rows) < settings.escrow_max_batch:
+            oldest = min((r.stopped_at or r.updated_at for r in fresh), default=None)
+            waiting = (
+                oldest is not None
+                and utcnow() - oldest < delay
+                and len(rows) < settings.escrow_max_batch
+            )
+            for row in retries:
+                stage(self.core, tx, "settle", [row], settings.settler_key(row.cpo_id))
+                tx.move(row, State.SETTLING)
+            if waiting:
                 return
             groups: dict[str, list[SessionRow]] = defaultdict(list)
-            for row in rows:
-                key = settings.settler_key(row.cpo_id)
-                if row.attempts > 0:
-                    stage(self.core, tx, "settle", [row], key)
-                    tx.move(row, State.SETTLING)
-                else:
-                    groups[key].append(row)
+            for row in fresh:
+                groups[settings.settler_key(row.cpo_id)].append(row)
             for key, group in groups.items():
                 stage(self.core, tx, "settle", group, key)
                 for row in group:
