@@ -231,9 +231,8 @@ class Plan:
             )
             # The bus prefixes topics but not consumer groups. With bare names ("escrow",
             # "gateway-cpo-a-r1") every stack on the broker - tests, benchmarks, another
-            # `chargenet up` - joins the same groups: each join or leave rebalances all of them,
-            # and in bench/e2e.py the charge points on replica r1 never received a command while
-            # those on r2 did. The stack's topic prefix keeps its groups apart.
+            # `chargenet up` - joins the same groups, and each join or leave stalls all of them
+            # for a rebalance. The stack's topic prefix keeps its groups apart.
             if service in GROUP_FIELDS:
                 fields[GROUP_FIELDS[service]] = f"{self.topic_prefix}{service}"
         return fields
