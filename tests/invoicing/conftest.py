@@ -25,6 +25,7 @@ from chargenet.core.pricing import (
     price_samples,
 )
 from chargenet.core.pricing.cdr import GeoLocation
+from chargenet.escrow.settlement import CAP_REMARK, capped, settleable_maximum
 from chargenet.invoicing.events import SessionSettled
 from chargenet.invoicing.main import migrate
 
@@ -68,8 +69,10 @@ def settled_event(
     kwh: str = "18.5",
     park_minutes: int = 12,
     amount_delta: int = 0,
+    locked: int = 50_000_000,
 ) -> SessionSettled:
-    """Charge ``kwh`` from 16:40 over 50 minutes (crossing 17:00), then park."""
+    """Charge ``kwh`` from 16:40 over 50 minutes (crossing 17:00), then park. A price above
+    ``locked`` is capped the escrow's way (its own functions): what a late budget stop settles."""
     model = Tariff.model_validate(tariff or TARIFF)
     samples = [
         MeterSample(timestamp=START, energy_wh=Decimal(0)),
@@ -77,6 +80,10 @@ def settled_event(
     ]
     end = START + timedelta(minutes=50 + park_minutes)
     result = price_samples(model, samples, end=end)
+    price, remark = result.total_incl_vat_units, None
+    if price > settleable_maximum(locked, model.currency):
+        result = capped(result, settleable_maximum(locked, model.currency))
+        remark = CAP_REMARK.format(price=price, currency=model.currency, amount=locked)
     cdr = build_cdr(
         cdr_id=f"cdr-{session_id}",
         country_code="DE",
@@ -108,6 +115,7 @@ def settled_event(
         tariff=model,
         result=result,
         last_updated=end,
+        remark=remark,
     )
     return SessionSettled(
         session_id=session_id,
@@ -115,8 +123,9 @@ def settled_event(
         driver_id=driver_id,
         station_id="station-7",
         evse_id="DE*CHN*E0001*1",
-        amount_locked=50_000_000,
+        amount_locked=locked,
         amount_settled=result.total_incl_vat_units + amount_delta,
+        price_before_cap=price if price != result.total_incl_vat_units else None,
         cdr=json.loads(cdr.model_dump_json()),
         cdr_hash="0x" + cdr_hash(cdr).hex(),
         tariff=json.loads(model.model_dump_json()),

@@ -173,6 +173,58 @@ def test_a_settlement_that_differs_from_the_cdr_price_is_refused(make_settled: F
         document(make_settled("s-1", amount_delta=-1))
 
 
+def test_a_late_budget_stop_is_invoiced_with_the_cap_as_an_allowance(
+    make_settled: Factory,
+) -> None:
+    settled = make_settled("s-late", locked=10_000_000)  # the session prices to 13.48 EUR
+    assert (settled.price_before_cap, settled.amount_settled) == (13_480_000, 10_000_000)
+    doc = document(settled)
+    # 10.00 incl. 19 % VAT: 8.40 excl. (10 / 1.19 = 8.4034, half up), VAT 1.60; the lines keep
+    # the tariff's prices and the cut, exactly (13.48 - 10.00) / 1.19 = 2.9243 excl. VAT, is the
+    # allowance: both are shares of the rounded 8.40, so each is within a cent of its exact value
+    assert (doc.total_excl_vat, doc.total_vat, doc.total_incl_vat) == (
+        8_400_000,
+        1_600_000,
+        10_000_000,
+    )
+    lines = sum(line.net for line in doc.lines)
+    allowance = lines - 8_400_000
+    assert abs(allowance - 2_924_370) < 10_000
+    assert [(a.reason, a.charge, a.amount, a.vat_rate) for a in doc.adjustments] == [
+        ("Capped at the amount locked in escrow", False, allowance, Decimal(19))
+    ]
+    assert [(v.vat_rate, v.basis, v.vat) for v in doc.vat_subtotals] == [
+        (Decimal(19), 8_400_000, 1_600_000)
+    ]
+    check_sums(doc)
+    xml = cii_xml(doc)
+    assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931")
+    assert b"<ram:GrandTotalAmount>10.00</ram:GrandTotalAmount>" in xml
+    assert f"<ram:AllowanceTotalAmount>{money(allowance, 'EUR')}<".encode() in xml
+    assert rule_failures(xml) == []
+    assert schematron_failures(xml) == []
+    _name, embedded = facturx.get_facturx_xml_from_pdf(render_pdf(doc), check_xsd=True)
+    assert embedded == xml
+    print(f"capped invoice: lines {lines}, allowance {allowance}, total {doc.total_incl_vat}")
+
+
+def test_a_cap_that_does_not_match_is_still_refused(make_settled: Factory) -> None:
+    settled = make_settled("s-late", locked=10_000_000)
+    # the CDR's price is not what the settlement says it was before the cap
+    with pytest.raises(InvoiceError, match=r"a price of 13480001 before the cap"):
+        document(settled.model_copy(update={"price_before_cap": 13_480_001}))
+    # more settled than the driver locked
+    with pytest.raises(InvoiceError, match=r"at most the locked maximum"):
+        document(settled.model_copy(update={"amount_locked": 9_990_000}))
+    # a settled amount below the CDR's capped total_cost is a mismatch, not a cap
+    with pytest.raises(InvoiceError, match=r"total_cost .* is not the price capped"):
+        document(settled.model_copy(update={"amount_settled": 9_990_000}))
+    # and without a cap, any difference is refused as before
+    uncapped = make_settled("s-2")
+    with pytest.raises(InvoiceError, match=r"prices to .* but .* were settled"):
+        document(uncapped.model_copy(update={"amount_settled": uncapped.amount_settled - 1}))
+
+
 def tariff_in(currency: str, energy_price: str) -> dict[str, object]:
     return {
         "id": f"ac-{currency.lower()}",

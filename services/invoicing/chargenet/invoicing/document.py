@@ -12,12 +12,18 @@ at the session's highest VAT rate) and the VAT breakdown add up exactly to the t
 total incl. VAT is the amount settled on chain. :func:`check_sums` re-checks the EN 16931 sum
 rules before an invoice is issued.
 
+A late budget stop settles the locked maximum below the price (``price_before_cap`` on the
+event): the invoice then lists what was supplied at the tariff's prices and books the cut as an
+allowance, like a tariff's ``max_price``, so its total incl. VAT is still the amount settled. Any
+other difference between the price and the settlement is refused.
+
 EN 16931 allows at most two decimals in an amount (BR-DEC-*), so a currency with three (KWD, BHD)
 cannot be invoiced in this format and is refused with that reason.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -35,6 +41,7 @@ from chargenet.core.pricing import (
     price_cdr,
 )
 from chargenet.core.pricing.money import (
+    TOKEN_SCALE,
     minor_unit,
     round_half_up,
     to_decimal,
@@ -42,6 +49,7 @@ from chargenet.core.pricing.money import (
     units_to_amount,
     units_to_decimal,
 )
+from chargenet.core.pricing.rounding import Item, round_session
 from chargenet.invoicing.events import SessionSettled
 
 D = TariffDimensionType
@@ -169,11 +177,7 @@ def build_document(
         raise InvoiceError(
             f"the settled session's tariff or CDR cannot be priced: {error}"
         ) from None
-    if result.total_incl_vat_units != settled.amount_settled:
-        raise InvoiceError(
-            f"the CDR prices to {result.total_incl_vat_units} units incl. VAT but "
-            f"{settled.amount_settled} were settled"
-        )
+    result = _as_settled(result, settled, cdr)
     if minor_unit(result.currency) > EN16931_MAX_DECIMALS:
         raise InvoiceError(
             f"{result.currency} amounts have {minor_unit(result.currency)} decimals but an "
@@ -260,15 +264,82 @@ def _line(number: int, part: CostPart, amounts: Rounded, outside: bool) -> Invoi
     )
 
 
+#: ``price_limit`` of a result capped at the locked maximum (not an OCPI value: never in a CDR).
+LOCKED_MAXIMUM = "locked_maximum"
+_REASONS = {
+    "min_price": "Minimum session price",
+    "max_price": "Maximum session price",
+    LOCKED_MAXIMUM: "Capped at the amount locked in escrow",
+}
+
+
+def _as_settled(result: PriceResult, settled: SessionSettled, cdr: Cdr) -> PriceResult:
+    """The price as settled: ``result`` itself, or capped at a late budget stop's maximum."""
+    price = result.total_incl_vat_units
+    if settled.price_before_cap is None:
+        if price != settled.amount_settled:
+            raise InvoiceError(
+                f"the CDR prices to {price} units incl. VAT but {settled.amount_settled} "
+                "were settled"
+            )
+        return result
+    cap = settled.amount_settled
+    if settled.price_before_cap != price:
+        raise InvoiceError(
+            f"the CDR prices to {price} units incl. VAT but the settlement states a price of "
+            f"{settled.price_before_cap} before the cap"
+        )
+    if not cap < price or cap > settled.amount_locked:
+        raise InvoiceError(
+            f"a cap settles less than the price ({price}) and at most the locked maximum "
+            f"({settled.amount_locked}), but {cap} were settled"
+        )
+    capped_result = capped(result, cap)
+    total = cdr.total_cost
+    if total.incl_vat is None or (total.excl_vat, total.incl_vat) != (
+        money(capped_result.total_excl_vat_units, result.currency),
+        money(capped_result.total_incl_vat_units, result.currency),
+    ):
+        raise InvoiceError(
+            f"the CDR's total_cost ({total.excl_vat} / {total.incl_vat}) is not the price capped "
+            f"at the {cap} units settled"
+        )
+    return capped_result
+
+
+def capped(result: PriceResult, cap: int) -> PriceResult:
+    """``result`` capped at ``cap`` units incl. VAT the way the escrow capped it (the engine's
+    ``max_price`` rule: excl. VAT at the same ratio, the cut one adjustment at the highest VAT
+    rate, then the one rounding rule). Kept in step with escrow.settlement.capped; both belong
+    in core.pricing."""
+    incl_cap = Fraction(cap, TOKEN_SCALE)
+    ratio = result.total_excl_vat / result.total_incl_vat if result.total_incl_vat else Fraction(1)
+    excl = min(result.total_excl_vat, incl_cap * ratio)
+    incl = min(result.total_incl_vat, incl_cap)
+    rates = [p.vat_rate for p in result.parts if p.vat_rate is not None]
+    rate = max(rates) if rates else None
+    items = [Item(p.vat_rate, p.excl_vat, p.vat) for p in result.parts]
+    extra_excl = excl - result.components_excl_vat
+    items.append(Item(rate, extra_excl, incl - result.components_incl_vat - extra_excl))
+    return replace(
+        result,
+        total_excl_vat=excl,
+        total_incl_vat=incl,
+        price_limit=LOCKED_MAXIMUM,
+        adjustment_rate=rate,
+        rounding=round_session(result.currency, items, excl, incl),
+    )
+
+
 def _adjustments(result: PriceResult, outside: bool) -> list[Adjustment]:
-    if result.adjustment is None:
+    if result.adjustment is None or result.price_limit is None:
         return []
-    charge = result.price_limit == "min_price"
+    # a min_price clamp charges, a max_price or the locked cap allows (the sign says which)
+    charge = result.adjustment.excl_vat_units > 0
     return [
         Adjustment(
-            reason="Minimum session price" if charge else "Maximum session price",
+            reason=_REASONS[result.price_limit],
             charge=charge,
-            # a min_price charge is >= 0, a max_price allowance <= 0: the amount is its size
             amount=abs(result.adjustment.excl_vat_units),
             vat_rate=result.adjustment_rate,
             vat_category=_category(result.adjustment_rate, outside),
