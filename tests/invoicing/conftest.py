@@ -69,10 +69,11 @@ def settled_event(
     kwh: str = "18.5",
     park_minutes: int = 12,
     amount_delta: int = 0,
-    locked: int = 50_000_000,
+    locked: int | None = None,
 ) -> SessionSettled:
     """Charge ``kwh`` from 16:40 over 50 minutes (crossing 17:00), then park. A price above
-    ``locked`` is capped the escrow's way (its own functions): what a late budget stop settles."""
+    ``locked`` (when given; else 50_000_000 are locked and nothing is capped) is capped the
+    escrow's way, with its own functions: what a late budget stop settles."""
     model = Tariff.model_validate(tariff or TARIFF)
     samples = [
         MeterSample(timestamp=START, energy_wh=Decimal(0)),
@@ -81,7 +82,7 @@ def settled_event(
     end = START + timedelta(minutes=50 + park_minutes)
     result = price_samples(model, samples, end=end)
     price, remark = result.total_incl_vat_units, None
-    if price > settleable_maximum(locked, model.currency):
+    if locked is not None and price > settleable_maximum(locked, model.currency):
         result = capped(result, settleable_maximum(locked, model.currency))
         remark = CAP_REMARK.format(price=price, currency=model.currency, amount=locked)
     cdr = build_cdr(
@@ -123,7 +124,7 @@ def settled_event(
         driver_id=driver_id,
         station_id="station-7",
         evse_id="DE*CHN*E0001*1",
-        amount_locked=locked,
+        amount_locked=50_000_000 if locked is None else locked,
         amount_settled=result.total_incl_vat_units + amount_delta,
         price_before_cap=price if price != result.total_incl_vat_units else None,
         cdr=json.loads(cdr.model_dump_json()),
