@@ -1,16 +1,18 @@
-"""Reading the chain the way the indexer needs it: raw JSON-RPC and hand-decoded logs.
+"""Decoding the registry's and the escrow's logs, straight from the JSON-RPC wire format.
 
-Raw requests skip web3's per-field result formatters, and the registry's and escrow's events have
-only static fields, so decoding is slicing 32-byte words. Together that keeps catch-up close to
-the speed of ``eth_getLogs`` itself (see bench/indexer.py).
+Their events have only static fields, so decoding is slicing 64-hex-digit words out of the log's
+``data`` string; no ABI decoder, no bytes round trip. :class:`chargenet.registry.rpc.ChainReader`
+hands every chain's answers over in that format. Together that keeps catch-up close to the speed
+of ``eth_getLogs`` itself (see bench/indexer.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 from eth_utils.crypto import keccak
@@ -18,26 +20,6 @@ from web3 import Web3
 
 from chargenet.core.chain import load_artifact
 from chargenet.registry.rpc import RpcError
-
-
-def _hex(value: Any) -> str:
-    """A 0x-prefixed lowercase hex string from what the provider gave (str or bytes)."""
-    if isinstance(value, bytes | bytearray):
-        return "0x" + bytes(value).hex()
-    return str(value).lower()
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    return int(str(value), 16)
-
-
-def _bytes(value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    text = str(value)
-    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
 
 
 class Kind(StrEnum):
@@ -71,22 +53,23 @@ ESCROW_TOPICS: dict[str, Kind] = {
     _signature("ChargingEscrow", "SessionCancelled"): Kind.SESSION_CANCELLED,
     _signature("ChargingEscrow", "SessionRefunded"): Kind.SESSION_REFUNDED,
 }
+_KINDS = {**REGISTRY_TOPICS, **ESCROW_TOPICS}
 
 
-# Plain slotted dataclasses: a frozen one pays an object.__setattr__ per field, per log.
-@dataclass(slots=True)
-class StationFields:
-    """StationRegistry.StationInfo as the logs carry it."""
+#: StationRegistry.StationInfo as the logs carry it, in this order (the index's column names).
+FIELD_NAMES = (
+    "latitude_e6",
+    "longitude_e6",
+    "connector_count",
+    "max_power_w",
+    "tariff_id",
+    "tariff_hash",
+    "meter_key_hash",
+)
+StationFields = tuple[int, int, int, int, str, str, str]
 
-    latitude_e6: int
-    longitude_e6: int
-    connector_count: int
-    max_power_w: int
-    tariff_id: str
-    tariff_hash: str
-    meter_key_hash: str
 
-
+# A plain slotted dataclass: a frozen one pays an object.__setattr__ per field, per log.
 @dataclass(slots=True)
 class ChainEvent:
     """One decoded log, in chain order."""
@@ -132,28 +115,86 @@ def _address(topic: str) -> str:
     return Web3.to_checksum_address("0x" + topic[-40:])
 
 
-def _word_int(data: bytes, index: int, *, signed: bool = False) -> int:
-    return int.from_bytes(data[32 * index : 32 * index + 32], "big", signed=signed)
+@lru_cache(maxsize=1024)
+def _hex_key(word: str) -> str:
+    # Cached for tariff ids, which repeat across stations.
+    return station_key(bytes.fromhex(word))
 
 
-def _word_hex(data: bytes, index: int) -> str:
-    return "0x" + data[32 * index : 32 * index + 32].hex()
+_SIGN = 1 << 255
+_WRAP = 1 << 256
 
 
-def _fields(data: bytes, first: int) -> StationFields:
-    return StationFields(
-        latitude_e6=_word_int(data, first, signed=True),
-        longitude_e6=_word_int(data, first + 1, signed=True),
-        connector_count=_word_int(data, first + 2),
-        max_power_w=_word_int(data, first + 3),
-        tariff_id=station_key(data[32 * (first + 4) : 32 * (first + 5)]),
-        tariff_hash=_word_hex(data, first + 5),
-        meter_key_hash=_word_hex(data, first + 6),
+def _signed(word: str) -> int:
+    value = int(word, 16)
+    return value - _WRAP if value >= _SIGN else value
+
+
+def _fields(data: str, first: int) -> StationFields:
+    """The seven StationInfo words from word ``first`` of a log's lowercase 0x-hex data."""
+    at = 2 + 64 * first
+    return (
+        _signed(data[at : at + 64]),
+        _signed(data[at + 64 : at + 128]),
+        int(data[at + 128 : at + 192], 16),
+        int(data[at + 192 : at + 256], 16),
+        _hex_key(data[at + 256 : at + 320]),
+        "0x" + data[at + 320 : at + 384],
+        "0x" + data[at + 384 : at + 448],
     )
 
 
+# One decoder per kind: (kind, block number, block hash, log index, tx hash, topics, data).
+_Decoder = Callable[[Kind, int, str, int, str, list[str], str], ChainEvent]
+
+
+def _registered(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
+    key = station_key(bytes.fromhex(t[1][2:]))
+    return ChainEvent(kind, n, bh, i, tx, key, _address(t[2]), int(d[2:66], 16), _fields(d, 1))
+
+
+def _updated(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
+    key = station_key(bytes.fromhex(t[1][2:]))
+    return ChainEvent(kind, n, bh, i, tx, key, _address(t[2]), 0, _fields(d, 0))
+
+
+def _retired(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
+    return ChainEvent(kind, n, bh, i, tx, station_key(bytes.fromhex(t[1][2:])), _address(t[2]))
+
+
+def _operator(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
+    key = station_key(bytes.fromhex(t[1][2:]))
+    event = ChainEvent(kind, n, bh, i, tx, key, _address(t[2]))
+    event.allowed = int(d[2:66], 16) != 0
+    return event
+
+
+def _opened(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
+    event = ChainEvent(kind, n, bh, i, tx, t[1], _address(t[2]), int(d[2:66], 16))
+    event.station_id = station_key(bytes.fromhex(t[3][2:]))
+    return event
+
+
+def _closed(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
+    return ChainEvent(kind, n, bh, i, tx, t[1], _address(t[2]))
+
+
+# Kind -> (decoder, topics, data words) a well-formed log of that kind has at least.
+_DECODERS: dict[Kind, tuple[_Decoder, int, int]] = {
+    Kind.REGISTERED: (_registered, 3, 8),
+    Kind.UPDATED: (_updated, 3, 7),
+    Kind.RETIRED: (_retired, 3, 0),
+    Kind.OPERATOR_SET: (_operator, 3, 1),
+    Kind.SESSION_OPENED: (_opened, 4, 1),
+    Kind.SESSION_SETTLED: (_closed, 4, 0),
+    Kind.SESSION_CANCELLED: (_closed, 4, 0),
+    Kind.SESSION_REFUNDED: (_closed, 3, 0),
+}
+_ORDER = attrgetter("block_number", "log_index")
+
+
 def decode(raw_logs: Iterable[dict[str, Any]]) -> list[ChainEvent]:
-    """Decode the registry's and the escrow's logs, sorted into chain order.
+    """Decode the registry's and the escrow's logs (JSON-RPC wire format), in chain order.
 
     Logs with an unknown first topic are skipped (the filter asks only for known ones); a node
     that flags a log ``removed`` is answering about a chain it left, which the caller retries.
@@ -162,48 +203,26 @@ def decode(raw_logs: Iterable[dict[str, Any]]) -> list[ChainEvent]:
     for log in raw_logs:
         if log.get("removed"):
             raise RpcError("the node returned a removed log: the chain moved during the query")
-        topics = [_hex(t) for t in log["topics"]]
-        kind = REGISTRY_TOPICS.get(topics[0]) or ESCROW_TOPICS.get(topics[0])
+        topics = [topic.lower() for topic in log["topics"]]
+        kind = _KINDS.get(topics[0]) if topics else None
         if kind is None:
             continue
-        data = _bytes(log["data"])
-        block_number = _int(log["blockNumber"])
-        block_hash = _hex(log["blockHash"])
-        log_index = _int(log["logIndex"])
-        tx_hash = _hex(log["transactionHash"])
-        account = _address(topics[2])
-        if kind in ESCROW_TOPICS.values():
-            opened = kind is Kind.SESSION_OPENED
-            event = ChainEvent(
+        decoder, topic_count, words = _DECODERS[kind]
+        data = log["data"].lower()
+        if len(topics) < topic_count or len(data) < 2 + 64 * words:
+            raise RpcError(f"malformed {kind} log: {log!r}")
+        events.append(
+            decoder(
                 kind,
-                block_number,
-                block_hash,
-                log_index,
-                tx_hash,
-                key=topics[1],
-                account=account,
-                station_id=station_key(bytes.fromhex(topics[3][2:])) if opened else "",
-                station_index=_word_int(data, 0) if opened else 0,
+                int(log["blockNumber"], 16),
+                log["blockHash"].lower(),
+                int(log["logIndex"], 16),
+                log["transactionHash"].lower(),
+                topics,
+                data,
             )
-        else:
-            event = ChainEvent(
-                kind,
-                block_number,
-                block_hash,
-                log_index,
-                tx_hash,
-                key=station_key(bytes.fromhex(topics[1][2:])),
-                account=account,
-                station_index=_word_int(data, 0) if kind is Kind.REGISTERED else 0,
-                fields=(
-                    _fields(data, 1 if kind is Kind.REGISTERED else 0)
-                    if kind in (Kind.REGISTERED, Kind.UPDATED)
-                    else None
-                ),
-                allowed=kind is Kind.OPERATOR_SET and bool(_word_int(data, 0)),
-            )
-        events.append(event)
-    events.sort(key=lambda e: (e.block_number, e.log_index))
+        )
+    events.sort(key=_ORDER)
     return events
 
 
