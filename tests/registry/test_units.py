@@ -6,11 +6,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
-from chargenet.core.db import Database
+from chargenet.core.db import Database, OutboxMessage
+from chargenet.core.envelope import Envelope, make_envelope
 from chargenet.core.errors import Unprocessable
+from chargenet.core.events import StationRegistered, StationRetired, StationUpdated
 from chargenet.core.pricing import canonical_hash
-from chargenet.registry.chain import station_bytes, station_key
+from chargenet.registry.chain import ChainEvent, Kind, station_bytes, station_key
 from chargenet.registry.documents import (
     ChainRecord,
     check_location,
@@ -19,8 +22,10 @@ from chargenet.registry.documents import (
     parse_json,
     tariff_mismatches,
 )
+from chargenet.registry.main import migrate
 from chargenet.registry.models import Station
 from chargenet.registry.query import Filters, Near, haversine_km, search
+from chargenet.registry.writes import apply_stations
 from tests.registry.harness import TARIFF
 from tests.registry.test_api import location
 
@@ -93,8 +98,6 @@ def _station(station_id: str, lat: float, lon: float, power: int = 50_000) -> St
 
 
 def test_distance_search_sorts_pages_and_wraps_the_antimeridian(tmp_path: object) -> None:
-    from chargenet.registry.main import migrate
-
     db = Database(f"sqlite:///{tmp_path}/units.db")
     migrate(db)
     with db.session() as session:
@@ -127,3 +130,48 @@ def test_distance_search_sorts_pages_and_wraps_the_antimeridian(tmp_path: object
         total, _ = search(session, Filters(), limit=1, offset=0, sort="id")
         assert total == 6
     db.dispose()
+
+
+def test_outbox_payloads_are_the_envelopes_make_envelope_makes(tmp_path: object) -> None:
+    """The indexer renders station events' JSON itself (for speed): each must parse to exactly
+    the envelope ``make_envelope`` builds, ids needing JSON escapes included."""
+    station, tariff, cpo = 'DE*"Q\\E1', 'T"1\\', "0x" + "AbCd" * 10
+    hashes = ["0x" + f"{n:02x}" * 32 for n in range(5)]
+    fields = (-33_868_820, 151_209_296, 4, 350_000, tariff, hashes[0], hashes[1])
+    events = [
+        ChainEvent(Kind.REGISTERED, 7, hashes[2], 0, hashes[3], station, cpo, 3, fields),
+        ChainEvent(Kind.UPDATED, 7, hashes[2], 1, hashes[4], station, cpo, 0, fields),
+        ChainEvent(Kind.RETIRED, 8, hashes[4], 0, hashes[3], station, cpo),
+    ]
+    db = Database(f"sqlite:///{tmp_path}/outbox.db")
+    migrate(db)
+    with db.session() as session:
+        apply_stations(session, events, "registry-test")
+    with db.session() as session:
+        rows = session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.seq)).all()
+    db.dispose()
+
+    full = {
+        "station_id": station,
+        "cpo_address": cpo,
+        "latitude_micro": fields[0],
+        "longitude_micro": fields[1],
+        "connector_count": 4,
+        "max_power_w": 350_000,
+        "tariff_id": tariff,
+        "tariff_hash": hashes[0],
+        "meter_key_hash": hashes[1],
+    }
+    expected = [
+        StationRegistered(**full, block_number=7, tx_hash=hashes[3]),
+        StationUpdated(**full, block_number=7, tx_hash=hashes[4]),
+        StationRetired(station_id=station, cpo_address=cpo, block_number=8, tx_hash=hashes[3]),
+    ]
+    assert len(rows) == len(expected)
+    for row, event, data in zip(rows, events, expected, strict=True):
+        got = Envelope.from_bytes(row.payload)
+        want = make_envelope(data, subject=station, source="registry-test", event_id=row.event_id)
+        assert row.event_id == f"{event.block_hash[2:50]}-{event.log_index:x}"
+        assert (row.topic, row.key) == (data.topic, station)
+        assert got.model_dump(exclude={"time"}) == want.model_dump(exclude={"time"})
+        assert got.time.utcoffset() is not None
