@@ -131,7 +131,7 @@ def _signed(word: str) -> int:
 
 
 def _fields(data: str, first: int) -> StationFields:
-    """The seven StationInfo words from word ``first`` of a log's lowercase 0x-hex data."""
+    """The seven StationInfo words from word ``first`` of a log's 0x-hex data."""
     at = 2 + 64 * first
     return (
         _signed(data[at : at + 64]),
@@ -139,8 +139,8 @@ def _fields(data: str, first: int) -> StationFields:
         int(data[at + 128 : at + 192], 16),
         int(data[at + 192 : at + 256], 16),
         _hex_key(data[at + 256 : at + 320]),
-        "0x" + data[at + 320 : at + 384],
-        "0x" + data[at + 384 : at + 448],
+        "0x" + data[at + 320 : at + 384].lower(),
+        "0x" + data[at + 384 : at + 448].lower(),
     )
 
 
@@ -170,13 +170,13 @@ def _operator(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str
 
 
 def _opened(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
-    event = ChainEvent(kind, n, bh, i, tx, t[1], _address(t[2]), int(d[2:66], 16))
+    event = ChainEvent(kind, n, bh, i, tx, t[1].lower(), _address(t[2]), int(d[2:66], 16))
     event.station_id = station_key(bytes.fromhex(t[3][2:]))
     return event
 
 
 def _closed(kind: Kind, n: int, bh: str, i: int, tx: str, t: list[str], d: str) -> ChainEvent:
-    return ChainEvent(kind, n, bh, i, tx, t[1], _address(t[2]))
+    return ChainEvent(kind, n, bh, i, tx, t[1].lower(), _address(t[2]))
 
 
 # Kind -> (decoder, topics, data words) a well-formed log of that kind has at least.
@@ -203,12 +203,12 @@ def decode(raw_logs: Iterable[dict[str, Any]]) -> list[ChainEvent]:
     for log in raw_logs:
         if log.get("removed"):
             raise RpcError("the node returned a removed log: the chain moved during the query")
-        topics = [topic.lower() for topic in log["topics"]]
-        kind = _KINDS.get(topics[0]) if topics else None
+        topics = log["topics"]
+        kind = _KINDS.get(topics[0].lower()) if topics else None
         if kind is None:
             continue
         decoder, topic_count, words = _DECODERS[kind]
-        data = log["data"].lower()
+        data = log["data"]
         if len(topics) < topic_count or len(data) < 2 + 64 * words:
             raise RpcError(f"malformed {kind} log: {log!r}")
         events.append(

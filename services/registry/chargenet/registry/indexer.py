@@ -2,18 +2,19 @@
 
 One step: check that the block under the cursor is still on the node's chain (else roll back to
 the common ancestor), fetch the logs of the next confirmed range, and apply them, the outbox
-events they cause and the new cursor in one database transaction. A crash anywhere leaves either
-the old cursor with none of the range applied or the new cursor with all of it, so a restart
-neither skips nor repeats a log.
+events they cause and the new cursor in one database transaction (a catch-up may apply several
+ranges in one). A crash anywhere leaves either the old cursor with none of the range applied or
+the new cursor with all of it, so a restart neither skips nor repeats a log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -77,6 +78,9 @@ class _Range:
 
 
 _RETRY = object()
+_NOTHING = object()
+_READ_AHEAD = 4  # ranges read and waiting, at most
+_GROUP_LOGS = 5_000  # logs applied in one transaction when ranges wait, about
 _READ_CURSOR = sa.select(Cursor.block_number, Cursor.block_hash).where(Cursor.id == 1)
 _LOCK_CURSOR_PG = _READ_CURSOR.with_for_update()
 _MOVE_CURSOR = (
@@ -148,33 +152,86 @@ class Indexer:
     def catch_up(self) -> int:
         """Apply ranges until the confirmed head; returns the logs applied.
 
-        The next range is read (fetched, checked, decoded) on a second thread while this one
-        writes the current range, so the node's time to answer ``eth_getLogs`` overlaps with
-        the database's: catch-up then runs at close to the speed of whichever is slower. The
-        read range is only applied if the cursor is still where the read started.
+        Ranges are read (fetched, checked, decoded) on a second thread, up to
+        ``_READ_AHEAD`` ahead, while this one writes, so the node's time to answer overlaps
+        with the database's and catch-up runs at close to the speed of whichever is slower.
+        When the writer is the slower, the ranges that wait are applied together in one
+        transaction (up to ``_GROUP_LOGS`` logs): a transaction's fixed cost then counts once
+        for several. Ranges are only applied if the cursor is still where their read started.
         """
         applied = 0
-        with ThreadPoolExecutor(1, thread_name_prefix="registry-prefetch") as pool:
-            while True:
-                cursor = self.position()
-                head = self.reader.head()
-                self._progress(head, cursor.number)
-                if not self._on_chain(cursor):
-                    self.rollback(cursor)
-                    continue
-                pending: Future[_Range | object | None] = pool.submit(self._read, cursor, head)
-                while True:
-                    read = pending.result()
-                    if read is None:
-                        return applied
+        while True:
+            cursor = self.position()
+            head = self.reader.head()
+            self._progress(head, cursor.number)
+            if not self._on_chain(cursor):
+                self.rollback(cursor)
+                continue
+            if head - self.confirmations <= cursor.number:
+                return applied
+            count, done = self._pipeline(cursor, head)
+            applied += count
+            if done:
+                return applied
+
+    def _pipeline(self, cursor: Position, head: int) -> tuple[int, bool]:
+        """Read ranges from ``cursor`` on a second thread and apply them here; returns the logs
+        applied and whether the confirmed head was reached (else the chain or the cursor moved:
+        start again from the cursor)."""
+        ranges: queue.Queue[object] = queue.Queue(maxsize=_READ_AHEAD)
+        stop = threading.Event()
+
+        def offer(item: object) -> None:
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    ranges.put(item, timeout=0.1)
+                    return
+
+        def read_ahead() -> None:
+            position, ahead = cursor, None
+            try:
+                while not stop.is_set():
+                    read = self._read(position, head, ahead)
+                    offer(read)
                     if not isinstance(read, _Range):
-                        break  # the chain moved under the read: start again from the cursor
-                    pending = pool.submit(self._read, read.target, head, read.ahead)
-                    if not self.apply(read.cursor, read.target, read.events):
-                        pending.result()
+                        return
+                    position, ahead = read.target, read.ahead
+            except BaseException as error:  # handed to the writer, which raises it
+                offer(error)
+
+        reader = threading.Thread(target=read_ahead, name="registry-read-ahead", daemon=True)
+        reader.start()
+        applied = 0
+        try:
+            item = ranges.get()
+            while True:
+                if isinstance(item, BaseException):
+                    raise item
+                if not isinstance(item, _Range):
+                    return applied, item is None  # None: caught up; _RETRY: the chain moved
+                group, item = [item], _NOTHING
+                logs = len(group[0].events)
+                while logs < _GROUP_LOGS:
+                    try:
+                        waiting = ranges.get_nowait()
+                    except queue.Empty:
                         break
-                    applied += len(read.events)
-                    self._progress(head, read.target.number)
+                    if not isinstance(waiting, _Range):
+                        item = waiting  # handled once this group is applied
+                        break
+                    group.append(waiting)
+                    logs += len(waiting.events)
+                events = [event for read in group for event in read.events]
+                passed = [read.target for read in group[:-1]]
+                if not self.apply(group[0].cursor, group[-1].target, events, passed):
+                    return applied, False
+                applied += len(events)
+                self._progress(head, group[-1].target.number)
+                if item is _NOTHING:
+                    item = ranges.get()
+        finally:
+            stop.set()
+            reader.join()
 
     def _progress(self, head: int, indexed: int) -> None:
         LAG_BLOCKS.set(max(0, head - indexed))
@@ -229,8 +286,16 @@ class Indexer:
 
     # -- applying a range ------------------------------------------------------------------------
 
-    def apply(self, cursor: Position, target: Position, events: Sequence[ChainEvent]) -> bool:
-        """Apply one range; False (nothing applied) if the cursor is no longer ``cursor``."""
+    def apply(
+        self,
+        cursor: Position,
+        target: Position,
+        events: Sequence[ChainEvent],
+        passed: Sequence[Position] = (),
+    ) -> bool:
+        """Apply the logs from ``cursor`` to ``target``; False (nothing applied) if the cursor
+        is no longer ``cursor``. ``passed``: ends of ranges read on the way, whose hashes are
+        kept too (the reorg search finds a common ancestor among the blocks it knows)."""
         with self.db.session() as session:
             # Taken first, so two indexers on one database (a rolling deploy) serialise here
             # and the second sees the cursor moved and applies nothing.
@@ -240,7 +305,8 @@ class Indexer:
             apply_operators(session, [e for e in events if e.kind is Kind.OPERATOR_SET])
             apply_sessions(session, [e for e in events if e.kind in _SESSION_KINDS])
             blocks = {e.block_number: e.block_hash for e in events}
-            blocks[target.number] = str(target.hash)
+            for position in (*passed, target):
+                blocks[position.number] = str(position.hash)
             record_blocks(session, blocks)
             self._move_cursor(session, target)
         for kind, count in Counter(e.kind for e in events).items():

@@ -25,7 +25,8 @@ class RegistrySettings(CoreSettings):
     registry_start_block: int = Field(default=0, ge=0)
     #: Blocks on top of a block before it is indexed; deeper reorgs are still undone, but rarer.
     registry_confirmations: int = Field(default=2, ge=0, le=10_000)
-    #: Blocks fetched with one eth_getLogs and applied in one database transaction, at most.
+    #: Blocks fetched with one eth_getLogs, at most. A catch-up whose writes fall behind its
+    #: reads applies the ranges that wait in one database transaction (about 5,000 logs).
     registry_batch_blocks: int = Field(default=2_000, ge=1, le=100_000)
     registry_poll_seconds: float = Field(default=1.0, gt=0)
 

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import chain
 from json.encoder import encode_basestring_ascii as _json
 from typing import Any, NamedTuple
 
@@ -90,8 +89,10 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
     now = datetime.now(UTC)
     render = _Payloads(source, now)
     created_at = bind_value(session, OutboxMessage.__table__.c.created_at, now)
-    versions: list[tuple[Any, ...]] = []
-    outbox: list[tuple[Any, ...]] = []
+    # Flat lists of values, row after row, as the INSERTs take them.
+    versions: list[Any] = []
+    outbox: list[Any] = []
+    topic = StationRegistered.topic
     for event in events:
         kind = event.kind
         state: State
@@ -112,26 +113,26 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
                 state = (old[0], old[1], old[2], *event.fields)
             else:
                 state = (old[0], old[1], False, *old[3:])
-        current[event.key] = Current(state, registered, event.block_number, event.tx_hash)
-        versions.append(
-            (
-                event.block_number,
-                event.log_index,
-                event.block_hash,
-                event.tx_hash,
-                event.key,
-                _KIND_TEXT[kind],
-                event.account,
-                *state,
-            )
+        key = event.key
+        current[key] = Current(state, registered, event.block_number, event.tx_hash)
+        versions += (
+            event.block_number,
+            event.log_index,
+            event.block_hash,
+            event.tx_hash,
+            key,
+            _KIND_TEXT[kind],
+            event.account,
+            *state,
         )
         eid = event_id(event)
-        outbox.append(
-            (eid, StationRegistered.topic, event.key, render(eid, event, state), created_at)
-        )
+        outbox += (eid, topic, key, render(eid, event, state), created_at)
     insert(session, StationVersion, VERSION_NAMES, versions)
-    touched = {version[4] for version in versions}
-    insert(session, Station, STATION_NAMES, [current[k].row(k) for k in sorted(touched - existing)])
+    touched = set(versions[4 :: len(VERSION_NAMES)])
+    new: list[Any] = []
+    for key in sorted(touched - existing):
+        new += current[key].row(key)
+    insert(session, Station, STATION_NAMES, new)
     changed = [dict(zip(STATION_NAMES, current[k].row(k), strict=True)) for k in touched & existing]
     if changed:
         session.execute(sa.update(Station), sorted(changed, key=lambda row: row["station_id"]))
@@ -143,7 +144,11 @@ def apply_operators(session: Session, events: Sequence[ChainEvent]) -> None:
         session,
         OperatorChange,
         ("block_number", "log_index", "station_id", "operator", "allowed"),
-        [(e.block_number, e.log_index, e.key, e.account, e.allowed) for e in events],
+        [
+            value
+            for e in events
+            for value in (e.block_number, e.log_index, e.key, e.account, e.allowed)
+        ],
     )
 
 
@@ -165,7 +170,7 @@ def apply_sessions(session: Session, events: Sequence[ChainEvent]) -> None:
         session,
         EscrowSession,
         ("session_id", "station_id", "opened_block", "closed_block", "closed_as"),
-        [tuple(row) for row in opened.values()],
+        [value for row in opened.values() for value in row],
     )
     if closed:
         known = set(
@@ -181,7 +186,8 @@ def apply_sessions(session: Session, events: Sequence[ChainEvent]) -> None:
 
 
 def record_blocks(session: Session, blocks: dict[int, str]) -> None:
-    insert(session, AppliedBlock, ("number", "hash"), sorted(blocks.items()))
+    flat = [value for item in sorted(blocks.items()) for value in item]
+    insert(session, AppliedBlock, ("number", "hash"), flat)
 
 
 # -- undoing blocks ------------------------------------------------------------------------------
@@ -210,7 +216,7 @@ def undo_above(session: Session, number: int, *, reorg_id: str, source: str) -> 
     restored = _stations_from_versions(session, affected)
     now = datetime.now(UTC)
     created_at = bind_value(session, OutboxMessage.__table__.c.created_at, now)
-    outbox: list[tuple[Any, ...]] = []
+    outbox: list[Any] = []
     for station_id in sorted(affected):
         reorg_event_id = f"reorg-{_digest(reorg_id + station_id)}"
         current = restored.get(station_id)
@@ -232,7 +238,7 @@ def undo_above(session: Session, number: int, *, reorg_id: str, source: str) -> 
             active = current.state[2]
             data = _station_event(Kind.UPDATED if active else Kind.RETIRED, station_id, current)
         envelope = make_envelope(data, subject=station_id, source=source, event_id=reorg_event_id)
-        outbox.append((envelope.id, data.topic, station_id, envelope.to_bytes(), created_at))
+        outbox += (envelope.id, data.topic, station_id, envelope.to_bytes(), created_at)
     insert(session, OutboxMessage, OUTBOX_NAMES, outbox)
 
 
@@ -325,21 +331,19 @@ class _Payloads:
 
     def __call__(self, eid: str, event: ChainEvent, state: State) -> bytes:
         subject = _json(event.key)
-        common = (
+        head = (
+            f'{{"id":"{eid}","type":"{self._types[event.kind]}","subject":{subject}{self._tail}'
             f'"station_id":{subject},"cpo_address":"{state[0]}",'
             f'"block_number":{event.block_number},"tx_hash":"{event.tx_hash}"'
         )
         if event.kind is Kind.RETIRED:
-            data = common
-        else:
-            data = (
-                f'{common},"latitude_micro":{state[3]},"longitude_micro":{state[4]},'
-                f'"connector_count":{state[5]},"max_power_w":{state[6]},'
-                f'"tariff_id":{_json(state[7])},"tariff_hash":"{state[8]}",'
-                f'"meter_key_hash":"{state[9]}"'
-            )
-        head = f'{{"id":"{eid}","type":"{self._types[event.kind]}","subject":{subject}'
-        return f"{head}{self._tail}{data}}}}}".encode()
+            return f"{head}}}}}".encode()
+        return (
+            f'{head},"latitude_micro":{state[3]},"longitude_micro":{state[4]},'
+            f'"connector_count":{state[5]},"max_power_w":{state[6]},'
+            f'"tariff_id":{_json(state[7])},"tariff_hash":"{state[8]}",'
+            f'"meter_key_hash":"{state[9]}"}}}}'
+        ).encode()
 
 
 # -- inserting -----------------------------------------------------------------------------------
@@ -353,27 +357,30 @@ def bind_value(session: Session, column: sa.ColumnElement[Any], value: Any) -> A
     return value if process is None else process(value)
 
 
-def insert(
-    session: Session, model: Any, names: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Insert ``rows`` (values in ``names`` order, as the driver takes them: see
-    :func:`bind_value`) with multi-row INSERTs on the session's DBAPI connection.
+def insert(session: Session, model: Any, names: Sequence[str], values: list[Any]) -> None:
+    """Insert rows given as one flat list of values (row after row, in ``names`` order, as the
+    driver takes them: see :func:`bind_value`) with multi-row INSERTs on the session's DBAPI
+    connection.
 
     One statement per up to 256 rows rather than one ``executemany`` step per row: besides the
-    driver's per-row work, each step releases and retakes the GIL, and while the prefetch thread
-    parses the node's JSON every retake waits for it.
+    driver's per-row work, each step releases and retakes the GIL, and while the read-ahead
+    thread parses the node's JSON every retake waits for it.
     """
-    if not rows:
+    if not values:
         return
+    width = len(names)
+    rows = len(values) // width
+    if rows * width != len(values):
+        raise ValueError(f"{len(values)} values do not make rows of {width} columns")
     connection = session.connection()
     style = connection.dialect.paramstyle
     cursor = connection.connection.cursor()
     try:
         at = 0
         for size in _ROWS_PER_STATEMENT:
-            while len(rows) - at >= size:
+            while rows - at >= size:
                 statement = _statement(model.__table__.name, tuple(names), size, style)
-                cursor.execute(statement, list(chain.from_iterable(rows[at : at + size])))
+                cursor.execute(statement, values[at * width : (at + size) * width])
                 at += size
     finally:
         cursor.close()
