@@ -200,8 +200,10 @@ class _KafkaSubscription(Subscription):
             enable_auto_commit=False,
             auto_offset_reset="earliest" if from_beginning else "latest",
             max_poll_records=500,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            # Generous: on a starved 2-core machine a shorter session made the coordinator evict
+            # live members (missed heartbeats), and a group that keeps rebalancing consumes nothing.
+            session_timeout_ms=30_000,
+            heartbeat_interval_ms=3_000,
             # Notice new topics and partitions within seconds, not the default five minutes.
             metadata_max_age_ms=5_000,
             client_id=f"chargenet-{group}",
@@ -216,7 +218,7 @@ class _KafkaSubscription(Subscription):
     def start(self) -> None:
         self._thread.start()
 
-    def wait_assigned(self, timeout: float = 30.0) -> bool:
+    def wait_assigned(self, timeout: float = 60.0) -> bool:
         return self.assigned.wait(timeout)
 
     def _run(self) -> None:
