@@ -1,10 +1,11 @@
 """Writing decoded logs into the registry's tables, and undoing them after a reorg.
 
 This is the hot path of a catch-up: per station log, one version row, one outbox event, and the
-station's own row (written once per range however often the range changes it). Rows are plain
-tuples in column order, written by multi-row INSERTs on the session's own DBAPI connection, and
-the outbox payloads are rendered from a template: SQLAlchemy's per-row parameter handling, a
-dataclass per state and ``json.dumps`` per event each cost more than SQLite took to store the row.
+station's own row (written once per transaction however often it changes in it). Rows are flat
+lists of values in column order, written by multi-row INSERTs on the session's own DBAPI
+connection, and the outbox payloads are rendered from a template: SQLAlchemy's per-row parameter
+handling, a dataclass per state and ``json.dumps`` per event each cost more than SQLite took to
+store the row.
 """
 
 from __future__ import annotations
