@@ -24,8 +24,9 @@ from chargenet.core.pricing import (
     cdr_hash,
     price_samples,
 )
+from chargenet.core.pricing.cap import capped, settleable_maximum
 from chargenet.core.pricing.cdr import GeoLocation
-from chargenet.escrow.settlement import CAP_REMARK, capped, settleable_maximum
+from chargenet.escrow.settlement import CAP_REMARK
 from chargenet.invoicing.events import SessionSettled
 from chargenet.invoicing.main import migrate
 
@@ -83,7 +84,7 @@ def settled_event(
     result = price_samples(model, samples, end=end)
     price, remark = result.total_incl_vat_units, None
     if locked is not None and price > settleable_maximum(locked, model.currency):
-        result = capped(result, settleable_maximum(locked, model.currency))
+        result = capped(result, settleable_maximum(locked, model.currency), limit="max_price")
         remark = CAP_REMARK.format(price=price, currency=model.currency, amount=locked)
     cdr = build_cdr(
         cdr_id=f"cdr-{session_id}",

@@ -18,10 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 from eth_utils.crypto import keccak
@@ -42,8 +41,8 @@ from chargenet.core.pricing import (
     cdr_hash,
     price_samples,
 )
-from chargenet.core.pricing.money import TOKEN_SCALE, units_per_minor, units_to_amount
-from chargenet.core.pricing.rounding import Item, round_session
+from chargenet.core.pricing.cap import capped, settleable_maximum
+from chargenet.core.pricing.money import units_to_amount
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
 
@@ -137,7 +136,7 @@ def settle_session(
     price = result.total_incl_vat_units
     cap = settleable_maximum(row.max_amount, tariff.currency)
     if price > cap:
-        result = capped(result, cap)
+        result = capped(result, cap, limit="max_price")
         note = CAP_REMARK.format(
             price=units_to_amount(price, tariff.currency),
             currency=tariff.currency,
@@ -171,38 +170,6 @@ def settle_session(
         cdr_hash="0x" + cdr_hash(cdr).hex(),
         meter_verified=verified,
         signed=signed,
-    )
-
-
-def settleable_maximum(max_amount: int, currency: str) -> int:
-    """The locked maximum in whole minor units, rounded down: settling a rounded-up cent would
-    revert on chain, and an amount between cents cannot be invoiced (EN 16931 BR-DEC)."""
-    per_minor = units_per_minor(currency)
-    return max_amount // per_minor * per_minor
-
-
-def capped(result: PriceResult, cap: int) -> PriceResult:
-    """``result`` with its totals capped at ``cap`` units incl. VAT, the engine's way of a
-    ``max_price`` clamp: excl. VAT capped at the same incl/excl ratio, the cut booked as one
-    adjustment at the session's highest VAT rate, then the one rounding rule.
-
-    invoicing.document.capped is the same rule (kept in step; both belong in core.pricing)."""
-    incl_cap = Fraction(cap, TOKEN_SCALE)
-    ratio = result.total_excl_vat / result.total_incl_vat if result.total_incl_vat else Fraction(1)
-    excl = min(result.total_excl_vat, incl_cap * ratio)
-    incl = min(result.total_incl_vat, incl_cap)
-    rates = [p.vat_rate for p in result.parts if p.vat_rate is not None]
-    rate = max(rates) if rates else None
-    items = [Item(p.vat_rate, p.excl_vat, p.vat) for p in result.parts]
-    extra_excl = excl - result.components_excl_vat
-    items.append(Item(rate, extra_excl, incl - result.components_incl_vat - extra_excl))
-    return replace(
-        result,
-        total_excl_vat=excl,
-        total_incl_vat=incl,
-        price_limit="max_price",
-        adjustment_rate=rate,
-        rounding=round_session(result.currency, items, excl, incl),
     )
 
 

@@ -23,7 +23,6 @@ cannot be invoiced in this format and is refused with that reason.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -40,8 +39,8 @@ from chargenet.core.pricing import (
     TariffDimensionType,
     price_cdr,
 )
+from chargenet.core.pricing.cap import capped
 from chargenet.core.pricing.money import (
-    TOKEN_SCALE,
     minor_unit,
     round_half_up,
     to_decimal,
@@ -49,7 +48,6 @@ from chargenet.core.pricing.money import (
     units_to_amount,
     units_to_decimal,
 )
-from chargenet.core.pricing.rounding import Item, round_session
 from chargenet.invoicing.events import SessionSettled
 
 D = TariffDimensionType
@@ -294,7 +292,7 @@ def _as_settled(result: PriceResult, settled: SessionSettled, cdr: Cdr) -> Price
             f"a cap settles less than the price ({price}) and at most the locked maximum "
             f"({settled.amount_locked}), but {cap} were settled"
         )
-    capped_result = capped(result, cap)
+    capped_result = capped(result, cap, limit=LOCKED_MAXIMUM)
     total = cdr.total_cost
     if total.incl_vat is None or (total.excl_vat, total.incl_vat) != (
         money(capped_result.total_excl_vat_units, result.currency),
@@ -305,30 +303,6 @@ def _as_settled(result: PriceResult, settled: SessionSettled, cdr: Cdr) -> Price
             f"at the {cap} units settled"
         )
     return capped_result
-
-
-def capped(result: PriceResult, cap: int) -> PriceResult:
-    """``result`` capped at ``cap`` units incl. VAT the way the escrow capped it (the engine's
-    ``max_price`` rule: excl. VAT at the same ratio, the cut one adjustment at the highest VAT
-    rate, then the one rounding rule). Kept in step with escrow.settlement.capped; both belong
-    in core.pricing."""
-    incl_cap = Fraction(cap, TOKEN_SCALE)
-    ratio = result.total_excl_vat / result.total_incl_vat if result.total_incl_vat else Fraction(1)
-    excl = min(result.total_excl_vat, incl_cap * ratio)
-    incl = min(result.total_incl_vat, incl_cap)
-    rates = [p.vat_rate for p in result.parts if p.vat_rate is not None]
-    rate = max(rates) if rates else None
-    items = [Item(p.vat_rate, p.excl_vat, p.vat) for p in result.parts]
-    extra_excl = excl - result.components_excl_vat
-    items.append(Item(rate, extra_excl, incl - result.components_incl_vat - extra_excl))
-    return replace(
-        result,
-        total_excl_vat=excl,
-        total_incl_vat=incl,
-        price_limit=LOCKED_MAXIMUM,
-        adjustment_rate=rate,
-        rounding=round_session(result.currency, items, excl, incl),
-    )
 
 
 def _adjustments(result: PriceResult, outside: bool) -> list[Adjustment]:
