@@ -44,6 +44,8 @@ def stack(
             ports=Ports().shifted(offset),
             replicas=2,
             database_prefix=prefix,
+            # The logs kept in the run directory are what explains a failure on a CI machine.
+            log_level="INFO",
         )
     finally:
         down(run_dir)
@@ -90,6 +92,13 @@ async def invoice_documents(stack: Stack, result: ScenarioResult) -> dict[str, d
     return documents
 
 
+def print_logs(stack: Stack, lines: int = 150) -> None:
+    """The services' own account of a failed run, for CI, where the run directory is gone."""
+    for log_file in sorted((stack.run_dir / "logs").glob("*.log")):
+        tail = log_file.read_text(errors="replace").splitlines()[-lines:]
+        print(f"----- {log_file.name} (last {len(tail)} lines) -----", *tail, sep="\n")
+
+
 def test_demo_scenario_on_the_distributed_stack(stack: Stack, tmp_path: Path) -> None:
     w3 = connect(stack.rpc_url)
     before = ledger_now(w3, stack.contracts, stack.first_block, stack.cpo_addresses)
@@ -106,6 +115,8 @@ def test_demo_scenario_on_the_distributed_stack(stack: Stack, tmp_path: Path) ->
     )
     # Sessions as planned, each lock = paid + refunded, per driver and per CPO on chain, tokens
     # conserved over every holder, nothing locked, an invoice per settlement.
+    if not checks.ok:
+        print_logs(stack)
     assert checks.ok, checks.failures
     assert (len(settled), len(refunded)) == (5, 1)
     assert ledger.locked == 0 and ledger.conserved

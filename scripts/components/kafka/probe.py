@@ -10,34 +10,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
-from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 
-def _describe(bootstrap: str, request_timeout_ms: int) -> dict[str, Any]:
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="chargenet-components-probe",
-        request_timeout_ms=request_timeout_ms,
-        # The default (30 s) would outlive --timeout while the port is still closed.
-        bootstrap_timeout_ms=request_timeout_ms,
-        reconnect_backoff_max_ms=500,
+def _ready_reason(bootstrap: str, timeout: float) -> str | None:
+    """None when the cluster is usable, else why not.
+
+    KRaft leaves fenced brokers out of metadata answers, so a listed broker is a usable one.
+    """
+    admin = AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "client.id": "chargenet-components-probe",
+            # librdkafka would otherwise print every refused connection while the broker starts.
+            "log_level": 0,
+        }
     )
-    try:
-        cluster: dict[str, Any] = admin.describe_cluster()
-        return cluster
-    finally:
-        admin.close()
-
-
-def _ready_reason(cluster: dict[str, Any]) -> str | None:
-    """None when the cluster is usable, else why not."""
-    brokers = [b for b in cluster.get("brokers", []) if not b.get("is_fenced", False)]
-    if not brokers:
-        return "no unfenced broker in the cluster description yet"
-    if cluster.get("controller_id", -1) < 0:
+    metadata = admin.list_topics(timeout=timeout)
+    if not metadata.brokers:
+        return "no unfenced broker in the cluster metadata yet"
+    if metadata.controller_id < 0:
         return "no active controller yet"
     return None
 
@@ -53,15 +47,14 @@ def main() -> int:
     deadline = time.monotonic() + args.timeout
     last = "no attempt made"
     while time.monotonic() < deadline:
-        remaining_ms = max(500, int((deadline - time.monotonic()) * 1000))
+        remaining = max(0.5, deadline - time.monotonic())
         try:
-            cluster = _describe(args.bootstrap, min(remaining_ms, 3000))
-        except (KafkaError, OSError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
+            reason = _ready_reason(args.bootstrap, min(remaining, 3.0))
+        except KafkaException as exc:
+            last = f"no metadata: {exc.args[0].str() if exc.args else exc}"
         else:
-            reason = _ready_reason(cluster)
             if reason is None:
-                print(f"kafka ready: cluster {cluster.get('cluster_id')}")
+                print(f"kafka ready at {args.bootstrap}")
                 return 0
             last = reason
         time.sleep(0.3)

@@ -156,7 +156,7 @@ wait_until_ready() {
     done
 }
 
-# Runs Python with the repo's dependencies (kafka-python) for readiness probes. The venv's own
+# Runs Python with the repo's dependencies (confluent-kafka) for readiness probes. The venv's own
 # interpreter is used directly: `uv run` would add its start-up to every poll.
 repo_python() {
     if [[ -n ${CHARGENET_PYTHON:-} ]]; then

@@ -73,5 +73,5 @@ def configure(level: str = "INFO", *, json_lines: bool = True, service: str = ""
     root.setLevel(level)
     if service:
         _context.set({**current(), "service": service})
-    # kafka-python logs every reconnect at INFO; a service's own lines matter more.
+    # librdkafka reports every reconnect; a service's own lines matter more.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))

@@ -127,9 +127,19 @@ class CommandRouter:
             return  # history replayed by a new replica: answered or timed out long ago
         cp = command.charge_point_id
         if cp in self.connections:
+            log.info("%s %s for %s: executing here", command.action, command.command_id, cp)
             self._submit(self.execute(command))
         elif self.owners.get(cp) == (self.ctx.replica_id, None):
+            log.info("%s %s for %s: not connected", command.action, command.command_id, cp)
             self._submit(self._answer(command, CommandStatus.ERROR, error=NOT_CONNECTED))
+        else:
+            log.info(
+                "%s %s for %s: socket held by %s",
+                command.action,
+                command.command_id,
+                cp,
+                self.owners.get(cp, ("no running replica",))[0],
+            )
 
     # -- on the event loop -------------------------------------------------------------------
     async def _on_claim(self, claim: ConnectionClaimed) -> None:

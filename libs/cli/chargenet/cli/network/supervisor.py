@@ -175,6 +175,7 @@ def up(
     database_prefix: str = "chargenet",
     out: Callable[[str], None] = print,
     ready_timeout: float = 180.0,
+    log_level: str = "WARNING",
 ) -> Stack:
     from chargenet.cli.network.embedded import gateway_credentials
 
@@ -203,7 +204,7 @@ def up(
         replicas=replicas,
         suppliers_file=str(run_dir / "suppliers.json"),
         jwt_secret=fresh_tokens()["wallet"] + fresh_tokens()["wallet"],
-        log_level="WARNING",
+        log_level=log_level,
     )
     plan.first_block = int(w3.eth.block_number)
     deployment = deploy_chargenet(w3, admin=admin, minter=plan.address_of("minter"))

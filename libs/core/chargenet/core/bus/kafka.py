@@ -1,30 +1,40 @@
-"""The Kafka bus (kafka-python): production's implementation of ``EventBus``.
+"""The Kafka bus (confluent-kafka, i.e. librdkafka): production's implementation of ``EventBus``.
 
-Producer: ``acks=all`` and one request in flight per connection, so a retried send can not
-reorder events of one key. Consumer: auto-commit off; offsets are committed per partition only
-after the handler returned for every event up to them, which is what makes delivery at least once.
+Producer: idempotent with ``acks=all``, so a retried send is neither written twice nor reordered
+within a key. Consumer: auto-commit off; offsets are committed per partition only after the
+handler returned for every event up to them, which is what makes delivery at least once.
+
+Why librdkafka and not a pure-Python client: group heartbeats run on its own native threads, so a
+process whose Python threads are starved (a busy 2-core machine, a slow handler) stays a member of
+its group. With kafka-python 3.0 such members were evicted and, being alone in their group, consumed
+nothing more (a gateway replica that executed no command; a wallet whose live view stopped).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from chargenet.core.bus.base import PUBLISHED, EventBus, Handler, Subscription, deliver
 from chargenet.core.envelope import Envelope
 from chargenet.core.settings import CoreSettings, fail
 
 log = logging.getLogger(__name__)
+#: librdkafka's own log lines (connection trouble, rebalances) go through Python logging here.
+client_log = logging.getLogger("kafka")
 
 
 class KafkaBus(EventBus):
@@ -39,21 +49,28 @@ class KafkaBus(EventBus):
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
         self.partitions = partitions
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers,
-            # Idempotence keeps a retried batch from being written twice or out of order.
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
-            bootstrap_timeout_ms=int(connect_timeout * 1000),
-            client_id="chargenet-producer",
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 2,
+                "client.id": "chargenet-producer",
+                "logger": client_log,
+            }
         )
-        # Failed sends are collected by callback (not by keeping every future) so a long-running
-        # producer's memory stays flat; ``flush`` raises the first one.
+        # Fail at start-up, not at the first publish, when no broker answers.
+        try:
+            self._producer.list_topics(timeout=connect_timeout)
+        except KafkaException as error:
+            raise ConnectionError(f"no Kafka broker answers at {bootstrap_servers}") from error
+        # Failed sends are collected by the delivery callback (not by keeping every future) so
+        # a long-running producer's memory stays flat; ``flush`` raises the first one.
         self._send_errors: list[Exception] = []
         self._errors_lock = threading.Lock()
         self._subscriptions: list[_KafkaSubscription] = []
         self._known_topics: set[str] = set()
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
 
     @classmethod
     def connect(cls, settings: CoreSettings) -> KafkaBus:
@@ -65,7 +82,7 @@ class KafkaBus(EventBus):
                 partitions=settings.kafka_partitions,
                 connect_timeout=settings.kafka_connect_timeout_seconds,
             )
-        except (KafkaTimeoutError, KafkaError):
+        except ConnectionError:
             raise fail(
                 "CHARGENET_KAFKA_BOOTSTRAP_SERVERS: no Kafka broker answers at "
                 f"{settings.kafka_bootstrap_servers}"
@@ -75,66 +92,79 @@ class KafkaBus(EventBus):
         return self.topic_prefix + topic
 
     def publish(self, topic: str, envelope: Envelope) -> None:
-        future = self._producer.send(
-            self._name(topic), key=envelope.subject.encode(), value=envelope.to_bytes()
-        )
-        future.add_errback(self._record_error)
+        self._produce(self._name(topic), envelope)
         PUBLISHED.labels(topic).inc()
 
-    def _record_error(self, error: Exception) -> None:
-        log.error("a send to Kafka failed: %s", error)
+    def _produce(self, full_name: str, envelope: Envelope) -> None:
+        key, value = envelope.subject.encode(), envelope.to_bytes()
+        while True:
+            try:
+                self._producer.produce(full_name, value=value, key=key, on_delivery=self._delivered)
+                break
+            except BufferError:
+                # The local queue is full: wait for the broker to acknowledge some of it.
+                self._producer.poll(0.1)
+        self._producer.poll(0)  # serve delivery callbacks of earlier sends
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            return
+        log.error("a send to Kafka (%s) failed: %s", message.topic(), error)
         with self._errors_lock:
-            self._send_errors.append(error)
+            self._send_errors.append(KafkaException(error))
 
     def flush(self, timeout: float = 30.0) -> None:
-        self._producer.flush(timeout=timeout)
+        pending = self._producer.flush(timeout)
         with self._errors_lock:
             errors, self._send_errors = self._send_errors, []
         if errors:
             raise errors[0]
+        if pending:
+            raise TimeoutError(f"{pending} events not acknowledged by Kafka after {timeout}s")
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
-        wanted = [self._name(t) for t in topics if self._name(t) not in self._known_topics]
+        self._ensure_named([self._name(t) for t in topics])
+
+    def _ensure_named(self, names: Sequence[str]) -> None:
+        wanted = [name for name in names if name not in self._known_topics]
         if not wanted:
             return
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        try:
-            existing = set(admin.list_topics())
-            new = [
-                NewTopic(name, num_partitions=self.partitions, replication_factor=1)
-                for name in wanted
-                if name not in existing
-            ]
-            if new:
-                # Another replica may have created it first.
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    admin.create_topics(new)
-                self._wait_for_leaders(admin, [t.name for t in new])
-        finally:
-            admin.close()
+        existing = self._admin.list_topics(timeout=30).topics
+        new = [
+            NewTopic(name, num_partitions=self.partitions, replication_factor=1)
+            for name in wanted
+            if name not in existing
+        ]
+        if new:
+            for future in self._admin.create_topics(new, operation_timeout=30).values():
+                try:
+                    future.result()
+                except KafkaException as error:
+                    # Another replica may have created it first.
+                    if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+            self._wait_for_leaders([t.topic for t in new])
         self._known_topics.update(wanted)
 
-    @staticmethod
-    def _wait_for_leaders(
-        admin: KafkaAdminClient, topics: list[str], timeout: float = 30.0
-    ) -> None:
+    def _wait_for_leaders(self, topics: list[str], timeout: float = 30.0) -> None:
         """Wait until every partition of new topics has a leader.
 
-        A consumer that subscribes before then sees no partitions and, with default settings,
-        would not look again for minutes.
+        A consumer that subscribes before then is assigned no partitions until its next metadata
+        refresh, and events published meanwhile wait for it.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            described = admin.describe_topics(topics)
+            described = self._admin.list_topics(timeout=10).topics
             if all(
-                topic.get("error_code", 0) == 0
-                and topic.get("partitions")
-                and all(p.get("leader_id", -1) >= 0 for p in topic["partitions"])
-                for topic in described
+                name in described
+                and described[name].error is None
+                and described[name].partitions
+                and all(p.leader >= 0 for p in described[name].partitions.values())
+                for name in topics
             ):
                 return
             time.sleep(0.1)
-        raise KafkaTimeoutError(f"topics {topics} have no leaders after {timeout}s")
+        raise TimeoutError(f"topics {topics} have no leaders after {timeout}s")
 
     def subscribe(
         self,
@@ -153,32 +183,18 @@ class KafkaBus(EventBus):
         return subscription
 
     def dead_letter(self, topic: str, envelope: Envelope) -> None:
-        self._producer.send(topic, key=envelope.subject.encode(), value=envelope.to_bytes())
+        self._ensure_named([topic])
+        self._produce(topic, envelope)
 
     def close(self) -> None:
         for subscription in self._subscriptions:
             subscription.close()
-        try:
-            self.flush()
-        finally:
-            self._producer.close()
-
-
-class _Assigned(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, subscription: _KafkaSubscription) -> None:
-        self.subscription = subscription
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self.subscription.assigned.clear()
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        # An empty assignment (metadata not there yet, or more members than partitions) is not
-        # "ready": whoever waits for it would miss events published meanwhile.
-        if assigned:
-            self.subscription.assigned.set()
+        self.flush()
 
 
 class _KafkaSubscription(Subscription):
+    """One consumer on its own thread; every call on the consumer happens on that thread."""
+
     def __init__(
         self,
         bus: KafkaBus,
@@ -194,26 +210,33 @@ class _KafkaSubscription(Subscription):
         self.assigned = threading.Event()
         self._stopped = threading.Event()
         self._commit_on_close = True
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bus.bootstrap_servers,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            max_poll_records=500,
-            # Generous: on a starved 2-core machine a shorter session made the coordinator evict
-            # live members (missed heartbeats), and a group that keeps rebalancing consumes nothing.
-            session_timeout_ms=30_000,
-            heartbeat_interval_ms=3_000,
-            # Notice new topics and partitions within seconds, not the default five minutes.
-            metadata_max_age_ms=5_000,
-            client_id=f"chargenet-{group}",
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bus.bootstrap_servers,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                # Heartbeats come from librdkafka's threads; a generous session still rides out
+                # a machine so loaded that the broker itself answers late.
+                "session.timeout.ms": 30_000,
+                "heartbeat.interval.ms": 3_000,
+                # Notice new topics and partitions within seconds, not the default five minutes.
+                "topic.metadata.refresh.interval.ms": 5_000,
+                "client.id": f"chargenet-{group}",
+                "logger": client_log,
+            }
         )
-        # Fetch the topics' metadata before joining: a member that joins without it is assigned
-        # nothing until its next metadata refresh, seconds later.
-        for topic in topics:
-            self._consumer.partitions_for_topic(topic)
-        self._consumer.subscribe(topics, listener=_Assigned(self))
+        self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name=f"kafka-{group}", daemon=True)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # An empty assignment (more members than partitions) is not "ready": whoever waits for
+        # it would miss events published meanwhile.
+        if partitions:
+            self.assigned.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned.clear()
 
     def start(self) -> None:
         self._thread.start()
@@ -223,47 +246,53 @@ class _KafkaSubscription(Subscription):
 
     def _run(self) -> None:
         consumer = self._consumer
-        while not self._stopped.is_set():
-            try:
-                batches = consumer.poll(timeout_ms=200)
-            except KafkaError:
-                log.exception("poll failed for group %s; retrying", self.group)
-                continue
-            for partition, records in batches.items():
-                if not self._consume(partition, records):
+        try:
+            while not self._stopped.is_set():
+                messages = consumer.consume(num_messages=500, timeout=0.2)
+                if not self._consume(messages):
                     return
+        finally:
+            consumer.close()
 
-    def _consume(self, partition: TopicPartition, records: list[Any]) -> bool:
-        """Handle one partition's batch in order; commit after it. False when stopping."""
-        done_up_to: int | None = None
-        for record in records:
-            envelope = Envelope.from_bytes(record.value)
+    def _consume(self, messages: list[Message]) -> bool:
+        """Handle a batch in order; commit what was handled. False when stopping."""
+        done: dict[tuple[str, int], int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                log.warning("consumer %s: %s", self.group, error)
+                continue
+            envelope = Envelope.from_bytes(message.value() or b"")
             handled = deliver(
                 self.handler,
                 envelope,
-                topic=partition.topic,
+                topic=message.topic() or "",
                 dead_letter=self.bus.dead_letter,
                 stopping=self._stopped.is_set,
             )
             if not handled or (self._stopped.is_set() and not self._commit_on_close):
                 break
-            done_up_to = record.offset
+            done[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
             if self._stopped.is_set():
                 break
-        if done_up_to is not None:
-            self._commit(partition, done_up_to + 1)
+        if done:
+            self._commit(done)
         return not self._stopped.is_set()
 
-    def _commit(self, partition: TopicPartition, offset: int) -> None:
+    def _commit(self, done: dict[tuple[str, int], int]) -> None:
+        offsets = [
+            TopicPartition(topic, partition, last + 1) for (topic, partition), last in done.items()
+        ]
         try:
-            self._consumer.commit({partition: OffsetAndMetadata(offset, "", -1)})
-        except KafkaError:
-            # A rebalance took the partition away; its new owner re-reads from the last commit.
-            log.warning("commit of %s@%d failed; it will be redelivered", partition, offset)
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            # A rebalance took a partition away; its new owner re-reads from the last commit.
+            log.warning(
+                "commit for group %s failed (%s); it will be redelivered", self.group, error
+            )
 
     def close(self, *, commit: bool = True) -> None:
         self._commit_on_close = commit
         self._stopped.set()
-        if threading.current_thread() is not self._thread:
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(timeout=30)
-        self._consumer.close(autocommit=False)
