@@ -5,7 +5,8 @@
 Runs on py-evm in process by default (``--rpc-url http://127.0.0.1:8545`` for a Hardhat node).
 Figures are receipts' ``gasUsed`` (21,000 base, calldata and refunds included). Chargenet's are
 steady state: each driver has used every slot of its session ring before (see
-contracts/README.md); the first session in a fresh ring slot is reported separately.
+contracts/README.md). A new driver's first sessions are reported separately, with the first
+deposit that allocates its ring, and so is a first session by permit into a never-used slot.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ MAXIMUM = 50_000_000  # 50.00 cEUR locked per session
 AMOUNT = 31_415_926  # 31.42 cEUR settled
 CDR_HASH = bytes.fromhex("c0" * 32)
 TARGETS = {"session_from_deposit": 100_000, "session_by_permit": 140_000, "batch_50": 50_000}
+# The same two bounds, checked on a new driver's first sessions (see ``Bench.first_sessions``).
+FIRST_TARGETS = {
+    "first_sessions_from_deposit": TARGETS["session_from_deposit"],
+    "first_session_by_permit": TARGETS["session_by_permit"],
+}
 STATIONS = 5
 BATCH_SIZES = (10, 50)
 SINGLE_LIMIT = 1_000_000
@@ -45,6 +51,7 @@ SINGLE_LIMIT = 1_000_000
 class Driver:
     account: Any
     nonce: int = 0
+    deposit_gas: int = 0
 
     def next_nonce(self) -> int:
         self.nonce += 1
@@ -91,26 +98,59 @@ class Bench:
     def expiry(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"]) + 6 * 3600
 
-    def new_driver(self, deposit: int) -> Driver:
-        """A driver with no ether: minted tokens, deposited by a relayed permit."""
+    def new_driver(self, deposit: int, tokens: int = 0) -> Driver:
+        """A driver with no ether: ``deposit`` moved into the escrow by a relayed permit,
+        ``tokens`` (default: as much again) left in its token balance."""
         driver = Driver(Account.create())
-        escrow, token = self.chain.escrow, self.chain.token
-        self.gas(token.functions.mint(driver.account.address, 2 * deposit), self.minter)
-        permit = sign_permit(
+        minted = deposit + (tokens or deposit)
+        self.gas(self.chain.token.functions.mint(driver.account.address, minted), self.minter)
+        if deposit:
+            driver.deposit_gas = self.deposit(driver, deposit)
+        return driver
+
+    def permit(self, driver: Driver, value: int) -> Any:
+        token = self.chain.token
+        return sign_permit(
             driver.account,
             chain_id=self.chain_id,
             token=token.address,
             token_name=DEFAULT_TOKEN_NAME,
-            spender=escrow.address,
-            value=deposit,
-            nonce=0,
+            spender=self.chain.escrow.address,
+            value=value,
+            nonce=token.functions.nonces(driver.account.address).call(),
             deadline=self.expiry(),
         )
-        self.gas(
-            escrow.functions.depositWithPermit(driver.account.address, deposit, *permit.as_args()),
-            self.relayer,
-        )
-        return driver
+
+    def deposit(self, driver: Driver, amount: int) -> int:
+        """A top-up moved into the escrow by a relayed permit; its gas."""
+        permit = self.permit(driver, amount)
+        address = driver.account.address
+        call = self.chain.escrow.functions.depositWithPermit(address, amount, *permit.as_args())
+        return self.gas(call, self.relayer)
+
+    def first_sessions(self, station: bytes) -> dict[str, Any]:
+        """A new driver's first deposits and sessions: one in each slot of its unused ring."""
+        escrow = self.chain.escrow.functions
+        fresh = self.new_driver(100 * MAXIMUM)
+        later_deposit = self.deposit(fresh, MAXIMUM)
+        sessions = []
+        for _ in range(self.ring):
+            auth = self.authorise(fresh, station)
+            opened = self.gas(escrow.openFromDeposit(auth.as_request()), self.relayer)
+            settled = self.gas(escrow.settle(auth.session_id, AMOUNT, CDR_HASH), self.cpo)
+            sessions.append(opened + settled)
+        # No deposit, so nothing allocated the ring: this open writes a never-used slot.
+        payer = self.new_driver(0, tokens=MAXIMUM)
+        auth = self.authorise(payer, station)
+        permit = self.permit(payer, MAXIMUM)
+        opened = self.gas(escrow.openWithPermit(auth.as_request(), *permit.as_args()), self.relayer)
+        settled = self.gas(escrow.settle(auth.session_id, AMOUNT, CDR_HASH), self.cpo)
+        return {
+            "first_deposit": fresh.deposit_gas,
+            "later_deposit": later_deposit,
+            "first_sessions_from_deposit": sessions,
+            "first_session_by_permit": opened + settled,
+        }
 
     def authorise(self, driver: Driver, station: bytes) -> Any:
         return sign_open_session(
@@ -146,12 +186,7 @@ class Bench:
         self.warm_up(drivers)
         driver = drivers[0]
 
-        # A driver's first session in a ring slot writes a fresh storage slot (20,000 more).
-        fresh = self.new_driver(100 * MAXIMUM)
-        auth = self.authorise(fresh, station)
-        first_open = self.gas(escrow.openFromDeposit(auth.as_request()), self.relayer)
-        first_settle = self.gas(escrow.settle(auth.session_id, AMOUNT, CDR_HASH), self.cpo)
-        figures["first_session_fresh_slot"] = first_open + first_settle
+        figures.update(self.first_sessions(station))
 
         auth = self.authorise(driver, station)
         figures["open_from_deposit"] = self.gas(
@@ -164,18 +199,8 @@ class Bench:
             escrow.settle(auth.session_id, AMOUNT, CDR_HASH), self.operator
         )
 
-        token = self.chain.token
         auth = self.authorise(driver, station)
-        permit = sign_permit(
-            driver.account,
-            chain_id=self.chain_id,
-            token=token.address,
-            token_name=DEFAULT_TOKEN_NAME,
-            spender=self.chain.escrow.address,
-            value=MAXIMUM,
-            nonce=token.functions.nonces(driver.account.address).call(),
-            deadline=self.expiry(),
-        )
+        permit = self.permit(driver, MAXIMUM)
         figures["open_by_permit"] = self.gas(
             escrow.openWithPermit(auth.as_request(), *permit.as_args()), self.relayer
         )
@@ -229,6 +254,10 @@ def run(rpc_url: str) -> dict[str, Any]:
         <= TARGETS["session_from_deposit"],
         "session_by_permit": chargenet["session_by_permit"] <= TARGETS["session_by_permit"],
         "batch_50": chargenet["batch_50"]["per_session"] <= TARGETS["batch_50"],
+        "first_sessions_from_deposit": max(chargenet["first_sessions_from_deposit"])
+        <= FIRST_TARGETS["first_sessions_from_deposit"],
+        "first_session_by_permit": chargenet["first_session_by_permit"]
+        <= FIRST_TARGETS["first_session_by_permit"],
     }
     return {
         "chain": rpc_url,
@@ -236,7 +265,7 @@ def run(rpc_url: str) -> dict[str, Any]:
         "ring_size": bench.ring,
         "chargenet": chargenet,
         "naive": naive,
-        "targets": TARGETS,
+        "targets": {**TARGETS, **FIRST_TARGETS},
         "targets_met": met,
     }
 
@@ -254,7 +283,15 @@ def render(result: dict[str, Any]) -> str:
         ("settle (operator key)", c["settle_by_operator"], "-"),
         ("session: deposit, open + settle", c["session_from_deposit"], f"{n['session']:,}"),
         ("session: permit, open + settle", c["session_by_permit"], f"{n['session']:,}"),
-        ("session: first in a fresh ring slot", c["first_session_fresh_slot"], "-"),
+        ("deposit: a driver's first (permit; allocates the ring)", c["first_deposit"], "-"),
+        ("deposit: a later top-up (permit)", c["later_deposit"], "-"),
+        ("session: a driver's first (deposit)", c["first_sessions_from_deposit"][0], "-"),
+        (
+            f"session: max of a driver's first {result['ring_size']} (deposit)",
+            max(c["first_sessions_from_deposit"]),
+            "-",
+        ),
+        ("session: first by permit, no deposit (fresh slot)", c["first_session_by_permit"], "-"),
     ]
     for size in BATCH_SIZES:
         b = c[f"batch_{size}"]

@@ -15,7 +15,9 @@ import {StationRegistry} from "./StationRegistry.sol";
 /// driver's nonces only grow (`lastNonce` shares the deposit's slot), so no id is ever usable
 /// twice. A session is one storage word in the driver's ring of `RING_SIZE` slots, at
 /// `nonce % RING_SIZE`; a closed session's slot is reused by a later one (a non-zero to non-zero
-/// write instead of a fresh slot), and an open one can never be overwritten.
+/// write instead of a fresh slot), and an open one can never be overwritten. An account's first
+/// deposit fills its empty ring slots with a closed marker, so no session opened from a deposit
+/// ever pays the zero-to-non-zero store.
 contract ChargingEscrow {
     /// @notice One session open request, with the driver's signature in EIP-2098 form.
     struct OpenRequest {
@@ -36,6 +38,7 @@ contract ChargingEscrow {
     struct Account {
         uint128 balance;
         uint64 lastNonce;
+        bool ringAllocated; // set by the first deposit, which fills the ring with `_FREE_SLOT`
     }
 
     /// @dev `Closed` also covers ids that can no longer be opened (skipped or revoked nonces,
@@ -65,6 +68,8 @@ contract ChargingEscrow {
     uint256 private constant _STATE_SHIFT = 232;
     uint256 private constant _STATE_OPEN = 1;
     uint256 private constant _STATE_CLOSED = 2;
+    // A closed session with nonce 0: no session id has nonce 0, so it never matches an id.
+    uint256 private constant _FREE_SLOT = _STATE_CLOSED << _STATE_SHIFT;
 
     ChargeToken public immutable token;
     StationRegistry public immutable registry;
@@ -128,7 +133,7 @@ contract ChargingEscrow {
     /// @notice Moves the caller's tokens into its escrow balance (no approval needed).
     function deposit(uint128 amount) external {
         if (amount == 0) revert ZeroAmount();
-        _credit(msg.sender, amount);
+        _creditDeposit(msg.sender, amount);
         emit Deposited(msg.sender, amount);
         token.escrowPull(msg.sender, amount);
     }
@@ -144,7 +149,7 @@ contract ChargingEscrow {
         bytes32 s
     ) external {
         if (amount == 0) revert ZeroAmount();
-        _credit(driver, amount);
+        _creditDeposit(driver, amount);
         emit Deposited(driver, amount);
         _pullWithPermit(driver, amount, deadline, v, r, s);
     }
@@ -413,18 +418,17 @@ contract ChargingEscrow {
         uint40 expiry = request.expiry;
         if (maximum == 0) revert ZeroAmount();
         if (expiry <= block.timestamp) revert ExpiryNotInFuture(request.sessionId, expiry);
-        Account memory account = _accounts[driver];
-        if (nonce <= account.lastNonce) revert SessionIdUsed(request.sessionId, account.lastNonce);
+        Account storage account = _accounts[driver];
+        uint64 lastNonce = account.lastNonce;
+        if (nonce <= lastNonce) revert SessionIdUsed(request.sessionId, lastNonce);
         if (fromDeposit) {
-            if (account.balance < maximum) {
-                revert InsufficientDeposit(driver, account.balance, maximum);
-            }
+            uint128 balance = account.balance;
+            if (balance < maximum) revert InsufficientDeposit(driver, balance, maximum);
             unchecked {
-                account.balance -= maximum;
+                account.balance = balance - maximum;
             }
         }
         account.lastNonce = nonce;
-        _accounts[driver] = account;
         uint256[RING_SIZE] storage ring = _sessions[driver];
         uint256 slot = nonce % RING_SIZE;
         if ((ring[slot] >> _STATE_SHIFT) & 0xff == _STATE_OPEN) {
@@ -466,6 +470,26 @@ contract ChargingEscrow {
         unchecked {
             _accounts[account].balance += uint128(amount);
         }
+    }
+
+    /// @dev Credits a deposit. The account's first one also allocates its session ring: it writes
+    /// `_FREE_SLOT` into every empty slot (one holding a permit-funded session stays as it is), so
+    /// the zero-to-non-zero store (20,000) is paid once here rather than by each of the first
+    /// `RING_SIZE` sessions, which then cost what every later one does.
+    function _creditDeposit(address account, uint128 amount) private {
+        Account memory credited = _accounts[account];
+        // Cannot overflow: every escrow balance is backed by tokens, whose supply fits in uint128.
+        unchecked {
+            credited.balance += amount;
+        }
+        if (!credited.ringAllocated) {
+            credited.ringAllocated = true;
+            uint256[RING_SIZE] storage ring = _sessions[account];
+            for (uint256 i; i < RING_SIZE; ++i) {
+                if (ring[i] == 0) ring[i] = _FREE_SLOT;
+            }
+        }
+        _accounts[account] = credited;
     }
 
     /// @dev Pulls `amount` with the driver's permit. If someone front-ran the same signature

@@ -12,6 +12,7 @@ from eth_utils.crypto import keccak
 from chargenet.core.chain import (
     SessionState,
     deploy_chargenet,
+    load_artifact,
     open_session_typed_data,
     send,
     session_id,
@@ -214,6 +215,71 @@ def test_an_open_session_is_never_overwritten(env: Any) -> None:
     reuse = env.open(driver, 1 + ring)  # the closed session's slot is reused
     assert env.state(reuse.session_id) == SessionState.OPEN
     assert env.state(first.session_id) == SessionState.CLOSED
+
+
+def ring_words(env: Any, account: str) -> list[int]:
+    """The raw storage words of ``account``'s session ring, read from the storage layout."""
+    layout = load_artifact("ChargingEscrow").storage_layout
+    slot = int(next(s for s in layout["storage"] if s["label"] == "_sessions")["slot"])
+    key = bytes(12) + bytes.fromhex(account[2:]) + slot.to_bytes(32, "big")
+    base = int.from_bytes(keccak(key), "big")
+    ring = env.escrow.functions.RING_SIZE().call()
+    return [
+        int.from_bytes(env.w3.eth.get_storage_at(env.escrow.address, base + i), "big")
+        for i in range(ring)
+    ]
+
+
+def test_first_deposit_allocates_the_ring_so_first_sessions_cost_the_same(env: Any) -> None:
+    driver = Account.from_key(keccak(text="driver on its first top-up"))
+    env.send(env.token.functions.mint(driver.address, 2 * env.TOP_UP), env.minter)
+    assert ring_words(env, driver.address) == [0] * len(ring_words(env, driver.address))
+    permit = env.permit(driver, env.TOP_UP)
+    deposit = env.escrow.functions.depositWithPermit(driver.address, env.TOP_UP, *permit.as_args())
+    first = env.send(deposit, env.relayer)["gasUsed"]
+    markers = ring_words(env, driver.address)
+    assert all(markers) and len(set(markers)) == 1  # one closed marker in every slot
+    # The marker matches no session id: every id still reads as unused.
+    for nonce in range(1, len(markers) + 1):
+        assert env.state(session_id(driver.address, nonce)) == SessionState.UNUSED
+    permit = env.permit(driver, env.TOP_UP)
+    deposit = env.escrow.functions.depositWithPermit(driver.address, env.TOP_UP, *permit.as_args())
+    later = env.send(deposit, env.relayer)["gasUsed"]
+    assert ring_words(env, driver.address) == markers
+    # Allocation happens once: 20,000 per word more than a later deposit writes.
+    assert first - later > 20_000 * len(markers)
+
+    gas = []
+    for nonce in range(1, 2 * len(markers) + 1):
+        auth = env.authorise(driver, nonce)
+        receipt = env.send(env.escrow.functions.openFromDeposit(auth.as_request()), env.relayer)
+        env.send(env.escrow.functions.settle(auth.session_id, AMOUNT, CDR), env.cpo)
+        gas.append(receipt["gasUsed"])
+    # A first session in a slot costs what a reuse of that slot does (no zero-to-non-zero
+    # store, which would add 17,100); only calldata bytes of the signatures differ.
+    for first_use, reuse in zip(gas[: len(markers)], gas[len(markers) :], strict=True):
+        assert abs(first_use - reuse) < 1_000, gas
+
+
+def test_first_deposit_keeps_a_session_opened_by_permit(env: Any) -> None:
+    driver = Account.from_key(keccak(text="driver who opened by permit first"))
+    env.send(env.token.functions.mint(driver.address, 2 * env.TOP_UP), env.minter)
+    auth = env.authorise(driver, 1)
+    permit = env.permit(driver, env.MAXIMUM)
+    env.send(env.escrow.functions.openWithPermit(auth.as_request(), *permit.as_args()), env.relayer)
+    opened = ring_words(env, driver.address)[1]
+    permit = env.permit(driver, env.TOP_UP)
+    env.send(
+        env.escrow.functions.depositWithPermit(driver.address, env.TOP_UP, *permit.as_args()),
+        env.relayer,
+    )
+    words = ring_words(env, driver.address)
+    assert words[1] == opened and all(words) and env.state(auth.session_id) == SessionState.OPEN
+    ring = len(words)
+    env.fails(open_request(env, driver, 1 + ring), env.relayer, "SessionSlotBusy")
+    env.send(env.escrow.functions.settle(auth.session_id, AMOUNT, CDR), env.cpo)
+    env.open(driver, 1 + ring)
+    assert env.deposit_of(driver.address) == env.TOP_UP + env.MAXIMUM - AMOUNT - env.MAXIMUM
 
 
 def test_malformed_session_ids_are_rejected(env: Any) -> None:
@@ -441,7 +507,8 @@ def test_bump_nonce_voids_outstanding_authorisations(env: Any) -> None:
     driver = Account.from_key(keccak(text="driver with a little ether"))
     env.w3.eth.send_transaction({"from": env.admin, "to": driver.address, "value": 10**17})
     env.send(env.token.functions.mint(driver.address, 100_000_000), env.minter)
-    send(env.w3, env.escrow.functions.deposit(100_000_000), driver, gas=200_000)
+    # A first deposit also allocates the session ring (8 fresh storage words).
+    send(env.w3, env.escrow.functions.deposit(100_000_000), driver, gas=400_000)
     pending = env.authorise(driver, 5)
     receipt = send(env.w3, env.escrow.functions.bumpNonce(5), driver, gas=100_000)
     (log,) = env.events(env.escrow, "NonceBumped", receipt)
