@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import json
 import os
 import resource
+import signal
 import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -317,6 +321,27 @@ async def bench(args: argparse.Namespace) -> None:
     )
 
 
+@contextlib.contextmanager
+def profiled(path: str | None) -> Iterator[None]:
+    """With CHARGENET_BENCH_PROFILE=<file>, the gateway process writes cProfile stats there.
+
+    The bench ends the server with SIGTERM, so that signal stops the profile and saves it.
+    """
+    if not path:
+        yield
+        return
+    profile = cProfile.Profile()
+
+    def save(_signum: int, _frame: object) -> None:
+        profile.disable()
+        profile.dump_stats(path)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, save)
+    profile.enable()
+    yield
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", nargs="?", default="bench")
@@ -330,7 +355,8 @@ def main() -> None:
     if args.mode == "serve-echo":
         asyncio.run(serve_echo(args.port))
     elif args.mode == "serve-gateway":
-        asyncio.run(serve_gateway(args.port, args.charge_points, args.kafka))
+        with profiled(os.environ.get("CHARGENET_BENCH_PROFILE")):
+            asyncio.run(serve_gateway(args.port, args.charge_points, args.kafka))
     else:
         asyncio.run(bench(args))
 

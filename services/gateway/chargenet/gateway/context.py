@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from chargenet.core.envelope import EventData
 from chargenet.gateway.authz import AuthorizationTable, Decision, Verdict
-from chargenet.gateway.publisher import BackgroundPublisher
+from chargenet.gateway.publisher import EventPublisher
 from chargenet.gateway.schemas import SchemaRegistry
 from chargenet.gateway.settings import GatewaySettings
 
@@ -19,7 +19,7 @@ _GRACE_POLL_SECONDS = 0.05
 @dataclass(slots=True)
 class GatewayContext:
     settings: GatewaySettings
-    publisher: BackgroundPublisher
+    publisher: EventPublisher
     authz: AuthorizationTable
     schemas: SchemaRegistry
 

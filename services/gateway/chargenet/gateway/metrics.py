@@ -28,9 +28,6 @@ REJECTED_FRAMES = counter(
 REFUSED_CONNECTIONS = counter(
     "chargenet_gateway_refused_connections", "WebSocket upgrades refused, by reason", ("reason",)
 )
-PUBLISH_QUEUE = gauge(
-    "chargenet_gateway_publish_queue_events", "Events waiting for the bus in the background"
-)
 PUBLISH_FAILURES = counter(
     "chargenet_gateway_publish_failures", "Events the bus refused (logged with their ids)"
 )

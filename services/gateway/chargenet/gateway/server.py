@@ -31,7 +31,7 @@ from chargenet.gateway.events import (
 )
 from chargenet.gateway.metrics import CONNECTED, DISCONNECTS, disconnect_reason
 from chargenet.gateway.ocppj import OcppVersion
-from chargenet.gateway.publisher import BackgroundPublisher
+from chargenet.gateway.publisher import EventPublisher
 from chargenet.gateway.schemas import SchemaRegistry
 from chargenet.gateway.settings import GatewaySettings
 
@@ -55,7 +55,7 @@ class Gateway:
         self.bus = bus
         self.credentials = credentials or load_credentials(settings)
         self.source = f"chargenet/gateway/{settings.cpo_id}/{settings.replica_id}"
-        self.publisher = BackgroundPublisher(bus, self.source)
+        self.publisher = EventPublisher(bus, self.source)
         self.authz = AuthorizationTable(serves=self.credentials.__contains__)
         self.ctx = GatewayContext(
             settings, self.publisher, self.authz, SchemaRegistry(settings.relaxed_schema_actions)
