@@ -35,6 +35,10 @@ from chargenet.core.settings import CoreSettings, fail
 log = logging.getLogger(__name__)
 #: librdkafka's own log lines (connection trouble, rebalances) go through Python logging here.
 client_log = logging.getLogger("kafka")
+#: How long a consumer waits for a first message before it checks whether it should stop.
+_POLL_SECONDS = 0.2
+#: At most this many already-fetched events are handled before their offsets are committed.
+_BATCH = 500
 
 
 class KafkaBus(EventBus):
@@ -248,7 +252,13 @@ class _KafkaSubscription(Subscription):
         consumer = self._consumer
         try:
             while not self._stopped.is_set():
-                messages = consumer.consume(num_messages=500, timeout=0.2)
+                # ``poll`` returns as soon as one message is there; ``consume(n, timeout)`` waits
+                # for n messages or the whole timeout (measured: ~100 ms median, 200 ms worst per
+                # hop with 0.2 s). What else is already fetched comes along without waiting.
+                first = consumer.poll(_POLL_SECONDS)
+                if first is None:
+                    continue
+                messages = [first, *consumer.consume(num_messages=_BATCH - 1, timeout=0)]
                 if not self._consume(messages):
                     return
         finally:
