@@ -103,6 +103,8 @@ class Engine:
         self._lane_lock = asyncio.Lock()
         self._inflight: dict[tuple[str, str], asyncio.Future[tuple[TxRecord, bool]]] = {}
         self._watchers: set[Watcher] = set()
+        #: Set after each broadcast: the tracker polls then rather than at its next interval.
+        self.broadcasted = asyncio.Event()
         #: Custom errors of every known contract by selector, to name a mined revert's error.
         self.errors: dict[bytes, tuple[str, list[str]]] = {}
 
@@ -306,6 +308,7 @@ class Engine:
                 )
             except (RpcError, RpcUnavailable) as error:
                 answers.append(error)
+        self.broadcasted.set()
         now = time.monotonic()
         for record, answer in zip(ordered, answers, strict=True):
             record.sent_at = now

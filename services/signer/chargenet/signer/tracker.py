@@ -10,6 +10,7 @@ account's queue that has not moved for ``stuck_after`` seconds is re-sent with a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -52,14 +53,19 @@ class Tracker:
     async def _run(self) -> None:
         engine = self.engine
         while True:
+            # Cleared before the poll: a broadcast during it makes the next one come at once.
+            engine.broadcasted.clear()
             try:
                 await self.poll()
             except (RpcUnavailable, RpcError) as error:
                 log.warning("tracker: node unavailable: %s", error)
             except Exception:
                 log.exception("tracker: poll failed")
-            # One poll per interval serves every open transaction, however many there are.
-            await asyncio.sleep(engine.config.poll_seconds)
+            # One poll per interval serves every open transaction, however many there are; a
+            # broadcast starts one at once (an automining node has decided by then, and on any
+            # other chain it costs one batched call).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(engine.broadcasted.wait(), engine.config.poll_seconds)
 
     async def poll(self) -> None:
         engine = self.engine
