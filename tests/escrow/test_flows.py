@@ -8,8 +8,9 @@ non-final state (the ``checked`` fixture).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -20,12 +21,12 @@ from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.events import StopRequested
 from chargenet.core.ocpp_sim import ChargePoint16
 from chargenet.core.pricing import Cdr, Tariff, cdr_hash, price_cdr
-from chargenet.escrow.models import SessionRow
+from chargenet.escrow.models import ChainOp, SessionRow
 from chargenet.gateway.server import Gateway
-from tests.escrow.harness import TARIFF, Rig, expected_price, rig, wait_async
+from tests.escrow.harness import CPO_ID, TARIFF, Rig, expected_price, rig, wait_async
 from tests.gateway.conftest import endpoint, running_gateway
 
-CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 13))
+CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 14))
 TOP_UP = 50_000_000
 
 
@@ -227,13 +228,77 @@ def cancelled(world: Rig, *sessions: str) -> bool:
     return all(world.events(s, ".cancelled.v1") for s in sessions)
 
 
-def test_opens_within_the_window_go_out_as_one_batch(checked: Rig) -> None:
+@contextmanager
+def held(world: Rig, kind: str, key: str, window: str) -> Iterator[None]:
+    """An operation of ``kind`` from ``key`` on its way (a chain op row in status ``sent``) and
+    the batch ``window`` (a settings field) far away, so what arrives meanwhile can only wait for
+    that operation; on exit it is decided and the worker woken, as the signer's stream would."""
+    settings = world.escrow.settings
+    before = getattr(settings, window)
+    op_id = f"escrow.{kind}.held-by-test.{uuid.uuid4().hex}"
+    with world.db.session() as db:
+        db.add(
+            ChainOp(
+                id=op_id,
+                kind=kind,
+                function="(held by the test)",
+                key_alias=key,
+                args="[]",
+                sessions="[]",
+                status="sent",
+            )
+        )
+    setattr(settings, window, 60.0)
+    try:
+        yield
+    finally:
+        with world.db.session() as db:
+            op = db.get(ChainOp, op_id)
+            assert op is not None
+            op.status = "final"
+        setattr(settings, window, before)
+        worker = world.escrow.worker
+        assert worker is not None
+        worker.wake()
+
+
+def test_a_lone_request_opens_at_once(checked: Rig) -> None:
+    """With no open on its way nothing is gained by waiting: the window is not waited out."""
     world = checked
+    settings = world.escrow.settings
+    before, settings.escrow_open_window_seconds = settings.escrow_open_window_seconds, 60.0
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-13", answers={"RemoteStartTransaction": "Rejected"}):
+            session = world.request(driver, 1, 10_000_000, "CP-13")
+            row = await world.reach(session, "REFUNDED")
+        with world.db.session() as db:
+            op = db.get(ChainOp, row.open_op)
+            assert op is not None
+            waited = (op.created_at - row.created_at).total_seconds()
+        assert waited < 10, waited  # far below the 60 s window
+        print(f"a lone open staged {waited * 1000:.0f} ms after its request")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        settings.escrow_open_window_seconds = before
+
+
+def test_opens_arriving_while_one_is_on_its_way_go_out_as_one_batch(checked: Rig) -> None:
+    world = checked
+    relayer = world.escrow.settings.escrow_relayer_key
 
     async def scenario() -> None:
         drivers = [world.driver(TOP_UP) for _ in range(3)]
         async with charge_point(world.bus, "CP-8", answers={"RemoteStartTransaction": "Rejected"}):
-            sessions = [world.request(d, 1, 10_000_000, "CP-8") for d in drivers]
+            with held(world, "open", relayer, "escrow_open_window_seconds"):
+                sessions = [world.request(d, 1, 10_000_000, "CP-8") for d in drivers]
+                for session in sessions:
+                    await world.reach(session, "REQUESTED")
+                await asyncio.sleep(0.5)  # several worker ticks
+                assert {world.state(s) for s in sessions} == {"REQUESTED"}
             for session in sessions:
                 await world.reach(session, "REFUNDED")
         hashes = {world.row(s).open_tx_hash for s in sessions}  # type: ignore[union-attr]
@@ -280,7 +345,7 @@ def test_a_late_budget_stop_settles_the_maximum_and_hashes_the_capped_cdr(checke
     asyncio.run(scenario())
 
 
-def test_sessions_stopped_within_the_window_settle_in_one_batch(checked: Rig) -> None:
+def test_sessions_stopped_during_a_settlement_settle_in_one_batch(checked: Rig) -> None:
     world = checked
     names = ("CP-10", "CP-11", "CP-12")
 
@@ -309,8 +374,12 @@ def test_sessions_stopped_within_the_window_settle_in_one_batch(checked: Rig) ->
                     retried = db.get(SessionRow, sessions[0])
                     assert retried is not None
                     retried.attempts = 1
-                for session in sessions:
-                    world.publish(StopRequested(session_id=session, reason="driver"), session)
+                settler = world.escrow.settings.settler_key(CPO_ID)
+                with held(world, "settle", settler, "escrow_settle_delay_seconds"):
+                    for session in sessions:
+                        world.publish(StopRequested(session_id=session, reason="driver"), session)
+                    for session in sessions:
+                        await world.reach(session, "STOPPED")
                 rows = [await world.reach(s, "SETTLED") for s in sessions]
             finally:
                 for cp in points:

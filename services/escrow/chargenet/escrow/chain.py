@@ -6,6 +6,7 @@ Writes never happen here: they go through the signer (``chargenet.escrow.worker`
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +108,23 @@ class ChainReader:
                 raise
             return revert_reason(error)
         return None
+
+    def simulate_opens(
+        self, requests: Sequence[tuple[Any, ...]], sender: str
+    ) -> tuple[list[str | None], bool]:
+        """Why each open would revert if sent now (None: it would not), and whether all of them
+        would succeed as one ``openBatch``. One node call when they would; each is tried alone
+        only when the batch would revert."""
+        if len(requests) > 1:
+            try:
+                self.escrow.functions.openBatch(list(requests)).call({"from": sender})
+            except Exception as error:
+                if not is_revert(error):
+                    raise
+            else:
+                return [None] * len(requests), True
+        problems = [self.simulate_open(request, sender) for request in requests]
+        return problems, len(requests) == 1 or any(p is not None for p in problems)
 
     def chain_time(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])

@@ -39,6 +39,8 @@ STOP_ACTION = "RemoteStopTransaction"
 
 
 Q = TypeVar("Q", bound=sa.Select[Any])
+#: States the worker acts on: a session entering one wakes it.
+WORKER_STATES = frozenset({State.REQUESTED, State.STOPPED})
 
 
 def utcnow() -> datetime:
@@ -52,6 +54,9 @@ class Tx:
     session: Session
     _after: list[Callable[[], None]] = field(default_factory=list)
     events: int = 0
+    #: The worker has something to do once this commits (a session to open or settle, an
+    #: operation to send, one finished that others waited for).
+    work: bool = False
 
     def emit(self, data: EventData, subject: str) -> Envelope:
         return self.publish(data.topic, data, subject)
@@ -71,6 +76,8 @@ class Tx:
         check(row.session_id, current, target)
         row.state = target.value
         row.updated_at = utcnow()
+        if target in WORKER_STATES:
+            self.work = True
         if reason is not None:
             row.reason = reason[:2000]
         log.info(
@@ -107,16 +114,21 @@ class Tx:
 
 
 class EscrowCore:
+    """``on_commit`` runs after a transaction that emitted events (wakes the outbox relay),
+    ``on_work`` after one that left work for the worker (wakes it instead of its next poll)."""
+
     def __init__(
         self,
         settings: EscrowSettings,
         db: Database,
         *,
         on_commit: Callable[[], None] | None = None,
+        on_work: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self._on_commit = on_commit
+        self.on_work = on_work
         self._sqlite_lock = threading.RLock() if not db.is_postgres else None
 
     @contextlib.contextmanager
@@ -155,6 +167,8 @@ class EscrowCore:
             callback()
         if tx.events and self._on_commit is not None:
             self._on_commit()
+        if tx.work and self.on_work is not None:
+            self.on_work()
 
     def locked(self, tx: Tx, session_id: str) -> SessionRow | None:
         """The session's row, locked against the other replicas until the transaction ends."""

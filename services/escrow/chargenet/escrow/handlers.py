@@ -134,6 +134,7 @@ class SessionHandlers:
             tx.move(row, State.REJECTED, problem)
             tx.emit(SessionCancelled(session_id=row.session_id, reason=problem), row.session_id)
         else:
+            tx.work = True  # to be opened
             self._ensure_topic(gateway_commands_topic(row.cpo_id))
 
     def _check(self, request: SessionRequested, data: dict[str, object]) -> str | None:

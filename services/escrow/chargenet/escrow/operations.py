@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -24,7 +26,13 @@ from chargenet.core.events import (
     SessionRefunded,
     SessionSettled,
 )
-from chargenet.core.signer_client import SignerClient, SignerError, Transaction, TxStatus
+from chargenet.core.signer_client import (
+    SignerClient,
+    SignerError,
+    Transaction,
+    TransactionStream,
+    TxStatus,
+)
 from chargenet.escrow.core import EscrowCore, Tx, utcnow
 from chargenet.escrow.metrics import BATCH_SIZE, GAS_USED, SETTLED_TOKENS, TRANSACTION_GAS
 from chargenet.escrow.models import ChainOp, SessionRow
@@ -115,6 +123,7 @@ def stage(core: EscrowCore, tx: Tx, kind: str, rows: Sequence[SessionRow], key: 
         status="new",
     )
     tx.session.merge(op)
+    tx.work = True  # to be sent
     for row in rows:
         if kind == "open":
             row.open_op = op.id
@@ -142,11 +151,20 @@ def stage_close(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow], kind: str)
 
 
 class Operations:
-    """Sends staged operations and applies their outcomes to the sessions."""
+    """Sends staged operations and applies their outcomes to the sessions.
+
+    Outcomes arrive on a ``WatchTransactions`` stream the moment the signer learns them
+    (:meth:`follow`, its own thread); :meth:`poll` asks for each operation the stream may have
+    missed (sent while it was down or reconnecting) and is the only way when it never connects.
+    """
 
     def __init__(self, core: EscrowCore, signer: SignerClient) -> None:
         self.core = core
         self.signer = signer
+        self._stream: TransactionStream | None = None
+        self._stopped = threading.Event()
+        #: Set while the stream is connected; the poll then skips recently sent operations.
+        self.following = threading.Event()
 
     def send_new(self) -> int:
         with self.core.tx() as tx:
@@ -179,9 +197,50 @@ class Operations:
         if sent.status.is_terminal:
             self.apply(op.id, sent, None)
 
-    def poll(self) -> int:
+    def follow(self, on_change: Callable[[], None] = lambda: None) -> None:
+        """Apply outcomes as the signer streams them, until :meth:`stop_following`.
+
+        Reconnects after a drop; every (re)connection is followed by ``on_change`` so the
+        caller polls once for what finished while nobody listened.
+        """
+        while not self._stopped.is_set():
+            stream = self.signer.stream(send_initial=False)
+            self._stream = stream
+            if self._stopped.is_set():
+                stream.cancel()
+                return
+            try:
+                self.following.set()
+                on_change()
+                for tx_info in stream:
+                    if tx_info.status.is_terminal:
+                        self.apply(tx_info.idempotency_key, tx_info, None)
+                        on_change()
+            except SignerError as error:
+                if not self._stopped.is_set():
+                    log.warning("transaction stream lost (%s); reconnecting", error)
+            except Exception:
+                log.exception("applying a streamed outcome failed; reconnecting")
+            finally:
+                self.following.clear()
+            self._stopped.wait(0.5)
+
+    def stop_following(self) -> None:
+        self._stopped.set()
+        if self._stream is not None:
+            self._stream.cancel()
+
+    def poll(self, older_than: float = 0.0) -> int:
+        """Ask the signer about every sent operation (sent more than ``older_than`` seconds ago)."""
+        cutoff = utcnow() - timedelta(seconds=older_than)
         with self.core.tx() as tx:
-            ids = list(tx.session.scalars(sa.select(ChainOp.id).where(ChainOp.status == "sent")))
+            ids = list(
+                tx.session.scalars(
+                    sa.select(ChainOp.id).where(
+                        ChainOp.status == "sent", ChainOp.updated_at <= cutoff
+                    )
+                )
+            )
         done = 0
         for op_id in ids:
             try:
@@ -197,9 +256,11 @@ class Operations:
     def apply(self, op_id: str, sent: Transaction | None, refused: str | None) -> None:
         """The operation reached FINAL or FAILED: move its sessions on, in one transaction."""
         with self.core.tx() as tx:
-            op = tx.session.get(ChainOp, op_id)
+            # Locked: the stream and the poll (or two replicas) may report the same outcome.
+            op = tx.session.get(ChainOp, op_id, with_for_update=self.core.db.is_postgres)
             if op is None or op.status in ("final", "failed"):
                 return
+            tx.work = True  # what waited for this operation may go now
             ok = (
                 sent is not None
                 and sent.status is TxStatus.FINAL

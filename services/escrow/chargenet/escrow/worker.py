@@ -1,10 +1,15 @@
 """The escrow's background worker: open and settle batches, chain operations, the sweeper.
 
-One thread. Each tick: gather the requests whose batch window passed into one openBatch,
-the stopped sessions whose settle delay passed into settleBatch transactions (one per settler
-key), send staged operations, follow sent ones. Every ``escrow_sweep_seconds`` the sweeper
-cancels starts past their deadline, settles sessions whose charge point went silent, makes sure
-nothing stays locked past its expiry, and updates the gauges.
+One thread, woken by every commit that leaves it work (a request, a stop, a staged operation,
+an operation that finished) and otherwise every ``escrow_tick_seconds``. Each tick: open the
+waiting requests, settle the stopped sessions (one settleBatch per settler key), send staged
+operations. Batches fill themselves: what arrives while an open (a key's settlement) is on its
+way waits for it and goes out together, at the latest ``escrow_open_window_seconds``
+(``escrow_settle_delay_seconds``) after the oldest of them; with nothing on its way a lone
+request goes at once. Outcomes arrive on the signer's stream (``Operations.follow``, its own
+thread). Every ``escrow_sweep_seconds`` the sweeper asks about operations the stream did not
+report, cancels starts past their deadline, settles sessions whose charge point went silent,
+makes sure nothing stays locked past its expiry, and updates the gauges.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sqlalchemy as sa
 from chargenet.core.chain import SessionState
 from chargenet.core.events import SessionCancelled
 from chargenet.escrow.chain import ChainReader
-from chargenet.escrow.core import EscrowCore, utcnow
+from chargenet.escrow.core import EscrowCore, Tx, utcnow
 from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
@@ -36,37 +41,58 @@ class Worker:
         self.operations = operations
         self._relayer_address: str | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._last_sweep = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="escrow-worker", daemon=True)
-        self._thread.start()
+        self.core.on_work = self.wake
+        self._threads = [
+            threading.Thread(target=self._run, name="escrow-worker", daemon=True),
+            threading.Thread(
+                target=self.operations.follow,
+                args=(self.wake,),
+                name="escrow-follower",
+                daemon=True,
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._wake.set()
+        self.operations.stop_following()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def wake(self) -> None:
+        """Run a tick now (there is work) rather than at the next poll."""
+        self._wake.set()
 
     def _run(self) -> None:
         settings = self.core.settings
         while not self._stop.is_set():
+            # Cleared before the tick: work committed during it runs another one at once.
+            self._wake.clear()
             try:
                 self.tick()
             except Exception:
                 log.exception("escrow worker tick failed; retrying")
                 self._stop.wait(1.0)
-            self._stop.wait(settings.escrow_tick_seconds)
+            self._wake.wait(settings.escrow_tick_seconds)
 
     def tick(self) -> None:
         self.batch_opens()
         self.batch_settlements()
         self.operations.send_new()
-        self.operations.poll()
         now = utcnow().timestamp()
         if now - self._last_sweep >= self.core.settings.escrow_sweep_seconds:
             self._last_sweep = now
+            # With the stream connected it reports every outcome; the poll only catches what
+            # finished while it reconnected. Without it, the poll is the only way.
+            self.operations.poll(older_than=1.0 if self.operations.following.is_set() else 0.0)
             self.sweep()
 
     @property
@@ -93,13 +119,18 @@ class Worker:
             if not rows:
                 return
             window = timedelta(seconds=settings.escrow_open_window_seconds)
-            if utcnow() - rows[0].created_at < window and len(rows) < settings.escrow_max_batch:
-                return
+            if (
+                utcnow() - rows[0].created_at < window
+                and len(rows) < settings.escrow_max_batch
+                and in_flight(tx, "open", settings.escrow_relayer_key)
+            ):
+                return  # they go with the next open, as soon as the one on its way is done
             relayer = self.relayer_address
+            # Batches are all-or-nothing: what would revert is refused here, with its reason.
+            requests = [open_request(r) for r in rows]
+            problems, together = self.reader.simulate_opens(requests, relayer)
             good: list[SessionRow] = []
-            for row in rows:
-                # Batches are all-or-nothing: what would revert is refused here, with its reason.
-                problem = self.reader.simulate_open(open_request(row), relayer)
+            for row, problem in zip(rows, problems, strict=True):
                 if problem is not None:
                     reason = f"the escrow refused the open: {problem}"
                     tx.move(row, State.REJECTED, reason)
@@ -108,8 +139,10 @@ class Worker:
                     )
                 else:
                     good.append(row)
-            retries = [r for r in good if r.attempts > 0]
-            fresh = [r for r in good if r.attempts == 0]
+            # Each would open alone but not all together (e.g. one driver's two sessions and one
+            # deposit): each its own transaction, so the chain decides which.
+            retries = [r for r in good if r.attempts > 0 or not together]
+            fresh = [r for r in good if r.attempts == 0 and together]
             for group in [[r] for r in retries] + ([fresh] if fresh else []):
                 stage(self.core, tx, "open", group, settings.escrow_relayer_key)
                 for row in group:
@@ -134,21 +167,21 @@ class Worker:
             retries = [r for r in rows if r.close_op is not None]
             fresh = [r for r in rows if r.close_op is None]
             delay = timedelta(seconds=settings.escrow_settle_delay_seconds)
-            oldest = min((r.stopped_at or r.updated_at for r in fresh), default=None)
-            waiting = (
-                oldest is not None
-                and utcnow() - oldest < delay
-                and len(rows) < settings.escrow_max_batch
-            )
             for row in retries:
                 stage(self.core, tx, "settle", [row], settings.settler_key(row.cpo_id))
                 tx.move(row, State.SETTLING)
-            if waiting:
-                return
             groups: dict[str, list[SessionRow]] = defaultdict(list)
             for row in fresh:
                 groups[settings.settler_key(row.cpo_id)].append(row)
+            now = utcnow()
             for key, group in groups.items():
+                oldest = min(r.stopped_at or r.updated_at for r in group)
+                if (
+                    now - oldest < delay
+                    and len(group) < settings.escrow_max_batch
+                    and in_flight(tx, "settle", key)
+                ):
+                    continue  # they go together once the key's settlement on its way is done
                 stage(self.core, tx, "settle", group, key)
                 for row in group:
                     tx.move(row, State.SETTLING)
@@ -250,3 +283,17 @@ class Worker:
             SESSIONS.labels(state.value).set(int(counts.get(state.value, 0)))
         lag = 0.0 if oldest is None else (utcnow() - oldest).total_seconds()
         SETTLEMENT_LAG.set(max(lag, 0.0))
+
+
+def in_flight(tx: Tx, kind: str, key: str) -> bool:
+    """An operation of ``kind`` from ``key`` is staged or sent and not yet decided."""
+    found = tx.session.scalar(
+        sa.select(ChainOp.id)
+        .where(
+            ChainOp.kind == kind,
+            ChainOp.key_alias == key,
+            ChainOp.status.in_(("new", "sent")),
+        )
+        .limit(1)
+    )
+    return found is not None

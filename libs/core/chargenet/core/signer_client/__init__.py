@@ -1,6 +1,6 @@
 """The typed client of the signer service (``proto/chargenet/signer/v1/signer.proto``)."""
 
-from chargenet.core.signer_client.client import SignerClient, SignerError
+from chargenet.core.signer_client.client import SignerClient, SignerError, TransactionStream
 from chargenet.core.signer_client.types import (
     KeyInfo,
     Log,
@@ -17,6 +17,7 @@ __all__ = [
     "SignerClient",
     "SignerError",
     "Transaction",
+    "TransactionStream",
     "TxStatus",
     "TypedDataSignature",
 ]

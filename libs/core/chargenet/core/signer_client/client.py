@@ -151,18 +151,22 @@ class SignerClient:
     ) -> Iterator[Transaction]:
         """Status changes as they happen; with keys, ends once all are FINAL or FAILED.
         Not retried: a caller that loses the stream calls again with send_initial."""
+        stream = self.stream(idempotency_keys, send_initial=send_initial)
+        try:
+            yield from stream
+        finally:
+            # A caller that stops iterating early must not leave the stream open on the signer.
+            stream.cancel()
+
+    def stream(
+        self, idempotency_keys: Iterable[str] = (), *, send_initial: bool = True
+    ) -> TransactionStream:
+        """Like :meth:`watch`, as an object another thread can :meth:`~TransactionStream.cancel`
+        (a follower blocked on the stream stops at once instead of at the next change)."""
         request = pb.WatchTransactionsRequest(
             idempotency_keys=list(idempotency_keys), send_initial=send_initial
         )
-        call = self._stub.WatchTransactions(request, metadata=self._metadata)
-        try:
-            for message in call:
-                yield _transaction(message.transaction)
-        except grpc.RpcError as error:
-            raise _error(error) from None
-        finally:
-            # A caller that stops iterating early must not leave the stream open on the signer.
-            call.cancel()
+        return TransactionStream(self._stub.WatchTransactions(request, metadata=self._metadata))
 
     def wait(
         self,
@@ -205,6 +209,23 @@ class SignerClient:
                     raise _error(error) from None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+class TransactionStream:
+    """A ``WatchTransactions`` stream: iterate for status changes; ``cancel`` from any thread."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Transaction]:
+        try:
+            for message in self._call:
+                yield _transaction(message.transaction)
+        except grpc.RpcError as error:
+            raise _error(error) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 def _error(error: grpc.RpcError) -> SignerError:
