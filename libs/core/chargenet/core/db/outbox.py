@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from chargenet.core.bus.base import EventBus
@@ -26,8 +28,13 @@ from chargenet.core.envelope import Envelope, EventData, make_envelope
 log = logging.getLogger(__name__)
 
 
+#: Relays running in this process, woken when a transaction that staged events commits.
+_RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+_STAGED = "chargenet.outbox.staged"
+
+
 def add_to_outbox(session: Session, topic: str, envelope: Envelope) -> None:
-    """Stage one event in the caller's transaction."""
+    """Stage one event in the caller's transaction (its commit wakes this process's relays)."""
     session.add(
         OutboxMessage(
             event_id=envelope.id,
@@ -36,6 +43,24 @@ def add_to_outbox(session: Session, topic: str, envelope: Envelope) -> None:
             payload=envelope.to_bytes(),
         )
     )
+    session.info[_STAGED] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    """The events are committed: a relay on the same database publishes them now instead of at
+    its next poll (the poll stays, for events committed by another process)."""
+    if not session.info.pop(_STAGED, False):
+        return
+    engine = session.get_bind()
+    for relay in list(_RELAYS):
+        if relay.db.engine is engine:
+            relay.notify()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_staged(session: Session) -> None:
+    session.info.pop(_STAGED, None)
 
 
 @dataclass
@@ -119,6 +144,8 @@ class OutboxRelay:
         self._wake.set()
 
     def start(self, interval: float = 0.05) -> None:
+        _RELAYS.add(self)
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -133,6 +160,7 @@ class OutboxRelay:
         self._thread.start()
 
     def stop(self) -> None:
+        _RELAYS.discard(self)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
