@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -44,6 +45,8 @@ class Level:
     starts: list[float] = field(default_factory=list)
     settles: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: session id -> (REST request, RemoteStart at the charge point), for the profile.
+    timeline: dict[str, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
 
 async def run_level(
@@ -53,6 +56,7 @@ async def run_level(
     per_driver: int,
     waiting: dict[str, datetime],
     level: Level,
+    arrivals: dict[str, datetime],
 ) -> None:
     async def one(driver: Driver, station_id: str) -> None:
         for _ in range(per_driver):
@@ -62,6 +66,8 @@ async def run_level(
             try:
                 session = await client.request_session(driver, station_id, MAXIMUM)
                 view = await client.wait_state(driver, session, PAST_START)
+                # The RemoteStart came before the session charged (it may beat the REST answer).
+                level.timeline[session] = (requested, arrivals.pop(driver.id_token, None))
                 if view["state"] == "charging":
                     await client.stop_session(driver, session)
                 final = await client.wait_state(driver, session, ("settled", "refunded", "failed"))
@@ -84,12 +90,14 @@ async def run_level(
 async def bench(stack: Stack, levels: list[int], per_driver: int) -> list[Level]:
     client = NetworkClient(stack.endpoints, stack.jwt_secret)
     waiting: dict[str, datetime] = {}
+    arrivals: dict[str, datetime] = {}  # id token -> its latest RemoteStart
     current: list[Level] = []
 
     def on_event(event: StationEvent) -> None:
         requested = waiting.pop(event.id_token, None) if event.kind == "remote_start" else None
         if requested is not None and current:
             current[-1].starts.append((event.at - requested).total_seconds())
+            arrivals[event.id_token] = event.at
 
     stations: list[tuple[str, SimStation]] = []
     wanted = max(levels)
@@ -121,7 +129,11 @@ async def bench(stack: Stack, levels: list[int], per_driver: int) -> list[Level]
         for batch in range(0, wanted, 10):
             await asyncio.gather(*(s.connect() for _id, s in stations[batch : batch + 10]))
         await asyncio.gather(*(client.wait_available(station_id) for station_id, _s in stations))
-        drivers = list(await asyncio.gather(*(client.driver() for _ in range(wanted))))
+        # A few at a time too: each account costs the wallet an argon2id hash (memory-hard).
+        drivers: list[Driver] = []
+        for batch in range(0, wanted, 10):
+            count = min(10, wanted - batch)
+            drivers += await asyncio.gather(*(client.driver() for _ in range(count)))
         for batch in range(0, wanted, 20):
             await asyncio.gather(
                 *(client.top_up(d, 50_000_000) for d in drivers[batch : batch + 20])
@@ -131,13 +143,95 @@ async def bench(stack: Stack, levels: list[int], per_driver: int) -> list[Level]
         for count in levels:
             level = Level(count)
             current.append(level)
-            await run_level(client, stations[:count], drivers[:count], per_driver, waiting, level)
+            await run_level(
+                client, stations[:count], drivers[:count], per_driver, waiting, level, arrivals
+            )
             results.append(level)
             print(describe(level), flush=True)
         return results
     finally:
         await asyncio.gather(*(s.close() for _id, s in stations), return_exceptions=True)
         await client.aclose()
+
+
+#: The start path, step by step: (label, the step's end) from the services' own tables.
+STEPS = (
+    ("REST request -> wallet outbox row (wallet: signature, registry, balance)", "wallet_row"),
+    ("-> published (wallet outbox relay)", "wallet_published"),
+    ("-> handled by the escrow (Kafka hop, escrow consumer)", "escrow_inbox"),
+    ("-> open staged (escrow worker: window, pre-check)", "op_staged"),
+    ("-> open FINAL applied (signer, node, stream)", "op_final"),
+    ("-> start command in the outbox", "command_row"),
+    ("-> published (escrow outbox relay)", "command_published"),
+    ("-> RemoteStart at the charge point (Kafka hop, gateway, OCPP)", "arrived"),
+)
+
+
+def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
+    """Median and p99 of each step of the start path over the level's started sessions."""
+    base = sa.make_url(postgres_url)
+    marks: dict[str, dict[str, datetime]] = {
+        session: {"requested": requested, **({"arrived": arrived} if arrived else {})}
+        for session, (requested, arrived) in level.timeline.items()
+    }
+    ids = list(marks)
+    if not ids:
+        return []
+    requested_events: dict[str, str] = {}
+    wallet = sa.create_engine(base.set(database=f"{prefix}_wallet"))
+    escrow = sa.create_engine(base.set(database=f"{prefix}_escrow"))
+    try:
+        with wallet.connect() as db:
+            for key, created, published, payload in db.execute(
+                sa.text(
+                    "SELECT key, created_at, published_at, payload FROM outbox "
+                    "WHERE topic = 'sessions' AND key = ANY(:ids)"
+                ),
+                {"ids": ids},
+            ):
+                envelope = json.loads(bytes(payload))
+                if envelope["type"].endswith(".requested.v1"):
+                    marks[key].update(wallet_row=created, wallet_published=published)
+                    requested_events[envelope["id"]] = key
+        with escrow.connect() as db:
+            for event_id, processed in db.execute(
+                sa.text("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY(:ids)"),
+                {"ids": list(requested_events)},
+            ):
+                marks[requested_events[event_id]]["escrow_inbox"] = processed
+            for session, created, updated in db.execute(
+                sa.text(
+                    "SELECT s.session_id, o.created_at, o.updated_at FROM escrow_sessions s "
+                    "JOIN escrow_chain_ops o ON o.id = s.open_op WHERE s.session_id = ANY(:ids)"
+                ),
+                {"ids": ids},
+            ):
+                marks[session].update(op_staged=created, op_final=updated)
+            for created, published, payload in db.execute(
+                sa.text(
+                    "SELECT created_at, published_at, payload FROM outbox "
+                    "WHERE topic LIKE '%gateway-commands%'"
+                )
+            ):
+                data = json.loads(bytes(payload))["data"]
+                session = data.get("session_id")
+                if data.get("action") == "RemoteStartTransaction" and session in marks:
+                    marks[session].update(command_row=created, command_published=published)
+    finally:
+        wallet.dispose()
+        escrow.dispose()
+    lines = [f"start path of {len(ids)} sessions, ms (median / p99 of each step):"]
+    for label, end in STEPS:
+        previous = STEPS[STEPS.index((label, end)) - 1][1] if end != STEPS[0][1] else "requested"
+        spans = [
+            (m[end] - m[previous]).total_seconds()
+            for m in marks.values()
+            if m.get(end) and m.get(previous)
+        ]
+        if spans:
+            p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
+            lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
+    return lines
 
 
 def describe(level: Level) -> str:
@@ -158,6 +252,7 @@ def main() -> int:
     args = parser.parse_args()
     levels = [int(n) for n in args.drivers.split(",")]
     components = Components.from_env() or start_components(print)
+    print(f"load average at the start: {os.getloadavg()}", flush=True)
     run_dir = os.path.join(os.getcwd(), ".run", "bench-e2e")
     prefix = f"bench_{uuid.uuid4().hex[:6]}"
     per_cpo = (max(levels) + 1) // 2
@@ -176,6 +271,7 @@ def main() -> int:
               "| settle p50 s | settle p99 s | failures |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
         results = asyncio.run(bench(stack, levels, args.sessions))
+        profiles = [profile(level, components.postgres_url, prefix) for level in results]
     finally:
         down(Path(run_dir))
         admin = sa.create_engine(components.postgres_url, isolation_level="AUTOCOMMIT")
@@ -185,10 +281,12 @@ def main() -> int:
                     sa.text(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
                 )
         admin.dispose()
-    for level in results:
+    print(f"load average at the end: {os.getloadavg()}")
+    for level, lines in zip(results, profiles, strict=True):
         print(describe(level))
         for failure in level.failures[:5]:
             print(f"  failure: {failure}")
+        print("\n".join(lines))
     return 0 if all(not level.failures for level in results) else 1
 
 
