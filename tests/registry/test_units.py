@@ -3,6 +3,7 @@ distance search (across the antimeridian too) on SQLite."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -23,7 +24,7 @@ from chargenet.registry.documents import (
     tariff_mismatches,
 )
 from chargenet.registry.main import migrate
-from chargenet.registry.models import Station
+from chargenet.registry.models import StationVersion
 from chargenet.registry.query import Filters, Near, haversine_km, search
 from chargenet.registry.writes import apply_stations
 from tests.registry.harness import TARIFF
@@ -78,9 +79,19 @@ def test_location_checks_name_the_field() -> None:
         parse_json(b"{", "location")
 
 
-def _station(station_id: str, lat: float, lon: float, power: int = 50_000) -> Station:
-    return Station(
+_LOG_INDEX = itertools.count()
+
+
+def _station(station_id: str, lat: float, lon: float, power: int = 50_000) -> StationVersion:
+    """A station as the index holds it: its latest version (``registry_stations`` shows it)."""
+    return StationVersion(
+        block_number=1,
+        log_index=next(_LOG_INDEX),
+        block_hash="0x" + "00" * 32,
+        tx_hash="0x" + "00" * 32,
         station_id=station_id,
+        kind="registered",
+        changed_by="0x" + "ab" * 20,
         cpo_address="0x" + "ab" * 20,
         station_index=1,
         active=True,
@@ -92,8 +103,7 @@ def _station(station_id: str, lat: float, lon: float, power: int = 50_000) -> St
         tariff_hash="0x" + "00" * 32,
         meter_key_hash="0x" + "00" * 32,
         registered_block=1,
-        updated_block=1,
-        tx_hash="0x" + "00" * 32,
+        latest=True,
     )
 
 

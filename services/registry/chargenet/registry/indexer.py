@@ -14,9 +14,10 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,7 +32,7 @@ from chargenet.registry.metrics import (
     ROLLED_BACK_BLOCKS,
 )
 from chargenet.registry.models import AppliedBlock, Cursor
-from chargenet.registry.rpc import ChainReader, RpcError
+from chargenet.registry.rpc import ChainReader, LogQuery, RpcError
 from chargenet.registry.writes import (
     apply_operators,
     apply_sessions,
@@ -73,8 +74,6 @@ class _Range:
     cursor: Position
     target: Position
     events: list[ChainEvent]
-    #: The next range's last block, read after this range's logs: that range's first check.
-    ahead: Position | None = None
 
 
 _RETRY = object()
@@ -188,14 +187,11 @@ class Indexer:
                     return
 
         def read_ahead() -> None:
-            position, ahead = cursor, None
             try:
-                while not stop.is_set():
-                    read = self._read(position, head, ahead)
+                for read in self._reads(cursor, head):
                     offer(read)
-                    if not isinstance(read, _Range):
+                    if stop.is_set():
                         return
-                    position, ahead = read.target, read.ahead
             except BaseException as error:  # handed to the writer, which raises it
                 offer(error)
 
@@ -237,43 +233,97 @@ class Indexer:
         LAG_BLOCKS.set(max(0, head - indexed))
         INDEXED_BLOCK.set(indexed)
 
-    def _read(
-        self, cursor: Position, head: int, ahead: Position | None = None
-    ) -> _Range | object | None:
+    def _read(self, cursor: Position, head: int) -> _Range | object | None:
         """The logs after ``cursor`` up to the confirmed head (None: nothing to read; _RETRY:
-        the chain moved while reading). ``ahead``: the target's hash, if already read."""
-        confirmed = head - self.confirmations
-        target = min(confirmed, cursor.number + self.batch_blocks)
+        the chain moved while reading), in three round trips: one step's worth."""
+        target = min(head - self.confirmations, cursor.number + self.batch_blocks)
         if target <= cursor.number:
             return None
-        if ahead is not None and ahead.number == target and ahead.hash is not None:
-            target_hash: str | None = ahead.hash
-        else:
-            target_hash = self.reader.block_hash(target)
-            if target_hash is None:
-                return _RETRY
-        raw = self.reader.logs(self.addresses, self.topics, cursor.number + 1, target)
-        # Read both ends of the range again: if either moved, the logs may mix two forks. The
-        # same batch reads the next range's last block, before that range's logs are fetched.
-        following = min(confirmed, target + self.batch_blocks)
-        numbers = [target]
-        if cursor.hash is not None:
-            numbers.append(cursor.number)
-        if following > target:
-            numbers.append(following)
-        hashes = dict(zip(numbers, self.reader.block_hashes(numbers), strict=True))
-        if hashes[target] != target_hash:
+        target_hash = self.reader.block_hash(target)
+        if target_hash is None:
             return _RETRY
-        if cursor.hash is not None and hashes[cursor.number] != cursor.hash:
+        raw = self.reader.logs(self.addresses, self.topics, cursor.number + 1, target)
+        numbers = [target] if cursor.hash is None else [target, cursor.number]
+        hashes = self.reader.block_hashes(numbers)
+        return self._checked(cursor, Position(target, target_hash), raw, numbers, hashes)
+
+    def _reads(self, cursor: Position, head: int) -> Iterator[_Range | object | None]:
+        """The checked ranges from ``cursor`` to the confirmed head, ending with None (caught
+        up) or _RETRY (the chain moved), in one JSON-RPC round trip per range.
+
+        A range's logs may mix two forks unless its last block's hash is the same before and
+        after they were read, and its first block's parent is still the cursor's. So each
+        round trip carries the logs of one range, the hashes that check the range before it
+        (whose logs came in the previous answer) and the last block of the range after it (read
+        before that range's logs are asked for). No check relies on the order in which the node
+        answers the calls of one batch.
+        """
+        confirmed = head - self.confirmations
+        first = min(confirmed, cursor.number + self.batch_blocks)
+        if first <= cursor.number:
+            yield None
+            return
+        first_hash = self.reader.block_hash(first)
+        if first_hash is None:
+            yield _RETRY
+            return
+        following: tuple[Position, Position] | None = (cursor, Position(first, first_hash))
+        checking: tuple[Position, Position, list[dict[str, Any]]] | None = None
+        moved = False
+        while following is not None or checking is not None:
+            query: LogQuery | None = None
+            numbers: list[int] = []
+            if checking is not None:
+                numbers.append(checking[1].number)
+                if checking[0].hash is not None:
+                    numbers.append(checking[0].number)
+            after = None
+            if following is not None:
+                start, end = following
+                query = (self.addresses, self.topics, start.number + 1, end.number)
+                if min(confirmed, end.number + self.batch_blocks) > end.number:
+                    after = min(confirmed, end.number + self.batch_blocks)
+                    numbers.append(after)
+            raw, hashes = self.reader.logs_and_hashes(query, numbers)
+            if checking is not None:
+                read = self._checked(*checking, numbers, hashes)
+                yield read
+                if not isinstance(read, _Range):
+                    return
+            checking = None
+            if following is not None:
+                assert raw is not None
+                checking = (following[0], following[1], raw)
+                following = None
+                if after is not None:
+                    after_hash = hashes[-1]
+                    if after_hash is None:
+                        moved = True  # the head went back: check what was read, then retry
+                    else:
+                        following = (checking[1], Position(after, after_hash))
+        yield _RETRY if moved else None
+
+    def _checked(
+        self,
+        cursor: Position,
+        target: Position,
+        raw: list[dict[str, Any]],
+        numbers: Sequence[int],
+        hashes: Sequence[str | None],
+    ) -> _Range | object:
+        """The range's decoded logs if the hashes read after them still show the same chain."""
+        read = dict(zip(numbers, hashes, strict=True))
+        if read.get(target.number) != target.hash:
+            return _RETRY
+        if cursor.hash is not None and read.get(cursor.number) != cursor.hash:
             return _RETRY
         try:
             events = decode(raw)
         except RpcError:
             return _RETRY
-        if any(e.block_number == target and e.block_hash != target_hash for e in events):
+        if any(e.block_number == target.number and e.block_hash != target.hash for e in events):
             return _RETRY
-        next_ahead = Position(following, hashes[following]) if following > target else None
-        return _Range(cursor, Position(target, target_hash), events, next_ahead)
+        return _Range(cursor, target, events)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Follow the chain until ``stop`` is set; node or database errors are retried."""

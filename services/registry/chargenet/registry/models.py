@@ -1,10 +1,10 @@
 """The registry's tables (migration ``registry_0001``).
 
-The chain side is kept twice on purpose: ``registry_station_versions`` is the append-only journal
-of what each applied log made of a station (its full state after the change, keyed by block and
-log index), and ``registry_stations`` is the latest version, materialised for queries. A reorg
-deletes the versions of the rolled-back blocks and rebuilds the affected stations from what is
-left, so undoing needs no inverse operations.
+``registry_station_versions`` is the append-only journal of what each applied log made of a
+station (its full state after the change, keyed by block and log index); the newest version of
+each station is flagged ``latest``, and ``registry_stations`` is a view of those rows (migration
+``registry_0002``), so a catch-up writes one row per log. A reorg deletes the versions of the
+rolled-back blocks and flags the newest of what is left, so undoing needs no inverse operations.
 """
 
 from __future__ import annotations
@@ -62,19 +62,34 @@ class StationVersion(RegistryBase):
     tariff_id: Mapped[str] = mapped_column(sa.String(80))
     tariff_hash: Mapped[str] = mapped_column(sa.String(66))
     meter_key_hash: Mapped[str] = mapped_column(sa.String(66))
+    registered_block: Mapped[int] = mapped_column(sa.BigInteger)
+    #: The station's newest version: the row the ``registry_stations`` view shows.
+    latest: Mapped[bool] = mapped_column(sa.Boolean)
+
+    __table_args__ = (
+        sa.Index(
+            "ix_registry_station_versions_latest_position",
+            "latitude_e6",
+            "longitude_e6",
+            sqlite_where=sa.text("latest"),
+            postgresql_where=sa.text("latest"),
+        ),
+    )
 
 
 class Station(RegistryBase):
-    """The station as the chain has it now (the latest version)."""
+    """The station as the chain has it now: the ``registry_stations`` view of the versions
+    flagged ``latest`` (read-only; the indexer writes versions)."""
 
     __tablename__ = "registry_stations"
+    __table_args__ = {"info": {"is_view": True}}
 
     station_id: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
-    cpo_address: Mapped[str] = mapped_column(sa.String(42), index=True)
+    cpo_address: Mapped[str] = mapped_column(sa.String(42))
     station_index: Mapped[int] = mapped_column(sa.BigInteger)
     active: Mapped[bool] = mapped_column(sa.Boolean)
-    latitude_e6: Mapped[int] = mapped_column(sa.Integer, index=True)
-    longitude_e6: Mapped[int] = mapped_column(sa.Integer, index=True)
+    latitude_e6: Mapped[int] = mapped_column(sa.Integer)
+    longitude_e6: Mapped[int] = mapped_column(sa.Integer)
     connector_count: Mapped[int] = mapped_column(sa.Integer)
     max_power_w: Mapped[int] = mapped_column(sa.BigInteger)
     tariff_id: Mapped[str] = mapped_column(sa.String(80))

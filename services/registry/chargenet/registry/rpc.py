@@ -83,32 +83,57 @@ class ChainReader:
 
     def block_hashes(self, numbers: Sequence[int]) -> list[str | None]:
         """:meth:`block_hash` of each, in one JSON-RPC batch where the provider has them."""
-        if self._batch is None or len(numbers) < 2:
-            return [self.block_hash(number) for number in numbers]
-        answers = self._batch(
-            [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in numbers]
-        )
-        if not isinstance(answers, list) or len(answers) != len(numbers):
-            raise RpcError(f"eth_getBlockByNumber batch: {answers}")
-        return [_hash(_result("eth_getBlockByNumber", answer)) for answer in answers]
+        return self.logs_and_hashes(None, numbers)[1]
 
     def logs(
         self, addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
     ) -> list[dict[str, Any]]:
-        result = self._call(
-            "eth_getLogs",
-            [
-                {
-                    "fromBlock": hex(from_block),
-                    "toBlock": hex(to_block),
-                    "address": list(addresses),
-                    "topics": [list(topics)],
-                }
-            ],
-        )
-        if not isinstance(result, list):
-            raise RpcError(f"eth_getLogs returned {type(result).__name__}, not a list")
-        return result
+        return _logs(self._call("eth_getLogs", [_filter(addresses, topics, from_block, to_block)]))
+
+    def logs_and_hashes(
+        self, query: LogQuery | None, numbers: Sequence[int]
+    ) -> tuple[list[dict[str, Any]] | None, list[str | None]]:
+        """The logs ``query`` asks for (None without one) and the hashes of blocks ``numbers``,
+        in one JSON-RPC round trip where the provider takes batches.
+
+        A node may answer a batch's calls in any order, so a caller must not rely on a hash
+        read here being from before or after these logs; only on all of it being from after
+        the previous round trip's answers.
+        """
+        calls: list[tuple[RPCEndpoint, Any]] = []
+        if query is not None:
+            calls.append((RPCEndpoint("eth_getLogs"), [_filter(*query)]))
+        calls += [(RPCEndpoint("eth_getBlockByNumber"), [hex(n), False]) for n in numbers]
+        if self._batch is None or len(calls) < 2:
+            results = [self._call(method, params) for method, params in calls]
+        else:
+            answers = self._batch(calls)
+            if not isinstance(answers, list) or len(answers) != len(calls):
+                raise RpcError(f"batch of {len(calls)} calls: {answers}")
+            results = [_result(method, a) for (method, _), a in zip(calls, answers, strict=True)]
+        logs = _logs(results[0]) if query is not None else None
+        return logs, [_hash(block) for block in results[len(results) - len(numbers) :]]
+
+
+#: An ``eth_getLogs`` query: addresses, first topics, first block, last block.
+LogQuery = tuple[Sequence[str], Sequence[str], int, int]
+
+
+def _filter(
+    addresses: Sequence[str], topics: Sequence[str], from_block: int, to_block: int
+) -> dict[str, Any]:
+    return {
+        "fromBlock": hex(from_block),
+        "toBlock": hex(to_block),
+        "address": list(addresses),
+        "topics": [list(topics)],
+    }
+
+
+def _logs(result: Any) -> list[dict[str, Any]]:
+    if not isinstance(result, list):
+        raise RpcError(f"eth_getLogs returned {type(result).__name__}, not a list")
+    return result
 
 
 def _result(method: str, response: Any) -> Any:

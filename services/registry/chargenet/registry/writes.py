@@ -1,11 +1,11 @@
 """Writing decoded logs into the registry's tables, and undoing them after a reorg.
 
-This is the hot path of a catch-up: per station log, one version row, one outbox event, and the
-station's own row (written once per transaction however often it changes in it). Rows are flat
-lists of values in column order, written by multi-row INSERTs on the session's own DBAPI
-connection, and the outbox payloads are rendered from a template: SQLAlchemy's per-row parameter
-handling, a dataclass per state and ``json.dumps`` per event each cost more than SQLite took to
-store the row.
+This is the hot path of a catch-up: per station log, one version row (flagged ``latest``; the
+station's previous latest row, if the index holds one, loses the flag in one UPDATE per range)
+and one outbox event. Rows are flat lists of values in column order, written by multi-row
+INSERTs on the session's own DBAPI connection, and the outbox payloads are rendered from a
+template: SQLAlchemy's per-row parameter handling, a dataclass per state and ``json.dumps`` per
+event each cost more than SQLite took to store the row.
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ VERSION_NAMES = (
     "kind",
     "changed_by",
     *STATION_COLUMNS,
+    "registered_block",
+    "latest",
 )
+_LATEST_AT = len(VERSION_NAMES) - 1  # where a row's latest flag is in its flat values
 STATION_NAMES = ("station_id", *STATION_COLUMNS, "registered_block", "updated_block", "tx_hash")
 OUTBOX_NAMES = ("event_id", "topic", "key", "payload", "created_at")
 _CHUNK = 500  # parameters per IN (...) list: well under SQLite's and PostgreSQL's limits
@@ -66,9 +69,6 @@ class Current(NamedTuple):
     updated_block: int
     tx_hash: str
 
-    def row(self, station_id: str) -> tuple[Any, ...]:
-        return (station_id, *self.state, self.registered_block, self.updated_block, self.tx_hash)
-
 
 def event_id(event: ChainEvent) -> str:
     """The id of the station event a log causes: the same whenever that log is applied (the
@@ -86,27 +86,30 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
     # A registration is always of a station the index does not hold (the contract refuses an
     # id twice, a rollback deletes the stations it un-registers), so only the others are read.
     current = load_stations(session, {e.key for e in events if e.kind is not Kind.REGISTERED})
-    existing = set(current)
+    held = list(current)
     now = datetime.now(UTC)
     render = _Payloads(source, now)
     created_at = bind_value(session, OutboxMessage.__table__.c.created_at, now)
     # Flat lists of values, row after row, as the INSERTs take them.
     versions: list[Any] = []
     outbox: list[Any] = []
+    latest_at: dict[str, int] = {}  # station id -> where its newest row's flag is in versions
     topic = StationRegistered.topic
+    registered_kind = Kind.REGISTERED
     for event in events:
         kind = event.kind
+        key = event.key
         state: State
-        if kind is Kind.REGISTERED:
+        if kind is registered_kind:
             assert event.fields is not None
             state = (event.account, event.station_index, True, *event.fields)
             registered = event.block_number
         else:
-            known = current.get(event.key)
+            known = current.get(key)
             if known is None:
                 # The contract emits updates and retirements only for registered stations, so
                 # this is a start block set after the registration: nothing to change.
-                log.warning("%s for station %s, unknown to the index", kind, event.key)
+                log.warning("%s for station %s, unknown to the index", kind, key)
                 continue
             old, registered = known.state, known.registered_block
             if kind is Kind.UPDATED:
@@ -114,8 +117,11 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
                 state = (old[0], old[1], old[2], *event.fields)
             else:
                 state = (old[0], old[1], False, *old[3:])
-        key = event.key
         current[key] = Current(state, registered, event.block_number, event.tx_hash)
+        previous = latest_at.get(key)
+        if previous is not None:
+            versions[previous] = False  # superseded within this range
+        latest_at[key] = len(versions) + _LATEST_AT
         versions += (
             event.block_number,
             event.log_index,
@@ -125,18 +131,19 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
             _KIND_TEXT[kind],
             event.account,
             *state,
+            registered,
+            True,
         )
         eid = event_id(event)
         outbox += (eid, topic, key, render(eid, event, state), created_at)
+    # Stations the index held lose their flag before their new versions take it.
+    for chunk in _chunks(sorted(key for key in held if key in latest_at)):
+        session.execute(
+            sa.update(StationVersion)
+            .where(StationVersion.latest.is_(True), StationVersion.station_id.in_(chunk))
+            .values(latest=False)
+        )
     insert(session, StationVersion, VERSION_NAMES, versions)
-    touched = set(versions[4 :: len(VERSION_NAMES)])
-    new: list[Any] = []
-    for key in sorted(touched - existing):
-        new += current[key].row(key)
-    insert(session, Station, STATION_NAMES, new)
-    changed = [dict(zip(STATION_NAMES, current[k].row(k), strict=True)) for k in touched & existing]
-    if changed:
-        session.execute(sa.update(Station), sorted(changed, key=lambda row: row["station_id"]))
     insert(session, OutboxMessage, OUTBOX_NAMES, outbox)
 
 
@@ -215,14 +222,21 @@ def undo_above(session: Session, number: int, *, reorg_id: str, source: str) -> 
     )
     session.execute(sa.delete(AppliedBlock).where(AppliedBlock.number > number))
     restored = _stations_from_versions(session, affected)
+    for _, block, log_index in sorted(restored.values(), key=lambda found: found[1:]):
+        # Its newest version was rolled back (that is why it is affected): the newest left
+        # is what the chain has now.
+        session.execute(
+            sa.update(StationVersion)
+            .where(StationVersion.block_number == block, StationVersion.log_index == log_index)
+            .values(latest=True)
+        )
     now = datetime.now(UTC)
     created_at = bind_value(session, OutboxMessage.__table__.c.created_at, now)
     outbox: list[Any] = []
     for station_id in sorted(affected):
         reorg_event_id = f"reorg-{_digest(reorg_id + station_id)}"
-        current = restored.get(station_id)
-        if current is None:
-            session.execute(sa.delete(Station).where(Station.station_id == station_id))
+        found = restored.get(station_id)
+        if found is None:
             # Its registration was rolled back: for consumers it no longer takes sessions.
             gone = before.get(station_id)
             data: EventData = StationRetired(
@@ -232,10 +246,7 @@ def undo_above(session: Session, number: int, *, reorg_id: str, source: str) -> 
                 tx_hash="",
             )
         else:
-            values = dict(zip(STATION_NAMES[1:], current.row(station_id)[1:], strict=True))
-            session.execute(
-                sa.update(Station).where(Station.station_id == station_id).values(**values)
-            )
+            current = found[0]
             active = current.state[2]
             data = _station_event(Kind.UPDATED if active else Kind.RETIRED, station_id, current)
         envelope = make_envelope(data, subject=station_id, source=source, event_id=reorg_event_id)
@@ -287,10 +298,14 @@ def load_stations(session: Session, station_ids: set[str]) -> dict[str, Current]
     return stations
 
 
-def _stations_from_versions(session: Session, station_ids: set[str]) -> dict[str, Current]:
-    """Each station's latest remaining version (after a rollback deleted the newer ones)."""
-    stations: dict[str, Current] = {}
+def _stations_from_versions(
+    session: Session, station_ids: set[str]
+) -> dict[str, tuple[Current, int, int]]:
+    """Each station's newest remaining version (after a rollback deleted the newer ones), with
+    its block number and log index."""
+    stations: dict[str, tuple[Current, int, int]] = {}
     columns = [getattr(StationVersion, name) for name in VERSION_NAMES]
+    state = slice(len(VERSION_NAMES) - len(STATION_COLUMNS) - 2, -2)
     for chunk in _chunks(sorted(station_ids)):
         query = (
             sa.select(*columns)
@@ -298,11 +313,8 @@ def _stations_from_versions(session: Session, station_ids: set[str]) -> dict[str
             .order_by(StationVersion.block_number, StationVersion.log_index)
         )
         for row in session.execute(query):
-            block, station_id, kind = row[0], row[4], row[5]
-            registered = (
-                block if kind == Kind.REGISTERED.value else stations[station_id].registered_block
-            )
-            stations[station_id] = Current(tuple(row[7:]), registered, block, row[3])
+            current = Current(tuple(row[state]), row[-2], row[0], row[3])
+            stations[row[4]] = (current, row[0], row[1])
     return stations
 
 
