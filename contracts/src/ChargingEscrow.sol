@@ -477,7 +477,7 @@ contract ChargingEscrow {
     /// the zero-to-non-zero store (20,000) is paid once here rather than by each of the first
     /// `RING_SIZE` sessions, which then cost what every later one does.
     function _creditDeposit(address account, uint128 amount) private {
-        Account memory credited = _accounts[account];
+        Account storage credited = _accounts[account];
         // Cannot overflow: every escrow balance is backed by tokens, whose supply fits in uint128.
         unchecked {
             credited.balance += amount;
@@ -489,7 +489,6 @@ contract ChargingEscrow {
                 if (ring[i] == 0) ring[i] = _FREE_SLOT;
             }
         }
-        _accounts[account] = credited;
     }
 
     /// @dev Pulls `amount` with the driver's permit. If someone front-ran the same signature
