@@ -23,7 +23,14 @@ from chargenet.cli.network.client import NetworkClient, metric_value
 from chargenet.cli.network.plan import Ports
 from chargenet.cli.network.report import audit, ledger_now
 from chargenet.cli.network.scenario import DemoScenario, ScenarioResult
-from chargenet.cli.network.supervisor import SERVICES, Components, Stack, down, up
+from chargenet.cli.network.supervisor import (
+    SERVICES,
+    Components,
+    PortsBusy,
+    Stack,
+    down,
+    up,
+)
 from chargenet.core.chain import connect, contract_at
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.hardhat, pytest.mark.slow]
@@ -35,17 +42,9 @@ def stack(
 ) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("network")
     prefix = f"e2e_{uuid.uuid4().hex[:8]}"
-    # Ports of their own, beside a developer's `chargenet up` (offset 0) and other test runs.
-    offset = 12_000 + (os.getpid() % 40) * 100
     try:
-        yield up(
-            Components(kafka_bootstrap, postgres_url, rpc_url),
-            run_dir=run_dir,
-            ports=Ports().shifted(offset),
-            replicas=2,
-            database_prefix=prefix,
-            # The logs kept in the run directory are what explains a failure on a CI machine.
-            log_level="INFO",
+        yield start_beside_others(
+            Components(kafka_bootstrap, postgres_url, rpc_url), run_dir, prefix
         )
     finally:
         down(run_dir)
@@ -55,6 +54,27 @@ def stack(
                 name = f"{prefix}_{service}"
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def start_beside_others(components: Components, run_dir: Path, prefix: str) -> Stack:
+    """The stack on a block of ports of its own, beside a developer's `chargenet up` (offset 0)
+    and other test runs or benchmarks on this machine."""
+    blocks = 30  # offsets 12000-14900: every shifted port stays below 65536
+    first = os.getpid() % blocks
+    for block in range(blocks):
+        try:
+            return up(
+                components,
+                run_dir=run_dir,
+                ports=Ports().shifted(12_000 + (first + block) % blocks * 100),
+                replicas=2,
+                database_prefix=prefix,
+                # The logs kept in the run directory are what explains a failure on a CI machine.
+                log_level="INFO",
+            )
+        except PortsBusy:
+            continue
+    pytest.fail("every block of ports (offsets 12000-14900) is in use")
 
 
 def run_scenario(stack: Stack, invoice_dir: Path) -> tuple[ScenarioResult, dict[str, str]]:
@@ -102,7 +122,11 @@ def print_logs(stack: Stack, lines: int = 150) -> None:
 def test_demo_scenario_on_the_distributed_stack(stack: Stack, tmp_path: Path) -> None:
     w3 = connect(stack.rpc_url)
     before = ledger_now(w3, stack.contracts, stack.first_block, stack.cpo_addresses)
-    result, metrics = run_scenario(stack, tmp_path / "invoices")
+    try:
+        result, metrics = run_scenario(stack, tmp_path / "invoices")
+    except Exception:
+        print_logs(stack)
+        raise
     ledger, gas, checks = audit(
         w3, stack.contracts, stack.first_block, stack.cpo_addresses, result, before
     )

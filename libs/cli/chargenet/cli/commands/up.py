@@ -34,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--run-dir", type=Path, default=None, help="state, pids and logs (default .run/network)"
     )
     parser.add_argument(
-        "--port-offset", type=int, default=0, help="shift every listening port by this much"
+        "--port-offset",
+        type=int,
+        default=0,
+        help="shift every listening port by this much (0-15484)",
     )
     parser.set_defaults(handler=_up)
 

@@ -140,6 +140,10 @@ def demo_cpos(stations: int = 3, spare: int = 0) -> tuple[Cpo, ...]:
     )
 
 
+#: The signer's 50051 is the highest default port; shifted, it must stay a valid port.
+MAX_PORT_OFFSET = 65_535 - 50_051
+
+
 @dataclass(frozen=True)
 class Ports:
     """Where everything listens (0: any free port, for the embedded default without --serve)."""
@@ -160,8 +164,8 @@ class Ports:
 
     def shifted(self, delta: int) -> Ports:
         """Every port moved by ``delta`` (to run beside another stack or a clash)."""
-        if not 0 <= delta <= 20_000:
-            raise ValueError("a port offset is 0-20000")
+        if not 0 <= delta <= MAX_PORT_OFFSET:
+            raise ValueError(f"a port offset is 0-{MAX_PORT_OFFSET}")
         return Ports(
             self.wallet + delta,
             self.registry + delta,
@@ -302,8 +306,13 @@ class Plan:
             "signer_token": self.tokens["escrow"],
             "escrow_address": self.contracts["ChargingEscrow"],
             "escrow_settler_keys": json.dumps({c.cpo_id: c.key_alias for c in self.cpos}),
+            # A lone open or settlement goes at once; these bound how long what arrives while
+            # one is on its way (on automine, well under 0.1 s) waits to join the next batch.
             "escrow_open_window_seconds": 0.1,
-            "escrow_settle_delay_seconds": 0.2,
+            "escrow_settle_delay_seconds": 0.5,
+            # The worker is woken by every commit that leaves it work; its tick only catches
+            # those bounds and the sweeper, so it need not spend round trips 20 times a second.
+            "escrow_tick_seconds": 0.25,
             "escrow_sweep_seconds": 0.5,
             "escrow_start_timeout_seconds": 20.0,
             "escrow_meter_keys": json.dumps(meter_keys),

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,34 @@ KEY_FUNDING_WEI = 100 * 10**18
 
 class SupervisorError(RuntimeError):
     """The stack could not be started or stopped; the message says why (and where the log is)."""
+
+
+class PortsBusy(SupervisorError):
+    """Some port the stack would listen on is taken."""
+
+
+def ports_in_use(ports: Ports, cpo_count: int, replicas: int) -> list[int]:
+    """The stack's ports (services, signer, every gateway replica's WebSocket and ops port) that
+    something already listens on."""
+    wanted = [
+        ports.wallet,
+        ports.registry,
+        ports.escrow,
+        ports.invoicing,
+        ports.signer,
+        ports.signer_ops,
+        *(p for c in range(cpo_count) for r in range(replicas) for p in ports.gateway(c, r)),
+    ]
+    busy = []
+    for port in wanted:
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(port)
+    return busy
 
 
 def repo_root() -> Path:
@@ -187,6 +216,11 @@ def up(
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     ports = ports or Ports()
     cpos = demo_cpos(stations=stations, spare=spare)
+    busy = ports_in_use(ports, len(cpos), replicas)
+    if busy:
+        # A service that cannot bind exits, and readiness would then be answered by whatever
+        # holds the port (another stack, with other keys): fail here, naming the ports.
+        raise PortsBusy(f"ports already in use: {', '.join(map(str, busy))} (--port-offset)")
 
     w3 = connect(components.rpc_url)
     admin = w3.eth.accounts[0]
