@@ -1,31 +1,32 @@
 """OCPP 1.6J: what the gateway answers to each CALL from a charge point, and what it publishes.
 
-Each handler answers at once; events go to the background publisher. Payloads have passed the
+Each handler answers at once; events are handed to the bus without waiting for it. Payloads have passed the
 schema check (unless the action is relaxed, hence the defensive ``.get``s).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
-from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus
 
 from chargenet.gateway.authz import Decision, Verdict
-from chargenet.gateway.context import GatewayContext, now_text
+from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.events import (
-    ChargePointBooted,
     ConnectorStatusChanged,
     MeterReading,
     SessionStarted,
     SessionStopped,
 )
+from chargenet.gateway.handlers_common import (
+    Handler,
+    Payload,
+    accept_boot,
+    acknowledge,
+    heartbeat,
+)
 from chargenet.gateway.meter import parse_time, read_v16, whole
-
-Payload = dict[str, Any]
-Handler = Callable[[GatewayContext, str, Payload], Awaitable[Payload]]
 
 _STATUS = {
     Verdict.ACCEPTED: AuthorizationStatus.accepted,
@@ -43,26 +44,14 @@ def transaction_id_for(session_id: str) -> int:
 
 
 async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
-    ctx.emit(
-        ChargePointBooted(
-            cpo_id=ctx.cpo_id,
-            charge_point_id=cp,
-            ocpp_version="1.6",
-            vendor=str(payload.get("chargePointVendor", "")),
-            model=str(payload.get("chargePointModel", "")),
-            firmware_version=payload.get("firmwareVersion"),
-        ),
+    return accept_boot(
+        ctx,
         cp,
+        ocpp_version="1.6",
+        vendor=payload.get("chargePointVendor"),
+        model=payload.get("chargePointModel"),
+        firmware_version=payload.get("firmwareVersion"),
     )
-    return {
-        "status": RegistrationStatus.accepted,
-        "currentTime": now_text(),
-        "interval": ctx.settings.heartbeat_interval_seconds,
-    }
-
-
-async def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
-    return {"currentTime": now_text()}
 
 
 async def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
@@ -173,10 +162,6 @@ async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payloa
 async def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     # No vendor extensions are configured for any CPO yet; the spec's answer for that is this.
     return {"status": DataTransferStatus.unknown_vendor_id}
-
-
-async def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
-    return {}
 
 
 HANDLERS: dict[str, Handler] = {

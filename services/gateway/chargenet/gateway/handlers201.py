@@ -14,20 +14,24 @@ from ocpp.v201.enums import (
     Action,
     AuthorizationStatusEnumType,
     DataTransferStatusEnumType,
-    RegistrationStatusEnumType,
     TransactionEventEnumType,
 )
 
 from chargenet.gateway.authz import Verdict
-from chargenet.gateway.context import GatewayContext, now_text
+from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.events import (
-    ChargePointBooted,
     ConnectorStatusChanged,
     MeterReading,
     SessionStarted,
     SessionStopped,
 )
-from chargenet.gateway.handlers16 import Handler, Payload
+from chargenet.gateway.handlers_common import (
+    Handler,
+    Payload,
+    accept_boot,
+    acknowledge,
+    heartbeat,
+)
 from chargenet.gateway.meter import parse_time, read_v201, whole
 
 _STATUS = {
@@ -41,26 +45,14 @@ _STATUS = {
 
 async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     station: dict[str, Any] = payload.get("chargingStation") or {}
-    ctx.emit(
-        ChargePointBooted(
-            cpo_id=ctx.cpo_id,
-            charge_point_id=cp,
-            ocpp_version="2.0.1",
-            vendor=str(station.get("vendorName", "")),
-            model=str(station.get("model", "")),
-            firmware_version=station.get("firmwareVersion"),
-        ),
+    return accept_boot(
+        ctx,
         cp,
+        ocpp_version="2.0.1",
+        vendor=station.get("vendorName"),
+        model=station.get("model"),
+        firmware_version=station.get("firmwareVersion"),
     )
-    return {
-        "status": RegistrationStatusEnumType.accepted,
-        "currentTime": now_text(),
-        "interval": ctx.settings.heartbeat_interval_seconds,
-    }
-
-
-async def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
-    return {"currentTime": now_text()}
 
 
 async def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
@@ -159,10 +151,6 @@ async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payloa
 
 async def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     return {"status": DataTransferStatusEnumType.unknown_vendor_id}
-
-
-async def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
-    return {}
 
 
 HANDLERS: dict[str, Handler] = {

@@ -1,0 +1,50 @@
+"""What the 1.6J and 2.0.1 handlers answer alike; each version module maps its own payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chargenet.gateway.context import GatewayContext, now_text
+from chargenet.gateway.events import ChargePointBooted
+
+Payload = dict[str, Any]
+Handler = Callable[[GatewayContext, str, Payload], Awaitable[Payload]]
+
+
+def accept_boot(
+    ctx: GatewayContext,
+    cp: str,
+    *,
+    ocpp_version: str,
+    vendor: object,
+    model: object,
+    firmware_version: str | None,
+) -> Payload:
+    """Every authenticated charge point is accepted (the socket's credentials already checked it)
+    and told how often to send a Heartbeat; the boot is published for operators."""
+    ctx.emit(
+        ChargePointBooted(
+            cpo_id=ctx.cpo_id,
+            charge_point_id=cp,
+            ocpp_version=ocpp_version,
+            vendor=str(vendor or ""),
+            model=str(model or ""),
+            firmware_version=firmware_version,
+        ),
+        cp,
+    )
+    return {
+        "status": "Accepted",
+        "currentTime": now_text(),
+        "interval": ctx.settings.heartbeat_interval_seconds,
+    }
+
+
+async def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    return {"currentTime": now_text()}
+
+
+async def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+    """Notifications the CSMS only needs to confirm (firmware, diagnostics, security events)."""
+    return {}
