@@ -68,6 +68,15 @@ def charge_point(world: Network, cp_id: str) -> SimStation:
     return station
 
 
+def styled(page: Page) -> int:
+    """How many stylesheets the page loaded, failing if one of them is missing or empty."""
+    rules: list[int] = page.evaluate(
+        "() => [...document.styleSheets].map(sheet => sheet.cssRules.length)"
+    )
+    assert rules and all(rules), f"a stylesheet did not load: rules per sheet {rules}"
+    return len(rules)
+
+
 def reload_until(page: Page, selector: str, timeout: float = 60.0) -> None:
     """Reload until ``selector`` shows: for changes that arrive from the chain or the bus."""
     deadline = time.monotonic() + timeout
@@ -87,6 +96,7 @@ def test_console_registration_driver_journey_and_revenue(
     # -- the CPO signs in and registers a station on chain ---------------------------------------
     console.goto(f"{world.registry}/console/")
     expect(console).to_have_url(re.compile(r"/console/signin$"))
+    assert styled(console) == 2  # the shared base and the console's own
     shots += snap(console, "console-signin")
     console.get_by_label("Your CPO access token").fill(
         issue_token(CPO.cpo_id, Role.CPO, world.network.jwt_secret)
@@ -139,6 +149,7 @@ def _driver_journey(
     email = f"driver-{int(time.time() * 1000)}@example.org"
     page.goto(f"{world.wallet}/")
     expect(page).to_have_url(re.compile(r"/app/signin"))
+    assert styled(page) >= 2  # the shared base and the app's own (Leaflet's too, with tiles)
     shots += snap(page, "driver-signin")
     page.get_by_text("New here? Create an account").click()
     page.locator("#new-email").fill(email)

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import model_validator
 
 from chargenet.core.settings import CoreSettings, load_settings
+from chargenet.core.web import mount_shared_static
 from chargenet.registry.console.routes import HERE, Console, router
 
 __all__ = ["ConsoleSettings", "mount_console"]
@@ -46,6 +47,7 @@ def mount_console(app: FastAPI, invoicing: httpx.AsyncClient | None = None) -> N
             timeout=httpx.Timeout(settings.console_timeout_seconds),
         )
     app.state.console = Console(app, invoicing, settings.console_secure_cookies)
+    mount_shared_static(app, "/console")
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.include_router(router)
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from chargenet.core.web import mount_shared_static
 from chargenet.wallet.web.backend import WalletApi
 from chargenet.wallet.web.config import DriverAppConfig, DriverAppSettings, Tiles
 from chargenet.wallet.web.routes import HERE, DriverApp, router
@@ -21,6 +22,7 @@ __all__ = ["DriverAppConfig", "DriverAppSettings", "Tiles", "mount_driver_app"]
 
 def mount_driver_app(app: FastAPI, config: DriverAppConfig, currency: str) -> None:
     app.state.driver_app = DriverApp(config, WalletApi(app), currency)
+    mount_shared_static(app, "/app")
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="driver-static")
     app.include_router(router)
 
