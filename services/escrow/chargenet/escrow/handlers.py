@@ -72,6 +72,8 @@ class SessionHandlers:
         handler = self._dispatch.get(envelope.type)
         if handler is None or (envelope.source == SOURCE and envelope.type in _OWN):
             return  # other session events, and the escrow's own StopRequested
+        if envelope.type == CommandResult.event_type and not _needs_action(envelope):
+            return  # accepted (most results): nothing to change, not even the inbox
         with bind(session_id=envelope.subject, event_id=envelope.id):
             self.core.apply_once(CONSUMER, envelope, lambda tx: handler(tx, envelope))
 
@@ -295,6 +297,12 @@ class SessionHandlers:
         elif result.command_id == row.stop_command_id:
             # The session timeout settles it on its last meter value if the stop never comes.
             log.warning("session %s: stop command failed: %s", row.session_id, what)
+
+
+def _needs_action(envelope: Envelope) -> bool:
+    """A command result the escrow acts on: a session's command that was not accepted."""
+    result = envelope.payload(CommandResult)
+    return result.session_id is not None and result.status is not CommandStatus.ACCEPTED
 
 
 def tariff_hashes(document: dict[str, Any], tariff: Tariff) -> set[bytes]:

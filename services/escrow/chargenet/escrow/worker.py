@@ -125,10 +125,14 @@ class Worker:
                 and in_flight(tx, "open", settings.escrow_relayer_key)
             ):
                 return  # they go with the next open, as soon as the one on its way is done
-            relayer = self.relayer_address
-            # Batches are all-or-nothing: what would revert is refused here, with its reason.
-            requests = [open_request(r) for r in rows]
-            problems, together = self.reader.simulate_opens(requests, relayer)
+            # Batches are all-or-nothing: what would revert is refused here, with its reason. A
+            # lone open needs no dry run of ours: the signer's gas estimate is one, and an open it
+            # refuses fails alone, with the revert's name (one node call less on the start path).
+            problems: list[str | None] = [None]
+            together = True
+            if len(rows) > 1:
+                requests = [open_request(r) for r in rows]
+                problems, together = self.reader.simulate_opens(requests, self.relayer_address)
             good: list[SessionRow] = []
             for row, problem in zip(rows, problems, strict=True):
                 if problem is not None:
