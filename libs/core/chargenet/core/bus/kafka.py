@@ -228,10 +228,15 @@ class _KafkaSubscription(Subscription):
                 "topic.metadata.refresh.interval.ms": 5_000,
                 "client.id": f"chargenet-{group}",
                 "logger": client_log,
+                "on_commit": self._committed,
             }
         )
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name=f"kafka-{group}", daemon=True)
+
+    def _committed(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None:
+            log.warning("commit for group %s failed (%s): redelivered later", self.group, error)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # An empty assignment (more members than partitions) is not "ready": whoever waits for
@@ -294,7 +299,11 @@ class _KafkaSubscription(Subscription):
             TopicPartition(topic, partition, last + 1) for (topic, partition), last in done.items()
         ]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            # Asynchronous: the next events are handled while the broker stores these offsets
+            # (a synchronous commit cost a broker round trip per batch on the handling thread).
+            # Still only offsets of handled events; one that fails to store (``_committed``)
+            # means a redelivery, which the consumer's inbox drops.
+            self._consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:
             # A rebalance took a partition away; its new owner re-reads from the last commit.
             log.warning(
