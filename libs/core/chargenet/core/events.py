@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from chargenet.core.envelope import EventData
 
 
@@ -33,6 +35,22 @@ def gateway_commands_topic(cpo_id: str) -> str:
 class _SessionEvent(EventData):
     topic: ClassVar[str] = Topic.SESSIONS
     session_id: str
+
+
+class BillingDetails(BaseModel):
+    """The buyer of a session's invoice (EN 16931 BG-7, postal address BG-8), from the wallet.
+
+    ``country`` (ISO 3166-1 alpha-2) is always set: the driver's own, or the wallet's default
+    billing country when the driver gave none; the other fields only when the driver gave them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str | None = None
+    street: str | None = None
+    postcode: str | None = None
+    city: str | None = None
+    country: str
 
 
 class SessionRequested(_SessionEvent):
@@ -63,6 +81,9 @@ class SessionRequested(_SessionEvent):
     time_zone: str = "UTC"
     ocpp_evse_id: int | None = None  # OCPP 2.0.1's EVSE number; None for 1.6
     registry_station_id: str | None = None  # the registry's (OCPI) id of the station
+    #: Who the session's invoice is made out to (read by invoicing); None from a wallet that
+    #: predates it, which invoicing treats like a driver without billing details.
+    billing: BillingDetails | None = None
 
 
 class EscrowOpened(_SessionEvent):
