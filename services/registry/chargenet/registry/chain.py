@@ -200,22 +200,32 @@ def decode(raw_logs: Iterable[dict[str, Any]]) -> list[ChainEvent]:
     that flags a log ``removed`` is answering about a chain it left, which the caller retries.
     """
     events: list[ChainEvent] = []
+    append = events.append
+    kinds = _KINDS
+    # A range's logs come from few blocks: each block's number and hash are parsed once.
+    blocks: dict[str, tuple[int, str]] = {}
     for log in raw_logs:
         if log.get("removed"):
             raise RpcError("the node returned a removed log: the chain moved during the query")
         topics = log["topics"]
-        kind = _KINDS.get(topics[0].lower()) if topics else None
+        if not topics:
+            continue
+        kind = kinds.get(topics[0]) or kinds.get(topics[0].lower())
         if kind is None:
             continue
         decoder, topic_count, words = _DECODERS[kind]
         data = log["data"]
         if len(topics) < topic_count or len(data) < 2 + 64 * words:
             raise RpcError(f"malformed {kind} log: {log!r}")
-        events.append(
+        raw_hash = log["blockHash"]
+        block = blocks.get(raw_hash)
+        if block is None:
+            block = blocks[raw_hash] = (int(log["blockNumber"], 16), raw_hash.lower())
+        append(
             decoder(
                 kind,
-                int(log["blockNumber"], 16),
-                log["blockHash"].lower(),
+                block[0],
+                block[1],
                 int(log["logIndex"], 16),
                 log["transactionHash"].lower(),
                 topics,
