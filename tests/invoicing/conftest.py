@@ -27,6 +27,7 @@ from chargenet.core.pricing import (
 from chargenet.core.pricing.cap import capped, settleable_maximum
 from chargenet.core.pricing.cdr import GeoLocation
 from chargenet.escrow.settlement import CAP_REMARK
+from chargenet.invoicing.document import Party
 from chargenet.invoicing.events import SessionSettled
 from chargenet.invoicing.main import migrate
 
@@ -59,6 +60,24 @@ TARIFF = {
 }
 
 SettledFactory = Callable[..., SessionSettled]
+
+
+def supplier(name: str, vat_id: str) -> Party:
+    return Party(
+        name=name,
+        street="Invalidenstr. 117",
+        postcode="10115",
+        city="Berlin",
+        country="DE",
+        vat_id=vat_id,
+    )
+
+
+#: The CPOs the tests settle for, each a VAT-registered supplier with its address.
+SUPPLIERS = {
+    cpo: supplier(f"{cpo} Ladestrom GmbH", f"DE{123456780 + n}")
+    for n, cpo in enumerate(("CPO1", "CPO2", "CPO-A", "CPO-B"))
+}
 
 
 def settled_event(

@@ -34,7 +34,9 @@ def client(sqlite_db: Database, bus: InMemoryBus, tmp_path: Path) -> Iterator[Te
     suppliers = tmp_path / "suppliers.json"
     suppliers.write_text(
         '{"CPO1": {"name": "Stromtankstelle Berlin GmbH", "street": "Invalidenstr. 117",'
-        ' "postcode": "10115", "city": "Berlin", "country": "DE", "vat_id": "DE123456789"}}'
+        ' "postcode": "10115", "city": "Berlin", "country": "DE", "vat_id": "DE123456789"},'
+        ' "CPO2": {"name": "Boltway GmbH", "street": "Am Kanal 2", "city": "Potsdam",'
+        ' "country": "DE", "vat_id": "DE987654321"}}'
     )
     settings = InvoicingSettings(
         invoicing_jwt_secret=SecretStr(SECRET),

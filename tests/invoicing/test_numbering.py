@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from chargenet.core.db import Database
 from chargenet.core.db.tables import OutboxMessage
 from chargenet.core.envelope import Envelope
-from chargenet.invoicing.consumer import SettledConsumer
+from chargenet.invoicing.consumer import SessionsConsumer
 from chargenet.invoicing.events import SessionSettled
 from chargenet.invoicing.models import Invoice, RefusedSettlement
+from tests.invoicing.conftest import SUPPLIERS
 
 Factory = Callable[..., SessionSettled]
 Wrap = Callable[..., Envelope]
@@ -35,7 +36,7 @@ def settle_concurrently(
     db: Database, make_settled: Factory, wrap: Wrap, threads: int, per_thread: int
 ) -> None:
     """``threads`` consumers settle sessions of two CPOs at once; each event is delivered twice."""
-    consumer = SettledConsumer(db, {}, URL)
+    consumer = SessionsConsumer(db, SUPPLIERS, URL)
     events = [
         wrap(make_settled(f"s-{t}-{i}", cpo_id="CPO-A" if i % 3 else "CPO-B"))
         for t in range(threads)
@@ -90,7 +91,7 @@ def test_gapless_under_concurrent_settlements_postgres(
 def test_a_redelivered_or_republished_event_makes_no_second_invoice(
     sqlite_db: Database, make_settled: Factory, wrap: Wrap
 ) -> None:
-    consumer = SettledConsumer(sqlite_db, {}, URL)
+    consumer = SessionsConsumer(sqlite_db, SUPPLIERS, URL)
     settled = make_settled("s-1")
     consumer(wrap(settled, event_id="e-1"))
     consumer(wrap(settled, event_id="e-1"))  # the bus redelivers
@@ -101,7 +102,7 @@ def test_a_redelivered_or_republished_event_makes_no_second_invoice(
 def test_a_refused_settlement_gives_its_number_back(
     sqlite_db: Database, make_settled: Factory, wrap: Wrap
 ) -> None:
-    consumer = SettledConsumer(sqlite_db, {}, URL)
+    consumer = SessionsConsumer(sqlite_db, SUPPLIERS, URL)
     consumer(wrap(make_settled("s-bad", amount_delta=1)))  # settled 1 unit more than the CDR says
     consumer(wrap(make_settled("s-good")))
     assert numbers(sqlite_db) == {"CPO1": [1]}
@@ -117,7 +118,7 @@ def test_other_session_events_are_ignored(sqlite_db: Database, wrap: Wrap) -> No
     from chargenet.core.envelope import make_envelope
     from chargenet.core.events import SessionRefunded
 
-    consumer = SettledConsumer(sqlite_db, {}, URL)
+    consumer = SessionsConsumer(sqlite_db, SUPPLIERS, URL)
     consumer(
         make_envelope(
             SessionRefunded(session_id="s-9", amount=5, tx_hash="0x1"), subject="s-9", source="t"

@@ -1,4 +1,5 @@
-"""The settled-session consumer: one invoice per session, whatever the bus redelivers."""
+"""The sessions consumer: each session's buyer from its request, one invoice per settlement,
+whatever the bus redelivers."""
 
 from __future__ import annotations
 
@@ -13,29 +14,43 @@ from chargenet.core.envelope import Envelope
 from chargenet.core.logging import bind
 from chargenet.core.metrics import counter
 from chargenet.invoicing.document import InvoiceError, Party
-from chargenet.invoicing.events import SessionSettled
-from chargenet.invoicing.issuing import issue, refuse
+from chargenet.invoicing.events import SessionRequested, SessionSettled
+from chargenet.invoicing.issuing import issue, record_buyer, refuse
 
 log = logging.getLogger(__name__)
 CONSUMER = "invoicing.settled"
+BUYERS = "invoicing.requested"
 
 INVOICES = counter(
     "chargenet_invoicing_invoices", "Settled-session events handled, by outcome", ("outcome",)
 )
 
 
-class SettledConsumer:
-    def __init__(self, db: Database, suppliers: Mapping[str, Party], meter_data_url: str) -> None:
+class SessionsConsumer:
+    def __init__(
+        self,
+        db: Database,
+        suppliers: Mapping[str, Party],
+        meter_data_url: str,
+        default_country: str = "DE",
+    ) -> None:
         self.db = db
         self.suppliers = suppliers
         self.meter_data_url = meter_data_url
+        self.default_country = default_country
 
     def __call__(self, envelope: Envelope) -> None:
-        if envelope.type != SessionSettled.event_type:
-            return  # the sessions topic carries every session event; only settled ones matter
-        with bind(session_id=envelope.subject, event_id=envelope.id):
-            if not apply_once(self.db, CONSUMER, envelope, self._apply):
-                INVOICES.labels(outcome="duplicate").inc()
+        # The sessions topic carries every session event; only requests and settlements matter.
+        if envelope.type == SessionRequested.event_type:
+            with bind(session_id=envelope.subject, event_id=envelope.id):
+                apply_once(self.db, BUYERS, envelope, self._record)
+        elif envelope.type == SessionSettled.event_type:
+            with bind(session_id=envelope.subject, event_id=envelope.id):
+                if not apply_once(self.db, CONSUMER, envelope, self._apply):
+                    INVOICES.labels(outcome="duplicate").inc()
+
+    def _record(self, session: Session, envelope: Envelope) -> None:
+        record_buyer(session, envelope.payload(SessionRequested), self.default_country)
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
         settled = envelope.payload(SessionSettled)
@@ -48,6 +63,7 @@ class SettledConsumer:
                     settled,
                     suppliers=self.suppliers,
                     meter_data_url=self.meter_data_url,
+                    default_country=self.default_country,
                 )
         except InvoiceError as error:
             refuse(session, settled, error)

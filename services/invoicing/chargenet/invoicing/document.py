@@ -176,6 +176,7 @@ def build_document(
             f"the settled session's tariff or CDR cannot be priced: {error}"
         ) from None
     result = _as_settled(result, settled, cdr)
+    _check_parties(supplier, customer, result)
     if minor_unit(result.currency) > EN16931_MAX_DECIMALS:
         raise InvoiceError(
             f"{result.currency} amounts have {minor_unit(result.currency)} decimals but an "
@@ -227,6 +228,22 @@ def build_document(
     )
     check_sums(document)
     return document
+
+
+def _check_parties(supplier: Party, customer: Party, result: PriceResult) -> None:
+    """The parties' rules a settlement's data decides: addresses with a country, and VAT only
+    from a seller with a VAT identifier."""
+    if supplier.country is None:
+        raise InvoiceError(f"the seller {supplier.name!r} has no country code (BR-09)")
+    if customer.country is None:
+        raise InvoiceError(f"the buyer {customer.name!r} has no country code (BR-11)")
+    taxed = sorted({str(r.rate) for r in result.rounding.vat_rates if r.rate is not None})
+    if supplier.vat_id is None and taxed:
+        raise InvoiceError(
+            f"the seller {supplier.name!r} is not VAT-registered (no VAT id) but the tariff "
+            f"charges VAT at {', '.join(taxed)} %: an invoice with VAT needs the seller's VAT "
+            "identifier (BR-S-02, BR-Z-02)"
+        )
 
 
 _DESCRIPTIONS = {

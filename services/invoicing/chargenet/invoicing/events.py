@@ -6,8 +6,8 @@ names them for the service instead of keeping a second copy that could drift.
 
 from __future__ import annotations
 
-from chargenet.core.events import InvoiceIssued, SessionSettled, Topic
+from chargenet.core.events import InvoiceIssued, SessionRequested, SessionSettled, Topic
 
 CONSUMES = (Topic.SESSIONS.value,)
 
-__all__ = ["CONSUMES", "InvoiceIssued", "SessionSettled"]
+__all__ = ["CONSUMES", "InvoiceIssued", "SessionRequested", "SessionSettled"]

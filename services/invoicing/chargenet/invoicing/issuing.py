@@ -7,6 +7,11 @@ anywhere rolls the increment back with it, so a number is used if and only if it
 
 Idempotent per session: the consumer runs this through the inbox (one effect per event id), and a
 second settled event for the same session under another id finds the invoice and does nothing.
+
+The customer is the buyer the wallet sent with the session's ``SessionRequested`` (recorded by
+:func:`record_buyer`); the supplier must be configured (:mod:`chargenet.invoicing.suppliers`),
+since an invoice naming only a CPO id would break EN 16931's seller rules: such a settlement is
+refused with that reason.
 """
 
 from __future__ import annotations
@@ -15,37 +20,19 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chargenet.core.db.outbox import add_to_outbox
 from chargenet.core.envelope import make_envelope
-from chargenet.core.settings import fail
 from chargenet.invoicing.document import InvoiceDocument, InvoiceError, Party, build_document
-from chargenet.invoicing.events import InvoiceIssued, SessionSettled
-from chargenet.invoicing.models import Invoice, InvoiceCounter, RefusedSettlement
+from chargenet.invoicing.events import InvoiceIssued, SessionRequested, SessionSettled
+from chargenet.invoicing.models import Buyer, Invoice, InvoiceCounter, RefusedSettlement
 
 log = logging.getLogger(__name__)
 SOURCE = "chargenet/invoicing"
-_SUPPLIERS = TypeAdapter(dict[str, Party])
-
-
-def load_suppliers(path: Path | None) -> dict[str, Party]:
-    """The CPOs' supplier details from a JSON file; a configuration error names the problem."""
-    if path is None:
-        return {}
-    try:
-        return _SUPPLIERS.validate_json(path.read_bytes())
-    except OSError as error:
-        raise fail(
-            f"CHARGENET_INVOICING_SUPPLIERS_FILE: cannot read {path}: {error.strerror}"
-        ) from None
-    except ValidationError as error:
-        raise fail(f"CHARGENET_INVOICING_SUPPLIERS_FILE: {path} is invalid: {error}") from None
 
 
 def invoice_number(cpo_id: str, sequence: int) -> str:
@@ -76,6 +63,7 @@ def issue(
     *,
     suppliers: Mapping[str, Party],
     meter_data_url: str,
+    default_country: str,
     now: datetime | None = None,
 ) -> Invoice | None:
     """Issue the session's invoice in ``session``'s transaction; None if it already exists."""
@@ -85,8 +73,14 @@ def issue(
     if existing is not None:
         return None
     issued_at = now or datetime.now(UTC)
-    supplier = suppliers.get(settled.cpo_id) or Party(name=settled.cpo_id)
-    customer = Party(name=f"chargenet driver {settled.driver_id}")
+    supplier = suppliers.get(settled.cpo_id)
+    if supplier is None:
+        raise InvoiceError(
+            f"no supplier is configured for CPO {settled.cpo_id!r} "
+            "(CHARGENET_INVOICING_SUPPLIERS_FILE): an invoice without the seller's address and "
+            "VAT identifier would not comply with EN 16931 (BR-08, BR-S-02)"
+        )
+    customer = customer_of(session, settled, default_country)
     sequence = next_number(session, settled.cpo_id)
     number = invoice_number(settled.cpo_id, sequence)
     document = build_document(
@@ -128,6 +122,54 @@ def issue(
     )
     session.flush()
     return invoice
+
+
+def record_buyer(session: Session, requested: SessionRequested, default_country: str) -> None:
+    """Keep the session's buyer until it settles; the first request event of a session wins."""
+    if session.get(Buyer, requested.session_id) is not None:
+        return
+    billing = requested.billing
+    if billing is None:
+        log.warning(
+            "session %s was requested without billing details (a wallet that predates "
+            "SessionRequested.billing): its invoice names the default country %s",
+            requested.session_id,
+            default_country,
+        )
+    session.add(
+        Buyer(
+            session_id=requested.session_id,
+            driver_id=requested.driver_id,
+            name=billing.name if billing else None,
+            street=billing.street if billing else None,
+            postcode=billing.postcode if billing else None,
+            city=billing.city if billing else None,
+            country=billing.country if billing else default_country,
+        )
+    )
+
+
+def customer_of(session: Session, settled: SessionSettled, default_country: str) -> Party:
+    """The invoice's buyer: as requested, else the driver's account and the default country."""
+    fallback_name = f"chargenet driver {settled.driver_id}"
+    buyer = session.get(Buyer, settled.session_id)
+    if buyer is None:
+        # The request shares the settlement's partition key and comes first; only a request
+        # consumed before this service recorded buyers (or lost to a dead letter) lands here.
+        log.warning(
+            "no request recorded for session %s: its invoice names %r in the default country %s",
+            settled.session_id,
+            fallback_name,
+            default_country,
+        )
+        return Party(name=fallback_name, country=default_country)
+    return Party(
+        name=buyer.name or fallback_name,
+        street=buyer.street,
+        postcode=buyer.postcode,
+        city=buyer.city,
+        country=buyer.country,
+    )
 
 
 def refuse(session: Session, settled: SessionSettled, error: InvoiceError) -> None:

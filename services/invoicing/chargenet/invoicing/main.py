@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,12 +18,13 @@ from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.http import install_error_handlers, ops_router
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.invoicing.api import router
-from chargenet.invoicing.consumer import SettledConsumer
+from chargenet.invoicing.consumer import SessionsConsumer
 from chargenet.invoicing.events import CONSUMES, InvoiceIssued
-from chargenet.invoicing.issuing import load_suppliers
 from chargenet.invoicing.settings import InvoicingSettings
+from chargenet.invoicing.suppliers import load_suppliers
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
+log = logging.getLogger(__name__)
 
 
 def migrate(db: Database) -> None:
@@ -30,9 +32,21 @@ def migrate(db: Database) -> None:
 
 
 def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> FastAPI:
-    """The REST app; its lifespan runs the settled-session consumer and the outbox relay."""
-    consumer = SettledConsumer(
-        db, load_suppliers(settings.invoicing_suppliers_file), settings.invoicing_meter_data_url
+    """The REST app; its lifespan runs the sessions consumer and the outbox relay.
+
+    Raises ConfigurationError when the suppliers file is not valid (naming each supplier).
+    """
+    suppliers = load_suppliers(settings.invoicing_suppliers_file)
+    if not suppliers:
+        log.warning(
+            "no suppliers configured (CHARGENET_INVOICING_SUPPLIERS_FILE): every settlement "
+            "is refused until its CPO has one"
+        )
+    consumer = SessionsConsumer(
+        db,
+        suppliers,
+        settings.invoicing_meter_data_url,
+        settings.invoicing_default_buyer_country,
     )
     relay = OutboxRelay(db, bus)
 

@@ -1,4 +1,5 @@
-"""Invoicing's own tables: the number series per CPO, the invoices, and refused settlements."""
+"""Invoicing's own tables: the number series per CPO, the invoices, refused settlements, and
+the buyer of each requested session."""
 
 from __future__ import annotations
 
@@ -52,4 +53,20 @@ class RefusedSettlement(InvoicingBase):
     session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     cpo_id: Mapped[str] = mapped_column(sa.String(64))
     reason: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class Buyer(InvoicingBase):
+    """A session's buyer as the wallet sent it with ``SessionRequested`` (``invoicing_0002``):
+    the customer of the session's invoice once it settles."""
+
+    __tablename__ = "invoicing_buyers"
+
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    driver_id: Mapped[str] = mapped_column(sa.String(200))
+    name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    street: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    postcode: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    city: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    country: Mapped[str] = mapped_column(sa.String(2))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

@@ -14,9 +14,13 @@ class InvoicingSettings(CoreSettings):
     http_port: int = Field(default=8005, ge=0, le=65535)
     #: HS256 secret of the bearer tokens the wallet service issues (claims ``sub``, ``role``).
     invoicing_jwt_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)
-    #: JSON file: ``{cpo_id: {name, street, postcode, city, country, vat_id, email}}``, the
-    #: supplier block of each CPO's invoices. A CPO missing there is invoiced under its id.
+    #: JSON file: ``{cpo_id: {name, street, postcode, city, country, vat_id, vat_registered,
+    #: email}}``, the supplier block of each CPO's invoices, checked at start-up (see
+    #: :mod:`chargenet.invoicing.suppliers`). A settlement of a CPO missing there is refused.
     invoicing_suppliers_file: Path | None = None
+    #: The buyer's country when a session's request (and with it the driver's billing details)
+    #: was never recorded: the wallet's default billing country, the MSP's own.
+    invoicing_default_buyer_country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
     invoicing_consumer_group: str = "invoicing"
     #: Where a verifier can fetch a session's signed meter data (``{session_id}`` is replaced).
     invoicing_meter_data_url: str = "https://chargenet.example/sessions/{session_id}/meter-data"
