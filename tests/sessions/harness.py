@@ -17,7 +17,6 @@ from collections.abc import Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -26,7 +25,6 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 from web3.types import Wei
 
-from chargenet.cli.network.embedded import FormattedProvider
 from chargenet.core.auth import Role, issue_token
 from chargenet.core.bus import EventBus, create_bus
 from chargenet.core.bus.memory import InMemoryBus
@@ -428,8 +426,7 @@ def stack(tmp: Path, components: Components, **escrow_overrides: Any) -> Iterato
             ),
             bus,
             registry_db,
-            # The indexer speaks raw JSON-RPC; in process it goes through web3's formatters.
-            w3=w3 if provider is None else SimpleNamespace(provider=FormattedProvider(w3)),  # type: ignore[arg-type]
+            w3=w3,
             signer=registry_signer,
         )
         registry = stack_.enter_context(TestClient(registry_app, base_url="http://registry"))

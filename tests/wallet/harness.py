@@ -19,7 +19,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from eth_account import Account
@@ -75,21 +74,6 @@ class LockedTesterProvider(EthereumTesterProvider):
     def make_request(self, method: Any, params: Any) -> Any:
         with self._lock:
             return super().make_request(method, params)
-
-
-class _FormattedProvider:
-    """The registry's indexer speaks raw JSON-RPC (hex block numbers) to ``w3.provider``; the
-    in-process provider takes Python values until web3's middleware formatted them, so the
-    registry gets a provider that goes through that middleware."""
-
-    def __init__(self, w3: Web3) -> None:
-        self._w3 = w3
-
-    def make_request(self, method: Any, params: Any) -> dict[str, Any]:
-        try:
-            return {"result": self._w3.manager.request_blocking(method, params)}
-        except Exception as error:
-            return {"error": {"message": str(error)}}
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 20.0) -> T:
@@ -377,7 +361,7 @@ def world(tmp: Path, wallet_database_url: str | None = None) -> Iterator[World]:
             ),
             bus,
             registry_db,
-            w3=SimpleNamespace(provider=_FormattedProvider(w3)),  # type: ignore[arg-type]
+            w3=w3,
             signer=registry_signer,
         )
         registry = stack.enter_context(TestClient(registry_app, base_url="http://registry"))

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import uvicorn
@@ -44,21 +43,6 @@ class LockedTesterProvider(EthereumTesterProvider):
     def make_request(self, method: Any, params: Any) -> Any:
         with self._lock:
             return super().make_request(method, params)
-
-
-class FormattedProvider:
-    """The registry's indexer speaks raw JSON-RPC (hex block numbers) to ``w3.provider``; the
-    in-process provider wants Python values until web3's middleware formatted them, so the
-    registry gets a provider that goes through that middleware."""
-
-    def __init__(self, w3: Web3) -> None:
-        self._w3 = w3
-
-    def make_request(self, method: Any, params: Any) -> dict[str, Any]:
-        try:
-            return {"result": self._w3.manager.request_blocking(method, params)}
-        except Exception as error:
-            return {"error": {"message": str(error)}}
 
 
 class LoopThread:
@@ -256,7 +240,7 @@ class EmbeddedNetwork:
                 registry_settings,
                 bus,
                 database(registry_settings.database_url, migrate_registry),
-                w3=SimpleNamespace(provider=FormattedProvider(self.w3)),  # type: ignore[arg-type]
+                w3=self.w3,
                 signer=client(plan.tokens["registry"]),
             ),
             self.ports.registry,
