@@ -106,7 +106,8 @@ def settled_event(
         result = capped(result, settleable_maximum(locked, model.currency), limit="max_price")
         remark = CAP_REMARK.format(price=price, currency=model.currency, amount=locked)
     cdr = build_cdr(
-        cdr_id=f"cdr-{session_id}",
+        # the escrow names a CDR by its session id (OCPI allows 36 characters)
+        cdr_id=f"cdr-{session_id}" if len(session_id) <= 32 else session_id,
         country_code="DE",
         party_id="CHN",
         session_id=session_id,
@@ -115,7 +116,7 @@ def settled_event(
             party_id="CHN",
             uid=driver_id,
             type=TokenType.APP_USER,
-            contract_id=f"DE-CHN-{driver_id}",
+            contract_id=f"DE-CHN-{driver_id}"[:36],  # OCPI caps it at 36
         ),
         auth_method=AuthMethod.COMMAND,
         location=CdrLocation(

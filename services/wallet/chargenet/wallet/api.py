@@ -16,6 +16,7 @@ from chargenet.core.auth import Role
 from chargenet.core.errors import Forbidden, NotFound, Unauthorized
 from chargenet.wallet.accounts import Accounts
 from chargenet.wallet.auth import CurrentPrincipal, TokenAuthority
+from chargenet.wallet.billing import Billing, BillingBody
 from chargenet.wallet.chain import ChainReader
 from chargenet.wallet.funds import Funds, promised
 from chargenet.wallet.models import Driver, Payout, TopUp
@@ -107,6 +108,20 @@ def token(
 @router.get("/me")
 def me(driver: CurrentDriver) -> dict[str, Any]:
     return _profile(driver)
+
+
+@router.get("/me/billing")
+def get_billing(request: Request, driver: CurrentDriver) -> dict[str, Any]:
+    """Whom invoices are made out to; ``default``: none given, the default country applies."""
+    billing: Billing = _state(request, "billing")
+    return billing.get(driver.driver_id)
+
+
+@router.put("/me/billing")
+def set_billing(request: Request, driver: CurrentDriver, body: BillingBody) -> dict[str, Any]:
+    """Set the billing details (for sessions requested from now on); 422 names a bad field."""
+    billing: Billing = _state(request, "billing")
+    return billing.set(driver.driver_id, body)
 
 
 # -- wallet --------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from chargenet.core.signer_client import SignerClient
 from chargenet.wallet.accounts import Accounts
 from chargenet.wallet.api import router
 from chargenet.wallet.auth import TokenAuthority
+from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader
 from chargenet.wallet.funds import Funds
 from chargenet.wallet.migrations import VERSIONS
@@ -112,7 +113,8 @@ def create_app(
     app.state.funds = Funds(
         settings, db, signer, chain, payments if payments is not None else TestPaymentProvider()
     )
-    app.state.sessions = Sessions(settings, db, signer, chain, registry, relay)
+    app.state.billing = Billing(db, settings.wallet_default_billing_country)
+    app.state.sessions = Sessions(settings, db, signer, chain, registry, relay, app.state.billing)
     install_error_handlers(app)
 
     def chain_answers() -> None:

@@ -1,4 +1,5 @@
-"""The wallet's tables (migration ``wallet_0001``): drivers, top-ups, payouts, sessions."""
+"""The wallet's tables (migrations ``wallet_0001``, ``wallet_0002``): drivers, top-ups, payouts,
+sessions, billing details."""
 
 from __future__ import annotations
 
@@ -131,3 +132,18 @@ class MeterPoint(WalletBase):
     measured_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), primary_key=True)
     energy_wh: Mapped[int] = mapped_column(BIGINT)
     power_w: Mapped[int | None] = mapped_column(BIGINT, nullable=True)
+
+
+class BillingDetails(WalletBase):
+    """Whom a driver's invoices are made out to (migration ``wallet_0002``); no row: the
+    wallet's default billing country and no address (see :mod:`chargenet.wallet.billing`)."""
+
+    __tablename__ = "wallet_billing_details"
+
+    driver_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    street: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    postcode: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    city: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    country: Mapped[str] = mapped_column(sa.String(2))  # ISO 3166-1 alpha-2
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)

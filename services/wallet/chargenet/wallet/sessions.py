@@ -32,6 +32,7 @@ from chargenet.core.events import SessionRequested, StopRequested
 from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples
 from chargenet.core.signer_client import SignerClient, SignerError
 from chargenet.wallet import metrics
+from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader
 from chargenet.wallet.funds import ServiceUnavailable, check_amount, promised
 from chargenet.wallet.models import ChargingSession, Driver
@@ -140,8 +141,10 @@ class Sessions:
         chain: ChainReader,
         registry: RegistryClient,
         relay: OutboxRelay,
+        billing: Billing,
     ) -> None:
         self.db = db
+        self.billing = billing
         self.signer = signer
         self.chain = chain
         self.registry = registry
@@ -291,6 +294,7 @@ class Sessions:
                     # Not yet in the catalogue (extra fields are allowed): OCPP 2.0.1 needs it.
                     ocpp_evse_id=connector.ocpp_evse_id,
                     registry_station_id=station.station_id,
+                    billing=self.billing.for_event(uow.session, driver.driver_id),
                 ),
                 subject=row.session_id,
             )

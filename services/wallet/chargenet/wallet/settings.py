@@ -7,11 +7,17 @@ import re
 from enum import StrEnum
 from typing import Self
 
+import pycountry
 from pydantic import Field, SecretStr, model_validator
 
 from chargenet.core.settings import DEVELOPMENT_SECRET, CoreSettings
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def is_country(code: str) -> bool:
+    """An assigned ISO 3166-1 alpha-2 code, in capitals (``DE``; not ``de``, ``XX`` or ``DEU``)."""
+    return len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code) is not None
 
 
 class Issuer(StrEnum):
@@ -78,8 +84,19 @@ class WalletSettings(CoreSettings):
     #: Sessions a driver may have open at once: the escrow's ring has 8 slots per driver.
     wallet_max_open_sessions: int = Field(default=8, ge=1, le=8)
 
+    # -- invoices --------------------------------------------------------------------------------
+    #: The buyer's country (ISO 3166-1 alpha-2) on the invoices of a driver who gave no billing
+    #: details: EN 16931 wants a buyer country on every invoice (BR-10/BR-11), and a driver's
+    #: place of supply is most often the MSP's own country, so that is the default.
+    wallet_default_billing_country: str = "DE"
+
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if not is_country(self.wallet_default_billing_country):
+            raise ValueError(
+                f"wallet_default_billing_country: {self.wallet_default_billing_country!r} is not "
+                "an ISO 3166-1 alpha-2 country code (e.g. DE)"
+            )
         for name in ("wallet_token_address", "wallet_escrow_address"):
             value = getattr(self, name)
             if value and not _ADDRESS.match(value):

@@ -84,6 +84,9 @@ class WalletApi:
             headers["Idempotency-Key"] = key
         return await _call(self._http, "POST", f"/v1{path}", headers=headers, json=body)
 
+    async def put(self, token: str, path: str, body: dict[str, Any]) -> Any:
+        return await _call(self._http, "PUT", f"/v1{path}", headers=_bearer(token), json=body)
+
 
 class Stations:
     """The registry's public station search and detail."""

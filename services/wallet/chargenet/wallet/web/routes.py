@@ -23,6 +23,7 @@ from chargenet.core.errors import ChargenetError
 from chargenet.wallet.api import _events, current_driver
 from chargenet.wallet.sessions import FINAL_STATES
 from chargenet.wallet.web import money
+from chargenet.wallet.web.account import BILLING_FIELDS, COUNTRIES, country_name, invalid_field
 from chargenet.wallet.web.backend import ApiError, Invoices, Stations, WalletApi
 from chargenet.wallet.web.config import DriverAppConfig
 from chargenet.wallet.web.cookies import SignedIn, forget, remember, signed_in
@@ -44,6 +45,7 @@ NOTICES = {
     "topped-up": "Top-up received: the amount is in your wallet.",
     "topup-pending": "Top-up received: it shows in your balance in a moment.",
     "stopping": "Stopping: the charge point ends the session now.",
+    "billing-saved": "Billing details saved: invoices of your next sessions use them.",
 }
 SEARCH_LIMIT = 50
 
@@ -244,6 +246,73 @@ async def top_up(
         return await _home(request, signed, status=error.status, error=error.message)
     notice = "topped-up" if result["status"] == "deposited" else "topup-pending"
     return RedirectResponse(f"/app/?notice={notice}", status_code=303)
+
+
+# -- account and billing details ----------------------------------------------------------------
+
+
+async def _account(
+    request: Request,
+    signed: SignedIn,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    typed: dict[str, str] | None = None,
+) -> Response:
+    web = _app(request)
+    try:
+        profile, billing = await asyncio.gather(
+            web.api.get(signed.token, "/me"), web.api.get(signed.token, "/me/billing")
+        )
+    except ApiError as failure:
+        if failure.status == 401:
+            return _to_signin(request)
+        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+    return _page(
+        request,
+        "account.html",
+        signed,
+        status=status,
+        profile=profile,
+        # After a refused save the form shows what was typed, not what is stored.
+        billing={**billing, **typed} if typed is not None else billing,
+        billing_error=error,
+        invalid=invalid_field(error),
+        countries=COUNTRIES,
+        country_name=country_name(billing["country"]),
+    )
+
+
+@router.get("/account")
+async def account(request: Request) -> Response:
+    signed = signed_in(request)
+    if signed is None:
+        return _to_signin(request)
+    return await _account(request, signed)
+
+
+@router.post("/account/billing")
+async def save_billing(
+    request: Request,
+    country: Annotated[str, Form()] = "",
+    name: Annotated[str, Form()] = "",
+    street: Annotated[str, Form()] = "",
+    postcode: Annotated[str, Form()] = "",
+    city: Annotated[str, Form()] = "",
+    csrf: Annotated[str | None, Form()] = None,
+) -> Response:
+    signed = signed_in(request)
+    if signed is None:
+        return _to_signin(request)
+    signed.check(csrf)
+    typed = dict(zip(BILLING_FIELDS, (name, street, postcode, city, country), strict=True))
+    try:
+        await _app(request).api.put(signed.token, "/me/billing", typed)
+    except ApiError as error:
+        return await _account(
+            request, signed, status=error.status, error=error.message, typed=typed
+        )
+    return RedirectResponse("/app/account?notice=billing-saved", status_code=303)
 
 
 # -- stations ------------------------------------------------------------------------------------
