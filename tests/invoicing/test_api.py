@@ -118,3 +118,28 @@ def test_ops_routes(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json()["status"] == "ready"
     assert b"chargenet_invoicing_invoices" in client.get("/metrics").content
+
+
+def test_a_cpo_sees_its_settlements_refused_an_invoice(
+    client: TestClient, bus: InMemoryBus, make_settled: Factory, wrap: Wrap
+) -> None:
+    # CPO3 has no supplier in the file: its settlement is refused, not invoiced under its id.
+    bus.publish(Topic.SESSIONS, wrap(make_settled("s-9", cpo_id="CPO3", driver_id="carol")))
+    bus.publish(Topic.SESSIONS, wrap(make_settled("s-10", cpo_id="CPO1", driver_id="carol")))
+    assert [i["session_id"] for i in wait_for(client, auth("carol", Role.DRIVER), 1)] == ["s-10"]
+    deadline = time.monotonic() + 20
+    while True:  # the two sessions may sit on different partitions
+        answer = client.get("/v1/refused-settlements", headers=auth("CPO3", Role.CPO))
+        assert answer.status_code == 200
+        if answer.json()["refused"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    [refused] = answer.json()["refused"]
+    assert (refused["session_id"], refused["cpo_id"]) == ("s-9", "CPO3")
+    assert "no supplier is configured for CPO 'CPO3'" in refused["reason"]
+    assert client.get("/v1/invoices", headers=auth("CPO3", Role.CPO)).json()["invoices"] == []
+    # each CPO sees only its own; a driver none
+    other = client.get("/v1/refused-settlements", headers=auth("CPO1", Role.CPO)).json()
+    assert other["refused"] == []
+    driver = client.get("/v1/refused-settlements", headers=auth("carol", Role.DRIVER))
+    assert driver.status_code == 403

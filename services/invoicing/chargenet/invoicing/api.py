@@ -1,4 +1,5 @@
-"""REST: a driver's or a CPO's own invoices, as JSON, PDF (Factur-X) or CII XML."""
+"""REST: a driver's or a CPO's own invoices, as JSON, PDF (Factur-X) or CII XML, and a CPO's
+settlements that were refused an invoice, with the reason."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from fastapi import APIRouter, Query, Request, Response
 
 from chargenet.core.auth import CurrentPrincipal, Principal, Role
 from chargenet.core.db import Database
-from chargenet.core.errors import NotFound
+from chargenet.core.errors import Forbidden, NotFound
 from chargenet.invoicing.cii import cii_xml
 from chargenet.invoicing.document import money
 from chargenet.invoicing.issuing import load_document
-from chargenet.invoicing.models import Invoice
+from chargenet.invoicing.models import Invoice, RefusedSettlement
 from chargenet.invoicing.pdf import render_pdf
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+refused_router = APIRouter(prefix="/v1/refused-settlements", tags=["invoices"])
 
 
 def _owned_by(who: Principal) -> sa.ColumnElement[bool]:
@@ -91,3 +93,34 @@ def get_pdf(request: Request, who: CurrentPrincipal, number: str) -> Response:
 def get_xml(request: Request, who: CurrentPrincipal, number: str) -> Response:
     document = load_document(_get(request, who, number))
     return Response(cii_xml(document), media_type="application/xml")
+
+
+@refused_router.get("")
+def list_refused(
+    request: Request,
+    who: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """A CPO's settlements no invoice was issued for, with the reason (e.g. no supplier)."""
+    if who.role is not Role.CPO:
+        raise Forbidden("only a CPO sees its refused settlements")
+    db: Database = request.app.state.db
+    with db.session() as session:
+        rows = session.scalars(
+            sa.select(RefusedSettlement)
+            .where(RefusedSettlement.cpo_id == who.subject)
+            .order_by(RefusedSettlement.created_at.desc(), RefusedSettlement.session_id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        refused = [
+            {
+                "session_id": row.session_id,
+                "cpo_id": row.cpo_id,
+                "reason": row.reason,
+                "created_at": row.created_at.isoformat(),
+            }
+            for row in rows
+        ]
+    return {"refused": refused, "limit": limit, "offset": offset}

@@ -17,7 +17,7 @@ from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.http import install_error_handlers, ops_router
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
-from chargenet.invoicing.api import router
+from chargenet.invoicing.api import refused_router, router
 from chargenet.invoicing.consumer import SessionsConsumer
 from chargenet.invoicing.events import CONSUMES, InvoiceIssued
 from chargenet.invoicing.settings import InvoicingSettings
@@ -69,6 +69,7 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
     install_error_handlers(app)
     app.include_router(ops_router({"database": db.check}))
     app.include_router(router)
+    app.include_router(refused_router)
     return app
 
 
