@@ -4,7 +4,8 @@ A request is checked (station active, charge point online, connector free, maxim
 balance), gets the driver's next escrow nonce and the driver's EIP-712 ``OpenSession``
 authorisation from the signer, and is written together with its ``SessionRequested`` event in one
 transaction (the outbox relay publishes it). The same ``Idempotency-Key`` returns the same
-session and publishes nothing more.
+session and publishes nothing more. The event also carries the driver's billing details as they
+are at that moment (:mod:`chargenet.wallet.billing`): invoicing makes the invoice out to them.
 """
 
 from __future__ import annotations
