@@ -11,8 +11,9 @@ JSON-RPC batches, ``evm_mine``). Then, over the same block ranges (``--batch-blo
 - raw: ``eth_getLogs`` for the registry's and escrow's event topics through the indexer's own
   ``ChainReader``, nothing else (JSON parsed, no decoding): the limit an indexer cannot beat;
 - indexer: ``Indexer.catch_up`` from an empty database: the same fetch plus the reorg checks
-  (both ends of every range read again), log decoding, station versions and materialised
-  stations, outbox events, block hashes and the cursor, in transactions of one range or more.
+  (both ends of every range read again, in the same JSON-RPC batch as the next range's logs),
+  log decoding, station versions (the newest flagged latest), outbox events, block hashes and
+  the cursor, in transactions of one range or more.
 
 A run is one raw pass then one indexer pass (a fresh database), so both see about the same load
 from whatever else the machine runs; ``--runs`` runs, and the median of the per-run ratios.

@@ -85,8 +85,10 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
         return
     # A registration is always of a station the index does not hold (the contract refuses an
     # id twice, a rollback deletes the stations it un-registers), so only the others are read.
-    current = load_stations(session, {e.key for e in events if e.kind is not Kind.REGISTERED})
-    held = list(current)
+    loaded = load_stations(session, {e.key for e in events if e.kind is not Kind.REGISTERED})
+    held = list(loaded)
+    # Station id -> (state, registered block) as the events so far left it.
+    current = {key: (station.state, station.registered_block) for key, station in loaded.items()}
     now = datetime.now(UTC)
     render = _Payloads(source, now)
     created_at = bind_value(session, OutboxMessage.__table__.c.created_at, now)
@@ -111,13 +113,13 @@ def apply_stations(session: Session, events: Sequence[ChainEvent], source: str) 
                 # this is a start block set after the registration: nothing to change.
                 log.warning("%s for station %s, unknown to the index", kind, key)
                 continue
-            old, registered = known.state, known.registered_block
+            old, registered = known
             if kind is Kind.UPDATED:
                 assert event.fields is not None
                 state = (old[0], old[1], old[2], *event.fields)
             else:
                 state = (old[0], old[1], False, *old[3:])
-        current[key] = Current(state, registered, event.block_number, event.tx_hash)
+        current[key] = (state, registered)
         previous = latest_at.get(key)
         if previous is not None:
             versions[previous] = False  # superseded within this range
