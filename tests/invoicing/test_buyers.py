@@ -309,3 +309,9 @@ def test_the_demo_plans_suppliers_are_valid(tmp_path: Path) -> None:
     suppliers = load_suppliers(path)
     assert sorted(suppliers) == [cpo.cpo_id for cpo in cpos]
     assert all(p.vat_id and p.country and p.street and p.city for p in suppliers.values())
+
+
+def test_the_default_buyer_country_must_be_a_country() -> None:
+    with pytest.raises(ValueError, match="'XX' is not an ISO 3166-1 alpha-2 country code"):
+        InvoicingSettings(invoicing_default_buyer_country="XX")
+    assert InvoicingSettings().invoicing_default_buyer_country == "DE"

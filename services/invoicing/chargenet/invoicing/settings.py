@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+import pycountry
+from pydantic import Field, SecretStr, field_validator
 
 from chargenet.core.settings import DEVELOPMENT_SECRET, CoreSettings
 
@@ -20,7 +21,14 @@ class InvoicingSettings(CoreSettings):
     invoicing_suppliers_file: Path | None = None
     #: The buyer's country when a session's request (and with it the driver's billing details)
     #: was never recorded: the wallet's default billing country, the MSP's own.
-    invoicing_default_buyer_country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
+    invoicing_default_buyer_country: str = "DE"
     invoicing_consumer_group: str = "invoicing"
     #: Where a verifier can fetch a session's signed meter data (``{session_id}`` is replaced).
     invoicing_meter_data_url: str = "https://chargenet.example/sessions/{session_id}/meter-data"
+
+    @field_validator("invoicing_default_buyer_country")
+    @classmethod
+    def _country(cls, code: str) -> str:
+        if not (len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code)):
+            raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE)")
+        return code
