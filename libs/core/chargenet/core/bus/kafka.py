@@ -37,8 +37,13 @@ log = logging.getLogger(__name__)
 client_log = logging.getLogger("kafka")
 #: How long a consumer waits for a first message before it checks whether it should stop.
 _POLL_SECONDS = 0.2
-#: At most this many already-fetched events are handled before their offsets are committed.
+#: At most this many already-fetched events are handled in one go.
 _BATCH = 500
+#: Offsets of handled events are committed at most this often (and whenever the consumer is
+#: idle, loses partitions or closes): a commit per event multiplied the broker's work by the
+#: number of groups reading a topic, for nothing - a handled event not yet committed is only
+#: redelivered after a crash, and the inbox drops it.
+_COMMIT_EVERY_SECONDS = 0.2
 
 
 class KafkaBus(EventBus):
@@ -214,6 +219,9 @@ class _KafkaSubscription(Subscription):
         self.assigned = threading.Event()
         self._stopped = threading.Event()
         self._commit_on_close = True
+        #: Handled but not yet committed: (topic, partition) -> last handled offset.
+        self._handled: dict[tuple[str, int], int] = {}
+        self._committed_at = 0.0
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bus.bootstrap_servers,
@@ -246,6 +254,13 @@ class _KafkaSubscription(Subscription):
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned.clear()
+        # What was handled goes to the next owner as committed, not as a redelivery.
+        revoked = {(p.topic, p.partition) for p in partitions}
+        done = {tp: last for tp, last in self._handled.items() if tp in revoked}
+        for tp in done:
+            del self._handled[tp]
+        if done and (self._commit_on_close or not self._stopped.is_set()):
+            self._commit(done, asynchronous=False)
 
     def start(self) -> None:
         self._thread.start()
@@ -262,11 +277,14 @@ class _KafkaSubscription(Subscription):
                 # hop with 0.2 s). What else is already fetched comes along without waiting.
                 first = consumer.poll(_POLL_SECONDS)
                 if first is None:
+                    self._commit_handled()  # idle: nothing to gain by waiting
                     continue
                 messages = [first, *consumer.consume(num_messages=_BATCH - 1, timeout=0)]
                 if not self._consume(messages):
                     return
         finally:
+            if self._commit_on_close:
+                self._commit_handled(asynchronous=False)
             consumer.close()
 
     def _consume(self, messages: list[Message]) -> bool:
@@ -290,11 +308,18 @@ class _KafkaSubscription(Subscription):
             done[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
             if self._stopped.is_set():
                 break
-        if done:
-            self._commit(done)
+        self._handled.update(done)
+        if time.monotonic() - self._committed_at >= _COMMIT_EVERY_SECONDS:
+            self._commit_handled()
         return not self._stopped.is_set()
 
-    def _commit(self, done: dict[tuple[str, int], int]) -> None:
+    def _commit_handled(self, *, asynchronous: bool = True) -> None:
+        if self._handled:
+            done, self._handled = self._handled, {}
+            self._commit(done, asynchronous=asynchronous)
+
+    def _commit(self, done: dict[tuple[str, int], int], *, asynchronous: bool = True) -> None:
+        self._committed_at = time.monotonic()
         offsets = [
             TopicPartition(topic, partition, last + 1) for (topic, partition), last in done.items()
         ]
@@ -303,7 +328,10 @@ class _KafkaSubscription(Subscription):
             # (a synchronous commit cost a broker round trip per batch on the handling thread).
             # Still only offsets of handled events; one that fails to store (``_committed``)
             # means a redelivery, which the consumer's inbox drops.
-            self._consumer.commit(offsets=offsets, asynchronous=True)
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             # A rebalance took a partition away; its new owner re-reads from the last commit.
             log.warning(
