@@ -37,7 +37,7 @@ from chargenet.core.chain import Deployment
 from chargenet.core.db import Database
 from chargenet.registry.chain import topics_for
 from chargenet.registry.indexer import Indexer
-from chargenet.registry.main import migrate
+from chargenet.registry.main import migrate, tune_interpreter
 from chargenet.registry.rpc import ChainReader
 from tests.registry.harness import deploy, private_hardhat, register_many, station_id
 
@@ -52,6 +52,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file per run")
     args = parser.parse_args()
+    tune_interpreter()  # as the registry service's main does
 
     with private_hardhat() as url:
         w3, deployment = deploy(url)

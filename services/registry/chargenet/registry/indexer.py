@@ -270,7 +270,11 @@ class Indexer:
         following: tuple[Position, Position] | None = (cursor, Position(first, first_hash))
         checking: tuple[Position, Position, list[dict[str, Any]]] | None = None
         moved = False
+        # The first range is checked in a round trip of its own, so the writer starts one
+        # round trip (of a range's logs) sooner; the others ride along with the next logs.
+        lead = True
         while following is not None or checking is not None:
+            fetch = None if lead and checking is not None else following
             query: LogQuery | None = None
             numbers: list[int] = []
             if checking is not None:
@@ -278,8 +282,8 @@ class Indexer:
                 if checking[0].hash is not None:
                     numbers.append(checking[0].number)
             after = None
-            if following is not None:
-                start, end = following
+            if fetch is not None:
+                start, end = fetch
                 query = (self.addresses, self.topics, start.number + 1, end.number)
                 if min(confirmed, end.number + self.batch_blocks) > end.number:
                     after = min(confirmed, end.number + self.batch_blocks)
@@ -290,10 +294,10 @@ class Indexer:
                 yield read
                 if not isinstance(read, _Range):
                     return
-            checking = None
-            if following is not None:
+                checking, lead = None, False
+            if fetch is not None:
                 assert raw is not None
-                checking = (following[0], following[1], raw)
+                checking = (fetch[0], fetch[1], raw)
                 following = None
                 if after is not None:
                     after_hash = hashes[-1]
