@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chargenet.invoicing.suppliers import load_suppliers
 from tests.deploy.chart import (
     CHART,
     INSTALL_SCRIPT,
@@ -54,6 +55,33 @@ def test_default_values_render_every_service(default_manifests: list[Manifest]) 
     assert "Deployment/chargenet-gateway-cpo-example" in names
     # Monitoring CRDs are off by default: the chart installs on a cluster without them.
     assert not CRD_KINDS & {m["kind"] for m in default_manifests}
+
+
+def test_production_suppliers_reach_invoicing_and_pass_its_checks(
+    production_manifests: list[Manifest], default_manifests: list[Manifest], tmp_path: Path
+) -> None:
+    suppliers = next(
+        m
+        for m in of_kind(production_manifests, "ConfigMap")
+        if m["metadata"]["name"].endswith("-invoicing-suppliers")
+    )
+    # The service's own start-up validation accepts what the chart renders, for every CPO.
+    rendered = tmp_path / "suppliers.json"
+    rendered.write_text(suppliers["data"]["suppliers.json"])
+    assert sorted(load_suppliers(rendered)) == sorted(PRODUCTION_CPOS)
+    invoicing = next(
+        m for m in of_kind(production_manifests, "Deployment") if name_of(m).endswith("-invoicing")
+    )
+    pod = invoicing["spec"]["template"]["spec"]
+    path = env_of(pod["containers"][0])["CHARGENET_INVOICING_SUPPLIERS_FILE"]["value"]
+    mount = next(v for v in pod["containers"][0]["volumeMounts"] if v["name"] == "suppliers")
+    assert Path(path).parent == Path(mount["mountPath"])
+    volume = next(v for v in pod["volumes"] if v["name"] == "suppliers")
+    assert volume["configMap"]["name"] == suppliers["metadata"]["name"]
+    # Without suppliers nothing is rendered or mounted (the service then refuses settlements).
+    assert not [
+        m for m in of_kind(default_manifests, "ConfigMap") if "suppliers" in m["metadata"]["name"]
+    ]
 
 
 def test_production_example_renders_one_gateway_per_cpo(

@@ -122,6 +122,10 @@ Names of the Secrets the chart references (it never creates them).
 {{- default (printf "%s-signer" (include "chargenet.fullname" .)) .Values.signer.existingSecret }}
 {{- end }}
 
+{{- define "chargenet.suppliersName" -}}
+{{- printf "%s-invoicing-suppliers" (include "chargenet.fullname" .) }}
+{{- end }}
+
 {{- define "chargenet.configName" -}}
 {{- printf "%s-config" (include "chargenet.fullname" .) }}
 {{- end }}
