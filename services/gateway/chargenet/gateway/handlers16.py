@@ -1,7 +1,7 @@
 """OCPP 1.6J: what the gateway answers to each CALL from a charge point, and what it publishes.
 
-Each handler answers at once; events are handed to the bus without waiting for it. Payloads have passed the
-schema check (unless the action is relaxed, hence the defensive ``.get``s).
+Each handler answers at once; events are handed to the bus without waiting for it. Payloads have
+passed the schema check (unless the action is relaxed, hence the defensive ``.get``s).
 """
 
 from __future__ import annotations
