@@ -35,6 +35,10 @@ from chargenet.core.settings import CoreSettings, fail
 log = logging.getLogger(__name__)
 #: librdkafka's own log lines (connection trouble, rebalances) go through Python logging here.
 client_log = logging.getLogger("kafka")
+#: Failure reports of sends are served every this many events (and by every flush).
+_SERVE_REPORTS_EVERY = 64
+#: Failed sends kept for ``flush`` to raise (each is also logged).
+_KEPT_SEND_ERRORS = 100
 #: How long a consumer waits for a first message before it checks whether it should stop.
 _POLL_SECONDS = 0.2
 #: At most this many already-fetched events are handled in one go.
@@ -58,10 +62,19 @@ class KafkaBus(EventBus):
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
         self.partitions = partitions
+        # Failed sends are collected by the delivery callback (not by keeping every future) so
+        # a long-running producer's memory stays flat; ``flush`` raises the first one.
+        self._send_errors: list[Exception] = []
+        self._errors_lock = threading.Lock()
+        self._produced = 0
         self._producer = Producer(
             {
                 "bootstrap.servers": bootstrap_servers,
                 "enable.idempotence": True,
+                # Only failures come back to Python: a callback per acknowledged event cost the
+                # gateway's event loop more than producing it.
+                "delivery.report.only.error": True,
+                "on_delivery": self._delivered,
                 "acks": "all",
                 "linger.ms": 2,
                 "client.id": "chargenet-producer",
@@ -73,10 +86,6 @@ class KafkaBus(EventBus):
             self._producer.list_topics(timeout=connect_timeout)
         except KafkaException as error:
             raise ConnectionError(f"no Kafka broker answers at {bootstrap_servers}") from error
-        # Failed sends are collected by the delivery callback (not by keeping every future) so
-        # a long-running producer's memory stays flat; ``flush`` raises the first one.
-        self._send_errors: list[Exception] = []
-        self._errors_lock = threading.Lock()
         self._subscriptions: list[_KafkaSubscription] = []
         self._known_topics: set[str] = set()
         self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
@@ -108,19 +117,22 @@ class KafkaBus(EventBus):
         key, value = envelope.subject.encode(), envelope.to_bytes()
         while True:
             try:
-                self._producer.produce(full_name, value=value, key=key, on_delivery=self._delivered)
+                self._producer.produce(full_name, value=value, key=key)
                 break
             except BufferError:
                 # The local queue is full: wait for the broker to acknowledge some of it.
                 self._producer.poll(0.1)
-        self._producer.poll(0)  # serve delivery callbacks of earlier sends
+        self._produced += 1
+        if self._produced % _SERVE_REPORTS_EVERY == 0:
+            self._producer.poll(0)  # serve the failure reports of earlier sends
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             return
         log.error("a send to Kafka (%s) failed: %s", message.topic(), error)
         with self._errors_lock:
-            self._send_errors.append(KafkaException(error))
+            if len(self._send_errors) < _KEPT_SEND_ERRORS:  # a broker outage fails thousands
+                self._send_errors.append(KafkaException(error))
 
     def flush(self, timeout: float = 30.0) -> None:
         pending = self._producer.flush(timeout)
