@@ -43,6 +43,7 @@ from chargenet.core.envelope import Envelope, EventData, make_envelope
 from chargenet.core.events import SessionRequested
 from chargenet.core.pricing import Tariff, canonical_hash
 from chargenet.core.signer_client import SignerClient
+from chargenet.core.signer_client.permissions import escrow_caller
 from chargenet.escrow.app import EscrowService, migrate
 from chargenet.escrow.models import SessionRow
 from chargenet.escrow.settings import EscrowSettings
@@ -126,20 +127,7 @@ def running_signer(settings: SignerSettings, provider: Any) -> Iterator[str]:
 
 
 def escrow_callers(token: str = ESCROW_TOKEN) -> dict[str, Any]:
-    return {
-        "escrow": {
-            "token": token,
-            "keys": ["relayer", "operator.*"],
-            "functions": [
-                "ChargingEscrow.openFromDeposit",
-                "ChargingEscrow.openBatch",
-                "ChargingEscrow.settle",
-                "ChargingEscrow.settleBatch",
-                "ChargingEscrow.cancel",
-                "ChargingEscrow.refund",
-            ],
-        }
-    }
+    return {"escrow": escrow_caller(token, ["operator.*"])}
 
 
 def contracts_json(deployment: Deployment) -> str:

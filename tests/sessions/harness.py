@@ -35,6 +35,12 @@ from chargenet.core.ocpp_sim import ChargePoint16, Endpoint
 from chargenet.core.pricing import canonical_hash
 from chargenet.core.settings import DEVELOPMENT_SECRET, BusKind, CoreSettings
 from chargenet.core.signer_client import SignerClient
+from chargenet.core.signer_client.permissions import (
+    callers_json,
+    escrow_caller,
+    registry_caller,
+    wallet_caller,
+)
 from chargenet.escrow.app import EscrowService
 from chargenet.escrow.app import migrate as migrate_escrow
 from chargenet.escrow.models import SessionRow
@@ -55,7 +61,6 @@ from tests.escrow.harness import (
     TARIFF,
     LockedTesterProvider,
     contracts_json,
-    escrow_callers,
     running_signer,
     wait_for,
 )
@@ -71,29 +76,11 @@ FINAL_WALLET_STATES = ("settled", "refunded", "failed", "cancelled")
 
 
 def callers() -> str:
-    escrow = escrow_callers(ESCROW_TOKEN)
-    escrow["escrow"]["keys"] = ["relayer", "cpo"]
-    return json.dumps(
+    return callers_json(
         {
-            "wallet": {
-                "token": WALLET_TOKEN,
-                "keys": ["hd/*", "minter", "relayer"],
-                "functions": [
-                    "ChargeToken.mint",
-                    "ChargeToken.burnFrom",
-                    "ChargeToken.permit",
-                    "ChargingEscrow.depositWithPermit",
-                    "ChargingEscrow.withdraw",
-                    "0x*.fund",
-                ],
-                "sign_typed_data": True,
-            },
-            "registry": {
-                "token": REGISTRY_TOKEN,
-                "keys": ["cpo"],
-                "functions": ["StationRegistry.*"],
-            },
-            **escrow,
+            "wallet": wallet_caller(WALLET_TOKEN),
+            "registry": registry_caller(REGISTRY_TOKEN, ["cpo"]),
+            "escrow": escrow_caller(ESCROW_TOKEN, ["cpo"]),
         }
     )
 

@@ -35,6 +35,7 @@ from chargenet.core.events import ChargePointBooted, ChargePointDisconnected, Co
 from chargenet.core.pricing import canonical_hash
 from chargenet.core.settings import DEVELOPMENT_SECRET
 from chargenet.core.signer_client import SignerClient
+from chargenet.core.signer_client.permissions import callers_json, registry_caller, wallet_caller
 from chargenet.registry.main import create_app as create_registry_app
 from chargenet.registry.main import migrate as migrate_registry
 from chargenet.registry.settings import RegistrySettings
@@ -117,26 +118,10 @@ def _contracts(deployment: Deployment) -> str:
 
 
 def _callers() -> str:
-    return json.dumps(
+    return callers_json(
         {
-            "wallet": {
-                "token": WALLET_TOKEN,
-                "keys": ["hd/*", "minter", "relayer"],
-                "functions": [
-                    "ChargeToken.mint",
-                    "ChargeToken.burnFrom",
-                    "ChargeToken.permit",
-                    "ChargingEscrow.depositWithPermit",
-                    "ChargingEscrow.withdraw",
-                    "0x*.fund",
-                ],
-                "sign_typed_data": True,
-            },
-            "registry": {
-                "token": REGISTRY_TOKEN,
-                "keys": ["cpo"],
-                "functions": ["StationRegistry.*"],
-            },
+            "wallet": wallet_caller(WALLET_TOKEN),
+            "registry": registry_caller(REGISTRY_TOKEN, ["cpo"]),
         }
     )
 

@@ -21,6 +21,12 @@ from eth_account import Account
 from chargenet.cli.network.fleet import meter_for
 from chargenet.core.chain.artifacts import ARTIFACTS_DIR
 from chargenet.core.settings import DEVELOPMENT_SECRET
+from chargenet.core.signer_client.permissions import (
+    callers_json,
+    escrow_caller,
+    registry_caller,
+    wallet_caller,
+)
 
 CONTRACTS = ("ChargeToken", "ChargingEscrow", "StationRegistry")
 HTTP_SERVICES = ("wallet", "registry", "escrow", "invoicing")
@@ -348,38 +354,11 @@ class Plan:
     def callers(self) -> str:
         """The signer's callers: each service may use only its own keys and functions."""
         cpo_aliases = [c.key_alias for c in self.cpos]
-        return json.dumps(
+        return callers_json(
             {
-                "wallet": {
-                    "token": self.tokens["wallet"],
-                    "keys": ["hd/*", "minter", "relayer"],
-                    "functions": [
-                        "ChargeToken.mint",
-                        "ChargeToken.burnFrom",
-                        "ChargeToken.permit",
-                        "ChargingEscrow.depositWithPermit",
-                        "ChargingEscrow.withdraw",
-                        "0x*.fund",
-                    ],
-                    "sign_typed_data": True,
-                },
-                "registry": {
-                    "token": self.tokens["registry"],
-                    "keys": cpo_aliases,
-                    "functions": ["StationRegistry.*"],
-                },
-                "escrow": {
-                    "token": self.tokens["escrow"],
-                    "keys": ["relayer", *cpo_aliases],
-                    "functions": [
-                        "ChargingEscrow.openFromDeposit",
-                        "ChargingEscrow.openBatch",
-                        "ChargingEscrow.settle",
-                        "ChargingEscrow.settleBatch",
-                        "ChargingEscrow.cancel",
-                        "ChargingEscrow.refund",
-                    ],
-                },
+                "wallet": wallet_caller(self.tokens["wallet"]),
+                "registry": registry_caller(self.tokens["registry"], cpo_aliases),
+                "escrow": escrow_caller(self.tokens["escrow"], cpo_aliases),
             }
         )
 
