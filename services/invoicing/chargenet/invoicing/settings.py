@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pycountry
 from pydantic import Field, SecretStr, field_validator
 
+from chargenet.core.countries import is_country
 from chargenet.core.settings import DEVELOPMENT_SECRET, CoreSettings
 
 
@@ -29,6 +29,6 @@ class InvoicingSettings(CoreSettings):
     @field_validator("invoicing_default_buyer_country")
     @classmethod
     def _country(cls, code: str) -> str:
-        if not (len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code)):
+        if not is_country(code):
             raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code (e.g. DE)")
         return code

@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Self
 
-import pycountry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from chargenet.core.countries import is_country
 from chargenet.core.settings import fail
 from chargenet.invoicing.document import Party
 
@@ -44,11 +44,7 @@ class Supplier(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if not (
-            len(self.country) == 2
-            and self.country.isupper()
-            and pycountry.countries.get(alpha_2=self.country) is not None
-        ):
+        if not is_country(self.country):
             raise ValueError(
                 f"country: {self.country!r} is not an ISO 3166-1 alpha-2 code (e.g. DE)"
             )

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chargenet.core.countries import is_country
 from chargenet.core.db import Database
 from chargenet.core.db.tables import utcnow
 from chargenet.core.errors import Unprocessable
 from chargenet.core.events import BillingDetails as BillingEvent
 from chargenet.wallet.models import BillingDetails
-from chargenet.wallet.settings import is_country
 
 #: Column widths; the API refuses longer values with the field's name.
 LIMITS = {"name": 200, "street": 200, "postcode": 20, "city": 100}

@@ -7,17 +7,12 @@ import re
 from enum import StrEnum
 from typing import Self
 
-import pycountry
 from pydantic import Field, SecretStr, model_validator
 
+from chargenet.core.countries import is_country
 from chargenet.core.settings import DEVELOPMENT_SECRET, CoreSettings
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
-def is_country(code: str) -> bool:
-    """An assigned ISO 3166-1 alpha-2 code, in capitals (``DE``; not ``de``, ``XX`` or ``DEU``)."""
-    return len(code) == 2 and code.isupper() and pycountry.countries.get(alpha_2=code) is not None
 
 
 class Issuer(StrEnum):
