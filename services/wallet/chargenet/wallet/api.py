@@ -267,6 +267,13 @@ def stream_session(request: Request, driver: CurrentDriver, session_id: str) -> 
     """Server-Sent Events: the session's view on every change, until it is final."""
     sessions: Sessions = _state(request, "sessions")
     sessions.get(driver, session_id)  # 404 / 403 before the stream starts
+    return session_stream(request, sessions, driver, session_id)
+
+
+def session_stream(
+    request: Request, sessions: Sessions, driver: Driver, session_id: str
+) -> StreamingResponse:
+    """The session's Server-Sent Events (REST and the driver app's cookie-signed page alike)."""
     settings = _state(request, "settings")
     return StreamingResponse(
         _events(

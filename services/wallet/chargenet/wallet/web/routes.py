@@ -16,11 +16,11 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from fastapi import APIRouter, Form, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from chargenet.core.errors import ChargenetError
-from chargenet.wallet.api import _events, current_driver
+from chargenet.wallet.api import current_driver, session_stream
 from chargenet.wallet.sessions import FINAL_STATES
 from chargenet.wallet.web import money
 from chargenet.wallet.web.account import BILLING_FIELDS, COUNTRIES, country_name, invalid_field
@@ -501,24 +501,12 @@ async def stream(request: Request, session_id: str) -> Response:
     if signed is None:
         return Response("sign in first", status_code=401, media_type="text/plain")
     sessions = request.app.state.sessions
-    settings = request.app.state.settings
     try:
         driver = await asyncio.to_thread(current_driver, request, signed.principal)
         await asyncio.to_thread(sessions.get, driver, session_id)
     except ChargenetError as error:
         return Response(error.detail, status_code=error.status_code, media_type="text/plain")
-    return StreamingResponse(
-        _events(
-            request,
-            sessions,
-            driver,
-            session_id,
-            settings.wallet_stream_poll_seconds,
-            settings.wallet_stream_keepalive_seconds,
-        ),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return session_stream(request, sessions, driver, session_id)
 
 
 @router.post("/sessions/{session_id}/stop")
