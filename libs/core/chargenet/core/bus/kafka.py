@@ -340,6 +340,7 @@ class _KafkaSubscription(Subscription):
             # (a synchronous commit cost a broker round trip per batch on the handling thread).
             # Still only offsets of handled events; one that fails to store (``_committed``)
             # means a redelivery, which the consumer's inbox drops.
+            # Two calls, not one with the flag: the stubs type each mode by a Literal overload.
             if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
             else:
