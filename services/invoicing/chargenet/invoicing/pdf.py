@@ -1,15 +1,21 @@
 """The invoice PDF (reportlab) with its CII XML embedded as Factur-X (EN 16931 profile).
 
-Rendering is deterministic (reportlab's invariant mode), so an invoice rendered again from its
-stored document is the same document; nothing is kept but the JSON it renders from.
+Rendering is deterministic (reportlab's invariant mode, and factur-x's time stamps pinned to the
+issue date), so an invoice rendered again from its stored document is the same document; nothing is
+kept but the JSON it renders from.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import facturx
+import facturx.facturx as facturx_internals
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -36,12 +42,36 @@ _GRID = TableStyle(
 )
 
 
+_CLOCK = threading.Lock()
+
+
+@contextmanager
+def _facturx_clock(day: date) -> Iterator[None]:
+    """factur-x stamps the wall clock (to the second) into the PDF's info, its XMP and the
+    attachment, and takes no date: so two renders a second apart differed. Its two clock
+    functions answer the issue date while one render runs (a lock: they are module globals)."""
+    moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    with _CLOCK:
+        saved = facturx_internals._get_pdf_timestamp, facturx_internals._get_metadata_timestamp
+        facturx_internals._get_pdf_timestamp = lambda date=None: moment.strftime(
+            "D:%Y%m%d%H%M%S+00'00'"
+        )
+        facturx_internals._get_metadata_timestamp = lambda: moment.strftime(
+            "%Y-%m-%dT%H:%M:%S+00:00"
+        )
+        try:
+            yield
+        finally:
+            facturx_internals._get_pdf_timestamp, facturx_internals._get_metadata_timestamp = saved
+
+
 def render_pdf(doc: InvoiceDocument) -> bytes:
     """The Factur-X PDF: the visible invoice with ``factur-x.xml`` attached (XSD-checked)."""
-    return bytes(
-        facturx.generate_from_binary(
-            _visual_pdf(doc),
-            cii_xml(doc),
+    visual, xml = _visual_pdf(doc), cii_xml(doc)
+    with _facturx_clock(doc.issue_date):
+        generated = facturx.generate_from_binary(
+            visual,
+            xml,
             flavor="factur-x",
             level="en16931",
             check_xsd=True,
@@ -53,7 +83,7 @@ def render_pdf(doc: InvoiceDocument) -> bytes:
             },
             lang="en-GB",
         )
-    )
+    return bytes(generated)
 
 
 def _visual_pdf(doc: InvoiceDocument) -> bytes:
