@@ -157,6 +157,27 @@ def test_concurrent_requests_with_one_key_make_one_session(
     assert len(requested_events(env, answers[0].json()["session_id"])) == 1
 
 
+def test_concurrent_requests_never_promise_more_than_the_balance(
+    env: World, station: str, driver: Driver
+) -> None:
+    """Six requests at once for 5 EUR each against 20 EUR: four fit, two are refused."""
+    answers: list[Any] = []
+
+    def go(n: int) -> None:
+        answers.append(request(env, driver, station, key=f"many-{n}", max_amount=5 * EUR))
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [201, 201, 201, 201, 422, 422]
+    created = [a.json() for a in answers if a.status_code == 201]
+    assert sorted(c["driver_nonce"] for c in created) == [1, 2, 3, 4]
+    for refused in (a for a in answers if a.status_code == 422):
+        assert "above the available balance 0" in refused.json()["detail"]
+
+
 def test_retired_and_offline_stations_are_refused_with_a_reason(env: World, driver: Driver) -> None:
     offline = env.station()
     env.charge_point_online(offline)

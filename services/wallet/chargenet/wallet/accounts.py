@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -29,6 +31,9 @@ from chargenet.wallet.settings import WalletSettings
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+#: How long a driver's row is served from memory to the requests that name it by token.
+DRIVER_CACHE_SECONDS = 30.0
+DRIVER_CACHE_SIZE = 10_000
 
 
 def binding_typed_data(driver_id: str) -> dict[str, Any]:
@@ -53,6 +58,11 @@ class Accounts:
         self.signer = signer
         self._prefix = settings.wallet_driver_key_prefix
         self._offset = settings.wallet_driver_key_offset
+        # Every authenticated request looks its driver up. What requests take from the row (id,
+        # key alias, address, id token) never changes once created; ``last_nonce`` does, and is
+        # only a hint outside the session request's transaction, which reads the row itself.
+        self._drivers: dict[str, tuple[float, Driver]] = {}
+        self._drivers_lock = threading.Lock()
 
     def register(self, email: str, password: str) -> Driver:
         """A new driver with a password (the development issuer's accounts)."""
@@ -93,10 +103,21 @@ class Accounts:
         return driver
 
     def find(self, driver_id: str) -> Driver | None:
+        now = time.monotonic()
+        with self._drivers_lock:
+            cached = self._drivers.get(driver_id)
+        if cached is not None and now - cached[0] < DRIVER_CACHE_SECONDS:
+            return cached[1]
         with self.db.session() as session:
-            return session.scalars(
+            driver = session.scalars(
                 sa.select(Driver).where(Driver.driver_id == driver_id)
             ).one_or_none()
+        if driver is not None:
+            with self._drivers_lock:
+                if len(self._drivers) >= DRIVER_CACHE_SIZE:
+                    self._drivers.pop(next(iter(self._drivers)))
+                self._drivers[driver_id] = (now, driver)
+        return driver
 
     def _create(self, driver_id: str, *, email: str | None, password_hash: str | None) -> Driver:
         with self.db.session() as session:

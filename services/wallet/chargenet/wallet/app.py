@@ -101,6 +101,8 @@ def create_app(
         finally:
             subscription.close()
             relay.stop()
+            app.state.sessions.close()
+            chain.close()
 
     app = FastAPI(title="chargenet wallet", lifespan=lifespan)
     app.state.settings = settings

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from chargenet.core.countries import is_country
 from chargenet.core.db import Database
@@ -93,9 +92,9 @@ class Billing:
             session.flush()
             return self._view(row)
 
-    def for_event(self, session: Session, driver_id: str) -> BillingEvent:
-        """The details a session request carries, read in the request's own transaction."""
-        row = session.get(BillingDetails, driver_id)
+    def event_of(self, row: BillingDetails | None) -> BillingEvent:
+        """The details a session request carries, from the driver's row (None: not given); the
+        request reads the row in its own transaction."""
         if row is None:
             return BillingEvent(country=self.default_country)
         return BillingEvent(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,15 @@ class Balance:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What a session request reads from the chain, all at one block."""
+
+    balance: Balance
+    timestamp: int  # the block's: the session's expiry counts from it
+    last_nonce: int | None  # ChargingEscrow.lastNonceOf, when asked for
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     block: int
     log_index: int
@@ -64,6 +74,8 @@ class ChainReader:
         self._lock = threading.Lock()
         self._chain_id: int | None = None
         self._token_name: str | None = None
+        # The calls of one read go out together: each is a round trip to the node.
+        self._calls = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wallet-chain")
 
     @property
     def chain_id(self) -> int:
@@ -85,16 +97,36 @@ class ChainReader:
             cached = self._balances.get(address)
         if cached is not None and not fresh and now - cached[0] < self._cache_seconds:
             return cached[1]
-        block = int(self.w3.eth.block_number)
+        return self.snapshot(address).balance
+
+    def snapshot(self, address: str, *, nonce: bool = False) -> Snapshot:
+        """Balance (and ``lastNonceOf`` if ``nonce``) at the latest block, with its timestamp.
+
+        Both balances are read at one block (a deposit moves tokens from one to the other),
+        and concurrently: one round trip for the block, one for the calls, however many.
+        """
+        started = time.monotonic()
+        latest = self.w3.eth.get_block("latest")
+        block, timestamp = int(latest["number"]), int(latest["timestamp"])
         owner = to_checksum_address(address)
-        balance = Balance(
-            token=int(self.token.functions.balanceOf(owner).call(block_identifier=block)),
-            deposit=int(self.escrow.functions.depositOf(owner).call(block_identifier=block)),
-            block=block,
-        )
+        calls = [
+            self._calls.submit(self.token.functions.balanceOf(owner).call, block_identifier=block),
+            self._calls.submit(self.escrow.functions.depositOf(owner).call, block_identifier=block),
+        ]
+        if nonce:
+            calls.append(
+                self._calls.submit(
+                    self.escrow.functions.lastNonceOf(owner).call, block_identifier=block
+                )
+            )
+        token, deposit, *last = (int(call.result()) for call in calls)
+        balance = Balance(token=token, deposit=deposit, block=block)
         with self._lock:
-            self._balances[address] = (now, balance)
-        return balance
+            self._balances[address] = (started, balance)
+        return Snapshot(balance=balance, timestamp=timestamp, last_nonce=last[0] if last else None)
+
+    def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
 
     def forget(self, address: str) -> None:
         """Drop the cached balance after the wallet itself changed it."""

@@ -36,7 +36,9 @@ def main() -> int:
             w3 = connect(settings.chain_rpc_url)
         except (ConnectionError, ValueError) as error:
             raise fail(f"CHARGENET_CHAIN_RPC_URL: {error}") from None
-        db = Database(settings.database_url)
+        # No pre-ping: it is a round trip on every checkout, i.e. on every request and event; a
+        # connection the server dropped fails its one transaction and the pool replaces it.
+        db = Database(settings.database_url, pool_pre_ping=False)
         migrate(db)
         bus = create_bus(settings)
         signer = SignerClient(settings.signer_url, settings.signer_token.get_secret_value())

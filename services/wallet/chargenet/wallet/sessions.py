@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -34,9 +35,9 @@ from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samp
 from chargenet.core.signer_client import SignerClient, SignerError
 from chargenet.wallet import metrics
 from chargenet.wallet.billing import Billing
-from chargenet.wallet.chain import ChainReader
-from chargenet.wallet.funds import ServiceUnavailable, check_amount, promised
-from chargenet.wallet.models import ChargingSession, Driver
+from chargenet.wallet.chain import ChainReader, Snapshot
+from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, check_amount
+from chargenet.wallet.models import BillingDetails, ChargingSession, Driver
 from chargenet.wallet.registry_client import RegistryClient, RegistryUnavailable, Station
 from chargenet.wallet.settings import WalletSettings
 
@@ -49,6 +50,10 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 #: Power assumed to turn a kWh maximum into time when the connector states none (11 kW AC).
 DEFAULT_POWER_W = 11_000
 RING_SIZE = 8
+
+
+class _Repeated(Exception):
+    """The request's idempotency key was taken after the first check."""
 
 
 class SessionRequestBody(BaseModel):
@@ -156,6 +161,11 @@ class Sessions:
         self._cpo_ids = settings.cpo_ids()
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
+        # The registry and chain reads of a request, run beside its database check.
+        self._calls = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wallet-request")
+
+    def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -166,14 +176,14 @@ class Sessions:
         if idempotency_key is None or not _IDEMPOTENCY_KEY.match(idempotency_key):
             raise Unprocessable("Idempotency-Key: a header of 1-200 printable ASCII characters")
         fingerprint = body.fingerprint()
+        # The registry and the chain are asked while the database says whether the key is new:
+        # three round trips at once instead of one after another. A repeat ignores their answers.
+        station_call = self._calls.submit(self._station, body.station_id)
+        chain_call = self._calls.submit(self._snapshot, driver)
         repeated = self._repeat(driver, idempotency_key, fingerprint)
         if repeated is not None:
             return repeated, False
-        try:
-            station = self.registry.station(body.station_id)
-        except RegistryUnavailable as error:
-            metrics.SESSION_REQUESTS.labels(outcome="registry_unavailable").inc()
-            raise ServiceUnavailable(str(error)) from None
+        station = station_call.result()
         connector = station.connector(body.connector_id, body.evse_uid)
         try:
             station.check_startable(connector)
@@ -186,32 +196,40 @@ class Sessions:
         else:
             assert body.max_kwh is not None
             maximum = kwh_to_tokens(station, connector.max_power_w, body.max_kwh, utcnow())
-        with self._lock(driver.driver_id):
-            # Checked again under the lock: a concurrent request with this key may have won.
-            repeated = self._repeat(driver, idempotency_key, fingerprint)
-            if repeated is not None:
-                return repeated, False
-            balance = self.chain.balance(driver.address, fresh=True)
-            available = balance.total - promised(self.db, driver.driver_id)
-            if maximum > available:
-                metrics.SESSION_REQUESTS.labels(outcome="above_balance").inc()
-                raise Unprocessable(
-                    f"max_amount: the maximum {maximum} is above the available balance "
-                    f"{available} (top up first)"
-                )
+        lock = self._lock(driver.driver_id)
+        waited = not lock.acquire(blocking=False)
+        if waited:
+            lock.acquire()
+        try:
+            # A request of the same driver went first: what it locked on chain since our read
+            # may no longer count as promised, so the balance is read again after it.
+            chain = self._snapshot(driver) if waited else chain_call.result()
             try:
                 row = self._create(
-                    driver, idempotency_key, fingerprint, station, connector, maximum
+                    driver, idempotency_key, fingerprint, station, connector, maximum, chain
                 )
-            except IntegrityError:
-                # Another replica took this key between our check and our insert.
+            except (IntegrityError, _Repeated):
+                # Another request (or replica) took this key between our check and our insert.
                 repeated = self._repeat(driver, idempotency_key, fingerprint)
                 if repeated is None:
                     raise
                 return repeated, False
+        finally:
+            lock.release()
         self.relay.notify()
         metrics.SESSION_REQUESTS.labels(outcome="requested").inc()
         return row, True
+
+    def _station(self, station_id: str) -> Station:
+        try:
+            return self.registry.station(station_id)
+        except RegistryUnavailable as error:
+            metrics.SESSION_REQUESTS.labels(outcome="registry_unavailable").inc()
+            raise ServiceUnavailable(str(error)) from None
+
+    def _snapshot(self, driver: Driver) -> Snapshot:
+        # The escrow's last nonce is read only until the wallet has stored one of its own.
+        return self.chain.snapshot(driver.address, nonce=driver.last_nonce is None)
 
     def _create(
         self,
@@ -221,16 +239,55 @@ class Sessions:
         station: Station,
         connector: Any,
         maximum: int,
+        chain: Snapshot,
     ) -> ChargingSession:
         with unit_of_work(self.db, SOURCE) as uow:
-            account = uow.session.get(Driver, driver.number, with_for_update=self.db.is_postgres)
-            assert account is not None
+            # The driver's row locked: requests of one driver are decided one at a time, in
+            # every replica (its open sessions, nonce and promised maxima are read below).
+            query = (
+                sa.select(Driver, BillingDetails)
+                .outerjoin(BillingDetails, BillingDetails.driver_id == Driver.driver_id)
+                .where(Driver.number == driver.number)
+            )
+            if self.db.is_postgres:
+                query = query.with_for_update(of=Driver)
+            account, billing = uow.session.execute(query).one()
+            # The driver's open sessions (ring slots, promised maxima) and this key, if taken.
+            mine = uow.session.execute(
+                sa.select(
+                    ChargingSession.driver_nonce,
+                    ChargingSession.max_amount,
+                    ChargingSession.state,
+                    ChargingSession.idempotency_key,
+                ).where(
+                    ChargingSession.driver_id == driver.driver_id,
+                    sa.or_(
+                        ChargingSession.state.not_in(CLOSED_STATES),
+                        ChargingSession.idempotency_key == idempotency_key,
+                    ),
+                )
+            ).all()
+            if any(key == idempotency_key for *_, key in mine):
+                raise _Repeated
+            promised = sum(amount for _, amount, state, _ in mine if state in UNLOCKED_STATES)
+            available = chain.balance.total - promised
+            if maximum > available:
+                metrics.SESSION_REQUESTS.labels(outcome="above_balance").inc()
+                raise Unprocessable(
+                    f"max_amount: the maximum {maximum} is above the available balance "
+                    f"{available} (top up first)"
+                )
             last = account.last_nonce
             if last is None:
+                last = chain.last_nonce
+            if last is None:
                 last = self.chain.last_nonce(driver.address)
-            nonce = self._next_nonce(uow.session, driver.driver_id, last)
+            nonce = self._next_nonce(
+                {int(n) % RING_SIZE for n, _, state, _ in mine if state not in CLOSED_STATES},
+                last,
+            )
             chain_session = session_id(driver.address, nonce)
-            expiry = self.chain.timestamp() + self._expiry_seconds
+            expiry = chain.timestamp + self._expiry_seconds
             typed = open_session_typed_data(
                 chain_id=self.chain.chain_id,
                 escrow=self.chain.escrow.address,
@@ -295,27 +352,18 @@ class Sessions:
                     # Not yet in the catalogue (extra fields are allowed): OCPP 2.0.1 needs it.
                     ocpp_evse_id=connector.ocpp_evse_id,
                     registry_station_id=station.station_id,
-                    billing=self.billing.for_event(uow.session, driver.driver_id),
+                    billing=self.billing.event_of(billing),
                 ),
                 subject=row.session_id,
             )
         return row
 
-    def _next_nonce(self, session: Any, driver_id: str, last: int) -> int:
-        """The lowest nonce above ``last`` whose ring slot holds no open session of the driver.
+    def _next_nonce(self, busy: set[int], last: int) -> int:
+        """The lowest nonce above ``last`` whose ring slot (``busy``) holds no open session.
 
         The escrow keeps a driver's sessions in 8 slots (``nonce % 8``) and refuses to open into
         a busy one; skipped nonces are simply never used.
         """
-        busy = {
-            int(n) % RING_SIZE
-            for n in session.scalars(
-                sa.select(ChargingSession.driver_nonce).where(
-                    ChargingSession.driver_id == driver_id,
-                    ChargingSession.state.not_in(CLOSED_STATES),
-                )
-            )
-        }
         if len(busy) >= self._max_open:
             metrics.SESSION_REQUESTS.labels(outcome="too_many_open").inc()
             raise Conflict(f"at most {self._max_open} sessions may be open at once")
