@@ -22,6 +22,7 @@ from chargenet.core.events import (
     SessionStopped,
     StopRequested,
 )
+from chargenet.wallet.models import ChargingSession
 from tests.wallet.harness import CPO_ID, TARIFF, Driver, World, charge_point_of, wait_for
 
 EUR = 1_000_000
@@ -408,3 +409,30 @@ def test_nonce_skips_ring_slots_of_open_sessions(env: World, station: str, drive
     tenth = request(env, driver, station, key=f"ring-{uuid.uuid4().hex}", max_amount=EUR)
     assert tenth.status_code == 201, tenth.text
     assert tenth.json()["driver_nonce"] == 11
+
+
+def test_stream_sees_a_change_another_replica_applied(
+    env: World, station: str, driver: Driver
+) -> None:
+    """A change this process did not make (another replica's consumer wrote the row) reaches
+    the stream through the version poll, well before the keep-alive re-read."""
+    sid = request(env, driver, station, key="elsewhere").json()["session_id"]
+
+    def elsewhere() -> None:
+        time.sleep(0.3)
+        with env.wallet_db.session() as session:
+            row = session.get(ChargingSession, sid)
+            assert row is not None
+            row.state, row.reason, row.version = "failed", "written elsewhere", row.version + 1
+
+    threading.Thread(target=elsewhere).start()
+    began = time.monotonic()
+    path = f"/v1/sessions/{sid}/stream"
+    with env.wallet.stream("GET", path, headers=driver.headers) as response:
+        states = [
+            json.loads(line.removeprefix("data: "))["state"]
+            for line in response.iter_lines()
+            if line.startswith('data: {"')
+        ]
+    assert states == ["requested", "failed"]
+    assert time.monotonic() - began < 5  # the keep-alive re-read would come after 15 s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from chargenet.wallet.chain import ChainReader
 from chargenet.wallet.funds import Funds, promised
 from chargenet.wallet.models import Driver, Payout, TopUp
 from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions, view
+from chargenet.wallet.signals import SessionSignals
 
 router = APIRouter(prefix="/v1", tags=["wallet"])
 
@@ -279,9 +281,9 @@ def session_stream(
         _events(
             request,
             sessions,
+            _state(request, "signals"),
             driver,
             session_id,
-            settings.wallet_stream_poll_seconds,
             settings.wallet_stream_keepalive_seconds,
         ),
         media_type="text/event-stream",
@@ -292,25 +294,29 @@ def session_stream(
 async def _events(
     request: Request,
     sessions: Sessions,
+    signals: SessionSignals,
     driver: Driver,
     session_id: str,
-    poll: float,
     keepalive: float,
 ) -> AsyncIterator[str]:
-    # Polling the row (its version) rather than an in-process signal: any replica's consumer
-    # may have applied the event, and the database is where they all meet.
+    # The row (its version) is what is sent: any replica's consumer may have applied the event,
+    # and the database is where they all meet. The row is read again when the signals say it
+    # changed (see chargenet.wallet.signals), and at least every keep-alive interval.
     sent = -1
     quiet_since = time.monotonic()
-    while not await request.is_disconnected():
-        row = await asyncio.to_thread(sessions.get, driver, session_id)
-        if row.version != sent:
-            sent = row.version
-            quiet_since = time.monotonic()
-            yield f"id: {row.version}\nevent: session\ndata: {json.dumps(view(row))}\n\n"
-        if row.state in FINAL_STATES:
-            yield "event: end\ndata: {}\n\n"
-            return
-        if time.monotonic() - quiet_since >= keepalive:
-            quiet_since = time.monotonic()
-            yield ": keep-alive\n\n"
-        await asyncio.sleep(poll)
+    with signals.watch(session_id) as changed:
+        while not await request.is_disconnected():
+            changed.clear()
+            row = await asyncio.to_thread(sessions.get, driver, session_id)
+            if row.version != sent:
+                sent = row.version
+                quiet_since = time.monotonic()
+                yield f"id: {row.version}\nevent: session\ndata: {json.dumps(view(row))}\n\n"
+            if row.state in FINAL_STATES:
+                yield "event: end\ndata: {}\n\n"
+                return
+            if time.monotonic() - quiet_since >= keepalive:
+                quiet_since = time.monotonic()
+                yield ": keep-alive\n\n"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), keepalive)

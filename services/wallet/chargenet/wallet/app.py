@@ -57,6 +57,7 @@ from chargenet.wallet.projection import SessionProjection
 from chargenet.wallet.registry_client import RegistryClient
 from chargenet.wallet.sessions import Sessions
 from chargenet.wallet.settings import WalletSettings
+from chargenet.wallet.signals import SessionSignals
 from chargenet.wallet.web import DriverAppConfig, mount_driver_app
 
 
@@ -88,7 +89,8 @@ def create_app(
         cache_seconds=settings.wallet_balance_cache_seconds,
     )
     relay = OutboxRelay(db, bus)
-    projection = SessionProjection(db)
+    signals = SessionSignals(db, settings.wallet_stream_poll_seconds)
+    projection = SessionProjection(db, signals)
     sessions_topic = Topic.SESSIONS.value
 
     @asynccontextmanager
@@ -96,9 +98,11 @@ def create_app(
         bus.ensure_topics([sessions_topic])
         subscription = bus.subscribe([sessions_topic], settings.wallet_consumer_group, projection)
         relay.start()
+        signals.start()
         try:
             yield
         finally:
+            signals.stop()
             subscription.close()
             relay.stop()
             app.state.sessions.close()
@@ -110,13 +114,16 @@ def create_app(
     app.state.chain = chain
     app.state.relay = relay
     app.state.projection = projection
+    app.state.signals = signals
     app.state.tokens = TokenAuthority(settings)
     app.state.accounts = Accounts(settings, db, signer)
     app.state.funds = Funds(
         settings, db, signer, chain, payments if payments is not None else TestPaymentProvider()
     )
     app.state.billing = Billing(db, settings.wallet_default_billing_country)
-    app.state.sessions = Sessions(settings, db, signer, chain, registry, relay, app.state.billing)
+    app.state.sessions = Sessions(
+        settings, db, signer, chain, registry, relay, app.state.billing, signals
+    )
     install_error_handlers(app)
 
     def chain_answers() -> None:

@@ -37,6 +37,7 @@ from chargenet.core.logging import bind
 from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples
 from chargenet.wallet import metrics
 from chargenet.wallet.models import ChargingSession, MeterPoint
+from chargenet.wallet.signals import SessionSignals
 
 log = logging.getLogger(__name__)
 CONSUMER = "wallet.sessions"
@@ -75,8 +76,9 @@ _TYPES = {
 class SessionProjection:
     """The bus handler of the wallet's consumer group on ``sessions``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signals: SessionSignals | None = None) -> None:
         self.db = db
+        self.signals = signals or SessionSignals()
 
     def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in _TYPES:
@@ -84,6 +86,7 @@ class SessionProjection:
         with bind(session_id=envelope.subject, event_id=envelope.id):
             if apply_once(self.db, CONSUMER, envelope, self._apply):
                 metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
+                self.signals.notify([envelope.subject])
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
         row = session.get(ChargingSession, envelope.subject, with_for_update=True)

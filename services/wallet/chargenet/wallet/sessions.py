@@ -40,6 +40,7 @@ from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, check_am
 from chargenet.wallet.models import BillingDetails, ChargingSession, Driver
 from chargenet.wallet.registry_client import RegistryClient, RegistryUnavailable, Station
 from chargenet.wallet.settings import WalletSettings
+from chargenet.wallet.signals import SessionSignals
 
 SOURCE = "wallet"
 #: States after which the session's escrow slot is free again (see the contracts' ring).
@@ -148,6 +149,7 @@ class Sessions:
         registry: RegistryClient,
         relay: OutboxRelay,
         billing: Billing,
+        signals: SessionSignals | None = None,
     ) -> None:
         self.db = db
         self.billing = billing
@@ -155,6 +157,7 @@ class Sessions:
         self.chain = chain
         self.registry = registry
         self.relay = relay
+        self.signals = signals or SessionSignals()
         self._expiry_seconds = settings.wallet_session_expiry_seconds
         self._max_open = settings.wallet_max_open_sessions
         self._currency = settings.wallet_currency
@@ -435,6 +438,7 @@ class Sessions:
                 StopRequested(session_id=row.session_id, reason="driver"), subject=row.session_id
             )
         self.relay.notify()
+        self.signals.notify([row.session_id])
         metrics.STOP_REQUESTS.labels(outcome="requested").inc()
         return row
 

@@ -74,6 +74,8 @@ class WalletSettings(CoreSettings):
     #: the registry does not report it with the charge point (fallback: the address).
     wallet_cpo_ids: str = "{}"
     wallet_consumer_group: str = "wallet"
+    #: How often one poller reads the versions of the sessions being streamed, for changes
+    #: another replica applied (this process's own changes wake their streams at once).
     wallet_stream_poll_seconds: float = Field(default=0.25, gt=0)
     wallet_stream_keepalive_seconds: float = Field(default=15.0, gt=0)
     #: Sessions a driver may have open at once: the escrow's ring has 8 slots per driver.

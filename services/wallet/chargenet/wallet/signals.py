@@ -1,0 +1,106 @@
+"""Waking a session's live streams when the session changed.
+
+A stream sends the session row as it is in the database, where every replica's consumer writes.
+It re-reads the row only when woken: at once by a change this process committed (its consumer,
+a stop request), and by one poller per process that reads the versions of all watched sessions
+in one query every ``wallet_stream_poll_seconds`` (what another replica applied). So a hundred
+open streams cost one query per interval, not a hundred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from chargenet.core.db import Database
+from chargenet.wallet.models import ChargingSession
+
+log = logging.getLogger(__name__)
+#: Session ids per ``IN (...)`` of the version poll.
+_IDS_PER_QUERY = 500
+
+
+class SessionSignals:
+    def __init__(self, db: Database | None = None, poll_seconds: float = 0.25) -> None:
+        self._db = db
+        self._poll = poll_seconds
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+        self._versions: dict[str, int] = {}  # what the poller saw last (its thread only)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watch(self, session_id: str) -> Iterator[asyncio.Event]:
+        """An event set (on the caller's loop) whenever the session changes."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.setdefault(session_id, set()).add(waiter)
+        try:
+            yield waiter[1]
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(session_id)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[session_id]
+
+    def notify(self, session_ids: Iterable[str]) -> None:
+        """Wake the streams of these sessions; called from any thread after a commit."""
+        with self._lock:
+            woken = [w for s in set(session_ids) for w in self._waiters.get(s, ())]
+        for loop, event in woken:
+            # A closed loop raises: its stream is gone, nobody is left to wake.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    # -- the poller ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._db is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="wallet-stream-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll):
+            try:
+                self.poll_once()
+            except Exception:
+                log.exception("polling the watched sessions' versions failed; next poll retries")
+
+    def poll_once(self) -> None:
+        """Wake the streams whose session's version differs from the last poll (or is new)."""
+        assert self._db is not None
+        with self._lock:
+            watched = list(self._waiters)
+        alive = set(watched)
+        self._versions = {s: v for s, v in self._versions.items() if s in alive}
+        changed: list[str] = []
+        for start in range(0, len(watched), _IDS_PER_QUERY):
+            with self._db.session() as session:
+                rows = session.execute(
+                    sa.select(ChargingSession.session_id, ChargingSession.version).where(
+                        ChargingSession.session_id.in_(watched[start : start + _IDS_PER_QUERY])
+                    )
+                ).all()
+            for session_id, version in rows:
+                if self._versions.get(session_id) != version:
+                    self._versions[session_id] = version
+                    changed.append(session_id)
+        if changed:
+            self.notify(changed)
