@@ -8,12 +8,16 @@ so far is priced by the tariff engine from the meter samples, as the escrow's bu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
@@ -74,7 +78,13 @@ _TYPES = {
 
 
 class SessionProjection:
-    """The bus handler of the wallet's consumer group on ``sessions``."""
+    """The bus handler of the wallet's consumer group on ``sessions``.
+
+    Events are folded into their session's row in memory and written once: the meter samples in
+    one insert, the cost priced once (after the last sample, before an event that sets the
+    price), the row updated only if what the driver sees changed. The per-event handler folds
+    one event; ``fold`` takes any number of events in one transaction.
+    """
 
     def __init__(self, db: Database, signals: SessionSignals | None = None) -> None:
         self.db = db
@@ -84,29 +94,66 @@ class SessionProjection:
         if envelope.type not in _TYPES:
             return
         with bind(session_id=envelope.subject, event_id=envelope.id):
-            if apply_once(self.db, CONSUMER, envelope, self._apply):
+            if apply_once(self.db, CONSUMER, envelope, self._apply_one):
                 metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
                 self.signals.notify([envelope.subject])
 
-    def _apply(self, session: Session, envelope: Envelope) -> None:
-        row = session.get(ChargingSession, envelope.subject, with_for_update=True)
-        if row is None:
-            # Not a session this wallet requested (another MSP's, or a test's): nothing to show.
-            return
-        kind = envelope.type
+    def _apply_one(self, session: Session, envelope: Envelope) -> None:
+        self.fold(session, [envelope])
+
+    def fold(self, session: Session, envelopes: Sequence[Envelope]) -> None:
+        """Apply events (of any sessions, in order) to their rows, in the caller's transaction."""
+        by_session: dict[str, list[Envelope]] = {}
+        for envelope in envelopes:
+            by_session.setdefault(envelope.subject, []).append(envelope)
+        # Locked in one query, in id order (two consumers locking in one order cannot deadlock).
+        rows = session.scalars(
+            sa.select(ChargingSession)
+            .where(ChargingSession.session_id.in_(sorted(by_session)))
+            .order_by(ChargingSession.session_id)
+            .with_for_update()
+        ).all()
+        # A session missing here is not one this wallet requested (another MSP's, a test's).
+        for row in rows:
+            _Fold(session, row).apply(by_session[row.session_id])
+
+
+class _Fold:
+    """One session's events applied to its row, in order."""
+
+    def __init__(self, session: Session, row: ChargingSession) -> None:
+        self.session = session
+        self.row = row
+        self.points: dict[datetime, dict[str, Any]] = {}  # new samples, the first per moment
+        self.reprice = False  # a sample came since the last pricing
+        self.end: datetime | None = None  # the stop's time, when the session stopped
+
+    def apply(self, envelopes: Sequence[Envelope]) -> None:
+        row = self.row
+        seen = _visible(row)
+        for envelope in envelopes:
+            self._event(envelope)
+        self._price()
+        if _visible(row) != seen:
+            # Only then: the version tells the driver's stream there is something new to show.
+            row.version += 1
+            row.updated_at = utcnow()
+
+    def _event(self, envelope: Envelope) -> None:
+        row, kind = self.row, envelope.type
         if kind == EscrowOpened.event_type:
             _advance(row, "open")
         elif kind == SessionStarted.event_type:
             started = envelope.payload(SessionStarted)
             row.meter_start_wh = started.meter_start_wh
             row.started_at = started.started_at
-            _add_point(session, row, started.started_at, started.meter_start_wh, None)
+            self._point(started.started_at, started.meter_start_wh, None)
             _advance(row, "charging")
         elif kind == MeterReading.event_type:
             reading = envelope.payload(MeterReading)
-            _add_point(session, row, reading.measured_at, reading.energy_wh, reading.power_w)
+            self._point(reading.measured_at, reading.energy_wh, reading.power_w)
             _advance(row, "charging")
-            _reprice(session, row, end=None)
+            self.reprice, self.end = True, None
         elif kind == StopRequested.event_type:
             row.stop_requested = True
             if row.state in ("open", "charging"):
@@ -115,13 +162,15 @@ class SessionProjection:
             stopped = envelope.payload(SessionStopped)
             row.stopped_at = stopped.stopped_at
             row.reason = stopped.reason
-            _add_point(session, row, stopped.stopped_at, stopped.meter_stop_wh, None)
+            self._point(stopped.stopped_at, stopped.meter_stop_wh, None)
             _advance(row, "stopped")
-            _reprice(session, row, end=stopped.stopped_at)
+            self.reprice, self.end = True, stopped.stopped_at
         elif kind == SessionPriced.event_type:
+            self._price()  # what the meter said so far, then the escrow's price over it
             row.cost_so_far = envelope.payload(SessionPriced).amount
             _advance(row, "priced")
         elif kind == SessionSettled.event_type:
+            self._price()
             settled = envelope.payload(SessionSettled)
             row.amount_settled = settled.amount_settled
             row.cost_so_far = settled.amount_settled
@@ -136,8 +185,53 @@ class SessionProjection:
         elif kind == SessionFailed.event_type:
             row.reason = envelope.payload(SessionFailed).reason
             _advance(row, "failed")
-        row.version += 1
-        row.updated_at = utcnow()
+
+    def _point(self, at: datetime, energy_wh: int, power_w: int | None) -> None:
+        row = self.row
+        at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        self.points.setdefault(
+            at,
+            {
+                "session_id": row.session_id,
+                "measured_at": at,
+                "energy_wh": energy_wh,
+                "power_w": power_w,
+            },
+        )
+        if row.meter_start_wh is not None:
+            row.energy_wh = max(row.energy_wh, energy_wh - row.meter_start_wh)
+
+    def _price(self) -> None:
+        """Store the new samples (one insert; a sample already stored stays), then price the
+        session over all of them if a sample asked for it."""
+        if self.points:
+            self.session.execute(_insert_new(self.session, list(self.points.values())))
+            self.points = {}
+        if self.reprice:
+            self.reprice = False
+            _reprice(self.session, self.row, self.end)
+
+
+def _insert_new(session: Session, values: list[dict[str, Any]]) -> Any:
+    """An insert of meter points that leaves a point already stored (a redelivered sample)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(MeterPoint).values(values).on_conflict_do_nothing()
+    return sqlite.insert(MeterPoint).values(values).on_conflict_do_nothing()
+
+
+def _visible(row: ChargingSession) -> tuple[Any, ...]:
+    """What the driver's view shows of the row (``sessions.view`` but the version)."""
+    return (
+        row.state,
+        row.stop_requested,
+        row.energy_wh,
+        row.cost_so_far,
+        row.amount_settled,
+        row.amount_refunded,
+        row.reason,
+        row.started_at,
+        row.stopped_at,
+    )
 
 
 def _advance(row: ChargingSession, state: str) -> None:
@@ -145,25 +239,15 @@ def _advance(row: ChargingSession, state: str) -> None:
         row.state = state
 
 
-def _add_point(
-    session: Session, row: ChargingSession, at: datetime, energy_wh: int, power_w: int | None
-) -> None:
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    existing = session.get(MeterPoint, (row.session_id, at))
-    if existing is None:
-        session.add(
-            MeterPoint(
-                session_id=row.session_id, measured_at=at, energy_wh=energy_wh, power_w=power_w
-            )
-        )
-    if row.meter_start_wh is not None:
-        row.energy_wh = max(row.energy_wh, energy_wh - row.meter_start_wh)
+@functools.lru_cache(maxsize=256)
+def _tariff(document: str) -> Tariff:
+    # Every meter value of a session prices with the same document: validated once.
+    return Tariff.model_validate(json.loads(document))
 
 
 def _reprice(session: Session, row: ChargingSession, end: datetime | None) -> None:
-    session.flush()
-    points = session.scalars(
-        sa.select(MeterPoint)
+    points = session.execute(
+        sa.select(MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w)
         .where(MeterPoint.session_id == row.session_id)
         .order_by(MeterPoint.measured_at)
     ).all()
@@ -171,19 +255,14 @@ def _reprice(session: Session, row: ChargingSession, end: datetime | None) -> No
         return
     samples = [
         MeterSample(
-            timestamp=p.measured_at if p.measured_at.tzinfo else p.measured_at.replace(tzinfo=UTC),
-            energy_wh=Decimal(p.energy_wh),
-            power_kw=Decimal(p.power_w) / 1000 if p.power_w is not None else None,
+            timestamp=at if at.tzinfo else at.replace(tzinfo=UTC),
+            energy_wh=Decimal(energy_wh),
+            power_kw=Decimal(power_w) / 1000 if power_w is not None else None,
         )
-        for p in points
+        for at, energy_wh, power_w in points
     ]
     try:
-        result = price_samples(
-            Tariff.model_validate(json.loads(row.tariff)),
-            samples,
-            end=end,
-            time_zone=row.time_zone,
-        )
+        result = price_samples(_tariff(row.tariff), samples, end=end, time_zone=row.time_zone)
     except (PricingError, ValueError) as error:
         # The meter said something the engine refuses (e.g. a register going backwards): the
         # cost so far stays where it was; the escrow's pricing at settlement is what counts.

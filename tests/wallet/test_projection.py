@@ -1,0 +1,104 @@
+"""The live view folds several events of a session at once: one write of the samples, one price,
+and no new version when nothing the driver sees changed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from chargenet.core.envelope import Envelope, EventData, make_envelope
+from chargenet.core.events import EscrowOpened, MeterReading, SessionStarted
+from chargenet.wallet.models import ChargingSession, MeterPoint
+from chargenet.wallet.projection import SessionProjection
+from tests.wallet.harness import CPO_ID, World, charge_point_of
+
+EUR = 1_000_000
+
+
+def envelope(data: EventData, subject: str) -> Envelope:
+    return make_envelope(data, subject=subject, source="test")
+
+
+def test_events_of_a_session_fold_into_one_write(env: World) -> None:
+    station = env.station()
+    env.charge_point_online(station)
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    answer = env.wallet.post(
+        "/v1/sessions",
+        json={"station_id": station, "connector_id": "1", "max_amount": 10 * EUR},
+        headers={**driver.headers, "Idempotency-Key": "fold"},
+    )
+    sid = answer.json()["session_id"]
+    cp = charge_point_of(station)
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def meter(minutes: int, energy_wh: int) -> Envelope:
+        reading = MeterReading(
+            session_id=sid,
+            charge_point_id=cp,
+            transaction_id="t1",
+            energy_wh=energy_wh,
+            measured_at=start + timedelta(minutes=minutes),
+        )
+        return envelope(reading, sid)
+
+    opened = EscrowOpened(
+        session_id=sid,
+        cpo_id=CPO_ID,
+        station_id=station,
+        charge_point_id=cp,
+        connector_id=1,
+        id_token="x",
+        max_amount=10 * EUR,
+        expires_at=start + timedelta(hours=4),
+        tx_hash="0x" + "11" * 32,
+    )
+    started = SessionStarted(
+        session_id=sid,
+        charge_point_id=cp,
+        connector_id=1,
+        transaction_id="t1",
+        meter_start_wh=1_000,
+        started_at=start,
+    )
+    projection = SessionProjection(env.wallet_db)
+
+    def version() -> int:
+        with env.wallet_db.session() as session:
+            row = session.get(ChargingSession, sid)
+            assert row is not None
+            return row.version
+
+    before = version()
+    batch = [
+        envelope(opened, sid),
+        envelope(started, sid),
+        meter(10, 3_000),
+        meter(20, 5_000),
+        meter(20, 5_000),  # the same sample again (a new event id): stored once
+        meter(30, 6_000),
+    ]
+    with env.wallet_db.session() as session:
+        projection.fold(session, batch)
+    with env.wallet_db.session() as session:
+        row = session.get(ChargingSession, sid)
+        assert row is not None
+        points = session.scalar(sa.select(sa.func.count()).where(MeterPoint.session_id == sid))
+        assert (row.state, row.energy_wh, points) == ("charging", 5_000, 4)
+        assert row.cost_so_far == 2_980_000  # (0.50 + 5 kWh x 0.40) x 1.19 = 2.975
+        assert row.version == before + 1  # one change the driver sees, one version
+
+    # A redelivered sample changes nothing the driver sees: no new version, no row update.
+    with env.wallet_db.session() as session:
+        projection.fold(session, [meter(30, 6_000)])
+    assert version() == before + 1
+    # Events one by one (the per-event handler) give the same view as the batch.
+    projection(meter(40, 7_000))
+    view = env.wallet.get(f"/v1/sessions/{sid}", headers=driver.headers).json()
+    assert (view["energy_wh"], view["cost_so_far"], view["version"]) == (
+        6_000,
+        3_450_000,  # (0.50 + 6 kWh x 0.40) x 1.19 = 3.451
+        before + 2,
+    )
