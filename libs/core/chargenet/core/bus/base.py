@@ -12,6 +12,8 @@ from chargenet.core.envelope import Envelope
 from chargenet.core.metrics import counter
 
 Handler = Callable[[Envelope], None]
+#: Takes the events a consumer fetched together, in order (so each key's order is kept).
+BatchHandler = Callable[[Sequence[Envelope]], None]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,16 @@ class EventBus(abc.ABC):
         handler: Handler,
         *,
         from_beginning: bool = True,
+        batch_handler: BatchHandler | None = None,
     ) -> Subscription:
-        """Start a consumer in ``group`` for ``topics`` that calls ``handler`` per event."""
+        """Start a consumer in ``group`` for ``topics`` that calls ``handler`` per event.
+
+        With ``batch_handler``, the events fetched together (up to ``MAX_BATCH``) go to it as
+        one list instead, e.g. to apply them in one database transaction. If it raises, those
+        events go to ``handler`` one by one, with the usual retries and dead letter: a poison
+        event is dead-lettered alone and the others still apply. So ``batch_handler`` must
+        change nothing when it raises (one transaction does that), and both must be idempotent.
+        """
 
     @abc.abstractmethod
     def ensure_topics(self, topics: Sequence[str]) -> None:
@@ -73,6 +83,8 @@ class EventBus(abc.ABC):
 #: topic's dead-letter topic so one poison event cannot stall its partition for ever.
 MAX_HANDLER_ATTEMPTS = 5
 DEAD_LETTER_SUFFIX = ".dlq"
+#: The most events a batch handler is given at once.
+MAX_BATCH = 500
 
 
 def deliver(
@@ -107,3 +119,42 @@ def deliver(
     dead_letter(topic + DEAD_LETTER_SUFFIX, envelope)
     CONSUMED.labels(topic, "dead_lettered").inc()
     return True
+
+
+def deliver_batch(
+    handler: Handler,
+    batch_handler: BatchHandler | None,
+    items: Sequence[tuple[str, Envelope]],
+    *,
+    dead_letter: Callable[[str, Envelope], None],
+    stopping: Callable[[], bool],
+    backoff: float = 0.2,
+) -> int:
+    """Deliver ``(topic, envelope)`` items fetched together, in order; returns how many leading
+    items are done (handled or dead-lettered), so their offsets may be committed.
+
+    The batch handler gets one try: a failure may be one poison event, and only handling the
+    events one by one (``deliver``) can tell which, retry it alone and dead-letter it alone.
+    """
+    if batch_handler is not None and items:
+        try:
+            batch_handler([envelope for _, envelope in items])
+        except Exception:
+            log.exception("batch handler failed on %d events; handling them one by one", len(items))
+        else:
+            for topic, _ in items:
+                CONSUMED.labels(topic, "handled").inc()
+            return len(items)
+    done = 0
+    for topic, envelope in items:
+        if stopping() or not deliver(
+            handler,
+            envelope,
+            topic=topic,
+            dead_letter=dead_letter,
+            stopping=stopping,
+            backoff=backoff,
+        ):
+            break
+        done += 1
+    return done

@@ -28,7 +28,15 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from chargenet.core.bus.base import PUBLISHED, EventBus, Handler, Subscription, deliver
+from chargenet.core.bus.base import (
+    MAX_BATCH,
+    PUBLISHED,
+    BatchHandler,
+    EventBus,
+    Handler,
+    Subscription,
+    deliver_batch,
+)
 from chargenet.core.envelope import Envelope
 from chargenet.core.settings import CoreSettings, fail
 
@@ -42,7 +50,7 @@ _KEPT_SEND_ERRORS = 100
 #: How long a consumer waits for a first message before it checks whether it should stop.
 _POLL_SECONDS = 0.2
 #: At most this many already-fetched events are handled in one go.
-_BATCH = 500
+_BATCH = MAX_BATCH
 #: Offsets of handled events are committed at most this often (and whenever the consumer is
 #: idle, loses partitions or closes): a commit per event multiplied the broker's work by the
 #: number of groups reading a topic, for nothing - a handled event not yet committed is only
@@ -194,10 +202,11 @@ class KafkaBus(EventBus):
         handler: Handler,
         *,
         from_beginning: bool = True,
+        batch_handler: BatchHandler | None = None,
     ) -> Subscription:
         self.ensure_topics(topics)
         subscription = _KafkaSubscription(
-            self, [self._name(t) for t in topics], group, handler, from_beginning
+            self, [self._name(t) for t in topics], group, handler, from_beginning, batch_handler
         )
         self._subscriptions.append(subscription)
         subscription.start()
@@ -223,11 +232,13 @@ class _KafkaSubscription(Subscription):
         group: str,
         handler: Handler,
         from_beginning: bool,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.bus = bus
         self.topics = topics
         self.group = group
         self.handler = handler
+        self.batch_handler = batch_handler
         self.assigned = threading.Event()
         self._stopped = threading.Event()
         self._commit_on_close = True
@@ -301,26 +312,29 @@ class _KafkaSubscription(Subscription):
 
     def _consume(self, messages: list[Message]) -> bool:
         """Handle a batch in order; commit what was handled. False when stopping."""
-        done: dict[tuple[str, int], int] = {}
+        valid: list[Message] = []
         for message in messages:
             error = message.error()
             if error is not None:
                 log.warning("consumer %s: %s", self.group, error)
                 continue
-            envelope = Envelope.from_bytes(message.value() or b"")
-            handled = deliver(
-                self.handler,
-                envelope,
-                topic=message.topic() or "",
-                dead_letter=self.bus.dead_letter,
-                stopping=self._stopped.is_set,
-            )
-            if not handled or (self._stopped.is_set() and not self._commit_on_close):
-                break
-            done[(message.topic() or "", message.partition() or 0)] = message.offset() or 0
-            if self._stopped.is_set():
-                break
-        self._handled.update(done)
+            valid.append(message)
+        items = [
+            (message.topic() or "", Envelope.from_bytes(message.value() or b""))
+            for message in valid
+        ]
+        handled = deliver_batch(
+            self.handler,
+            self.batch_handler,
+            items,
+            dead_letter=self.bus.dead_letter,
+            stopping=self._stopped.is_set,
+        )
+        # A simulated crash (close without commit) keeps what it handled uncommitted.
+        if not (self._stopped.is_set() and not self._commit_on_close):
+            for message in valid[:handled]:
+                key = (message.topic() or "", message.partition() or 0)
+                self._handled[key] = message.offset() or 0
         if time.monotonic() - self._committed_at >= _COMMIT_EVERY_SECONDS:
             self._commit_handled()
         return not self._stopped.is_set()

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from chargenet.core.bus.base import (
+    MAX_BATCH,
     PUBLISHED,
+    BatchHandler,
     EventBus,
     Handler,
     Subscription,
-    deliver,
+    deliver_batch,
     partition_for,
 )
 from chargenet.core.envelope import Envelope
@@ -75,6 +77,7 @@ class InMemoryBus(EventBus):
         handler: Handler,
         *,
         from_beginning: bool = True,
+        batch_handler: BatchHandler | None = None,
     ) -> Subscription:
         with self._cond:
             state = self._groups.setdefault(group, _Group(group))
@@ -85,7 +88,9 @@ class InMemoryBus(EventBus):
                     # auto.offset.reset; later members inherit the committed offset.
                     start = 0 if from_beginning else len(partition)
                     state.committed.setdefault((topic, index), start)
-            member = _MemorySubscription(self, state, list(topics), handler, next(self._member_ids))
+            member = _MemorySubscription(
+                self, state, list(topics), handler, next(self._member_ids), batch_handler
+            )
             state.members.append(member)
             self._rebalance(state)
             self._subscriptions.append(member)
@@ -126,11 +131,15 @@ class _MemorySubscription(Subscription):
         topics: list[str],
         handler: Handler,
         member_id: int,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.bus = bus
         self.group = group
         self.topics = topics
         self.handler = handler
+        self.batch_handler = batch_handler
+        #: Events taken at once: what is waiting (up to the batch size) for a batch handler.
+        self.limit = MAX_BATCH if batch_handler is not None else 1
         self.assigned: list[Partition] = []
         self.positions: dict[Partition, int] = {}
         self._stopped = threading.Event()
@@ -145,8 +154,10 @@ class _MemorySubscription(Subscription):
     def wait_assigned(self, timeout: float = 30.0) -> bool:
         return True  # assignment is synchronous in memory
 
-    def _next(self) -> tuple[Partition, int, Envelope] | None:
-        """The next event on an assigned partition not held by another member (lock held)."""
+    def _take(self) -> list[tuple[Partition, int, Envelope]]:
+        """Waiting events of assigned partitions not held by another member (lock held), in
+        offset order per partition; their partitions are held until they are done."""
+        taken: list[tuple[Partition, int, Envelope]] = []
         for partition in self.assigned:
             holder = self.group.in_flight.get(partition)
             if holder is not None and holder is not self:
@@ -154,34 +165,38 @@ class _MemorySubscription(Subscription):
             # The previous owner may have committed its last event after the rebalance.
             offset = max(self.positions[partition], self.group.committed[partition])
             log = self.bus._logs[partition[0]][partition[1]]
-            if offset < len(log):
+            end = min(len(log), offset + self.limit - len(taken))
+            if offset < end:
                 self.group.in_flight[partition] = self
-                return partition, offset, log[offset]
-        return None
+                taken.extend((partition, o, log[o]) for o in range(offset, end))
+            if len(taken) >= self.limit:
+                break
+        return taken
 
     def _run(self) -> None:
         cond = self.bus._cond
         while not self._stopped.is_set():
             with cond:
-                item = self._next()
-                if item is None:
+                taken = self._take()
+                if not taken:
                     cond.wait(timeout=0.1)
                     continue
-            partition, offset, envelope = item
-            done = deliver(
+            done = deliver_batch(
                 self.handler,
-                envelope,
-                topic=partition[0],
+                self.batch_handler,
+                [(partition[0], envelope) for partition, _, envelope in taken],
                 dead_letter=self.bus.publish,
                 stopping=self._stopped.is_set,
             )
             with cond:
-                if self.group.in_flight.get(partition) is self:
-                    del self.group.in_flight[partition]
+                for partition, _, _ in taken:
+                    if self.group.in_flight.get(partition) is self:
+                        del self.group.in_flight[partition]
                 crashed = self._stopped.is_set() and not self._commit_on_close
-                if done and not crashed and partition in self.positions:
-                    self.positions[partition] = offset + 1
-                    self.group.committed[partition] = offset + 1
+                for partition, offset, _ in taken[:done]:
+                    if not crashed and partition in self.positions:
+                        self.positions[partition] = offset + 1
+                        self.group.committed[partition] = offset + 1
                 cond.notify_all()
 
     def close(self, *, commit: bool = True) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,3 +41,50 @@ def apply_once(
     except _AlreadyProcessed:
         return False
     return True
+
+
+#: Event ids per ``IN (...)`` look-up (far below every backend's limit on bound parameters).
+_IDS_PER_QUERY = 500
+
+
+def apply_batch_once(
+    db: Database,
+    consumer: str,
+    envelopes: Sequence[Envelope],
+    apply: Callable[[Session, list[Envelope]], None],
+) -> list[Envelope]:
+    """Apply the events not seen before in ONE transaction with their inbox rows; returns them.
+
+    One look-up finds the ids already processed; the rest (each id once, in order) are recorded
+    and handed to ``apply``. All or nothing: if ``apply`` raises, or a racing delivery on another
+    thread or process recorded one of the ids first (the inbox's primary key refuses the second
+    insert), nothing is applied and the error propagates - the bus then hands the events over
+    one by one (``apply_once``), which sorts out the race and any poison event.
+    """
+    with db.session() as session:
+        fresh = _unseen(session, consumer, envelopes)
+        if fresh:
+            session.add_all(InboxMessage(consumer=consumer, event_id=e.id) for e in fresh)
+            session.flush()
+            apply(session, fresh)
+    return fresh
+
+
+def _unseen(session: Session, consumer: str, envelopes: Sequence[Envelope]) -> list[Envelope]:
+    ids = list(dict.fromkeys(e.id for e in envelopes))
+    seen: set[str] = set()
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        seen.update(
+            session.scalars(
+                sa.select(InboxMessage.event_id).where(
+                    InboxMessage.consumer == consumer, InboxMessage.event_id.in_(chunk)
+                )
+            )
+        )
+    fresh: list[Envelope] = []
+    for envelope in envelopes:
+        if envelope.id not in seen:
+            seen.add(envelope.id)  # a duplicate within the batch applies once too
+            fresh.append(envelope)
+    return fresh
