@@ -79,7 +79,10 @@ class EscrowService:
     def start(self) -> None:
         self.bus.ensure_topics(list(CONSUMES))
         self._subscription = self.bus.subscribe(
-            CONSUMES, self.settings.escrow_consumer_group, self.handlers
+            CONSUMES,
+            self.settings.escrow_consumer_group,
+            self.handlers,
+            batch_handler=self.handlers.handle_batch,
         )
         self.relay.start()
         if self.worker is not None:

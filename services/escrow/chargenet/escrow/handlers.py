@@ -3,13 +3,17 @@
 A handler only changes the session when the event fits its state; anything else (a meter value
 after the settlement, a start for a session already cancelled) is logged and dropped, so
 redelivered, duplicated or late events change nothing.
+
+The bus hands over what it fetched together (``handle_batch``): those events are applied in one
+transaction, in order, with every session they name locked up front (in id order). If the
+batch fails, the bus hands them over one by one (``__call__``), each in its own transaction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -69,13 +73,29 @@ class SessionHandlers:
         }
 
     def __call__(self, envelope: Envelope) -> None:
-        handler = self._dispatch.get(envelope.type)
-        if handler is None or (envelope.source == SOURCE and envelope.type in _OWN):
-            return  # other session events, and the escrow's own StopRequested
-        if envelope.type == CommandResult.event_type and not _needs_action(envelope):
-            return  # accepted (most results): nothing to change, not even the inbox
-        with bind(session_id=envelope.subject, event_id=envelope.id):
-            self.core.apply_once(CONSUMER, envelope, lambda tx: handler(tx, envelope))
+        if self._wanted(envelope):
+            self.core.apply_once(CONSUMER, envelope, lambda tx: self._apply(tx, [envelope]))
+
+    def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """The events in one transaction (the bus falls back to ``__call__`` if it fails)."""
+        wanted = [e for e in envelopes if self._wanted(e)]
+        if wanted:
+            self.core.apply_batch(CONSUMER, wanted, self._apply)
+
+    def _wanted(self, envelope: Envelope) -> bool:
+        if envelope.type not in self._dispatch:
+            return False  # other session events
+        if envelope.source == SOURCE and envelope.type in _OWN:
+            return False  # the escrow's own StopRequested
+        # Accepted (most results): nothing to change, not even the inbox.
+        return envelope.type != CommandResult.event_type or _needs_action(envelope)
+
+    def _apply(self, tx: Tx, envelopes: list[Envelope]) -> None:
+        sessions = {sid for e in envelopes if isinstance(sid := e.data.get("session_id"), str)}
+        self.core.lock_all(tx, sessions)
+        for envelope in envelopes:
+            with bind(session_id=envelope.subject, event_id=envelope.id):
+                self._dispatch[envelope.type](tx, envelope)
 
     # -- requested ---------------------------------------------------------------------------
     def _requested(self, tx: Tx, envelope: Envelope) -> None:

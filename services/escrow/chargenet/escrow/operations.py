@@ -279,6 +279,7 @@ class Operations:
                 op.error = (
                     refused or (sent.revert_reason or sent.error if sent else None) or "failed"
                 )
+            self.core.lock_all(tx, op.session_ids())  # in session id order: no deadlock
             rows = [self.core.locked(tx, sid) for sid in op.session_ids()]
             for row in rows:
                 if row is None:

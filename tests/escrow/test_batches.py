@@ -1,0 +1,251 @@
+"""The escrow's consumer given batches (what the bus hands over under load), on SQLite and on
+PostgreSQL: one transaction per batch, the budget stop exact to the unit, a redelivered batch
+changing nothing, a poison event dead-lettered alone, and no deadlock between batches that name
+the same sessions in opposite orders.
+
+Sessions are written in CHARGING directly (what ``SessionStarted`` leaves behind); the chain and
+the signer play no part in what is tested here (tests/escrow/test_flows.py runs the whole way).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.db import Database, OutboxMessage
+from chargenet.core.envelope import Envelope, EventData, make_envelope
+from chargenet.core.events import MeterReading, SessionStopped
+from chargenet.escrow.app import migrate
+from chargenet.escrow.core import EscrowCore
+from chargenet.escrow.handlers import SessionHandlers
+from chargenet.escrow.models import MeterSampleRow, SessionRow
+from chargenet.escrow.settings import EscrowSettings
+from tests.escrow.harness import CPO_ID, TARIFF, expected_price
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+GATEWAY = "chargenet/gateway/test"
+
+
+@dataclass
+class Escrow:
+    db: Database
+    core: EscrowCore
+    handlers: SessionHandlers
+    commits: list[int]
+
+    def charging(self, max_amount: int, start_wh: int = 0) -> str:
+        """A session in CHARGING with its start reading, as ``SessionStarted`` leaves it."""
+        session_id = uuid.uuid4().hex
+        with self.db.session() as session:
+            session.add(
+                SessionRow(
+                    session_id=session_id,
+                    chain_session_id="0x" + uuid.uuid4().hex * 2,
+                    state="CHARGING",
+                    driver_id="driver-1",
+                    driver_address="0x" + "11" * 20,
+                    idempotency_key=session_id,
+                    cpo_id=CPO_ID,
+                    station_id="0x" + "22" * 32,
+                    charge_point_id="CP-1",
+                    connector_id=1,
+                    id_token="TOKEN",
+                    max_amount=max_amount,
+                    expiry=datetime.now(UTC) + timedelta(hours=2),
+                    request=json.dumps({"tariff": TARIFF, "time_zone": "UTC"}),
+                    transaction_id="7",
+                    started_at=T0,
+                    cost_so_far=0,
+                    signed_meter_data="[]",
+                )
+            )
+            session.flush()
+            session.add(
+                MeterSampleRow(
+                    session_id=session_id, kind="start", measured_at=T0, energy_wh=start_wh
+                )
+            )
+        return session_id
+
+    def row(self, session_id: str) -> SessionRow:
+        with self.db.session() as session:
+            row = session.get(SessionRow, session_id)
+            assert row is not None
+            return row
+
+    def samples(self, session_id: str) -> int:
+        with self.db.session() as session:
+            return int(
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(MeterSampleRow)
+                    .where(MeterSampleRow.session_id == session_id)
+                )
+                or 0
+            )
+
+    def outbox(self, session_id: str | None = None) -> list[Envelope]:
+        with self.db.session() as session:
+            rows = session.scalars(sa.select(OutboxMessage).order_by(OutboxMessage.seq))
+            events = [Envelope.from_bytes(r.payload) for r in rows]
+        return [e for e in events if session_id is None or e.data.get("session_id") == session_id]
+
+
+@pytest.fixture
+def escrow(database: Database) -> Iterator[Escrow]:
+    migrate(database)
+    commits: list[int] = []
+    sa.event.listen(database.engine, "commit", lambda _connection: commits.append(1))
+    core = EscrowCore(EscrowSettings(log_json=False), database)
+    yield Escrow(database, core, SessionHandlers(core, None), commits)
+
+
+def event(data: EventData, subject: str) -> Envelope:
+    return make_envelope(data, subject=subject, source=GATEWAY)
+
+
+def meter(session_id: str, energy_wh: int, minute: int) -> Envelope:
+    return event(
+        MeterReading(
+            session_id=session_id,
+            charge_point_id="CP-1",
+            transaction_id="7",
+            energy_wh=energy_wh,
+            power_w=11_000,
+            measured_at=T0 + timedelta(minutes=minute),
+        ),
+        session_id,
+    )
+
+
+def types(events: list[Envelope]) -> list[str]:
+    return [e.type.split(".")[2] for e in events]
+
+
+def test_meter_values_of_several_sessions_in_one_transaction_with_an_exact_budget_stop(
+    escrow: Escrow,
+) -> None:
+    # Budget of a: 3,000,000 - max(100,000, 5%) = 2,850,000. 3 kWh cost 2.02 EUR, 5 kWh 2.98.
+    a, b = escrow.charging(3_000_000), escrow.charging(30_000_000, start_wh=1_000)
+    batch = [
+        meter(a, 1_000, 1),
+        meter(b, 2_000, 1),
+        meter(a, 3_000, 2),
+        meter(b, 4_000, 2),
+        meter(a, 5_000, 3),
+        meter(a, 6_000, 4),  # after the stop, before the charge point obeyed: still recorded
+    ]
+    before = len(escrow.commits)
+    escrow.handlers.handle_batch(batch)
+    assert len(escrow.commits) - before == 1, "the batch was not one transaction"
+
+    row_a, row_b = escrow.row(a), escrow.row(b)
+    assert (row_a.state, row_a.stop_reason) == ("STOPPING", "budget")
+    assert row_a.cost_so_far == expected_price(6_000) == 3_450_000
+    assert (row_b.state, row_b.cost_so_far) == ("CHARGING", expected_price(3_000))
+    assert types(escrow.outbox(a)) == ["stop_requested", "command"]
+    assert escrow.outbox(a)[0].data["reason"] == "budget"
+    assert escrow.outbox(b) == []
+    assert (escrow.samples(a), escrow.samples(b)) == (5, 3)
+
+    # Redelivered, as a batch and one by one: nothing changes.
+    escrow.handlers.handle_batch(batch)
+    for envelope in batch:
+        escrow.handlers(envelope)
+    assert (escrow.samples(a), escrow.samples(b)) == (5, 3)
+    assert types(escrow.outbox()) == ["stop_requested", "command"]
+    assert escrow.row(a).cost_so_far == 3_450_000
+
+
+def test_a_budget_stop_and_the_stop_in_one_batch_keep_their_order(escrow: Escrow) -> None:
+    a = escrow.charging(3_000_000)
+    stopped = event(
+        SessionStopped(
+            session_id=a,
+            charge_point_id="CP-1",
+            transaction_id="7",
+            meter_stop_wh=5_000,
+            stopped_at=T0 + timedelta(minutes=3),
+            reason="Remote",
+        ),
+        a,
+    )
+    escrow.handlers.handle_batch([meter(a, 3_000, 2), meter(a, 5_000, 3), stopped])
+    row = escrow.row(a)
+    # The budget stop came first (as event by event): the session stopped for the budget.
+    assert (row.state, row.stop_reason) == ("STOPPED", "budget")
+    assert row.amount_settled == expected_price(5_000) == 2_980_000
+    assert types(escrow.outbox(a)) == ["stop_requested", "command", "priced"]
+
+
+def test_a_poison_event_in_a_batch_is_dead_lettered_alone_and_the_rest_apply(
+    escrow: Escrow,
+) -> None:
+    a, b = escrow.charging(30_000_000), escrow.charging(30_000_000)
+    poison = Envelope(
+        type=MeterReading.event_type,
+        source=GATEWAY,
+        subject=a,
+        data={"session_id": a, "energy_wh": "not a number"},
+    )
+    bus = InMemoryBus(partitions=2)
+    dead: list[Envelope] = []
+    bus.subscribe(["sessions.dlq"], "dlq", dead.append)
+    for envelope in [meter(a, 1_000, 1), poison, meter(b, 1_000, 1), meter(a, 2_000, 2)]:
+        bus.publish("sessions", envelope)
+    batches: list[int] = []
+
+    def handle_batch(envelopes: Any) -> None:
+        batches.append(len(envelopes))
+        escrow.handlers.handle_batch(envelopes)
+
+    bus.subscribe(["sessions"], "escrow", escrow.handlers, batch_handler=handle_batch)
+    deadline = time.monotonic() + 30
+    while not (dead and escrow.samples(a) == 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    bus.close()
+    assert [e.id for e in dead] == [poison.id]
+    assert max(batches) > 1
+    assert (escrow.samples(a), escrow.samples(b)) == (3, 2)
+    assert escrow.row(a).cost_so_far == expected_price(2_000)
+    assert escrow.row(b).cost_so_far == expected_price(1_000)
+
+
+@pytest.mark.postgres
+def test_batches_naming_the_same_sessions_in_opposite_orders_do_not_deadlock(
+    escrow: Escrow,
+) -> None:
+    if not escrow.db.is_postgres:
+        pytest.skip("SQLite serialises the escrow's transactions on a process lock")
+    sessions = [escrow.charging(1_000_000_000) for _ in range(8)]
+    failures: list[BaseException] = []
+
+    def feed(order: list[str], offset: int) -> None:
+        try:
+            for round_ in range(15):
+                minute = 1 + 2 * round_ + offset
+                energy = 100 * minute
+                escrow.handlers.handle_batch([meter(s, energy, minute) for s in order])
+        except BaseException as error:  # a deadlock is raised by PostgreSQL in one of them
+            failures.append(error)
+
+    threads = [
+        threading.Thread(target=feed, args=(sessions, 0)),
+        threading.Thread(target=feed, args=(sessions[::-1], 1)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert all(escrow.samples(s) == 31 for s in sessions)
