@@ -106,7 +106,6 @@ def create_app(
             subscription.close()
             relay.stop()
             app.state.sessions.close()
-            chain.close()
 
     app = FastAPI(title="chargenet wallet", lifespan=lifespan)
     app.state.settings = settings
