@@ -167,6 +167,27 @@ def test_meter_values_of_several_sessions_in_one_transaction_with_an_exact_budge
     assert escrow.row(a).cost_so_far == 3_450_000
 
 
+def test_a_batch_reads_the_samples_once_and_prices_each_session_once(escrow: Escrow) -> None:
+    sessions = [escrow.charging(30_000_000) for _ in range(3)]
+    batch = [meter(s, 500 * minute, minute) for minute in range(1, 11) for s in sessions]
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    sa.event.listen(escrow.db.engine, "before_cursor_execute", record)
+    try:
+        escrow.handlers.handle_batch(batch)
+    finally:
+        sa.event.remove(escrow.db.engine, "before_cursor_execute", record)
+    reads = [s for s in statements if s.startswith("select") and "from escrow_meter_samples" in s]
+    assert len(reads) == 1, reads
+    for session_id in sessions:
+        assert escrow.samples(session_id) == 11
+        assert escrow.row(session_id).cost_so_far == expected_price(5_000)
+    print(f"{len(batch)} meter values: {len(statements)} statements")
+
+
 def test_a_budget_stop_and_the_stop_in_one_batch_keep_their_order(escrow: Escrow) -> None:
     a = escrow.charging(3_000_000)
     stopped = event(

@@ -7,13 +7,22 @@ redelivered, duplicated or late events change nothing.
 The bus hands over what it fetched together (``handle_batch``): those events are applied in one
 transaction, in order, with every session they name locked up front (in id order). If the
 batch fails, the bus hands them over one by one (``__call__``), each in its own transaction.
+
+Meter values are most of the events (one every few seconds per charging session), and pricing
+reads and prices every sample of the session. So a meter value only records its sample; the
+session is priced (the budget check) once after the batch's last meter value of it, and before
+any other event of that session, so that event sees what the meter values before it decided
+(a budget stop comes before a stop that follows it). The price of all the samples is the same
+whether computed after each or after the last, and it is the one compared with the budget;
+what changes is only that intermediate prices nobody reads are not computed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -66,7 +75,6 @@ class SessionHandlers:
         self._dispatch: dict[str, Callable[[Tx, Envelope], None]] = {
             SessionRequested.event_type: self._requested,
             SessionStarted.event_type: self._started,
-            MeterReading.event_type: self._meter,
             StopRequested.event_type: self._stop_requested,
             SessionStopped.event_type: self._stopped,
             CommandResult.event_type: self._command_result,
@@ -83,6 +91,8 @@ class SessionHandlers:
             self.core.apply_batch(CONSUMER, wanted, self._apply)
 
     def _wanted(self, envelope: Envelope) -> bool:
+        if envelope.type == MeterReading.event_type:
+            return True
         if envelope.type not in self._dispatch:
             return False  # other session events
         if envelope.source == SOURCE and envelope.type in _OWN:
@@ -93,9 +103,19 @@ class SessionHandlers:
     def _apply(self, tx: Tx, envelopes: list[Envelope]) -> None:
         sessions = {sid for e in envelopes if isinstance(sid := e.data.get("session_id"), str)}
         self.core.lock_all(tx, sessions)
+        unpriced: set[str] = set()  # sessions with meter values recorded and not yet priced
         for envelope in envelopes:
             with bind(session_id=envelope.subject, event_id=envelope.id):
+                if envelope.type == MeterReading.event_type:
+                    if (recorded := self._meter(tx, envelope)) is not None:
+                        unpriced.add(recorded)
+                    continue
+                session_id = envelope.data.get("session_id")
+                if session_id in unpriced:
+                    unpriced.discard(session_id)
+                    self._price(tx, [session_id])
                 self._dispatch[envelope.type](tx, envelope)
+        self._price(tx, unpriced)
 
     # -- requested ---------------------------------------------------------------------------
     def _requested(self, tx: Tx, envelope: Envelope) -> None:
@@ -227,11 +247,12 @@ class SessionHandlers:
             )
         )
 
-    def _meter(self, tx: Tx, envelope: Envelope) -> None:
+    def _meter(self, tx: Tx, envelope: Envelope) -> str | None:
+        """Record the sample; returns the session to price, or None if it is not charging."""
         reading = envelope.payload(MeterReading)
         row = self.core.locked(tx, reading.session_id)
         if row is None or State(row.state) not in (State.CHARGING, State.STOPPING):
-            return
+            return None
         row.last_activity_at = utcnow()
         tx.session.add(
             MeterSampleRow(
@@ -243,12 +264,22 @@ class SessionHandlers:
                 signed_data=json.dumps([reading.signed_data] if reading.signed_data else []),
             )
         )
-        tx.session.flush()
-        samples = list(
-            tx.session.scalars(
-                sa.select(MeterSampleRow).where(MeterSampleRow.session_id == row.session_id)
-            )
-        )
+        return row.session_id
+
+    def _price(self, tx: Tx, session_ids: Collection[str]) -> None:
+        """The cost so far of these sessions (their samples in one query), and the budget stop."""
+        if not session_ids:
+            return
+        samples: dict[str, list[MeterSampleRow]] = defaultdict(list)
+        query = sa.select(MeterSampleRow).where(MeterSampleRow.session_id.in_(sorted(session_ids)))
+        for sample in tx.session.scalars(query):  # flushes the samples just recorded first
+            samples[sample.session_id].append(sample)
+        for session_id in sorted(session_ids):
+            row = self.core.locked(tx, session_id)
+            if row is not None:
+                self._budget_check(tx, row, samples[session_id])
+
+    def _budget_check(self, tx: Tx, row: SessionRow, samples: list[MeterSampleRow]) -> None:
         try:
             result = price_so_far(row, samples)
         except PricingError as error:
