@@ -102,3 +102,63 @@ def test_events_of_a_session_fold_into_one_write(env: World) -> None:
         3_450_000,  # (0.50 + 6 kWh x 0.40) x 1.19 = 3.451
         before + 2,
     )
+
+
+def test_a_batch_of_several_sessions_applies_once(env: World) -> None:
+    """The bus's batch handler: events of two sessions in one transaction; the same batch
+    delivered again (a consumer restart) changes nothing."""
+    station = env.station()
+    env.charge_point_online(station)
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    sids = [
+        env.wallet.post(
+            "/v1/sessions",
+            json={"station_id": station, "connector_id": "1", "max_amount": 5 * EUR},
+            headers={**driver.headers, "Idempotency-Key": f"batch-{n}"},
+        ).json()["session_id"]
+        for n in range(2)
+    ]
+    cp = charge_point_of(station)
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    batch = [
+        envelope(
+            SessionStarted(
+                session_id=sid,
+                charge_point_id=cp,
+                connector_id=1,
+                transaction_id=f"t{n}",
+                meter_start_wh=0,
+                started_at=start,
+            ),
+            sid,
+        )
+        for n, sid in enumerate(sids)
+    ] + [
+        envelope(
+            MeterReading(
+                session_id=sid,
+                charge_point_id=cp,
+                transaction_id=f"t{n}",
+                energy_wh=1_000 * (n + 1),
+                measured_at=start + timedelta(minutes=10),
+            ),
+            sid,
+        )
+        for n, sid in enumerate(sids)
+    ]
+    projection = SessionProjection(env.wallet_db)
+
+    def views() -> list[tuple[str, int, int]]:
+        with env.wallet_db.session() as session:
+            rows = [session.get(ChargingSession, sid) for sid in sids]
+            return [(r.state, r.energy_wh, r.version) for r in rows if r is not None]
+
+    projection.batch(batch)
+    applied = views()
+    assert [(state, energy) for state, energy, _ in applied] == [
+        ("charging", 1_000),
+        ("charging", 2_000),
+    ]
+    projection.batch(batch)
+    assert views() == applied

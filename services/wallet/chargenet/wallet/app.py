@@ -96,7 +96,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         bus.ensure_topics([sessions_topic])
-        subscription = bus.subscribe([sessions_topic], settings.wallet_consumer_group, projection)
+        subscription = bus.subscribe(
+            [sessions_topic],
+            settings.wallet_consumer_group,
+            projection,
+            batch_handler=projection.batch,
+        )
         relay.start()
         signals.start()
         try:

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
-from chargenet.core.db.inbox import apply_once
+from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.db.tables import utcnow
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import (
@@ -83,7 +83,7 @@ class SessionProjection:
     Events are folded into their session's row in memory and written once: the meter samples in
     one insert, the cost priced once (after the last sample, before an event that sets the
     price), the row updated only if what the driver sees changed. The per-event handler folds
-    one event; ``fold`` takes any number of events in one transaction.
+    one event; ``batch`` folds what the consumer fetched together, in one transaction.
     """
 
     def __init__(self, db: Database, signals: SessionSignals | None = None) -> None:
@@ -97,6 +97,17 @@ class SessionProjection:
             if apply_once(self.db, CONSUMER, envelope, self._apply_one):
                 metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
                 self.signals.notify([envelope.subject])
+
+    def batch(self, envelopes: Sequence[Envelope]) -> None:
+        """The bus's batch handler: what the consumer fetched together, in one transaction (if
+        it raises, the bus hands the events to ``__call__`` one by one)."""
+        wanted = [e for e in envelopes if e.type in _TYPES]
+        if not wanted:
+            return
+        fresh = apply_batch_once(self.db, CONSUMER, wanted, self.fold)
+        for envelope in fresh:
+            metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
+        self.signals.notify(e.subject for e in fresh)
 
     def _apply_one(self, session: Session, envelope: Envelope) -> None:
         self.fold(session, [envelope])
