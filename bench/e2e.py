@@ -65,12 +65,16 @@ async def run_level(
             waiting[driver.id_token] = requested
             try:
                 session = await client.request_session(driver, station_id, MAXIMUM)
-                view = await client.wait_state(driver, session, PAST_START)
-                # The RemoteStart came before the session charged (it may beat the REST answer).
-                level.timeline[session] = (requested, arrivals.pop(driver.id_token, None))
-                if view["state"] == "charging":
-                    await client.stop_session(driver, session)
-                final = await client.wait_state(driver, session, ("settled", "refunded", "failed"))
+                # The session's event stream, as the driver app follows it (polling only if the
+                # stream fails): polling every driver's session loaded the wallet for nothing.
+                async with client.watch(driver, session) as watch:
+                    view = await watch.until(PAST_START)
+                    # The RemoteStart came before the session charged (it may beat the REST
+                    # answer).
+                    level.timeline[session] = (requested, arrivals.pop(driver.id_token, None))
+                    if view["state"] == "charging":
+                        await client.stop_session(driver, session)
+                    final = await watch.until(("settled", "refunded", "failed"))
             except Exception as error:
                 level.failures.append(str(error))
                 continue
@@ -148,6 +152,7 @@ async def bench(stack: Stack, levels: list[int], per_driver: int) -> list[Level]
             )
             results.append(level)
             print(describe(level), flush=True)
+        print(f"session waits that fell back to polling: {client.stream_fallbacks}", flush=True)
         return results
     finally:
         await asyncio.gather(*(s.close() for _id, s in stations), return_exceptions=True)

@@ -7,9 +7,12 @@ Used by the demo, the end-to-end tests and the benchmark against either way of r
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -74,10 +77,13 @@ class NetworkClient:
     def __init__(self, endpoints: Endpoints, jwt_secret: str = DEVELOPMENT_SECRET) -> None:
         self.endpoints = endpoints
         self.jwt_secret = jwt_secret
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        # A watched session holds a connection for its stream (see SessionWatch).
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
         self.wallet = httpx.AsyncClient(base_url=endpoints.wallet, timeout=60, limits=limits)
         self.registry = httpx.AsyncClient(base_url=endpoints.registry, timeout=60)
         self.invoicing = httpx.AsyncClient(base_url=endpoints.invoicing, timeout=60)
+        #: Session watches whose stream failed or ended early, so they polled (see SessionWatch).
+        self.stream_fallbacks = 0
 
     async def aclose(self) -> None:
         for client in (self.wallet, self.registry, self.invoicing):
@@ -186,6 +192,10 @@ class NetworkClient:
 
         return await eventually(f"session {session_id} {'/'.join(states)}", reached, within)
 
+    def watch(self, driver: Driver, session_id: str) -> SessionWatch:
+        """The session as the driver app sees it: its event stream (``async with``)."""
+        return SessionWatch(self, driver, session_id)
+
     # -- invoices --------------------------------------------------------------------------------
     async def invoices(self, headers: dict[str, str]) -> list[dict[str, Any]]:
         listed = _ok(await self.invoicing.get("/v1/invoices", headers=headers), 200)
@@ -206,6 +216,81 @@ class NetworkClient:
             answer = await http.get(url)
         answer.raise_for_status()
         return answer.text
+
+
+class SessionWatch:
+    """A session's views from the wallet's Server-Sent Events stream, as the driver app gets
+    them; if the stream fails or ends early, ``until`` goes on by polling the session."""
+
+    def __init__(self, client: NetworkClient, driver: Driver, session_id: str) -> None:
+        self._client = client
+        self._driver = driver
+        self._session_id = session_id
+        self._stream: AbstractAsyncContextManager[httpx.Response] | None = None
+        self._views: AsyncGenerator[dict[str, Any], None] | None = None
+
+    async def __aenter__(self) -> SessionWatch:
+        stream = self._client.wallet.stream(
+            "GET", f"/v1/sessions/{self._session_id}/stream", headers=self._driver.headers
+        )
+        try:
+            response = await stream.__aenter__()
+        except httpx.HTTPError:
+            return self  # no stream: ``until`` polls
+        self._stream = stream
+        if response.status_code == 200:
+            self._views = _session_events(response)
+        else:
+            await self._close()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._close()
+
+    async def until(self, states: tuple[str, ...], within: float = 90) -> dict[str, Any]:
+        """The first view in one of ``states`` (the stream's, else a poll's)."""
+        deadline = time.monotonic() + within
+        while self._views is not None:
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    view = await anext(self._views)
+            except TimeoutError:
+                raise NetworkError(
+                    f"timed out after {within:.0f} s waiting for session {self._session_id} "
+                    f"{'/'.join(states)}"
+                ) from None
+            except (httpx.HTTPError, StopAsyncIteration):
+                await self._close()  # the stream failed or ended: poll for the rest
+                break
+            if view["state"] in states:
+                return view
+        self._client.stream_fallbacks += 1
+        remaining = max(1.0, deadline - time.monotonic())
+        return await self._client.wait_state(self._driver, self._session_id, states, remaining)
+
+    async def _close(self) -> None:
+        views, self._views = self._views, None
+        if views is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                await views.aclose()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                await stream.__aexit__(None, None, None)
+
+
+async def _session_events(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
+    """The ``session`` events' views; ends with the stream (the wallet ends it when final)."""
+    kind, data = "", ""
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            kind = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data = line.removeprefix("data:").strip()
+        elif line == "":
+            if kind == "session" and data:
+                yield json.loads(data)
+            kind, data = "", ""
 
 
 def station_for(
