@@ -143,7 +143,14 @@ class Result:
     held: int
     rss_idle_kb: int
     rss_base_kb: int
-    rates: list[tuple[int, float, float, float]]  # active, msgs/s, p50 ms, p99 ms
+    rates: list[tuple[int, float, float, float, float]]  # active, msgs/s, p50, p99 ms, CPU us/msg
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (all its threads: librdkafka's too)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> int:
@@ -223,7 +230,7 @@ async def prepare(points: list[BenchChargePoint], gateway: bool) -> None:
         await asyncio.gather(*(one(p) for p in points[start : start + 250]))
 
 
-async def load(points: list[BenchChargePoint], seconds: float) -> tuple[float, float, float]:
+async def load(points: list[BenchChargePoint], seconds: float) -> tuple[float, float, float, int]:
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
     stamp = now_text()
@@ -253,7 +260,7 @@ async def load(points: list[BenchChargePoint], seconds: float) -> tuple[float, f
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
-    return len(latencies) / elapsed, p50, p99
+    return len(latencies) / elapsed, p50, p99, len(latencies)
 
 
 async def run_against(
@@ -277,8 +284,10 @@ async def run_against(
         held = sum(1 for p in points if p.ws.state.name == "OPEN")
         rates = []
         for active in actives:
-            rate, p50, p99 = await load(points[:active], seconds)
-            rates.append((active, rate, p50, p99))
+            cpu_before = cpu_seconds(server.pid)
+            rate, p50, p99, count = await load(points[:active], seconds)
+            cpu_per_message = (cpu_seconds(server.pid) - cpu_before) / count * 1e6
+            rates.append((active, rate, p50, p99, cpu_per_message))
         await asyncio.gather(*(p.ws.close() for p in points))
         return Result(held, idle, base, rates)
     finally:
@@ -293,16 +302,23 @@ def report(kind: str, result: Result, charge_points: int) -> None:
         f"[{kind}] RSS {result.rss_base_kb / 1024:.1f} MB -> {result.rss_idle_kb / 1024:.1f} MB: "
         f"{per_connection / 1024:.1f} KB per idle connection"
     )
-    for active, rate, p50, p99 in result.rates:
+    for active, rate, p50, p99, cpu in result.rates:
         mark = "ok" if p99 < 50 else "over 50 ms"
         print(
             f"[{kind}] active {active:>5}: {rate:>8.0f} msg/s  p50 {p50:6.1f} ms  "
-            f"p99 {p99:6.1f} ms ({mark})"
+            f"p99 {p99:6.1f} ms ({mark})  server CPU {cpu:5.0f} us/msg"
         )
 
 
 def best(result: Result) -> float:
-    return max((rate for _a, rate, _p50, p99 in result.rates if p99 < 50), default=0.0)
+    return max((rate for _a, rate, _p50, p99, _cpu in result.rates if p99 < 50), default=0.0)
+
+
+def cpu_per_message(result: Result) -> float:
+    """Median server CPU per message over the levels: unlike the rate, it hardly depends on
+    what else the machine runs, so it compares the two servers' own costs."""
+    costs = sorted(cpu for *_rest, cpu in result.rates)
+    return costs[len(costs) // 2]
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -318,6 +334,12 @@ async def bench(args: argparse.Namespace) -> None:
     print(
         f"best rate at p99 < 50 ms: gateway {best(gateway):.0f} msg/s ({bus}), "
         f"echo {best(echo):.0f} msg/s: {ratio:.2f}x"
+    )
+    gateway_cpu, echo_cpu = cpu_per_message(gateway), cpu_per_message(echo)
+    print(
+        f"server CPU per message (median of levels): gateway {gateway_cpu:.0f} us, "
+        f"echo {echo_cpu:.0f} us: the echo server's cost is {echo_cpu / gateway_cpu:.2f}x "
+        "the gateway's"
     )
 
 

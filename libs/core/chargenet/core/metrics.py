@@ -8,6 +8,7 @@ addresses, session ids or charge point ids (they would explode the series count)
 from __future__ import annotations
 
 import re
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -42,6 +43,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
 
 class MetricNameError(ValueError):
     pass
@@ -68,6 +71,27 @@ def counter(
     """A counter named ``name``; Prometheus exposes it as ``<name>_total``."""
     check_name(name, labels, counter=True)
     return Counter(name, documentation, labels, registry=registry)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, looked up in a dict.
+
+    ``labels()`` checks and locks on every call (5-9 us), which a hot path pays per message; the
+    child for the same label values is the same object, so it is looked up once. Labels are
+    bounded by convention, so is this dict.
+    """
+
+    __slots__ = ("_children", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 def gauge(

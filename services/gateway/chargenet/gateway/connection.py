@@ -194,8 +194,8 @@ class ChargePointConnection:
             )
             return
         await self.ws.send(ocppj.result_frame(call.message_id, response))
-        HANDLER_LATENCY.labels(action).observe(time.perf_counter() - started)
-        MESSAGES.labels(action, "in").inc()
+        HANDLER_LATENCY(action).observe(time.perf_counter() - started)
+        MESSAGES(action, "in").inc()
 
     def _log_rejected(self, error: FrameError) -> None:
         log.warning(
@@ -252,7 +252,7 @@ class ChargePointConnection:
             self._pending[message_id] = (action, future)
             try:
                 await self.ws.send(ocppj.call_frame(message_id, action, payload))
-                MESSAGES.labels(action, "out").inc()
+                MESSAGES(action, "out").inc()
                 return await future
             finally:
                 self._pending.pop(message_id, None)

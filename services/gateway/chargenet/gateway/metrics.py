@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from chargenet.core.metrics import counter, gauge, histogram
+from chargenet.core.metrics import Children, counter, gauge, histogram
 
 CONNECTED = gauge(
     "chargenet_gateway_connected_charge_points", "Charge points with an open socket", ("version",)
 )
-MESSAGES = counter(
-    "chargenet_gateway_messages",
-    "OCPP messages by action and direction (in: from charge points, out: to them)",
-    ("action", "direction"),
+# Children: counted on every message.
+MESSAGES = Children(
+    counter(
+        "chargenet_gateway_messages",
+        "OCPP messages by action and direction (in: from charge points, out: to them)",
+        ("action", "direction"),
+    )
 )
-HANDLER_LATENCY = histogram(
-    "chargenet_gateway_handler_latency_seconds",
-    "From a charge point's CALL arriving to its answer being written",
-    ("action",),
+HANDLER_LATENCY = Children(
+    histogram(
+        "chargenet_gateway_handler_latency_seconds",
+        "From a charge point's CALL arriving to its answer being written",
+        ("action",),
+    )
 )
 COMMAND_RESULTS = counter(
     "chargenet_gateway_command_results",

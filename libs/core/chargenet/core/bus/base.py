@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable, Sequence
 
 from chargenet.core.envelope import Envelope
-from chargenet.core.metrics import counter
+from chargenet.core.metrics import Children, counter
 
 Handler = Callable[[Envelope], None]
 #: Takes the events a consumer fetched together, in order (so each key's order is kept).
@@ -17,11 +17,16 @@ BatchHandler = Callable[[Sequence[Envelope]], None]
 
 log = logging.getLogger(__name__)
 
-PUBLISHED = counter("chargenet_bus_published_events", "Events handed to the bus", ("topic",))
-CONSUMED = counter(
-    "chargenet_bus_consumed_events",
-    "Events delivered to handlers, by outcome",
-    ("topic", "outcome"),
+# Children: counted per event on every service's hot path.
+PUBLISHED = Children(
+    counter("chargenet_bus_published_events", "Events handed to the bus", ("topic",))
+)
+CONSUMED = Children(
+    counter(
+        "chargenet_bus_consumed_events",
+        "Events delivered to handlers, by outcome",
+        ("topic", "outcome"),
+    )
 )
 
 
@@ -103,7 +108,7 @@ def deliver(
     for attempt in range(1, MAX_HANDLER_ATTEMPTS + 1):
         try:
             handler(envelope)
-            CONSUMED.labels(topic, "handled").inc()
+            CONSUMED(topic, "handled").inc()
             return True
         except Exception:
             log.exception(
@@ -117,7 +122,7 @@ def deliver(
                 return False
             time.sleep(backoff * attempt)
     dead_letter(topic + DEAD_LETTER_SUFFIX, envelope)
-    CONSUMED.labels(topic, "dead_lettered").inc()
+    CONSUMED(topic, "dead_lettered").inc()
     return True
 
 
@@ -143,7 +148,7 @@ def deliver_batch(
             log.exception("batch handler failed on %d events; handling them one by one", len(items))
         else:
             for topic, _ in items:
-                CONSUMED.labels(topic, "handled").inc()
+                CONSUMED(topic, "handled").inc()
             return len(items)
     done = 0
     for topic, envelope in items:

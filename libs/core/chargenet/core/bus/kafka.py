@@ -66,6 +66,7 @@ class KafkaBus(EventBus):
         topic_prefix: str = "",
         partitions: int = 8,
         connect_timeout: float = 30.0,
+        linger_ms: int = 2,
     ):
         self.bootstrap_servers = bootstrap_servers
         self.topic_prefix = topic_prefix
@@ -84,7 +85,7 @@ class KafkaBus(EventBus):
                 "delivery.report.only.error": True,
                 "on_delivery": self._delivered,
                 "acks": "all",
-                "linger.ms": 2,
+                "linger.ms": linger_ms,
                 "client.id": "chargenet-producer",
                 "logger": client_log,
             }
@@ -107,6 +108,7 @@ class KafkaBus(EventBus):
                 topic_prefix=settings.kafka_topic_prefix,
                 partitions=settings.kafka_partitions,
                 connect_timeout=settings.kafka_connect_timeout_seconds,
+                linger_ms=settings.kafka_linger_ms,
             )
         except ConnectionError:
             raise fail(
@@ -119,7 +121,7 @@ class KafkaBus(EventBus):
 
     def publish(self, topic: str, envelope: Envelope) -> None:
         self._produce(self._name(topic), envelope)
-        PUBLISHED.labels(topic).inc()
+        PUBLISHED(topic).inc()
 
     def _produce(self, full_name: str, envelope: Envelope) -> None:
         key, value = envelope.subject.encode(), envelope.to_bytes()

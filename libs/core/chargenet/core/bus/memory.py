@@ -54,7 +54,7 @@ class InMemoryBus(EventBus):
         with self._cond:
             self._log(topic)[partition_for(envelope.subject, self.partitions)].append(envelope)
             self._cond.notify_all()
-        PUBLISHED.labels(topic).inc()
+        PUBLISHED(topic).inc()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Nothing to wait for: ``publish`` appends synchronously."""
