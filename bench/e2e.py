@@ -28,7 +28,15 @@ from chargenet.cli.network.client import Driver, NetworkClient, station_for
 from chargenet.cli.network.fleet import ChargingProfile, SimStation, StationEvent
 from chargenet.cli.network.plan import Ports
 from chargenet.cli.network.scenario import percentile
-from chargenet.cli.network.supervisor import SERVICES, Components, Stack, down, start_components, up
+from chargenet.cli.network.supervisor import (
+    SERVICES,
+    Components,
+    PortsBusy,
+    Stack,
+    down,
+    start_components,
+    up,
+)
 
 MAXIMUM = 20_000_000  # far above what one short session costs: no budget stop here
 
@@ -263,14 +271,25 @@ def main() -> int:
     per_cpo = (max(levels) + 1) // 2
     from pathlib import Path
 
-    stack = up(
-        components,
-        run_dir=Path(run_dir),
-        ports=Ports().shifted(args.port_offset),
-        replicas=2,
-        stations=per_cpo,
-        database_prefix=prefix,
-    )
+    # The previous run's ports (another engineer's, taken in turn under the bench lock) may
+    # still be held for a while after its stack stopped (connections closing): wait for them.
+    waited_until = time.monotonic() + 120
+    while True:
+        try:
+            stack = up(
+                components,
+                run_dir=Path(run_dir),
+                ports=Ports().shifted(args.port_offset),
+                replicas=2,
+                stations=per_cpo,
+                database_prefix=prefix,
+            )
+            break
+        except PortsBusy as error:
+            if time.monotonic() > waited_until:
+                raise
+            print(f"{error}: waiting", flush=True)
+            time.sleep(5)
     try:
         print("| drivers | settled | seconds | sessions/s | start p50 ms | start p99 ms "
               "| settle p50 s | settle p99 s | failures |")  # fmt: skip
