@@ -170,3 +170,41 @@ def test_a_failing_handler_is_retried_then_dead_lettered(bus: EventBus) -> None:
     dlq.close()
     assert [e.id for e in dead] == [poison.id]
     assert attempts.count(poison.id) == 5
+
+
+def test_a_subscription_for_some_types_passes_over_the_rest_and_commits_them(
+    bus: EventBus,
+) -> None:
+    wanted, other = "chargenet.test.wanted.v1", "chargenet.test.other.v1"
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def handle(envelope: Envelope) -> None:
+        assert envelope.type == wanted
+        with lock:
+            seen.append(int(envelope.data["seq"]))
+
+    def publish_mixed(first: int) -> None:
+        # Wanted and unwanted interleaved on one key, the unwanted ones last.
+        for seq in range(first, first + 20):
+            kind = wanted if seq % 2 == 0 else other
+            bus.publish(TOPIC, Envelope(type=kind, source="t", subject="k", data={"seq": seq}))
+        bus.flush()
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(seen) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    consumer = bus.subscribe([TOPIC], "typed", handle, types={wanted})
+    assert consumer.wait_assigned()
+    publish_mixed(0)
+    wait_for(10)
+    consumer.close()  # commits what was done, the passed-over events included
+    assert seen == list(range(0, 20, 2))
+    again = bus.subscribe([TOPIC], "typed", handle, types=[wanted])
+    assert again.wait_assigned()
+    publish_mixed(20)
+    wait_for(20)
+    again.close()
+    assert seen == list(range(0, 40, 2)), "a passed-over or handled event came back"

@@ -44,6 +44,13 @@ class Decision:
     grant: Grant | None = None
 
 
+#: The ``sessions`` events the table is built from; the topic's meter values (most of it) are
+#: passed over by the bus unparsed.
+APPLIED_TYPES = frozenset(
+    {EscrowOpened.event_type, SessionStarted.event_type, *SESSION_CLOSING_TYPES}
+)
+
+
 class AuthorizationTable:
     def __init__(self, serves: Callable[[str], bool] = lambda _cp: True) -> None:
         self._serves = serves

@@ -17,7 +17,7 @@ from chargenet.gateway.auth import (
     select_subprotocol,
     server_ssl_context,
 )
-from chargenet.gateway.authz import AuthorizationTable
+from chargenet.gateway.authz import APPLIED_TYPES, AuthorizationTable
 from chargenet.gateway.commands import CommandRouter
 from chargenet.gateway.connection import CLOSE_REPLACED, ChargePointConnection
 from chargenet.gateway.context import GatewayContext
@@ -81,6 +81,7 @@ class Gateway:
                 [SESSIONS_TOPIC],
                 f"gateway-{cpo}-{replica}-sessions-{incarnation}",
                 self.authz.apply,
+                types=APPLIED_TYPES,
             )
         )
         # Commands: a group per replica so every replica sees every command. A new replica reads

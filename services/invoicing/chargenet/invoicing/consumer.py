@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 CONSUMER = "invoicing.settled"
 BUYERS = "invoicing.requested"
 
+#: The sessions topic carries every session event; only requests and settlements matter here,
+#: and the bus passes over the rest (meter values, mostly) without parsing them.
+APPLIED_TYPES = frozenset({SessionRequested.event_type, SessionSettled.event_type})
+
 INVOICES = counter(
     "chargenet_invoicing_invoices", "Settled-session events handled, by outcome", ("outcome",)
 )
@@ -40,7 +44,6 @@ class SessionsConsumer:
         self.default_country = default_country
 
     def __call__(self, envelope: Envelope) -> None:
-        # The sessions topic carries every session event; only requests and settlements matter.
         if envelope.type == SessionRequested.event_type:
             with bind(session_id=envelope.subject, event_id=envelope.id):
                 apply_once(self.db, BUYERS, envelope, self._record)

@@ -18,7 +18,7 @@ from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.http import install_error_handlers, ops_router
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.invoicing.api import refused_router, router
-from chargenet.invoicing.consumer import SessionsConsumer
+from chargenet.invoicing.consumer import APPLIED_TYPES, SessionsConsumer
 from chargenet.invoicing.events import CONSUMES, InvoiceIssued
 from chargenet.invoicing.settings import InvoicingSettings
 from chargenet.invoicing.suppliers import load_suppliers
@@ -54,7 +54,9 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The bus applies the configured topic prefix itself.
         bus.ensure_topics([*CONSUMES, InvoiceIssued.topic])
-        subscription = bus.subscribe(CONSUMES, settings.invoicing_consumer_group, consumer)
+        subscription = bus.subscribe(
+            CONSUMES, settings.invoicing_consumer_group, consumer, types=APPLIED_TYPES
+        )
         relay.start()
         try:
             yield

@@ -6,7 +6,7 @@ import abc
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from chargenet.core.envelope import Envelope
 from chargenet.core.metrics import Children, counter
@@ -28,6 +28,18 @@ CONSUMED = Children(
         ("topic", "outcome"),
     )
 )
+
+
+#: The Kafka header naming an event's type (as in CloudEvents' Kafka binding), so a consumer
+#: can pass over types it does not want without parsing them.
+TYPE_HEADER = "ce_type"
+
+
+def done_of_fetched(fetched: int, wanted: Sequence[int], handled: int) -> int:
+    """How many of ``fetched`` events are done, when the handlers were given the ``wanted`` ones
+    (their positions, ascending) and finished the first ``handled`` of those: the passed-over
+    events before the first unfinished one are done too."""
+    return fetched if handled >= len(wanted) else wanted[handled]
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -65,8 +77,14 @@ class EventBus(abc.ABC):
         *,
         from_beginning: bool = True,
         batch_handler: BatchHandler | None = None,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         """Start a consumer in ``group`` for ``topics`` that calls ``handler`` per event.
+
+        With ``types``, only events of those types reach the handlers; the others are passed
+        over (and committed), on Kafka without being parsed: a consumer that needs a few types
+        of a busy topic (the gateway on ``sessions``, full of meter values) pays little for the
+        rest.
 
         With ``batch_handler``, the events fetched together (up to ``MAX_BATCH``) go to it as
         one list instead, e.g. to apply them in one database transaction. If it raises, those

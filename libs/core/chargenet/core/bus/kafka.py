@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from confluent_kafka import (
     Consumer,
@@ -31,11 +31,13 @@ from confluent_kafka.cimpl import NewTopic
 from chargenet.core.bus.base import (
     MAX_BATCH,
     PUBLISHED,
+    TYPE_HEADER,
     BatchHandler,
     EventBus,
     Handler,
     Subscription,
     deliver_batch,
+    done_of_fetched,
 )
 from chargenet.core.envelope import Envelope
 from chargenet.core.settings import CoreSettings, fail
@@ -125,9 +127,10 @@ class KafkaBus(EventBus):
 
     def _produce(self, full_name: str, envelope: Envelope) -> None:
         key, value = envelope.subject.encode(), envelope.to_bytes()
+        headers: list[tuple[str, str | bytes | None]] = [(TYPE_HEADER, envelope.type.encode())]
         while True:
             try:
-                self._producer.produce(full_name, value=value, key=key)
+                self._producer.produce(full_name, value=value, key=key, headers=headers)
                 break
             except BufferError:
                 # The local queue is full: wait for the broker to acknowledge some of it.
@@ -205,10 +208,17 @@ class KafkaBus(EventBus):
         *,
         from_beginning: bool = True,
         batch_handler: BatchHandler | None = None,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         self.ensure_topics(topics)
         subscription = _KafkaSubscription(
-            self, [self._name(t) for t in topics], group, handler, from_beginning, batch_handler
+            self,
+            [self._name(t) for t in topics],
+            group,
+            handler,
+            from_beginning,
+            batch_handler,
+            frozenset(types) if types is not None else None,
         )
         self._subscriptions.append(subscription)
         subscription.start()
@@ -235,12 +245,14 @@ class _KafkaSubscription(Subscription):
         handler: Handler,
         from_beginning: bool,
         batch_handler: BatchHandler | None = None,
+        types: frozenset[str] | None = None,
     ) -> None:
         self.bus = bus
         self.topics = topics
         self.group = group
         self.handler = handler
         self.batch_handler = batch_handler
+        self.types = types
         self.assigned = threading.Event()
         self._stopped = threading.Event()
         self._commit_on_close = True
@@ -321,10 +333,15 @@ class _KafkaSubscription(Subscription):
                 log.warning("consumer %s: %s", self.group, error)
                 continue
             valid.append(message)
-        items = [
-            (message.topic() or "", Envelope.from_bytes(message.value() or b""))
-            for message in valid
-        ]
+        wanted: list[int] = []
+        items: list[tuple[str, Envelope]] = []
+        for position, message in enumerate(valid):
+            if self._passed_over(message):
+                continue
+            envelope = Envelope.from_bytes(message.value() or b"")
+            if self.types is None or envelope.type in self.types:
+                wanted.append(position)
+                items.append((message.topic() or "", envelope))
         handled = deliver_batch(
             self.handler,
             self.batch_handler,
@@ -334,12 +351,26 @@ class _KafkaSubscription(Subscription):
         )
         # A simulated crash (close without commit) keeps what it handled uncommitted.
         if not (self._stopped.is_set() and not self._commit_on_close):
-            for message in valid[:handled]:
+            for message in valid[: done_of_fetched(len(valid), wanted, handled)]:
                 key = (message.topic() or "", message.partition() or 0)
                 self._handled[key] = message.offset() or 0
         if time.monotonic() - self._committed_at >= _COMMIT_EVERY_SECONDS:
             self._commit_handled()
         return not self._stopped.is_set()
+
+    def _passed_over(self, message: Message) -> bool:
+        """An event of a type this subscription does not want, told by its header alone
+        (events published before the header existed are parsed and checked instead)."""
+        if self.types is None:
+            return False
+        headers = message.headers() or []
+        # A consumed message's headers come as a list; the stubs also allow a producer's dict.
+        pairs = headers.items() if isinstance(headers, dict) else headers
+        for name, value in pairs:
+            if name == TYPE_HEADER:
+                text = value.decode() if isinstance(value, bytes) else value
+                return text is not None and text not in self.types
+        return False
 
     def _commit_handled(self, *, asynchronous: bool = True) -> None:
         if self._handled:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from chargenet.core.bus.base import (
@@ -19,6 +19,7 @@ from chargenet.core.bus.base import (
     Handler,
     Subscription,
     deliver_batch,
+    done_of_fetched,
     partition_for,
 )
 from chargenet.core.envelope import Envelope
@@ -78,6 +79,7 @@ class InMemoryBus(EventBus):
         *,
         from_beginning: bool = True,
         batch_handler: BatchHandler | None = None,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         with self._cond:
             state = self._groups.setdefault(group, _Group(group))
@@ -89,7 +91,13 @@ class InMemoryBus(EventBus):
                     start = 0 if from_beginning else len(partition)
                     state.committed.setdefault((topic, index), start)
             member = _MemorySubscription(
-                self, state, list(topics), handler, next(self._member_ids), batch_handler
+                self,
+                state,
+                list(topics),
+                handler,
+                next(self._member_ids),
+                batch_handler,
+                frozenset(types) if types is not None else None,
             )
             state.members.append(member)
             self._rebalance(state)
@@ -132,12 +140,14 @@ class _MemorySubscription(Subscription):
         handler: Handler,
         member_id: int,
         batch_handler: BatchHandler | None = None,
+        types: frozenset[str] | None = None,
     ) -> None:
         self.bus = bus
         self.group = group
         self.topics = topics
         self.handler = handler
         self.batch_handler = batch_handler
+        self.types = types
         #: Events taken at once: what is waiting (up to the batch size) for a batch handler.
         self.limit = MAX_BATCH if batch_handler is not None else 1
         self.assigned: list[Partition] = []
@@ -181,13 +191,19 @@ class _MemorySubscription(Subscription):
                 if not taken:
                     cond.wait(timeout=0.1)
                     continue
-            done = deliver_batch(
+            wanted = [
+                position
+                for position, (_p, _o, envelope) in enumerate(taken)
+                if self.types is None or envelope.type in self.types
+            ]
+            handled = deliver_batch(
                 self.handler,
                 self.batch_handler,
-                [(partition[0], envelope) for partition, _, envelope in taken],
+                [(taken[i][0][0], taken[i][2]) for i in wanted],
                 dead_letter=self.bus.publish,
                 stopping=self._stopped.is_set,
             )
+            done = done_of_fetched(len(taken), wanted, handled)
             with cond:
                 for partition, _, _ in taken:
                     if self.group.in_flight.get(partition) is self:
