@@ -211,6 +211,35 @@ def test_retired_and_offline_stations_are_refused_with_a_reason(env: World, driv
     assert nothing == []
 
 
+def test_a_known_station_is_still_decided_by_the_registrys_fresh_answer(
+    env: World, driver: Driver
+) -> None:
+    """The wallet starts on the registry's last answer for a station it knows; the fresh answer,
+    awaited before the commit, refuses what the station can no longer do."""
+    station = env.station()
+    env.charge_point_online(station)
+    assert request(env, driver, station, key="known-1").status_code == 201
+    env.charge_point_offline(station)
+    answer = request(env, driver, station, key="known-2")
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == (
+        f"charge point {charge_point_of(station)} is offline (socket closed)"
+    )
+    env.charge_point_online(station)
+    assert request(env, driver, station, key="known-3").status_code == 201
+    env.retire(station)
+    answer = request(env, driver, station, key="known-4")
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == f"station {station} is retired"
+    published(env)
+    keys = [
+        e.data["idempotency_key"]
+        for e in env.session_events(".requested.v1")
+        if e.data["driver_id"] == driver.driver_id
+    ]
+    assert sorted(keys) == ["known-1", "known-3"]
+
+
 def test_maximum_above_balance_is_refused_with_a_reason(
     env: World, station: str, driver: Driver
 ) -> None:

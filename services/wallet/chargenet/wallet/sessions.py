@@ -16,7 +16,8 @@ import re
 import threading
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,7 +30,7 @@ from chargenet.core.chain import open_session_typed_data, session_id
 from chargenet.core.db import Database
 from chargenet.core.db.outbox import OutboxRelay, unit_of_work
 from chargenet.core.db.tables import utcnow
-from chargenet.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from chargenet.core.errors import ChargenetError, Conflict, Forbidden, NotFound, Unprocessable
 from chargenet.core.events import SessionRequested, StopRequested
 from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples
 from chargenet.core.signer_client import SignerClient, SignerError
@@ -38,7 +39,12 @@ from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader, Snapshot
 from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, check_amount
 from chargenet.wallet.models import BillingDetails, ChargingSession, Driver
-from chargenet.wallet.registry_client import RegistryClient, RegistryUnavailable, Station
+from chargenet.wallet.registry_client import (
+    Connector,
+    RegistryClient,
+    RegistryUnavailable,
+    Station,
+)
 from chargenet.wallet.settings import WalletSettings
 from chargenet.wallet.signals import SessionSignals
 
@@ -51,10 +57,35 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 #: Power assumed to turn a kWh maximum into time when the connector states none (11 kW AC).
 DEFAULT_POWER_W = 11_000
 RING_SIZE = 8
+#: Stations whose last registry answer is kept (the oldest goes first).
+KNOWN_STATIONS = 10_000
 
 
 class _Repeated(Exception):
     """The request's idempotency key was taken after the first check."""
+
+
+class _StationChanged(Exception):
+    """The registry's fresh answer differs from the one the request was built from."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    station: Station
+    connector: Connector
+    maximum: int
+    body: SessionRequestBody
+
+
+def _without_live_state(station: Station) -> Station:
+    """The station but its connectors' live state (status, online): what changes only with a
+    new version of its documents or its retirement (``active``)."""
+    return replace(
+        station,
+        connectors=tuple(
+            replace(c, status=None, online=False, offline_reason=None) for c in station.connectors
+        ),
+    )
 
 
 class SessionRequestBody(BaseModel):
@@ -164,6 +195,8 @@ class Sessions:
         self._cpo_ids = settings.cpo_ids()
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
+        #: The registry's last answer per station (see ``request``).
+        self._stations: dict[str, Station] = {}
         # The registry and chain reads of a request, run beside its database check.
         self._calls = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wallet-request")
 
@@ -186,19 +219,19 @@ class Sessions:
         repeated = self._repeat(driver, idempotency_key, fingerprint)
         if repeated is not None:
             return repeated, False
-        station = station_call.result()
-        connector = station.connector(body.connector_id, body.evse_uid)
-        try:
-            station.check_startable(connector)
-        except Conflict:
-            metrics.SESSION_REQUESTS.labels(outcome="station_refused").inc()
-            raise
-        assert station.tariff is not None
-        if body.max_amount is not None:
-            maximum = check_amount(body.max_amount, "max_amount")
-        else:
-            assert body.max_kwh is not None
-            maximum = kwh_to_tokens(station, connector.max_power_w, body.max_kwh, utcnow())
+        # The station as the registry last answered goes ahead while the fresh answer is on its
+        # way: that one decides before anything commits (see _create), so its round trip runs
+        # beside the transaction instead of before it.
+        known = self._known_station(body.station_id)
+        pending: Future[Station] | None = None
+        if known is not None:
+            try:
+                plan = self._decide(known, body, count=False)
+                pending = station_call
+            except ChargenetError:
+                known = None  # what was known refuses: the fresh answer decides, as below
+        if known is None:
+            plan = self._decide(station_call.result(), body)
         lock = self._lock(driver.driver_id)
         waited = not lock.acquire(blocking=False)
         if waited:
@@ -208,9 +241,11 @@ class Sessions:
             # may no longer count as promised, so the balance is read again after it.
             chain = self._snapshot(driver) if waited else chain_call.result()
             try:
-                row = self._create(
-                    driver, idempotency_key, fingerprint, station, connector, maximum, chain
-                )
+                try:
+                    row = self._create(driver, idempotency_key, fingerprint, plan, chain, pending)
+                except _StationChanged:
+                    plan = self._decide(station_call.result(), body)
+                    row = self._create(driver, idempotency_key, fingerprint, plan, chain, None)
             except (IntegrityError, _Repeated):
                 # Another request (or replica) took this key between our check and our insert.
                 repeated = self._repeat(driver, idempotency_key, fingerprint)
@@ -225,10 +260,36 @@ class Sessions:
 
     def _station(self, station_id: str) -> Station:
         try:
-            return self.registry.station(station_id)
+            station = self.registry.station(station_id)
         except RegistryUnavailable as error:
             metrics.SESSION_REQUESTS.labels(outcome="registry_unavailable").inc()
             raise ServiceUnavailable(str(error)) from None
+        with self._guard:
+            if station_id not in self._stations and len(self._stations) >= KNOWN_STATIONS:
+                self._stations.pop(next(iter(self._stations)))
+            self._stations[station_id] = station
+        return station
+
+    def _known_station(self, station_id: str) -> Station | None:
+        with self._guard:
+            return self._stations.get(station_id)
+
+    def _decide(self, station: Station, body: SessionRequestBody, *, count: bool = True) -> _Plan:
+        """The connector and the maximum in tokens; 409 if the station cannot start now."""
+        connector = station.connector(body.connector_id, body.evse_uid)
+        try:
+            station.check_startable(connector)
+        except Conflict:
+            if count:
+                metrics.SESSION_REQUESTS.labels(outcome="station_refused").inc()
+            raise
+        assert station.tariff is not None
+        if body.max_amount is not None:
+            maximum = check_amount(body.max_amount, "max_amount")
+        else:
+            assert body.max_kwh is not None
+            maximum = kwh_to_tokens(station, connector.max_power_w, body.max_kwh, utcnow())
+        return _Plan(station, connector, maximum, body)
 
     def _snapshot(self, driver: Driver) -> Snapshot:
         # The escrow's last nonce is read only until the wallet has stored one of its own.
@@ -239,11 +300,11 @@ class Sessions:
         driver: Driver,
         idempotency_key: str,
         fingerprint: str,
-        station: Station,
-        connector: Any,
-        maximum: int,
+        plan: _Plan,
         chain: Snapshot,
+        pending: Future[Station] | None,
     ) -> ChargingSession:
+        station, connector, maximum = plan.station, plan.connector, plan.maximum
         with unit_of_work(self.db, SOURCE) as uow:
             # The driver's row locked: requests of one driver are decided one at a time, in
             # every replica (its open sessions, nonce and promised maxima are read below).
@@ -303,6 +364,13 @@ class Sessions:
                 signature = self.signer.sign_typed_data(driver.key_alias, typed).signature
             except SignerError as error:
                 raise ServiceUnavailable(f"the signer refused to sign: {error.detail}") from None
+            if pending is not None:
+                # The registry's fresh answer: the request was built from what it says, and the
+                # station can start now - else nothing of this transaction commits.
+                fresh = pending.result()
+                if _without_live_state(fresh) != _without_live_state(station):
+                    raise _StationChanged
+                self._decide(fresh, plan.body)
             r, s, v = signature[:32], signature[32:64], signature[64]
             # EIP-2098: the y parity rides in the top bit of s.
             vs = (((v - 27) << 255) | int.from_bytes(s, "big")).to_bytes(32, "big")
