@@ -101,6 +101,7 @@ def create_app(
             settings.wallet_consumer_group,
             projection,
             batch_handler=projection.batch,
+            types=SessionProjection.TYPES,
         )
         relay.start()
         signals.start()

@@ -31,7 +31,6 @@ from chargenet.core.events import (
     SessionFailed,
     SessionPriced,
     SessionRefunded,
-    SessionRequested,
     SessionSettled,
     SessionStarted,
     SessionStopped,
@@ -59,10 +58,10 @@ RANK = {
     "refunded": 8,
     "failed": 9,
 }
+#: What the live view applies; not ``requested``: the wallet wrote that row itself.
 _TYPES = {
     cls.event_type: cls.__name__
     for cls in (
-        SessionRequested,
         EscrowOpened,
         SessionStarted,
         MeterReading,
@@ -85,6 +84,9 @@ class SessionProjection:
     price), the row updated only if what the driver sees changed. The per-event handler folds
     one event; ``batch`` folds what the consumer fetched together, in one transaction.
     """
+
+    #: The event types to subscribe to (the bus passes over the others unparsed).
+    TYPES = frozenset(_TYPES)
 
     def __init__(self, db: Database, signals: SessionSignals | None = None) -> None:
         self.db = db
