@@ -144,6 +144,8 @@ class Result:
     rss_idle_kb: int
     rss_base_kb: int
     rates: list[tuple[int, float, float, float, float]]  # active, msgs/s, p50, p99 ms, CPU us/msg
+    #: Per level: CPU us per message by kind of server thread.
+    threads: list[dict[str, float]]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -151,6 +153,22 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_thread_kind(pid: int) -> dict[str, float]:
+    """CPU seconds per kind of thread (Python's threads are "python", librdkafka's "rdk:...")."""
+    kinds: dict[str, float] = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                name, rest = stat.read().split("(", 1)[1].rsplit(")", 1)
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        fields = rest.split()
+        kind = name.rstrip("0123456789")
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        kinds[kind] = kinds.get(kind, 0.0) + seconds
+    return kinds
 
 
 def rss_kb(pid: int) -> int:
@@ -283,13 +301,18 @@ async def run_against(
         idle = rss_kb(server.pid)
         held = sum(1 for p in points if p.ws.state.name == "OPEN")
         rates = []
+        threads = []
         for active in actives:
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before, kinds_before = cpu_seconds(server.pid), cpu_by_thread_kind(server.pid)
             rate, p50, p99, count = await load(points[:active], seconds)
             cpu_per_message = (cpu_seconds(server.pid) - cpu_before) / count * 1e6
             rates.append((active, rate, p50, p99, cpu_per_message))
+            kinds = cpu_by_thread_kind(server.pid)
+            threads.append(
+                {k: (v - kinds_before.get(k, 0.0)) / count * 1e6 for k, v in kinds.items()}
+            )
         await asyncio.gather(*(p.ws.close() for p in points))
-        return Result(held, idle, base, rates)
+        return Result(held, idle, base, rates, threads)
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)
@@ -308,6 +331,9 @@ def report(kind: str, result: Result, charge_points: int) -> None:
             f"[{kind}] active {active:>5}: {rate:>8.0f} msg/s  p50 {p50:6.1f} ms  "
             f"p99 {p99:6.1f} ms ({mark})  server CPU {cpu:5.0f} us/msg"
         )
+    for (active, *_rest), kinds in zip(result.rates, result.threads, strict=True):
+        busy = ", ".join(f"{k} {v:.0f}" for k, v in sorted(kinds.items(), key=lambda i: -i[1]))
+        print(f"[{kind}] active {active:>5}: CPU us/msg by thread kind: {busy}")
 
 
 def best(result: Result) -> float:
