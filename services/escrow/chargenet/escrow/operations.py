@@ -372,9 +372,11 @@ class Operations:
             row.reason = reason
 
     def start_open(self, session_ids: Sequence[str]) -> None:
-        """OPEN -> STARTING for freshly opened sessions (each its own transaction)."""
-        for session_id in session_ids:
-            with self.core.tx() as tx:
+        """OPEN -> STARTING for freshly opened sessions, in one transaction (a batch's sessions
+        each in its own cost a commit each, one after another, on the start path)."""
+        with self.core.tx() as tx:
+            self.core.lock_all(tx, session_ids)  # in session id order: no deadlock
+            for session_id in session_ids:
                 row = self.core.locked(tx, session_id)
                 if row is not None and State(row.state) is State.OPEN:
                     self.core.start(tx, row)
