@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -50,6 +51,7 @@ from chargenet.core.logging import bind
 from chargenet.core.pricing import PricingError, Tariff, canonical_hash
 from chargenet.escrow.chain import ChainReader
 from chargenet.escrow.core import SOURCE, EscrowCore, Tx, utcnow
+from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settlement import (
     STATION_KEY,
@@ -87,8 +89,13 @@ class SessionHandlers:
     def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
         """The events in one transaction (the bus falls back to ``__call__`` if it fails)."""
         wanted = [e for e in envelopes if self._wanted(e)]
-        if wanted:
-            self.core.apply_batch(CONSUMER, wanted, self._apply)
+        if not wanted:
+            return
+        began = time.monotonic()
+        applied = self.core.apply_batch(CONSUMER, wanted, self._apply)
+        if applied:
+            CONSUMER_BATCH.observe(len(applied))
+            CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
 
     def _wanted(self, envelope: Envelope) -> bool:
         if envelope.type == MeterReading.event_type:

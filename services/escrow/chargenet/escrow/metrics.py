@@ -38,6 +38,16 @@ BATCH_SIZE = histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 
+CONSUMER_BATCH = histogram(
+    "chargenet_escrow_consumer_batch_events",
+    "Events the consumer applied in one transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+CONSUMER_BATCH_TIME = histogram(
+    "chargenet_escrow_consumer_batch_seconds",
+    "Seconds from a consumer batch's start to its commit (its sessions stay locked meanwhile)",
+)
+
 
 def _initialise() -> None:
     """Every documented series exists from the start (at 0), so dashboards and alerts see it."""
