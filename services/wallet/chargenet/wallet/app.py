@@ -25,8 +25,9 @@ and ``ChargingEscrow.withdraw``; the minter key with ``ChargeToken.mint`` and
 ``ChargeToken.permit`` and ``0x*.fund`` (ether for a driver's payout gas). The contracts must be
 registered in the signer as ``ChargeToken`` and ``ChargingEscrow`` (or the names in settings).
 
-The lifespan runs the ``sessions`` consumer (the live view; group ``wallet_consumer_group``) and
-the outbox relay that publishes ``SessionRequested`` and ``StopRequested``.
+The lifespan runs the ``sessions`` consumer (the live view; group ``wallet_consumer_group``), the
+outbox relay that publishes ``SessionRequested`` and ``StopRequested``, and the poller that wakes
+the live streams of sessions another replica changed (:mod:`chargenet.wallet.signals`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ authorisation from the signer, and is written together with its ``SessionRequest
 transaction (the outbox relay publishes it). The same ``Idempotency-Key`` returns the same
 session and publishes nothing more. The event also carries the driver's billing details as they
 are at that moment (:mod:`chargenet.wallet.billing`): invoicing makes the invoice out to them.
+
+Where the time goes: the registry's answer, the chain's (balance at one block) and the key check
+run at once; the balance, open sessions and key are then decided in the one transaction, with the
+driver's row locked so that no two requests (of any replica) promise the same balance.
 """
 
 from __future__ import annotations
