@@ -167,6 +167,18 @@ def test_meter_values_of_several_sessions_in_one_transaction_with_an_exact_budge
     assert escrow.row(a).cost_so_far == 3_450_000
 
 
+def test_a_large_batch_commits_in_chunks_of_the_configured_size(escrow: Escrow) -> None:
+    core = EscrowCore(EscrowSettings(log_json=False, escrow_consumer_batch=4), escrow.db)
+    handlers = SessionHandlers(core, None)
+    a = escrow.charging(30_000_000)
+    batch = [meter(a, 100 * minute, minute) for minute in range(1, 11)]
+    before = len(escrow.commits)
+    handlers.handle_batch(batch)
+    assert len(escrow.commits) - before == 3  # 4 + 4 + 2
+    assert escrow.samples(a) == 11
+    assert escrow.row(a).cost_so_far == expected_price(1_000)
+
+
 def test_a_batch_reads_the_samples_once_and_prices_each_session_once(escrow: Escrow) -> None:
     sessions = [escrow.charging(30_000_000) for _ in range(3)]
     batch = [meter(s, 500 * minute, minute) for minute in range(1, 11) for s in sessions]

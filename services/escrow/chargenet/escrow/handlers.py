@@ -89,13 +89,15 @@ class SessionHandlers:
     def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
         """The events in one transaction (the bus falls back to ``__call__`` if it fails)."""
         wanted = [e for e in envelopes if self._wanted(e)]
-        if not wanted:
-            return
-        began = time.monotonic()
-        applied = self.core.apply_batch(CONSUMER, wanted, self._apply)
-        if applied:
-            CONSUMER_BATCH.observe(len(applied))
-            CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
+        size = self.core.settings.escrow_consumer_batch
+        # Chunks in order: if a later one fails, the bus hands every event over again one by
+        # one, and the inbox skips what the chunks before it committed.
+        for start in range(0, len(wanted), size):
+            began = time.monotonic()
+            applied = self.core.apply_batch(CONSUMER, wanted[start : start + size], self._apply)
+            if applied:
+                CONSUMER_BATCH.observe(len(applied))
+                CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
 
     def _wanted(self, envelope: Envelope) -> bool:
         if envelope.type == MeterReading.event_type:

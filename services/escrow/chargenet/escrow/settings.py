@@ -32,6 +32,9 @@ class EscrowSettings(CoreSettings):
     escrow_settler_keys: str = "{}"
 
     escrow_consumer_group: str = "escrow"
+    #: At most this many consumed events per database transaction: the bus hands over up to 500
+    #: at once under load, and a request among them is seen by the worker only at the commit.
+    escrow_consumer_batch: int = Field(default=100, ge=1, le=500)
     #: Opens (settlements) arriving within this window go out as one openBatch (settleBatch).
     escrow_open_window_seconds: float = Field(default=0.2, ge=0, le=60)
     escrow_settle_delay_seconds: float = Field(default=0.5, ge=0, le=3600)
