@@ -83,6 +83,7 @@ class EscrowService:
             self.settings.escrow_consumer_group,
             self.handlers,
             batch_handler=self.handlers.handle_batch,
+            types=self.handlers.types,
         )
         self.relay.start()
         if self.worker is not None:

@@ -99,6 +99,11 @@ class SessionHandlers:
                 CONSUMER_BATCH.observe(len(applied))
                 CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
 
+    @property
+    def types(self) -> frozenset[str]:
+        """The event types the escrow applies (the bus passes over the rest unparsed)."""
+        return frozenset({MeterReading.event_type, *self._dispatch})
+
     def _wanted(self, envelope: Envelope) -> bool:
         if envelope.type == MeterReading.event_type:
             return True
