@@ -40,8 +40,8 @@ from chargenet.cli.network.plan import (
 from chargenet.core.chain import connect, deploy_chargenet
 
 SERVICES = ("signer", "registry", "wallet", "escrow", "invoicing")
-#: Ether each service key gets from the node's first account (gas for a long benchmark).
-KEY_FUNDING_WEI = 100 * 10**18
+#: Ether each service key gets (gas for a long benchmark: a 300-session run spends well under 1).
+KEY_FUNDING_WEI = 10 * 10**18
 
 
 class SupervisorError(RuntimeError):
@@ -69,6 +69,9 @@ def ports_in_use(ports: Ports, cpo_count: int, replicas: int) -> list[int]:
         if port == 0:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the services' own listeners do: connections of a stack that just stopped
+            # (TIME_WAIT) do not make its ports busy, a listener does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
@@ -223,7 +226,9 @@ def up(
         raise PortsBusy(f"ports already in use: {', '.join(map(str, busy))} (--port-offset)")
 
     w3 = connect(components.rpc_url)
-    admin = w3.eth.accounts[0]
+    # The richest of the node's accounts deploys and funds: a long-lived development node serves
+    # many stacks, and always drawing on the first account emptied it.
+    admin = max(w3.eth.accounts, key=w3.eth.get_balance)
     keys = fresh_keys(cpos)
     plan = Plan(
         cpos=cpos,
