@@ -254,12 +254,13 @@ def test_a_poison_event_in_a_batch_is_dead_lettered_alone_and_the_rest_apply(
     assert escrow.row(b).cost_so_far == expected_price(1_000)
 
 
+# PostgreSQL only: SQLite serialises the escrow's transactions on a process lock.
 @pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
 def test_batches_naming_the_same_sessions_in_opposite_orders_do_not_deadlock(
     escrow: Escrow,
 ) -> None:
-    if not escrow.db.is_postgres:
-        pytest.skip("SQLite serialises the escrow's transactions on a process lock")
+    assert escrow.db.is_postgres
     sessions = [escrow.charging(1_000_000_000) for _ in range(8)]
     failures: list[BaseException] = []
 
