@@ -26,7 +26,7 @@ from chargenet.gateway.server import Gateway
 from tests.escrow.harness import CPO_ID, TARIFF, Rig, expected_price, rig, wait_async
 from tests.gateway.conftest import endpoint, running_gateway
 
-CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 14))
+CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 15))
 TOP_UP = 50_000_000
 
 
@@ -306,6 +306,38 @@ def test_opens_arriving_while_one_is_on_its_way_go_out_as_one_batch(checked: Rig
         print(f"3 opens in one transaction {hashes.pop()}")
 
     asyncio.run(scenario())
+
+
+def test_an_open_held_back_goes_when_its_window_ends_not_at_the_next_tick(checked: Rig) -> None:
+    """Nothing commits while a request waits for the open on its way: the worker must still
+    come back when the request's window ends, not sleep out its poll interval."""
+    world = checked
+    settings = world.escrow.settings
+    relayer = settings.escrow_relayer_key
+    tick, settings.escrow_tick_seconds = settings.escrow_tick_seconds, 60.0
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-14", answers={"RemoteStartTransaction": "Rejected"}):
+            with held(world, "open", relayer, "escrow_open_window_seconds"):
+                settings.escrow_open_window_seconds = 1.0
+                session = world.request(driver, 1, 10_000_000, "CP-14")
+                deadline = asyncio.get_running_loop().time() + 20
+                while world.row(session) is None or world.row(session).open_op is None:  # type: ignore[union-attr]
+                    assert asyncio.get_running_loop().time() < deadline, "still held"
+                    await asyncio.sleep(0.05)
+            row = await world.reach(session, "REFUNDED")
+        with world.db.session() as db:
+            op = db.get(ChainOp, row.open_op)
+            assert op is not None
+            waited = (op.created_at - row.created_at).total_seconds()
+        assert 0.9 <= waited < 5, waited
+        print(f"held back, then staged {waited * 1000:.0f} ms after its request (window 1 s)")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        settings.escrow_tick_seconds = tick
 
 
 def test_a_late_budget_stop_settles_the_maximum_and_hashes_the_capped_cdr(checked: Rig) -> None:

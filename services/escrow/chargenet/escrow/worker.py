@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -44,6 +44,9 @@ class Worker:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_sweep = 0.0
+        #: Seconds until the next tick: the poll interval, or sooner when a held-back batch's
+        #: window ends first (nothing may commit meanwhile to wake the worker).
+        self._next_tick = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,12 +79,13 @@ class Worker:
         while not self._stop.is_set():
             # Cleared before the tick: work committed during it runs another one at once.
             self._wake.clear()
+            self._next_tick = settings.escrow_tick_seconds
             try:
                 self.tick()
             except Exception:
                 log.exception("escrow worker tick failed; retrying")
                 self._stop.wait(1.0)
-            self._wake.wait(settings.escrow_tick_seconds)
+            self._wake.wait(self._next_tick)
 
     def tick(self) -> None:
         self.batch_opens()
@@ -94,6 +98,11 @@ class Worker:
             # finished while it reconnected. Without it, the poll is the only way.
             self.operations.poll(older_than=1.0 if self.operations.following.is_set() else 0.0)
             self.sweep()
+
+    def _hold(self, oldest: datetime, window: timedelta) -> None:
+        """A batch waits for the one on its way: tick again when its window ends at the latest."""
+        seconds = (oldest + window - utcnow()).total_seconds()
+        self._next_tick = max(0.0, min(self._next_tick, seconds))
 
     @property
     def relayer_address(self) -> str:
@@ -124,7 +133,9 @@ class Worker:
                 and len(rows) < settings.escrow_max_batch
                 and in_flight(tx, "open", settings.escrow_relayer_key)
             ):
-                return  # they go with the next open, as soon as the one on its way is done
+                # They go with the next open, as soon as the one on its way is done.
+                self._hold(rows[0].created_at, window)
+                return
             # Batches are all-or-nothing: what would revert is refused here, with its reason. A
             # lone open needs no dry run of ours: the signer's gas estimate is one, and an open it
             # refuses fails alone, with the revert's name (one node call less on the start path).
@@ -185,7 +196,9 @@ class Worker:
                     and len(group) < settings.escrow_max_batch
                     and in_flight(tx, "settle", key)
                 ):
-                    continue  # they go together once the key's settlement on its way is done
+                    # They go together once the key's settlement on its way is done.
+                    self._hold(oldest, delay)
+                    continue
                 stage(self.core, tx, "settle", group, key)
                 for row in group:
                     tx.move(row, State.SETTLING)
