@@ -28,7 +28,13 @@ from web3.types import Wei
 from chargenet.core.auth import Role, issue_token
 from chargenet.core.bus import EventBus, create_bus
 from chargenet.core.bus.memory import InMemoryBus
-from chargenet.core.chain import Deployment, SessionState, connect, deploy_chargenet
+from chargenet.core.chain import (
+    Deployment,
+    SessionState,
+    connect,
+    deploy_chargenet,
+    richest_account,
+)
 from chargenet.core.db import Database
 from chargenet.core.envelope import Envelope
 from chargenet.core.ocpp_sim import ChargePoint16, Endpoint
@@ -362,7 +368,7 @@ def stack(tmp: Path, components: Components, **escrow_overrides: Any) -> Iterato
     else:
         w3 = connect(components.rpc_url)
     # Node-held accounts: the node picks their nonces, so tests sharing it do not collide.
-    admin = w3.eth.accounts[0]
+    admin = richest_account(w3)
     minter, relayer, cpo = (Account.create() for _ in range(3))
     first_block = int(w3.eth.block_number)
     deployment = deploy_chargenet(w3, admin=admin, minter=minter.address)

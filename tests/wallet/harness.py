@@ -28,7 +28,7 @@ from web3.providers.eth_tester import EthereumTesterProvider
 
 from chargenet.core.auth import Role, issue_token
 from chargenet.core.bus.memory import InMemoryBus
-from chargenet.core.chain import Deployment, deploy_chargenet, load_artifact
+from chargenet.core.chain import Deployment, deploy_chargenet, load_artifact, richest_account
 from chargenet.core.db import Database
 from chargenet.core.envelope import EventData, make_envelope
 from chargenet.core.events import ChargePointBooted, ChargePointDisconnected, ConnectorStatusChanged
@@ -314,7 +314,7 @@ def _connector_status(detail: dict[str, Any]) -> tuple[bool, str | None]:
 def world(tmp: Path, wallet_database_url: str | None = None) -> Iterator[World]:
     provider = LockedTesterProvider()
     w3 = Web3(provider)
-    admin = w3.eth.accounts[0]
+    admin = richest_account(w3)
     minter, relayer, cpo = (Account.create() for _ in range(3))
     deployment = deploy_chargenet(w3, admin=admin, minter=minter.address)
     keys = {"minter": minter, "relayer": relayer, "cpo": cpo}

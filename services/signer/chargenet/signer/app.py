@@ -137,18 +137,26 @@ async def _node_tip(rpc: Rpc) -> int:
         return DEFAULT_TIP
 
 
+def _wei(balance: object) -> int:
+    return int(balance, 16) if isinstance(balance, str) else 0
+
+
 async def _fund(rpc: Rpc, addresses: list[str]) -> None:
     """Development only: give each key ether from the in-process chain's unlocked accounts."""
     accounts = await rpc.call("eth_accounts")
     if not accounts:
         return
+    # The richest unlocked account pays: a long-lived development node serves many stacks, and
+    # always drawing on the first account emptied it.
+    held = await rpc.batch([("eth_getBalance", [a, "latest"]) for a in accounts])
+    funder = max(zip(accounts, held, strict=True), key=lambda pair: _wei(pair[1]))[0]
     balances = await rpc.batch([("eth_getBalance", [a, "latest"]) for a in addresses])
     for address, balance in zip(addresses, balances, strict=True):
         if isinstance(balance, str) and int(balance, 16) == 0:
             await rpc.call(
                 "eth_sendTransaction",
                 {
-                    "from": accounts[0],
+                    "from": funder,
                     "to": address,
                     "value": hex(DEV_FUNDING_WEI),
                     "gas": hex(21000),

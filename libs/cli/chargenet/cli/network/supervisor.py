@@ -37,7 +37,7 @@ from chargenet.cli.network.plan import (
     fresh_keys,
     fresh_tokens,
 )
-from chargenet.core.chain import connect, deploy_chargenet
+from chargenet.core.chain import connect, deploy_chargenet, richest_account
 
 SERVICES = ("signer", "registry", "wallet", "escrow", "invoicing")
 #: Ether each service key gets (gas for a long benchmark: a 300-session run spends well under 1).
@@ -226,9 +226,7 @@ def up(
         raise PortsBusy(f"ports already in use: {', '.join(map(str, busy))} (--port-offset)")
 
     w3 = connect(components.rpc_url)
-    # The richest of the node's accounts deploys and funds: a long-lived development node serves
-    # many stacks, and always drawing on the first account emptied it.
-    admin = max(w3.eth.accounts, key=w3.eth.get_balance)
+    admin = richest_account(w3)
     keys = fresh_keys(cpos)
     plan = Plan(
         cpos=cpos,

@@ -1,7 +1,7 @@
 """chargenet's contracts from Python: artifacts, connection, deployment and EIP-712 signing."""
 
 from chargenet.core.chain.artifacts import Artifact, artifact_names, load_artifact, source_hash
-from chargenet.core.chain.connection import IN_PROCESS, connect
+from chargenet.core.chain.connection import IN_PROCESS, connect, richest_account
 from chargenet.core.chain.deploy import (
     Deployment,
     SessionState,
@@ -42,6 +42,7 @@ __all__ = [
     "open_session_typed_data",
     "parse_session_id",
     "permit_typed_data",
+    "richest_account",
     "send",
     "sender_address",
     "session_id",

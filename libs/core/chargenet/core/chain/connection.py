@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eth_typing import ChecksumAddress
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
 IN_PROCESS = "inprocess://eth-tester"
@@ -24,3 +25,12 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     raise ValueError(
         f"unsupported chain URL {rpc_url!r}: use {IN_PROCESS!r} or an http(s):// JSON-RPC URL"
     )
+
+
+def richest_account(w3: Web3) -> ChecksumAddress:
+    """The node's unlocked account with the most ether (development nodes only).
+
+    A long-lived development node serves many stacks and test runs; drawing every deployment and
+    key funding from the first account emptied it.
+    """
+    return max(w3.eth.accounts, key=w3.eth.get_balance)
