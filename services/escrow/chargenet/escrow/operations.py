@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -165,13 +166,44 @@ class Operations:
         self._stopped = threading.Event()
         #: Set while the stream is connected; the poll then skips recently sent operations.
         self.following = threading.Event()
+        self._senders = ThreadPoolExecutor(
+            max_workers=core.settings.escrow_senders, thread_name_prefix="escrow-sender"
+        )
+        #: Operations handed to a sender and not back yet (none goes to two senders at once).
+        self._sending: set[str] = set()
+        self._sending_lock = threading.Lock()
 
     def send_new(self) -> int:
+        """Hand the staged operations to the sender threads; returns how many were handed over.
+
+        The caller (the worker) does not wait for the signer, so it keeps staging batches while
+        operations are on their way; different operations are sent side by side.
+        """
         with self.core.tx() as tx:
             ops = list(tx.session.scalars(sa.select(ChainOp).where(ChainOp.status == "new")))
+        handed = 0
         for op in ops:
+            with self._sending_lock:
+                if op.id in self._sending:
+                    continue
+                self._sending.add(op.id)
+            self._senders.submit(self._send_once, op)
+            handed += 1
+        return handed
+
+    def _send_once(self, op: ChainOp) -> None:
+        try:
             self._send(op)
-        return len(ops)
+        except Exception:
+            # Still "new": the worker's next tick hands it over again.
+            log.exception("sending %s failed", op.id)
+        finally:
+            with self._sending_lock:
+                self._sending.discard(op.id)
+
+    def close(self) -> None:
+        """Wait for the sends under way (an operation not yet sent is sent after a restart)."""
+        self._senders.shutdown(wait=True, cancel_futures=True)
 
     def _send(self, op: ChainOp) -> None:
         try:

@@ -39,6 +39,10 @@ class EscrowSettings(CoreSettings):
     escrow_open_window_seconds: float = Field(default=0.2, ge=0, le=60)
     escrow_settle_delay_seconds: float = Field(default=0.5, ge=0, le=3600)
     escrow_max_batch: int = Field(default=50, ge=1, le=500)
+    #: Threads that hand staged operations to the signer. A send (gas estimate, signature,
+    #: broadcast) takes 100-200 ms on an automining node; one sender made opens and settlements
+    #: queue behind each other. The signer orders each key's nonces, whatever the callers.
+    escrow_senders: int = Field(default=4, ge=1, le=32)
     #: How long the charge point has to start once the escrow is open.
     escrow_start_timeout_seconds: float = Field(default=60.0, gt=0)
     #: The budget stop fires when the cost so far reaches the locked maximum minus this margin

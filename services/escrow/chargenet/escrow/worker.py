@@ -69,6 +69,7 @@ class Worker:
         self.operations.stop_following()
         for thread in self._threads:
             thread.join(timeout=30)
+        self.operations.close()
 
     def wake(self) -> None:
         """Run a tick now (there is work) rather than at the next poll."""
