@@ -4,6 +4,7 @@ distance search (across the antimeridian too) on SQLite."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -24,8 +25,8 @@ from chargenet.registry.documents import (
     tariff_mismatches,
 )
 from chargenet.registry.main import migrate
-from chargenet.registry.models import StationVersion
-from chargenet.registry.query import Filters, Near, haversine_km, search
+from chargenet.registry.models import Document, StationVersion
+from chargenet.registry.query import Filters, Near, ParsedDocuments, haversine_km, search
 from chargenet.registry.writes import apply_stations
 from tests.registry.harness import TARIFF
 from tests.registry.test_api import location
@@ -185,3 +186,25 @@ def test_outbox_payloads_are_the_envelopes_make_envelope_makes(tmp_path: object)
         assert (row.topic, row.key) == (data.topic, station)
         assert got.model_dump(exclude={"time"}) == want.model_dump(exclude={"time"})
         assert got.time.utcoffset() is not None
+
+
+def test_documents_are_parsed_once_per_hash_and_a_missing_one_is_asked_again(
+    tmp_path: object,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path}/documents.db")
+    migrate(db)
+    kept = ParsedDocuments(size=2)
+    digests = [f"0x{n:064x}" for n in range(3)]
+    with db.session() as session:
+        assert kept.get(session, digests[0]) is None  # not indexed yet
+        for n, digest in enumerate(digests):
+            now = datetime.now(UTC)
+            session.add(Document(hash=digest, kind="tariff", body=f'{{"n":{n}}}', created_at=now))
+    with db.session() as session:
+        first = kept.get(session, digests[0])
+        assert first == {"n": 0}, "a hash missing before is read once it is indexed"
+        assert kept.get(session, digests[0]) is first, "parsed once, then kept"
+        kept.get(session, digests[1])
+        kept.get(session, digests[2])  # beyond the size: the least recently used goes
+        assert kept.get(session, digests[0]) == {"n": 0}
+        assert kept.get(session, digests[0]) is not first

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +31,40 @@ from chargenet.registry.models import (
 from chargenet.registry.status import UNUSABLE
 
 EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
+#: Parsed documents kept in memory, most recently used first out of the way.
+DOCUMENTS_KEPT = 4096
+
+
+class ParsedDocuments:
+    """Location and tariff documents by hash, parsed once.
+
+    A document is addressed by the hash of its canonical bytes, so what a hash names never
+    changes: the detail of a station (read for every session request) skips two queries and two
+    JSON parses. Callers must not change what they get (it is shared).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._parsed: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, digest: str) -> Any | None:
+        with self._lock:
+            if digest in self._parsed:
+                self._parsed.move_to_end(digest)
+                return self._parsed[digest]
+        row = session.get(Document, digest)
+        if row is None:
+            return None  # not indexed yet: asked again next time
+        parsed = json.loads(row.body)
+        with self._lock:
+            self._parsed[digest] = parsed
+            if len(self._parsed) > self._size:
+                self._parsed.popitem(last=False)
+        return parsed
+
+
+documents = ParsedDocuments(DOCUMENTS_KEPT)
 
 
 @dataclass(frozen=True)
@@ -201,8 +237,7 @@ def detail(session: Session, station: Station) -> dict[str, Any]:
         )
         or 0,
     )
-    tariff = session.get(Document, station.tariff_hash)
-    result["tariff"] = json.loads(tariff.body) if tariff is not None else None
+    result["tariff"] = documents.get(session, station.tariff_hash)
     location = session.get(Location, station.station_id)
     result["location"] = _location(session, location, station) if location else None
     return result
@@ -239,7 +274,6 @@ def _location(session: Session, location: Location, station: Station) -> dict[st
             sa.select(ConnectorStatus).where(ConnectorStatus.charge_point_id.in_(set(points)))
         )
     }
-    document = session.get(Document, location.document_hash)
     evses: dict[str, dict[str, Any]] = {}
     for connector in connectors:
         point = points.get(connector.charge_point_id)
@@ -283,7 +317,7 @@ def _location(session: Session, location: Location, station: Station) -> dict[st
         "name": location.name,
         "document_hash": location.document_hash,
         "matches_chain": matches_chain,
-        "document": json.loads(document.body) if document is not None else None,
+        "document": documents.get(session, location.document_hash),
         "evses": list(evses.values()),
         "charge_points": charge_points,
     }
