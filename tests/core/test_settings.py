@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from chargenet.core.settings import ConfigurationError, CoreSettings, load_settings
+from chargenet.wallet.settings import WalletSettings
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -69,3 +70,18 @@ def test_the_cli_names_an_unreachable_database() -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "CHARGENET_DATABASE_URL" in result.stderr
+
+
+def test_production_refuses_a_short_token_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGENET_MODE", "production")
+    monkeypatch.setenv("CHARGENET_SIGNER_TOKEN", "a-real-token")
+    monkeypatch.setenv("CHARGENET_BUS", "kafka")
+    monkeypatch.setenv("CHARGENET_DATABASE_URL", "postgresql://wallet@db/wallet")
+    monkeypatch.setenv("CHARGENET_CHAIN_RPC_URL", "http://node:8545")
+    monkeypatch.setenv("CHARGENET_WALLET_JWT_SECRET", "x" * 31)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(WalletSettings)
+    assert "CHARGENET_WALLET_JWT_SECRET" in caught.value.message
+    assert "32 bytes" in caught.value.message
+    monkeypatch.setenv("CHARGENET_WALLET_JWT_SECRET", "x" * 32)
+    assert load_settings(WalletSettings).wallet_jwt_secret.get_secret_value() == "x" * 32

@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from chargenet.core.settings import DEVELOPMENT_SECRET, CoreSettings
+from chargenet.escrow.settings import EscrowSettings
+from chargenet.gateway.settings import GatewaySettings
+from chargenet.invoicing.settings import InvoicingSettings
 from chargenet.invoicing.suppliers import load_suppliers
+from chargenet.registry.settings import RegistrySettings
+from chargenet.signer.settings import SignerSettings
+from chargenet.wallet.settings import WalletSettings
 from tests.deploy.chart import (
     CHART,
     INSTALL_SCRIPT,
@@ -456,6 +464,7 @@ def test_install_notes_render_and_name_every_secret(helm: Helm, tmp_path: Path) 
     for secret in (
         "chargenet-database",
         "chargenet-signer-tokens",
+        "chargenet-user-auth",
         "chargenet-signer",
         "ionity-de-charge-points",
         "ionity-de-ocpp-tls",
@@ -464,3 +473,33 @@ def test_install_notes_render_and_name_every_secret(helm: Helm, tmp_path: Path) 
     ):
         assert secret in notes, secret
     assert "fastned-nl: wss, Service chargenet-gateway-fastned-nl-ocpp, port 9000" in notes
+
+
+def test_every_secret_production_refuses_by_default_comes_from_a_secret(
+    default_manifests: list[Manifest], production_manifests: list[Manifest]
+) -> None:
+    """Production mode refuses the development default of a secret setting: the chart must give
+    each such setting of each service a value from a Secret, or the pod never starts."""
+    settings_of: dict[str, type[CoreSettings]] = {
+        "wallet": WalletSettings,
+        "registry": RegistrySettings,
+        "escrow": EscrowSettings,
+        "invoicing": InvoicingSettings,
+        "signer": SignerSettings,
+        "gateway": GatewaySettings,
+    }
+    checked = set()
+    for manifests in (default_manifests, production_manifests):
+        for workload in of_kind(manifests, "Deployment") + of_kind(manifests, "StatefulSet"):
+            component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+            container = workload["spec"]["template"]["spec"]["containers"][0]
+            env = env_of(container)
+            for field, info in settings_of[component].model_fields.items():
+                if info.default != SecretStr(DEVELOPMENT_SECRET):
+                    continue
+                variable = f"CHARGENET_{field.upper()}"
+                assert "secretKeyRef" in env.get(variable, {}).get("valueFrom", {}), (
+                    f"{name_of(workload)}: {variable} does not come from a Secret"
+                )
+                checked.add((component, field))
+    assert ("wallet", "wallet_jwt_secret") in checked and ("gateway", "signer_token") in checked

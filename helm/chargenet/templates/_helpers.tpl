@@ -118,6 +118,10 @@ Names of the Secrets the chart references (it never creates them).
 {{- default (printf "%s-signer-tokens" (include "chargenet.fullname" .)) .Values.signerAuth.existingSecret }}
 {{- end }}
 
+{{- define "chargenet.userAuthSecretName" -}}
+{{- default (printf "%s-user-auth" (include "chargenet.fullname" .)) .Values.userAuth.existingSecret }}
+{{- end }}
+
 {{- define "chargenet.signerSecretName" -}}
 {{- default (printf "%s-signer" (include "chargenet.fullname" .)) .Values.signer.existingSecret }}
 {{- end }}
@@ -165,6 +169,19 @@ or not. Call with (dict "root" $ "service" "wallet").
     secretKeyRef:
       name: {{ include "chargenet.signerTokensSecretName" .root }}
       key: {{ .service }}
+{{- end }}
+
+{{/*
+The key that signs and checks a service's user tokens (wallet, registry, invoicing; key
+"<service>-jwt-secret"). Production mode refuses the development default. Call with
+(dict "root" $ "service" "wallet").
+*/}}
+{{- define "chargenet.userAuthEnv" -}}
+- name: CHARGENET_{{ upper .service }}_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "chargenet.userAuthSecretName" .root }}
+      key: {{ .service }}-jwt-secret
 {{- end }}
 
 {{/*

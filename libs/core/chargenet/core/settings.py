@@ -15,7 +15,10 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values that only make sense on a developer's machine; production refuses them.
-DEVELOPMENT_SECRET = "chargenet-development-only"  # noqa: S105 - a marker, refused in production
+# A marker, refused in production; 32 bytes or more like any HS256 key (RFC 7518, 3.2).
+DEVELOPMENT_SECRET = "chargenet-development-only-never-in-production"  # noqa: S105
+#: The shortest key production accepts for signing users' tokens (HS256, RFC 7518, 3.2).
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Mode(StrEnum):
@@ -67,9 +70,18 @@ class CoreSettings(BaseSettings):
         if self.mode is not Mode.PRODUCTION:
             return self
         for name, value in self:
-            if isinstance(value, SecretStr) and value.get_secret_value() == DEVELOPMENT_SECRET:
+            if not isinstance(value, SecretStr):
+                continue
+            if value.get_secret_value() == DEVELOPMENT_SECRET:
                 raise ValueError(
                     f"{name}: the development default is refused in production mode; "
+                    f"set CHARGENET_{name.upper()}"
+                )
+            if name.endswith("_jwt_secret") and (
+                len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES
+            ):
+                raise ValueError(
+                    f"{name}: a token-signing key needs at least {MIN_JWT_SECRET_BYTES} bytes; "
                     f"set CHARGENET_{name.upper()}"
                 )
         if self.bus is BusKind.MEMORY:
