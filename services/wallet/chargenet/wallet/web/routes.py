@@ -96,6 +96,14 @@ def _to_signin(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/app/signin?{urlencode({'next': target})}", status_code=303)
 
 
+def _failed(request: Request, signed: SignedIn, failure: ApiError) -> Response:
+    """The wallet API refused: a token it no longer accepts means signing in again, anything
+    else is shown on the error page with the API's status and reason."""
+    if failure.status == 401:
+        return _to_signin(request)
+    return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+
+
 def _safe_next(target: str | None) -> str:
     # Only paths of this app: an open redirect would make the sign-in page a phishing tool.
     if target and target.startswith("/app/") and not target.startswith("/app//"):
@@ -197,9 +205,7 @@ async def _home(
             web.api.get(signed.token, "/sessions", limit=20),
         )
     except ApiError as failure:
-        if failure.status == 401:
-            return _to_signin(request)
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     running = [s for s in listed["sessions"] if s["state"] not in FINAL_STATES]
     return _page(
         request,
@@ -265,9 +271,7 @@ async def _account(
             web.api.get(signed.token, "/me"), web.api.get(signed.token, "/me/billing")
         )
     except ApiError as failure:
-        if failure.status == 401:
-            return _to_signin(request)
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     return _page(
         request,
         "account.html",
@@ -410,7 +414,7 @@ async def _station_page(
     try:
         station = station_view(await web.stations.detail(station_id))
     except ApiError as failure:
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     return _page(
         request,
         "station.html",
@@ -480,7 +484,7 @@ async def live(request: Request, session_id: str) -> Response:
     try:
         session = await web.api.get(signed.token, f"/sessions/{quote(session_id)}")
     except ApiError as failure:
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     return _page(
         request,
         "session.html",
@@ -521,7 +525,7 @@ async def stop(
     try:
         await web.api.post(signed.token, f"/sessions/{quote(session_id)}/stop")
     except ApiError as failure:
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     return RedirectResponse(f"/app/sessions/{quote(session_id)}?notice=stopping", status_code=303)
 
 
@@ -537,7 +541,7 @@ async def history(request: Request) -> Response:
     try:
         listed = await web.api.get(signed.token, "/sessions", limit=50)
     except ApiError as failure:
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     sessions = listed["sessions"]
     error = None
     invoices: dict[str, dict[str, Any]] = {}
@@ -567,7 +571,7 @@ async def invoice_pdf(request: Request, number: str) -> Response:
     try:
         pdf = await _app(request).invoices.pdf(signed.token, number)
     except ApiError as failure:
-        return _page(request, "error.html", signed, status=failure.status, error=failure.message)
+        return _failed(request, signed, failure)
     return Response(
         pdf,
         media_type="application/pdf",
