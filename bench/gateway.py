@@ -148,11 +148,17 @@ class Result:
     threads: list[dict[str, float]]
 
 
+def _stat_cpu(path: str) -> tuple[str, float]:
+    """A /proc stat file's command name and user + system CPU seconds."""
+    with open(path) as stat:
+        name, rest = stat.read().split("(", 1)[1].rsplit(")", 1)
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time so far (all its threads: librdkafka's too)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The process's CPU time so far (all its threads, librdkafka's too, ended ones included)."""
+    return _stat_cpu(f"/proc/{pid}/stat")[1]
 
 
 def cpu_by_thread_kind(pid: int) -> dict[str, float]:
@@ -160,13 +166,10 @@ def cpu_by_thread_kind(pid: int) -> dict[str, float]:
     kinds: dict[str, float] = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{task}/stat") as stat:
-                name, rest = stat.read().split("(", 1)[1].rsplit(")", 1)
+            name, seconds = _stat_cpu(f"/proc/{pid}/task/{task}/stat")
         except FileNotFoundError:
             continue  # the thread ended meanwhile
-        fields = rest.split()
         kind = name.rstrip("0123456789")
-        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         kinds[kind] = kinds.get(kind, 0.0) + seconds
     return kinds
 
