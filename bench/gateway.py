@@ -162,14 +162,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def cpu_by_thread_kind(pid: int) -> dict[str, float]:
-    """CPU seconds per kind of thread (Python's threads are "python", librdkafka's "rdk:...")."""
+    """CPU seconds per kind of thread: the event loop's ("main"), Python's other threads
+    ("python", e.g. bus consumers) and librdkafka's ("rdk:...")."""
     kinds: dict[str, float] = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
             name, seconds = _stat_cpu(f"/proc/{pid}/task/{task}/stat")
         except FileNotFoundError:
             continue  # the thread ended meanwhile
-        kind = name.rstrip("0123456789")
+        kind = "main" if task == str(pid) else name.rstrip("0123456789")
         kinds[kind] = kinds.get(kind, 0.0) + seconds
     return kinds
 

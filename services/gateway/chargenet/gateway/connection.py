@@ -1,8 +1,11 @@
-"""One charge point's socket: read frames in order, answer CALLs, carry the gateway's own CALLs.
+"""One charge point's socket: handle its frames in order, answer CALLs, carry the gateway's CALLs.
 
-Frames are handled one after another in the read loop, which is what keeps a charge point's
-messages in order; the loop only awaits the socket (and, for an unknown id token, a short grace
-period), never the bus. Everything bad a charge point sends is answered or ends *its* socket only.
+A frame that can be answered at once is handled on the socket's read callback
+(:mod:`chargenet.gateway.inline_socket`); one whose handler has to wait (an id token whose escrow
+event is still on its way gets a short grace period) goes to the queue :meth:`run` reads, and so
+does everything after it until that queue is empty: either way in the charge point's order, and
+neither path ever waits for the bus. Everything bad a charge point sends is answered or ends *its*
+socket only.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from chargenet.gateway import handlers16, handlers201, ocppj
 from chargenet.gateway.context import GatewayContext
+from chargenet.gateway.handlers_common import Payload
+from chargenet.gateway.inline_socket import InlineServerConnection
 from chargenet.gateway.metrics import HANDLER_LATENCY, MESSAGES, REJECTED_FRAMES
 from chargenet.gateway.ocppj import ErrorKind, FrameError, OcppVersion
 from chargenet.gateway.schemas import KNOWN_ACTIONS, Direction
@@ -46,6 +51,7 @@ class ChargePointConnection:
     # Slots: ten thousand of these live in one process.
     __slots__ = (
         "_call_lock",
+        "_closer",
         "_pending",
         "_tokens",
         "_tokens_at",
@@ -62,7 +68,7 @@ class ChargePointConnection:
     def __init__(
         self,
         ctx: GatewayContext,
-        ws: ServerConnection,
+        ws: InlineServerConnection,
         charge_point_id: str,
         version: OcppVersion,
         connection_id: str,
@@ -80,20 +86,25 @@ class ChargePointConnection:
         self._tokens_at = time.monotonic()
         self._call_lock: asyncio.Lock | None = None
         self._pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] | None = None
+        #: The close of a flooding charge point, started from the read callback.
+        self._closer: asyncio.Task[None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
     async def run(self) -> None:
+        """Read the queued frames (those that had to wait, and what came after them) until the
+        socket closes; the others are offered to :meth:`offer` as they arrive."""
         ws = self.ws
+        ws.attach(self)
         try:
             async for raw in ws:
-                if not self._take_token():
-                    REJECTED_FRAMES.labels("rate_limit").inc()
-                    # The flooder's unread frames fill the receive queue, which pauses reading,
-                    # so its close reply may never be read: do not wait the full close timeout.
-                    self.ws.close_timeout = FLOOD_CLOSE_TIMEOUT_SECONDS
-                    await self.close(CLOSE_POLICY, "rate limit exceeded")
-                    return
-                await self._on_frame(raw)
+                if self._closer is None and not self._take_token():
+                    self._flooded()
+                if self._closer is not None:
+                    break  # flooded: closing, nothing more is answered
+                try:
+                    await self._on_queued(raw)
+                finally:
+                    ws.message_read()
         except ConnectionClosed as closed:
             code = closed.rcvd.code if closed.rcvd else (closed.sent.code if closed.sent else None)
             if code == 1009:
@@ -101,6 +112,8 @@ class ChargePointConnection:
                 self.close_reason = self.close_reason or "frame larger than max_frame_bytes"
             self.close_reason = self.close_reason or f"connection closed ({code})"
         finally:
+            if self._closer is not None:
+                await self._closer
             if not self.close_reason:
                 code = ws.close_code
                 self.close_reason = f"closed by the charge point ({code})"
@@ -108,6 +121,41 @@ class ChargePointConnection:
                 for _action, future in self._pending.values():
                     if not future.done():
                         future.set_exception(ConnectionError("the charge point disconnected"))
+
+    def offer(self, text: str) -> bool:
+        """Handle a whole text frame on the read callback. False when its handler has to wait:
+        the frame is then queued for :meth:`run` (and its rate token given back)."""
+        if self._closer is not None:
+            return True
+        if not self._take_token():
+            self._flooded()
+            return True
+        waiting = self._on_frame(text, time.perf_counter())
+        if waiting is None:
+            return True
+        if isinstance(waiting[1], Coroutine):
+            waiting[1].close()  # not started: run() calls the handler again
+        self._tokens += 1.0
+        return False
+
+    async def _on_queued(self, raw: str | bytes) -> None:
+        started = time.perf_counter()
+        if isinstance(raw, bytes):
+            error = FrameError(ErrorKind.RPC_FRAMEWORK, "OCPP-J frames are text, not binary")
+            REJECTED_FRAMES.labels(error.kind.value).inc()
+            self._log_rejected(error)
+            self._send_error(error)
+            return
+        waiting = self._on_frame(raw, started)
+        if waiting is None:
+            return
+        call, answer = waiting
+        try:
+            response = await answer
+        except Exception as error:
+            self._handler_failed(call, error)
+            return
+        self._answered(call, response, started)
 
     def _take_token(self) -> bool:
         settings = self.ctx.settings
@@ -122,6 +170,15 @@ class ChargePointConnection:
         self._tokens -= 1.0
         return True
 
+    def _flooded(self) -> None:
+        REJECTED_FRAMES.labels("rate_limit").inc()
+        # The flooder's unread frames fill the receive queue, which pauses reading, so its close
+        # reply may never be read: do not wait the full close timeout.
+        self.ws.close_timeout = FLOOD_CLOSE_TIMEOUT_SECONDS
+        self._closer = asyncio.get_running_loop().create_task(
+            self.close(CLOSE_POLICY, "rate limit exceeded")
+        )
+
     async def close(self, code: int, reason: str) -> None:
         self.close_reason = reason
         log.warning(
@@ -132,26 +189,28 @@ class ChargePointConnection:
         )
         await self.ws.close(code, reason)
 
-    async def _on_frame(self, raw: str | bytes) -> None:
-        started = time.perf_counter()
+    def _on_frame(self, raw: str, started: float) -> tuple[ocppj.Call, Awaitable[Payload]] | None:
+        """Handle one frame as far as it goes without waiting: what is left is a CALL whose
+        handler has to wait, with the awaitable that will answer it."""
         try:
-            if isinstance(raw, bytes):
-                raise FrameError(ErrorKind.RPC_FRAMEWORK, "OCPP-J frames are text, not binary")
             frame = ocppj.parse(raw)
         except FrameError as error:
             REJECTED_FRAMES.labels(error.kind.value).inc()
             self._log_rejected(error)
-            await self._send_error(error)
-            return
+            self._send_error(error)
+            return None
         if type(frame) is ocppj.Call:
-            await self._on_call(frame, started)
-        elif type(frame) is ocppj.CallResult:
+            return self._on_call(frame, started)
+        if type(frame) is ocppj.CallResult:
             self._on_result(frame.message_id, frame.payload, None)
         elif type(frame) is ocppj.CallError:
             received = CallErrorReceived(frame.code, frame.description, frame.details)
             self._on_result(frame.message_id, None, received)
+        return None
 
-    async def _on_call(self, call: ocppj.Call, started: float) -> None:
+    def _on_call(
+        self, call: ocppj.Call, started: float
+    ) -> tuple[ocppj.Call, Awaitable[Payload]] | None:
         action = call.action
         version = self.version
         handler = _HANDLERS[version].get(action)
@@ -162,8 +221,8 @@ class ChargePointConnection:
             error = FrameError(kind, f"{action[:64]} {why}", call.message_id)
             REJECTED_FRAMES.labels("unknown_action").inc()
             self._log_rejected(error)
-            await self._send_error(error)
-            return
+            self._send_error(error)
+            return None
         schemas = self.ctx.schemas
         try:
             schemas.check(version, action, Direction.REQUEST, call.payload)
@@ -172,30 +231,38 @@ class ChargePointConnection:
                 if violation:
                     REJECTED_FRAMES.labels("schema_relaxed").inc()
                     log.info("relaxed %s from %s: %s", action, self.charge_point_id, violation)
-            response = await handler(self.ctx, self.charge_point_id, call.payload)
-        except FrameError as error:
+            response = handler(self.ctx, self.charge_point_id, call.payload)
+        except Exception as error:
+            self._handler_failed(call, error)
+            return None
+        if not isinstance(response, dict):
+            return call, response  # the handler has to wait
+        self._answered(call, response, started)
+        return None
+
+    def _answered(self, call: ocppj.Call, response: Payload, started: float) -> None:
+        self.ws.send_now(ocppj.result_frame(call.message_id, response))
+        HANDLER_LATENCY(call.action).observe(time.perf_counter() - started)
+        MESSAGES(call.action, "in").inc()
+
+    def _handler_failed(self, call: ocppj.Call, error: Exception) -> None:
+        if isinstance(error, FrameError):
             error.message_id = call.message_id
             REJECTED_FRAMES.labels("schema").inc()
             self._log_rejected(error)
-            await self._send_error(error)
-            return
-        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            self._send_error(error)
+        elif isinstance(error, KeyError | TypeError | ValueError | ArithmeticError):
             # Only a relaxed (unchecked) payload can get here: it lacked what the handler needs.
-            failure = FrameError(ErrorKind.FORMAT, f"{action}: unusable payload ({error!r})")
+            failure = FrameError(ErrorKind.FORMAT, f"{call.action}: unusable payload ({error!r})")
             failure.message_id = call.message_id
             REJECTED_FRAMES.labels("unusable_payload").inc()
             self._log_rejected(failure)
-            await self._send_error(failure)
-            return
-        except Exception:
-            log.exception("%s from %s failed", action, self.charge_point_id)
-            await self._send_error(
+            self._send_error(failure)
+        else:
+            log.error("%s from %s failed", call.action, self.charge_point_id, exc_info=error)
+            self._send_error(
                 FrameError(ErrorKind.INTERNAL, "the gateway failed to handle it", call.message_id)
             )
-            return
-        await self.ws.send(ocppj.result_frame(call.message_id, response))
-        HANDLER_LATENCY(action).observe(time.perf_counter() - started)
-        MESSAGES(action, "in").inc()
 
     def _log_rejected(self, error: FrameError) -> None:
         log.warning(
@@ -205,9 +272,9 @@ class ChargePointConnection:
             extra={"fields": {"charge_point_id": self.charge_point_id, "reason": error.kind}},
         )
 
-    async def _send_error(self, error: FrameError) -> None:
+    def _send_error(self, error: FrameError) -> None:
         code = ocppj.error_code(self.version, error.kind)
-        await self.ws.send(ocppj.error_frame(error.message_id, code, error.description))
+        self.ws.send_now(ocppj.error_frame(error.message_id, code, error.description))
 
     # -- calling the charge point ------------------------------------------------------------
     def _on_result(

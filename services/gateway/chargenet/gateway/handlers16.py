@@ -43,7 +43,7 @@ def transaction_id_for(session_id: str) -> int:
     return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big") & 0x7FFFFFFF or 1
 
 
-async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     return accept_boot(
         ctx,
         cp,
@@ -54,7 +54,7 @@ async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> P
     )
 
 
-async def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     error = payload.get("errorCode")
     ctx.emit(
         ConnectorStatusChanged(
@@ -109,7 +109,7 @@ async def start_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> P
     return {"transactionId": transaction_id, "idTagInfo": {"status": AuthorizationStatus.accepted}}
 
 
-async def stop_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def stop_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     transaction_id = str(payload["transactionId"])
     grant = ctx.authz.by_transaction(cp, transaction_id)
     if grant is not None:
@@ -133,7 +133,7 @@ async def stop_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Pa
     return {}
 
 
-async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     transaction = payload.get("transactionId")
     if transaction is None:
         return {}
@@ -159,7 +159,7 @@ async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payloa
     return {}
 
 
-async def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     # No vendor extensions are configured for any CPO yet; the spec's answer for that is this.
     return {"status": DataTransferStatus.unknown_vendor_id}
 

@@ -8,6 +8,7 @@ binds the transaction to an escrow session or refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from ocpp.v201.enums import (
@@ -17,7 +18,7 @@ from ocpp.v201.enums import (
     TransactionEventEnumType,
 )
 
-from chargenet.gateway.authz import Verdict
+from chargenet.gateway.authz import Grant, Verdict
 from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.events import (
     ConnectorStatusChanged,
@@ -43,7 +44,7 @@ _STATUS = {
 }
 
 
-async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     station: dict[str, Any] = payload.get("chargingStation") or {}
     return accept_boot(
         ctx,
@@ -55,7 +56,7 @@ async def boot_notification(ctx: GatewayContext, cp: str, payload: Payload) -> P
     )
 
 
-async def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def status_notification(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     ctx.emit(
         ConnectorStatusChanged(
             cpo_id=ctx.cpo_id,
@@ -75,44 +76,63 @@ async def authorize(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     return {"idTokenInfo": {"status": _STATUS[decision.verdict]}}
 
 
-async def transaction_event(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def transaction_event(
+    ctx: GatewayContext, cp: str, payload: Payload
+) -> Payload | Awaitable[Payload]:
     transaction_id = str(payload["transactionInfo"]["transactionId"])
-    event_type = payload["eventType"]
-    reading = read_v201(payload.get("meterValue") or [])
-    at = parse_time(payload.get("timestamp"))
     token = payload.get("idToken")
-    answer: Payload = {}
     grant = ctx.authz.by_transaction(cp, transaction_id)
     if grant is None and isinstance(token, dict):
-        id_token = str(token.get("idToken", ""))
-        evse = payload.get("evse") or {}
-        connector = int(evse.get("connectorId") or evse.get("id") or 0)
-        decision = await ctx.decide(
-            cp, id_token, transaction_id=transaction_id, connector_id=connector or None
-        )
-        answer["idTokenInfo"] = {"status": _STATUS[decision.verdict]}
-        if decision.verdict is Verdict.ACCEPTED and decision.grant is not None:
-            grant = decision.grant
-            ctx.authz.bind(grant.session_id, transaction_id, whole(reading.energy_wh) or 0)
-            ctx.emit(
-                SessionStarted(
-                    session_id=grant.session_id,
-                    charge_point_id=cp,
-                    connector_id=connector,
-                    transaction_id=transaction_id,
-                    meter_start_wh=whole(reading.energy_wh) or 0,
-                    started_at=at,
-                ),
-                grant.session_id,
-            )
-    elif grant is not None and isinstance(token, dict):
-        answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
-    if grant is None:
+        # The first event with a token decides the transaction: it may have to wait.
+        return _first_with_token(ctx, cp, payload, transaction_id, token)
+    answer: Payload = {}
+    if grant is not None:
+        if isinstance(token, dict):
+            answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
+        _report(ctx, cp, payload, grant, transaction_id)
+    return answer
+
+
+async def _first_with_token(
+    ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str, token: Payload
+) -> Payload:
+    id_token = str(token.get("idToken", ""))
+    evse = payload.get("evse") or {}
+    connector = int(evse.get("connectorId") or evse.get("id") or 0)
+    decision = await ctx.decide(
+        cp, id_token, transaction_id=transaction_id, connector_id=connector or None
+    )
+    answer: Payload = {"idTokenInfo": {"status": _STATUS[decision.verdict]}}
+    grant = decision.grant
+    if decision.verdict is not Verdict.ACCEPTED or grant is None:
         return answer
+    meter_start = whole(read_v201(payload.get("meterValue") or []).energy_wh) or 0
+    ctx.authz.bind(grant.session_id, transaction_id, meter_start)
+    ctx.emit(
+        SessionStarted(
+            session_id=grant.session_id,
+            charge_point_id=cp,
+            connector_id=connector,
+            transaction_id=transaction_id,
+            meter_start_wh=meter_start,
+            started_at=parse_time(payload.get("timestamp")),
+        ),
+        grant.session_id,
+    )
+    _report(ctx, cp, payload, grant, transaction_id)
+    return answer
+
+
+def _report(
+    ctx: GatewayContext, cp: str, payload: Payload, grant: Grant, transaction_id: str
+) -> None:
+    """What a transaction's event says once its session is known: a reading, or its end."""
+    reading = read_v201(payload.get("meterValue") or [])
+    at = parse_time(payload.get("timestamp"))
     energy = whole(reading.energy_wh)
     if energy is not None:
         grant.last_energy_wh = energy
-    if event_type == TransactionEventEnumType.ended:
+    if payload["eventType"] == TransactionEventEnumType.ended:
         info = payload["transactionInfo"]
         ctx.emit(
             SessionStopped(
@@ -141,15 +161,14 @@ async def transaction_event(ctx: GatewayContext, cp: str, payload: Payload) -> P
             ),
             grant.session_id,
         )
-    return answer
 
 
-async def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     # 2.0.1 MeterValues carry no transaction id (those travel in TransactionEvent): nothing to bill.
     return {}
 
 
-async def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def data_transfer(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     return {"status": DataTransferStatusEnumType.unknown_vendor_id}
 
 

@@ -9,7 +9,10 @@ from chargenet.gateway.context import GatewayContext, now_text
 from chargenet.gateway.events import ChargePointBooted
 
 Payload = dict[str, Any]
-Handler = Callable[[GatewayContext, str, Payload], Awaitable[Payload]]
+#: A handler answers at once, or returns an awaitable when it has to wait (an id token whose
+#: escrow event is still on its way). Such an awaitable must not have done anything yet (a
+#: coroutine): the connection drops it and runs the handler again on its reading task.
+Handler = Callable[[GatewayContext, str, Payload], Payload | Awaitable[Payload]]
 
 
 def accept_boot(
@@ -41,10 +44,10 @@ def accept_boot(
     }
 
 
-async def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     return {"currentTime": now_text()}
 
 
-async def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     """Notifications the CSMS only needs to confirm (firmware, diagnostics, security events)."""
     return {}

@@ -29,6 +29,7 @@ from chargenet.gateway.events import (
     ConnectionReleased,
     gateway_commands_topic,
 )
+from chargenet.gateway.inline_socket import InlineServerConnection
 from chargenet.gateway.metrics import CONNECTED, DISCONNECTS, disconnect_reason
 from chargenet.gateway.ocppj import OcppVersion
 from chargenet.gateway.publisher import EventPublisher
@@ -107,6 +108,7 @@ class Gateway:
             max_size=self.settings.max_frame_bytes,
             max_queue=4,
             server_header=None,
+            create_connection=InlineServerConnection,
         )
         sockets = self._server.sockets
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.ws_port
@@ -129,7 +131,7 @@ class Gateway:
             raise RuntimeError("the WebSocket server is not serving")
 
     async def _handle(self, ws: ServerConnection) -> None:
-        assert ws.request is not None
+        assert isinstance(ws, InlineServerConnection) and ws.request is not None
         identity = charge_point_id_from_path(ws.request.path)
         assert identity is not None and ws.subprotocol is not None
         version = OcppVersion(ws.subprotocol)
