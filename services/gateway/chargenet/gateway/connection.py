@@ -318,7 +318,7 @@ class ChargePointConnection:
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self._pending[message_id] = (action, future)
             try:
-                await self.ws.send(ocppj.call_frame(message_id, action, payload))
+                await self.ws.send(ocppj.call_frame(message_id, action, payload), text=True)
                 MESSAGES(action, "out").inc()
                 return await future
             finally:

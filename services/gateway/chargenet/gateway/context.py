@@ -54,5 +54,16 @@ class GatewayContext:
             await asyncio.sleep(_GRACE_POLL_SECONDS)
 
 
+_now_second = 0
+_now_text = ""
+
+
 def now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The time for a charge point's clock (Heartbeat, BootNotification), to the second: made
+    once a second, as every connected charge point's Heartbeat asks for it."""
+    global _now_second, _now_text
+    second = int(time.time())
+    if second != _now_second:
+        _now_text = datetime.fromtimestamp(second, UTC).isoformat().replace("+00:00", "Z")
+        _now_second = second
+    return _now_text

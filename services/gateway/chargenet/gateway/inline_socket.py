@@ -66,11 +66,11 @@ class InlineServerConnection(ServerConnection):
                 self._queued += 1
         super().process_event(event)
 
-    def send_now(self, text: str) -> None:
-        """Write a text message without waiting (from the read callback or the task)."""
+    def send_now(self, text: bytes) -> None:
+        """Write a text message (UTF-8) without waiting, from the read callback or the task."""
         if self.protocol.state is not OPEN:
             return  # closing: the peer will not read it, and the queue path raises there
-        self.protocol.send_text(text.encode())
+        self.protocol.send_text(text)
         try:
             self.send_data()
         except Exception as error:  # the transport failed: connection_lost follows
