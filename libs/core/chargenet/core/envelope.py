@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import threading
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -22,28 +21,33 @@ class _EventIds:
 
     ``uuid.uuid4()`` makes a ``getrandom`` call per id, which releases the GIL: on the gateway's
     event loop every such call let a consumer thread in, and the loop waited for the GIL again.
+    ``list.pop`` is atomic under the GIL, so threads share the pool without a lock (two that find
+    it empty both refill it, which only wastes ids).
     """
 
     _COUNT = 256
+    #: The variant bits (RFC 4122: 10xx) set in the 17th hex digit, by its random value.
+    _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._pool: list[str] = []
         # A forked child must not hand out the ids left in its parent's pool.
         os.register_at_fork(after_in_child=self._pool.clear)
 
     def _fill(self) -> None:
-        block = bytearray(os.urandom(16 * self._COUNT))
-        for start in range(0, len(block), 16):
-            block[start + 6] = (block[start + 6] & 0x0F) | 0x40  # version 4
-            block[start + 8] = (block[start + 8] & 0x3F) | 0x80  # RFC 4122 variant
-            h = block[start : start + 16].hex()
-            self._pool.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+        h = os.urandom(16 * self._COUNT).hex()
+        variant = self._VARIANT
+        self._pool.extend(
+            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+            f"{variant[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+            for i in range(0, len(h), 32)
+        )
 
     def new(self) -> str:
-        with self._lock:
-            if not self._pool:
-                self._fill()
+        try:
+            return self._pool.pop()
+        except IndexError:
+            self._fill()
             return self._pool.pop()
 
 
