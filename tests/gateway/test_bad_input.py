@@ -156,6 +156,34 @@ def test_a_flood_closes_the_flooder_and_no_one_else(
     assert "closing CP-1: rate limit exceeded" in caplog.text
 
 
+def test_a_charge_point_that_does_not_read_its_answers_stops_being_read(bus: InMemoryBus) -> None:
+    """Answers are written on the read callback, so nothing awaits the socket's drain there:
+    when the transport's buffer is full (its pause_writing) the gateway stops reading that
+    charge point instead of buffering answers without bound, and reads on once it drains."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus, ("CP-1", "CP-2")) as gateway:
+            bystander = await ChargePoint16.connect(endpoint(gateway), "CP-2")
+            socket = await open_socket(endpoint(gateway), "CP-1", Protocol.V16)
+            assert (await exchange(socket, '[2, "first", "Heartbeat", {}]'))[1] == "first"
+            server_side = gateway.connections["CP-1"].ws
+            transport = server_side.transport
+            # What the transport does when the peer's unread answers fill its buffer.
+            server_side.pause_writing()
+            await socket.send('[2, "while-full", "Heartbeat", {}]')
+            await eventually(lambda: not transport.is_reading())
+            assert (await bystander.heartbeat()).current_time  # the others are read on
+            server_side.resume_writing()
+            assert transport.is_reading()
+            answer = json.loads(await asyncio.wait_for(socket.recv(), 5))
+            assert answer[:2] == [3, "while-full"]
+            assert (await exchange(socket, '[2, "after", "Heartbeat", {}]'))[1] == "after"
+            await socket.close()
+            await bystander.close()
+
+    asyncio.run(scenario())
+
+
 def test_relaxed_action_lets_known_bad_firmware_through(
     bus: InMemoryBus, caplog: pytest.LogCaptureFixture
 ) -> None:
