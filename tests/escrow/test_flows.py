@@ -26,7 +26,7 @@ from chargenet.gateway.server import Gateway
 from tests.escrow.harness import CPO_ID, TARIFF, Rig, expected_price, rig, wait_async
 from tests.gateway.conftest import endpoint, running_gateway
 
-CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 16))
+CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 15))
 TOP_UP = 50_000_000
 
 
@@ -229,38 +229,33 @@ def cancelled(world: Rig, *sessions: str) -> bool:
 
 
 @contextmanager
-def held(world: Rig, kind: str, key: str, window: str, ops: int | None = None) -> Iterator[None]:
-    """``ops`` operations of ``kind`` from ``key`` on their way (chain op rows in status ``sent``;
-    by default as many as may be at once) and the batch ``window`` (a settings field) far away, so
-    what arrives meanwhile can only wait for them; on exit they are decided and the worker woken,
-    as the signer's stream would."""
+def held(world: Rig, kind: str, key: str, window: str) -> Iterator[None]:
+    """An operation of ``kind`` from ``key`` on its way (a chain op row in status ``sent``) and
+    the batch ``window`` (a settings field) far away, so what arrives meanwhile can only wait for
+    that operation; on exit it is decided and the worker woken, as the signer's stream would."""
     settings = world.escrow.settings
     before = getattr(settings, window)
-    if ops is None:
-        ops = settings.escrow_opens_in_flight if kind == "open" else 1
-    op_ids = [f"escrow.{kind}.held-by-test.{uuid.uuid4().hex}" for _ in range(ops)]
+    op_id = f"escrow.{kind}.held-by-test.{uuid.uuid4().hex}"
     with world.db.session() as db:
-        for op_id in op_ids:
-            db.add(
-                ChainOp(
-                    id=op_id,
-                    kind=kind,
-                    function="(held by the test)",
-                    key_alias=key,
-                    args="[]",
-                    sessions="[]",
-                    status="sent",
-                )
+        db.add(
+            ChainOp(
+                id=op_id,
+                kind=kind,
+                function="(held by the test)",
+                key_alias=key,
+                args="[]",
+                sessions="[]",
+                status="sent",
             )
+        )
     setattr(settings, window, 60.0)
     try:
         yield
     finally:
         with world.db.session() as db:
-            for op_id in op_ids:
-                op = db.get(ChainOp, op_id)
-                assert op is not None
-                op.status = "final"
+            op = db.get(ChainOp, op_id)
+            assert op is not None
+            op.status = "final"
         setattr(settings, window, before)
         worker = world.escrow.worker
         assert worker is not None
@@ -289,30 +284,6 @@ def test_a_lone_request_opens_at_once(checked: Rig) -> None:
         asyncio.run(scenario())
     finally:
         settings.escrow_open_window_seconds = before
-
-
-def test_a_request_goes_at_once_while_fewer_opens_than_allowed_are_on_their_way(
-    checked: Rig,
-) -> None:
-    """Two opens may be on their way (``escrow_opens_in_flight``): with one being mined, a new
-    request does not wait for it, even with a window far away."""
-    world = checked
-    settings = world.escrow.settings
-    relayer = settings.escrow_relayer_key
-    assert settings.escrow_opens_in_flight == 2
-
-    async def scenario() -> None:
-        driver = world.driver(TOP_UP)
-        async with charge_point(world.bus, "CP-15", answers={"RemoteStartTransaction": "Rejected"}):
-            with held(world, "open", relayer, "escrow_open_window_seconds", ops=1):
-                session = world.request(driver, 1, 10_000_000, "CP-15")
-                deadline = asyncio.get_running_loop().time() + 10
-                while world.row(session) is None or world.row(session).open_op is None:  # type: ignore[union-attr]
-                    assert asyncio.get_running_loop().time() < deadline, "waited for the open"
-                    await asyncio.sleep(0.05)
-            await world.reach(session, "REFUNDED")
-
-    asyncio.run(scenario())
 
 
 def test_opens_arriving_while_one_is_on_its_way_go_out_as_one_batch(checked: Rig) -> None:

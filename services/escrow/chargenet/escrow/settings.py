@@ -39,11 +39,6 @@ class EscrowSettings(CoreSettings):
     escrow_open_window_seconds: float = Field(default=0.2, ge=0, le=60)
     escrow_settle_delay_seconds: float = Field(default=0.5, ge=0, le=3600)
     escrow_max_batch: int = Field(default=50, ge=1, le=500)
-    #: Opens that may be on their way at once before requests wait to go out as one batch. With
-    #: one, a request arriving while an open was being mined waited for it: ~300 ms of a start at
-    #: 10 drivers (bench/RESULTS.md). With two it goes at once unless both are busy, and under
-    #: load the batches still fill (each key's nonces are ordered by the signer).
-    escrow_opens_in_flight: int = Field(default=2, ge=1, le=16)
     #: Threads that hand staged operations to the signer. A send (gas estimate, signature,
     #: broadcast) takes 100-200 ms on an automining node; one sender made opens and settlements
     #: queue behind each other. The signer orders each key's nonces, whatever the callers.

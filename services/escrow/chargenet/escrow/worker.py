@@ -3,13 +3,13 @@
 One thread, woken by every commit that leaves it work (a request, a stop, a staged operation,
 an operation that finished) and otherwise every ``escrow_tick_seconds``. Each tick: open the
 waiting requests, settle the stopped sessions (one settleBatch per settler key), send staged
-operations. Batches fill themselves: what arrives while ``escrow_opens_in_flight`` opens (a
-key's settlement) are on their way waits for one of them and goes out together, at the latest
-``escrow_open_window_seconds`` (``escrow_settle_delay_seconds``) after the oldest of them;
-otherwise a lone request goes at once. Outcomes arrive on the signer's stream
-(``Operations.follow``, its own thread). Every ``escrow_sweep_seconds`` the sweeper asks about
-operations the stream did not report, cancels starts past their deadline, settles sessions whose
-charge point went silent, makes sure nothing stays locked past its expiry, and updates the gauges.
+operations. Batches fill themselves: what arrives while an open (a key's settlement) is on its
+way waits for it and goes out together, at the latest ``escrow_open_window_seconds``
+(``escrow_settle_delay_seconds``) after the oldest of them; with nothing on its way a lone
+request goes at once. Outcomes arrive on the signer's stream (``Operations.follow``, its own
+thread). Every ``escrow_sweep_seconds`` the sweeper asks about operations the stream did not
+report, cancels starts past their deadline, settles sessions whose charge point went silent,
+makes sure nothing stays locked past its expiry, and updates the gauges.
 """
 
 from __future__ import annotations
@@ -133,9 +133,8 @@ class Worker:
                 utcnow() - rows[0].created_at < window
                 and len(rows) < settings.escrow_max_batch
                 and in_flight(tx, "open", settings.escrow_relayer_key)
-                >= settings.escrow_opens_in_flight
             ):
-                # They go with the next open, as soon as one on its way is done.
+                # They go with the next open, as soon as the one on its way is done.
                 self._hold(rows[0].created_at, window)
                 return
             # Batches are all-or-nothing: what would revert is refused here, with its reason. A
@@ -196,7 +195,7 @@ class Worker:
                 if (
                     now - oldest < delay
                     and len(group) < settings.escrow_max_batch
-                    and in_flight(tx, "settle", key) > 0
+                    and in_flight(tx, "settle", key)
                 ):
                     # They go together once the key's settlement on its way is done.
                     self._hold(oldest, delay)
@@ -304,13 +303,15 @@ class Worker:
         SETTLEMENT_LAG.set(max(lag, 0.0))
 
 
-def in_flight(tx: Tx, kind: str, key: str) -> int:
-    """Operations of ``kind`` from ``key`` staged or sent and not yet decided."""
-    count = tx.session.scalar(
-        sa.select(sa.func.count(ChainOp.id)).where(
+def in_flight(tx: Tx, kind: str, key: str) -> bool:
+    """An operation of ``kind`` from ``key`` is staged or sent and not yet decided."""
+    found = tx.session.scalar(
+        sa.select(ChainOp.id)
+        .where(
             ChainOp.kind == kind,
             ChainOp.key_alias == key,
             ChainOp.status.in_(("new", "sent")),
         )
+        .limit(1)
     )
-    return int(count or 0)
+    return found is not None
