@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.db import Database, OutboxMessage
 from chargenet.core.envelope import Envelope, EventData, make_envelope
-from chargenet.core.events import MeterReading, SessionRequested, SessionStopped
+from chargenet.core.events import MeterReading, SessionStopped
 from chargenet.escrow.app import migrate
 from chargenet.escrow.core import EscrowCore
 from chargenet.escrow.handlers import SessionHandlers
@@ -198,56 +198,6 @@ def test_a_batch_reads_the_samples_once_and_prices_each_session_once(escrow: Esc
         assert escrow.samples(session_id) == 11
         assert escrow.row(session_id).cost_so_far == expected_price(5_000)
     print(f"{len(batch)} meter values: {len(statements)} statements")
-
-
-def request(session_id: str) -> Envelope:
-    """A request as the wallet sends it (its authorisation is not valid: the escrow refuses it,
-    which is all the test needs, a request applied)."""
-    return make_envelope(
-        SessionRequested(
-            session_id=session_id,
-            driver_id="driver-2",
-            driver_address="0x" + "33" * 20,
-            cpo_id=CPO_ID,
-            station_id="0x" + "22" * 32,
-            charge_point_id="CP-2",
-            connector_id=1,
-            max_amount=5_000_000,
-            id_token="TOKEN-2",
-            idempotency_key=session_id,
-            chain_session_id="0x" + "44" * 32,
-            driver_nonce=0,
-            expiry=datetime.now(UTC) + timedelta(hours=2),
-            authorisation_r="0x" + "55" * 32,
-            authorisation_vs="0x" + "66" * 32,
-            tariff=TARIFF,
-        ),
-        subject=session_id,
-        source="chargenet/wallet",
-    )
-
-
-def test_a_batch_applies_its_requests_first_in_their_own_transaction(escrow: Escrow) -> None:
-    """The worker sees a request at its commit: behind a batch of meter values it would wait for
-    all of them to be applied."""
-    charging = escrow.charging(30_000_000)
-    new = uuid.uuid4().hex
-    batch = [*(meter(charging, 100 * m, m) for m in range(1, 6)), request(new)]
-    groups: list[list[str]] = []
-    apply_batch = escrow.core.apply_batch
-
-    def recorded(consumer: str, envelopes: Any, apply: Any) -> list[Envelope]:
-        groups.append(types(list(envelopes)))
-        return apply_batch(consumer, envelopes, apply)
-
-    escrow.core.apply_batch = recorded  # type: ignore[method-assign]
-    try:
-        escrow.handlers.handle_batch(batch)
-    finally:
-        escrow.core.apply_batch = apply_batch  # type: ignore[method-assign]
-    assert groups == [["requested"], ["meter"] * 5]
-    assert escrow.samples(charging) == 6
-    assert escrow.row(new).state in {"REQUESTED", "REJECTED"}
 
 
 def test_a_budget_stop_and_the_stop_in_one_batch_keep_their_order(escrow: Escrow) -> None:

@@ -89,22 +89,15 @@ class SessionHandlers:
     def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
         """The events in one transaction (the bus falls back to ``__call__`` if it fails)."""
         wanted = [e for e in envelopes if self._wanted(e)]
-        # Requests first, in a transaction of their own: the worker opens them as soon as they
-        # commit, not after the batch's meter values are applied (bench/RESULTS.md, "open
-        # staged"). A request is its session's first event, so nothing before it in the batch
-        # is about its session, and every session keeps its order.
-        requests = [e for e in wanted if e.type == SessionRequested.event_type]
-        others = [e for e in wanted if e.type != SessionRequested.event_type]
         size = self.core.settings.escrow_consumer_batch
         # Chunks in order: if a later one fails, the bus hands every event over again one by
         # one, and the inbox skips what the chunks before it committed.
-        for group in (requests, others):
-            for start in range(0, len(group), size):
-                began = time.monotonic()
-                applied = self.core.apply_batch(CONSUMER, group[start : start + size], self._apply)
-                if applied:
-                    CONSUMER_BATCH.observe(len(applied))
-                    CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
+        for start in range(0, len(wanted), size):
+            began = time.monotonic()
+            applied = self.core.apply_batch(CONSUMER, wanted[start : start + size], self._apply)
+            if applied:
+                CONSUMER_BATCH.observe(len(applied))
+                CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
 
     @property
     def types(self) -> frozenset[str]:
