@@ -133,8 +133,9 @@ class ChargePointConnection:
         waiting = self._on_frame(text, time.perf_counter())
         if waiting is None:
             return True
-        if isinstance(waiting[1], Coroutine):
-            waiting[1].close()  # not started: run() calls the handler again
+        _call, answer = waiting
+        if isinstance(answer, Coroutine):
+            answer.close()  # not started: run() calls the handler again
         self._tokens += 1.0
         return False
 
@@ -142,9 +143,7 @@ class ChargePointConnection:
         started = time.perf_counter()
         if isinstance(raw, bytes):
             error = FrameError(ErrorKind.RPC_FRAMEWORK, "OCPP-J frames are text, not binary")
-            REJECTED_FRAMES.labels(error.kind.value).inc()
-            self._log_rejected(error)
-            self._send_error(error)
+            self._reject(error.kind.value, error)
             return
         waiting = self._on_frame(raw, started)
         if waiting is None:
@@ -195,9 +194,7 @@ class ChargePointConnection:
         try:
             frame = ocppj.parse(raw)
         except FrameError as error:
-            REJECTED_FRAMES.labels(error.kind.value).inc()
-            self._log_rejected(error)
-            self._send_error(error)
+            self._reject(error.kind.value, error)
             return None
         if type(frame) is ocppj.Call:
             return self._on_call(frame, started)
@@ -218,10 +215,9 @@ class ChargePointConnection:
             known = action in KNOWN_ACTIONS[version]
             kind = ErrorKind.NOT_SUPPORTED if known else ErrorKind.NOT_IMPLEMENTED
             why = "is not accepted from a charge point" if known else "is not an OCPP action"
-            error = FrameError(kind, f"{action[:64]} {why}", call.message_id)
-            REJECTED_FRAMES.labels("unknown_action").inc()
-            self._log_rejected(error)
-            self._send_error(error)
+            self._reject(
+                "unknown_action", FrameError(kind, f"{action[:64]} {why}", call.message_id)
+            )
             return None
         schemas = self.ctx.schemas
         try:
@@ -248,29 +244,28 @@ class ChargePointConnection:
     def _handler_failed(self, call: ocppj.Call, error: Exception) -> None:
         if isinstance(error, FrameError):
             error.message_id = call.message_id
-            REJECTED_FRAMES.labels("schema").inc()
-            self._log_rejected(error)
-            self._send_error(error)
+            self._reject("schema", error)
         elif isinstance(error, KeyError | TypeError | ValueError | ArithmeticError):
             # Only a relaxed (unchecked) payload can get here: it lacked what the handler needs.
             failure = FrameError(ErrorKind.FORMAT, f"{call.action}: unusable payload ({error!r})")
             failure.message_id = call.message_id
-            REJECTED_FRAMES.labels("unusable_payload").inc()
-            self._log_rejected(failure)
-            self._send_error(failure)
+            self._reject("unusable_payload", failure)
         else:
             log.error("%s from %s failed", call.action, self.charge_point_id, exc_info=error)
             self._send_error(
                 FrameError(ErrorKind.INTERNAL, "the gateway failed to handle it", call.message_id)
             )
 
-    def _log_rejected(self, error: FrameError) -> None:
+    def _reject(self, reason: str, error: FrameError) -> None:
+        """Count, log and answer a frame the gateway refuses."""
+        REJECTED_FRAMES.labels(reason).inc()
         log.warning(
             "rejected frame from %s: %s",
             self.charge_point_id,
             error.description,
             extra={"fields": {"charge_point_id": self.charge_point_id, "reason": error.kind}},
         )
+        self._send_error(error)
 
     def _send_error(self, error: FrameError) -> None:
         code = ocppj.error_code(self.version, error.kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,16 +55,12 @@ class GatewayContext:
             await asyncio.sleep(_GRACE_POLL_SECONDS)
 
 
-_now_second = 0
-_now_text = ""
-
-
 def now_text() -> str:
-    """The time for a charge point's clock (Heartbeat, BootNotification), to the second: made
-    once a second, as every connected charge point's Heartbeat asks for it."""
-    global _now_second, _now_text
-    second = int(time.time())
-    if second != _now_second:
-        _now_text = datetime.fromtimestamp(second, UTC).isoformat().replace("+00:00", "Z")
-        _now_second = second
-    return _now_text
+    """The time for a charge point's clock (Heartbeat, BootNotification), to the second."""
+    return _clock_text(int(time.time()))
+
+
+@functools.lru_cache(maxsize=1)
+def _clock_text(second: int) -> str:
+    # Made once a second: every connected charge point's Heartbeat asks for it.
+    return datetime.fromtimestamp(second, UTC).isoformat().replace("+00:00", "Z")

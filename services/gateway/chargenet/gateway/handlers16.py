@@ -15,7 +15,6 @@ from chargenet.gateway.authz import Decision, Verdict
 from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.events import (
     ConnectorStatusChanged,
-    MeterReading,
     SessionStarted,
     SessionStopped,
 )
@@ -24,6 +23,7 @@ from chargenet.gateway.handlers_common import (
     Payload,
     accept_boot,
     acknowledge,
+    emit_reading,
     heartbeat,
 )
 from chargenet.gateway.meter import parse_time, read_v16, whole
@@ -144,18 +144,7 @@ def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     energy = whole(reading.energy_wh)
     if energy is None:
         return {}  # no register reading to bill against (e.g. only diagnostics)
-    ctx.emit(
-        MeterReading(
-            session_id=grant.session_id,
-            charge_point_id=cp,
-            transaction_id=str(transaction),
-            energy_wh=energy,
-            power_w=whole(reading.power_w),
-            measured_at=reading.time or datetime.now(UTC),
-            signed_data=reading.signed[-1] if reading.signed else None,
-        ),
-        grant.session_id,
-    )
+    emit_reading(ctx, cp, grant, str(transaction), energy, reading, datetime.now(UTC))
     return {}
 
 

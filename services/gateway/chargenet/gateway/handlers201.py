@@ -22,7 +22,6 @@ from chargenet.gateway.authz import Grant, Verdict
 from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.events import (
     ConnectorStatusChanged,
-    MeterReading,
     SessionStarted,
     SessionStopped,
 )
@@ -31,9 +30,10 @@ from chargenet.gateway.handlers_common import (
     Payload,
     accept_boot,
     acknowledge,
+    emit_reading,
     heartbeat,
 )
-from chargenet.gateway.meter import parse_time, read_v201, whole
+from chargenet.gateway.meter import Reading, parse_time, read_v201, whole
 
 _STATUS = {
     Verdict.ACCEPTED: AuthorizationStatusEnumType.accepted,
@@ -89,7 +89,7 @@ def transaction_event(
     if grant is not None:
         if isinstance(token, dict):
             answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
-        _report(ctx, cp, payload, grant, transaction_id)
+        _report(ctx, cp, payload, grant, transaction_id, read_v201(payload.get("meterValue") or []))
     return answer
 
 
@@ -106,7 +106,8 @@ async def _first_with_token(
     grant = decision.grant
     if decision.verdict is not Verdict.ACCEPTED or grant is None:
         return answer
-    meter_start = whole(read_v201(payload.get("meterValue") or []).energy_wh) or 0
+    reading = read_v201(payload.get("meterValue") or [])
+    meter_start = whole(reading.energy_wh) or 0
     ctx.authz.bind(grant.session_id, transaction_id, meter_start)
     ctx.emit(
         SessionStarted(
@@ -119,15 +120,19 @@ async def _first_with_token(
         ),
         grant.session_id,
     )
-    _report(ctx, cp, payload, grant, transaction_id)
+    _report(ctx, cp, payload, grant, transaction_id, reading)
     return answer
 
 
 def _report(
-    ctx: GatewayContext, cp: str, payload: Payload, grant: Grant, transaction_id: str
+    ctx: GatewayContext,
+    cp: str,
+    payload: Payload,
+    grant: Grant,
+    transaction_id: str,
+    reading: Reading,
 ) -> None:
     """What a transaction's event says once its session is known: a reading, or its end."""
-    reading = read_v201(payload.get("meterValue") or [])
     at = parse_time(payload.get("timestamp"))
     energy = whole(reading.energy_wh)
     if energy is not None:
@@ -149,18 +154,7 @@ def _report(
         )
         ctx.authz.withdraw(grant.session_id)
     elif energy is not None:
-        ctx.emit(
-            MeterReading(
-                session_id=grant.session_id,
-                charge_point_id=cp,
-                transaction_id=transaction_id,
-                energy_wh=energy,
-                power_w=whole(reading.power_w),
-                measured_at=reading.time or at,
-                signed_data=reading.signed[-1] if reading.signed else None,
-            ),
-            grant.session_id,
-        )
+        emit_reading(ctx, cp, grant, transaction_id, energy, reading, at)
 
 
 def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:

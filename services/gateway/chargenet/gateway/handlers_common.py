@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
+from chargenet.gateway.authz import Grant
 from chargenet.gateway.context import GatewayContext, now_text
-from chargenet.gateway.events import ChargePointBooted
+from chargenet.gateway.events import ChargePointBooted, MeterReading
+from chargenet.gateway.meter import Reading, whole
 
 Payload = dict[str, Any]
 #: A handler answers at once, or returns an awaitable when it has to wait (an id token whose
@@ -51,3 +54,28 @@ def heartbeat(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
 def acknowledge(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     """Notifications the CSMS only needs to confirm (firmware, diagnostics, security events)."""
     return {}
+
+
+def emit_reading(
+    ctx: GatewayContext,
+    cp: str,
+    grant: Grant,
+    transaction_id: str,
+    energy_wh: int,
+    reading: Reading,
+    taken_at: datetime,
+) -> None:
+    """A register reading of a session's transaction, its last signed value kept byte-exact;
+    ``taken_at`` stands in when the sampled value has no time of its own."""
+    ctx.emit(
+        MeterReading(
+            session_id=grant.session_id,
+            charge_point_id=cp,
+            transaction_id=transaction_id,
+            energy_wh=energy_wh,
+            power_w=whole(reading.power_w),
+            measured_at=reading.time or taken_at,
+            signed_data=reading.signed[-1] if reading.signed else None,
+        ),
+        grant.session_id,
+    )
