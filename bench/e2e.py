@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from cpu import per_session, reading
 
 from chargenet.cli.network.client import Driver, NetworkClient, station_for
 from chargenet.cli.network.fleet import ChargingProfile, SimStation, StationEvent
@@ -53,6 +54,8 @@ class Level:
     starts: list[float] = field(default_factory=list)
     settles: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    #: Where the level's CPU went (``bench/cpu.py``).
+    cpu: str = ""
     #: session id -> (REST request, RemoteStart at the charge point), for the profile.
     timeline: dict[str, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
@@ -155,9 +158,11 @@ async def bench(stack: Stack, levels: list[int], per_driver: int) -> list[Level]
         for count in levels:
             level = Level(count)
             current.append(level)
+            before = reading(stack.processes)
             await run_level(
                 client, stations[:count], drivers[:count], per_driver, waiting, level, arrivals
             )
+            level.cpu = per_session(before, reading(stack.processes), level.sessions)
             results.append(level)
             print(describe(level), flush=True)
         print(f"session waits that fell back to polling: {client.stream_fallbacks}", flush=True)
@@ -310,6 +315,7 @@ def main() -> int:
         print(describe(level))
         for failure in level.failures[:5]:
             print(f"  failure: {failure}")
+        print(f"  {level.cpu}")
         print("\n".join(lines))
     return 0 if all(not level.failures for level in results) else 1
 

@@ -26,7 +26,7 @@ from chargenet.gateway.server import Gateway
 from tests.escrow.harness import CPO_ID, TARIFF, Rig, expected_price, rig, wait_async
 from tests.gateway.conftest import endpoint, running_gateway
 
-CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 15))
+CHARGE_POINTS = tuple(f"CP-{n}" for n in range(1, 16))
 TOP_UP = 50_000_000
 
 
@@ -304,6 +304,37 @@ def test_opens_arriving_while_one_is_on_its_way_go_out_as_one_batch(checked: Rig
         hashes = {world.row(s).open_tx_hash for s in sessions}  # type: ignore[union-attr]
         assert len(hashes) == 1, hashes
         print(f"3 opens in one transaction {hashes.pop()}")
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_with_one_bad_open_sends_the_others_alone_and_rejects_that_one(
+    checked: Rig,
+) -> None:
+    """No dry run of the escrow's own: the signer's estimate refuses the whole batch, each open
+    then goes alone, the good ones open and the bad one is rejected with the revert's name."""
+    world = checked
+    relayer = world.escrow.settings.escrow_relayer_key
+
+    async def scenario() -> None:
+        good = [world.driver(TOP_UP) for _ in range(2)]
+        poor = world.driver(1_000_000)
+        async with charge_point(world.bus, "CP-15", answers={"RemoteStartTransaction": "Rejected"}):
+            with held(world, "open", relayer, "escrow_open_window_seconds"):
+                sessions = [world.request(d, 1, 5_000_000, "CP-15") for d in (*good, poor)]
+                for session in sessions:
+                    await world.reach(session, "REQUESTED")
+            *fine, bad = sessions
+            row = await world.reach(bad, "REJECTED")
+            assert "InsufficientDeposit" in (row.reason or ""), row.reason
+            for session in fine:
+                await world.reach(session, "REFUNDED")  # opened, start rejected, refunded
+        rows = [world.row(s) for s in fine]
+        assert all(r is not None and r.attempts == 1 for r in rows)  # the refused batch
+        hashes = {r.open_tx_hash for r in rows if r is not None}
+        assert len(hashes) == 2 and None not in hashes, hashes  # each opened alone
+        await wait_async("cancelled event", lambda: cancelled(world, bad))
+        world.chain_sessions.clear()
 
     asyncio.run(scenario())
 

@@ -57,6 +57,10 @@ class CoreSettings(BaseSettings):
     kafka_linger_ms: int = Field(default=2, ge=0, le=1000)
 
     database_url: str = "sqlite:///:memory:"
+    #: How often the outbox relay looks for events without being woken. A commit that stages
+    #: events wakes its own process's relay at once, so this only catches what another process
+    #: committed (an operator's tool, a relay that failed a batch); each look is a locking query.
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     chain_rpc_url: str = "inprocess://eth-tester"
 
     signer_url: str = "127.0.0.1:50051"

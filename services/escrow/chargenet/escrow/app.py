@@ -85,7 +85,7 @@ class EscrowService:
             batch_handler=self.handlers.handle_batch,
             types=self.handlers.types,
         )
-        self.relay.start()
+        self.relay.start(self.settings.outbox_poll_seconds)
         if self.worker is not None:
             self.worker.start()
         else:

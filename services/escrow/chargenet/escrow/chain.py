@@ -1,20 +1,26 @@
-"""Reading the chain (no key needed): stations, escrow sessions, and dry runs of opens.
+"""Reading the chain (no key needed): stations and escrow sessions.
 
 Writes never happen here: they go through the signer (``chargenet.escrow.worker``).
 """
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from eth_utils.abi import function_signature_to_4byte_selector
+from eth_abi.abi import decode
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from chargenet.core.chain import SessionState, StationInfo, contract_at, load_artifact
+from chargenet.core.chain.rpc import (
+    ChainReadError,
+    abi_type,
+    answers,
+    batches,
+    is_revert_answer,
+    selector,
+)
 
 
 @dataclass(frozen=True)
@@ -32,19 +38,15 @@ class EscrowSession:
     expiry: int
 
 
-def _error_names() -> dict[str, str]:
-    """4-byte selector (0x-hex) -> ``Name(types)`` of every custom error of the contracts."""
-    names: dict[str, str] = {}
-    for contract in ("ChargingEscrow", "StationRegistry", "ChargeToken"):
-        for item in load_artifact(contract).abi:
-            if item["type"] == "error":
-                types = ",".join(i["type"] for i in item.get("inputs", []))
-                signature = f"{item['name']}({types})"
-                names["0x" + function_signature_to_4byte_selector(signature).hex()] = item["name"]
-    return names
+def _function_outputs(contract: str, name: str) -> list[str]:
+    for item in load_artifact(contract).abi:
+        if item["type"] == "function" and item["name"] == name:
+            return [abi_type(output) for output in item["outputs"]]
+    raise LookupError(f"{contract}.{name}")
 
 
-_ERRORS = _error_names()
+_STATION = selector("station(bytes32)")
+_STATION_OUTPUTS = _function_outputs("StationRegistry", "station")
 _REVERTED = "execution reverted: "
 
 
@@ -55,26 +57,6 @@ def is_revert(error: Exception) -> bool:
     return type(error).__name__ == "TransactionFailed" and str(error).startswith(_REVERTED)
 
 
-def revert_reason(error: Exception) -> str:
-    """A readable name for a revert (``SessionSlotBusy``) instead of raw revert data."""
-    data = getattr(error, "data", None)
-    text = str(error)
-    if data is None and text.startswith(_REVERTED + "b"):
-        # eth-tester puts the revert data's bytes repr into the message.
-        try:
-            raw = ast.literal_eval(text.removeprefix(_REVERTED))
-        except (ValueError, SyntaxError):
-            raw = None
-        if isinstance(raw, bytes):
-            data = "0x" + raw.hex()
-    if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
-        name = _ERRORS.get(data[:10].lower())
-        if name:
-            return name
-    message = getattr(error, "message", None) or str(error)
-    return str(message)[:200]
-
-
 class ChainReader:
     """The escrow and registry contracts at their deployed addresses."""
 
@@ -82,6 +64,34 @@ class ChainReader:
         self.w3 = w3
         self.escrow = contract_at(w3, "ChargingEscrow", escrow_address)
         self.registry = contract_at(w3, "StationRegistry", self.escrow.functions.registry().call())
+
+    def stations(self, station_ids: Iterable[bytes]) -> dict[bytes, Station | None]:
+        """Several stations (None: unknown) in one round trip to a node: a consumer batch's
+        requests are checked against the chain before its transaction begins."""
+        wanted = list(dict.fromkeys(station_ids))
+        if not wanted or not batches(self.w3):
+            return {station_id: self.station(station_id) for station_id in wanted}
+        to = self.registry.address
+        calls = [
+            ("eth_call", [{"to": to, "data": _STATION + station_id.hex()}, "latest"])
+            for station_id in wanted
+        ]
+        found: dict[bytes, Station | None] = {}
+        for station_id, answer in zip(wanted, answers(self.w3, calls), strict=True):
+            if "result" in answer:
+                raw = bytes.fromhex(str(answer["result"]).removeprefix("0x"))
+                index, cpo, active, info = decode(_STATION_OUTPUTS, raw)
+                found[station_id] = Station(
+                    int(index),
+                    Web3.to_checksum_address(cpo),
+                    bool(active),
+                    StationInfo.from_tuple(tuple(info)),
+                )
+            elif is_revert_answer(answer):
+                found[station_id] = None  # UnknownStation
+            else:
+                raise ChainReadError(f"StationRegistry.station failed: {answer.get('error')}")
+        return found
 
     def station(self, station_id: bytes) -> Station | None:
         """The station, or None when the registry does not know it."""
@@ -98,33 +108,6 @@ class ChainReader:
             chain_session_id
         ).call()
         return EscrowSession(SessionState(int(state)), int(maximum), int(expiry))
-
-    def simulate_open(self, request: tuple[Any, ...], sender: str) -> str | None:
-        """Why ``openFromDeposit(request)`` would revert if sent now, or None if it would not."""
-        try:
-            self.escrow.functions.openFromDeposit(request).call({"from": sender})
-        except Exception as error:
-            if not is_revert(error):
-                raise
-            return revert_reason(error)
-        return None
-
-    def simulate_opens(
-        self, requests: Sequence[tuple[Any, ...]], sender: str
-    ) -> tuple[list[str | None], bool]:
-        """Why each open would revert if sent now (None: it would not), and whether all of them
-        would succeed as one ``openBatch``. One node call when they would; each is tried alone
-        only when the batch would revert."""
-        if len(requests) > 1:
-            try:
-                self.escrow.functions.openBatch(list(requests)).call({"from": sender})
-            except Exception as error:
-                if not is_revert(error):
-                    raise
-            else:
-                return [None] * len(requests), True
-        problems = [self.simulate_open(request, sender) for request in requests]
-        return problems, len(requests) == 1 or any(p is not None for p in problems)
 
     def chain_time(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])

@@ -31,6 +31,7 @@ from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.db.outbox import add_to_outbox
 from chargenet.core.envelope import Envelope, EventData, make_envelope
 from chargenet.core.events import GatewayCommand, gateway_commands_topic
+from chargenet.escrow.chain import Station
 from chargenet.escrow.metrics import FINISHED, TRANSITIONS
 from chargenet.escrow.models import SessionRow
 from chargenet.escrow.settings import EscrowSettings
@@ -64,6 +65,9 @@ class Tx:
     work: bool = False
     #: Session rows this transaction holds locked (``EscrowCore.locked``/``lock_all``).
     rows: dict[str, SessionRow] = field(default_factory=dict)
+    #: Stations read from the chain before the transaction began, by id (None: unknown), so
+    #: that no node round trip is made while the batch's sessions are locked.
+    stations: dict[bytes, Station | None] = field(default_factory=dict)
 
     def emit(self, data: EventData, subject: str) -> Envelope:
         return self.publish(data.topic, data, subject)

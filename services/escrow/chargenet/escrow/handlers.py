@@ -19,6 +19,7 @@ what changes is only that intermediate prices nobody reads are not computed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -49,7 +50,7 @@ from chargenet.core.events import (
 )
 from chargenet.core.logging import bind
 from chargenet.core.pricing import PricingError, Tariff, canonical_hash
-from chargenet.escrow.chain import ChainReader
+from chargenet.escrow.chain import ChainReader, Station
 from chargenet.escrow.core import SOURCE, EscrowCore, Tx, utcnow
 from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
 from chargenet.escrow.models import MeterSampleRow, SessionRow
@@ -84,7 +85,10 @@ class SessionHandlers:
 
     def __call__(self, envelope: Envelope) -> None:
         if self._wanted(envelope):
-            self.core.apply_once(CONSUMER, envelope, lambda tx: self._apply(tx, [envelope]))
+            stations = self._stations([envelope])
+            self.core.apply_once(
+                CONSUMER, envelope, lambda tx: self._apply(tx, [envelope], stations=stations)
+            )
 
     def handle_batch(self, envelopes: Sequence[Envelope]) -> None:
         """The events in one transaction (the bus falls back to ``__call__`` if it fails)."""
@@ -94,7 +98,11 @@ class SessionHandlers:
         # one, and the inbox skips what the chunks before it committed.
         for start in range(0, len(wanted), size):
             began = time.monotonic()
-            applied = self.core.apply_batch(CONSUMER, wanted[start : start + size], self._apply)
+            chunk = wanted[start : start + size]
+            stations = self._stations(chunk)
+            applied = self.core.apply_batch(
+                CONSUMER, chunk, functools.partial(self._apply, stations=stations)
+            )
             if applied:
                 CONSUMER_BATCH.observe(len(applied))
                 CONSUMER_BATCH_TIME.observe(time.monotonic() - began)
@@ -114,7 +122,23 @@ class SessionHandlers:
         # Accepted (most results): nothing to change, not even the inbox.
         return envelope.type != CommandResult.event_type or _needs_action(envelope)
 
-    def _apply(self, tx: Tx, envelopes: list[Envelope]) -> None:
+    def _stations(self, envelopes: Sequence[Envelope]) -> dict[bytes, Station | None]:
+        """The requested stations' chain facts, in one round trip for the whole batch."""
+        ids = {
+            bytes.fromhex(station[2:])
+            for e in envelopes
+            if e.type == SessionRequested.event_type
+            and isinstance(station := e.data.get("station_id"), str)
+            and _is_bytes32(station)
+        }
+        if self.reader is None or not ids:
+            return {}
+        return self.reader.stations(sorted(ids))
+
+    def _apply(
+        self, tx: Tx, envelopes: list[Envelope], *, stations: dict[bytes, Station | None]
+    ) -> None:
+        tx.stations = stations
         sessions = {sid for e in envelopes if isinstance(sid := e.data.get("session_id"), str)}
         self.core.lock_all(tx, sessions)
         unpriced: set[str] = set()  # sessions with meter values recorded and not yet priced
@@ -182,7 +206,7 @@ class SessionHandlers:
             meter_verified=False,
             attempts=0,
         )
-        problem = self._check(request, data)
+        problem = self._check(tx, request, data)
         row.request = json.dumps(data)
         session.add(row)
         session.flush()
@@ -193,7 +217,7 @@ class SessionHandlers:
             tx.work = True  # to be opened
             self._ensure_topic(gateway_commands_topic(row.cpo_id))
 
-    def _check(self, request: SessionRequested, data: dict[str, object]) -> str | None:
+    def _check(self, tx: Tx, request: SessionRequested, data: dict[str, object]) -> str | None:
         """Why the escrow must not open this session, or None. Adds the station's chain facts
         to ``data`` (kept with the session for its CDR and meter verification)."""
         if self.reader is None:
@@ -212,7 +236,12 @@ class SessionHandlers:
             return f"the tariff document is invalid: {error.errors()[0]['msg']}"
         if tariff.country_code is None or tariff.party_id is None:
             return "the tariff document names no CPO (country_code and party_id)"
-        station = self.reader.station(bytes.fromhex(request.station_id.removeprefix("0x")))
+        station_id = bytes.fromhex(request.station_id.removeprefix("0x"))
+        station = (
+            tx.stations[station_id]
+            if station_id in tx.stations
+            else self.reader.station(station_id)
+        )
         if station is None:
             return "unknown station"
         if not station.active:
@@ -417,3 +446,13 @@ def cancel(core: EscrowCore, tx: Tx, row: SessionRow, reason: str) -> None:
     tx.move(row, State.CANCELLING, reason)
     tx.emit(SessionCancelled(session_id=row.session_id, reason=reason), row.session_id)
     stage_close(core, tx, [row], "cancel")
+
+
+def _is_bytes32(text: str) -> bool:
+    if len(text) != 66 or not text.startswith("0x"):
+        return False
+    try:
+        bytes.fromhex(text[2:])
+    except ValueError:
+        return False
+    return True

@@ -56,8 +56,11 @@ class EscrowSettings(CoreSettings):
     #: cancelled, so nothing is locked past the expiry; past it, the relayer refunds.
     escrow_expiry_margin_seconds: float = Field(default=600.0, ge=0)
     escrow_settle_attempts: int = Field(default=3, ge=1, le=20)
-    #: Worker poll interval; the sweeper runs every ``escrow_sweep_seconds``.
-    escrow_tick_seconds: float = Field(default=0.05, gt=0, le=5)
+    #: Worker poll interval. The worker is woken by every commit that leaves it work, and a
+    #: batch held back schedules its own tick, so this only bounds how late something another
+    #: process committed is seen; the sweeper runs every ``escrow_sweep_seconds`` (the worker
+    #: ticks at least that often). Each tick is a few queries: idle, a short one costs CPU.
+    escrow_tick_seconds: float = Field(default=1.0, gt=0, le=5)
     escrow_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
 
     #: The MSP's OCPI identity on the CDR token (country code, party id).

@@ -22,13 +22,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from chargenet.core.chain import SessionState
-from chargenet.core.events import SessionCancelled
 from chargenet.escrow.chain import ChainReader
 from chargenet.escrow.core import EscrowCore, Tx, utcnow
 from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
-from chargenet.escrow.operations import Operations, open_request, stage, stage_close
+from chargenet.escrow.operations import Operations, stage, stage_close
 from chargenet.escrow.states import State
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,6 @@ class Worker:
         self.core = core
         self.reader = reader
         self.operations = operations
-        self._relayer_address: str | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -80,7 +78,7 @@ class Worker:
         while not self._stop.is_set():
             # Cleared before the tick: work committed during it runs another one at once.
             self._wake.clear()
-            self._next_tick = settings.escrow_tick_seconds
+            self._next_tick = min(settings.escrow_tick_seconds, settings.escrow_sweep_seconds)
             try:
                 self.tick()
             except Exception:
@@ -105,16 +103,6 @@ class Worker:
         seconds = (oldest + window - utcnow()).total_seconds()
         self._next_tick = max(0.0, min(self._next_tick, seconds))
 
-    @property
-    def relayer_address(self) -> str:
-        if self._relayer_address is None:
-            alias = self.core.settings.escrow_relayer_key
-            keys = {k.alias: k.address for k in self.operations.signer.list_keys()}
-            if alias not in keys:
-                raise LookupError(f"the signer has no key {alias!r} (escrow_relayer_key)")
-            self._relayer_address = keys[alias]
-        return self._relayer_address
-
     # -- batches -----------------------------------------------------------------------------
     def batch_opens(self) -> None:
         settings = self.core.settings
@@ -137,28 +125,14 @@ class Worker:
                 # They go with the next open, as soon as the one on its way is done.
                 self._hold(rows[0].created_at, window)
                 return
-            # Batches are all-or-nothing: what would revert is refused here, with its reason. A
-            # lone open needs no dry run of ours: the signer's gas estimate is one, and an open it
-            # refuses fails alone, with the revert's name (one node call less on the start path).
-            problems: list[str | None] = [None]
-            together = True
-            if len(rows) > 1:
-                requests = [open_request(r) for r in rows]
-                problems, together = self.reader.simulate_opens(requests, self.relayer_address)
-            good: list[SessionRow] = []
-            for row, problem in zip(rows, problems, strict=True):
-                if problem is not None:
-                    reason = f"the escrow refused the open: {problem}"
-                    tx.move(row, State.REJECTED, reason)
-                    tx.emit(
-                        SessionCancelled(session_id=row.session_id, reason=reason), row.session_id
-                    )
-                else:
-                    good.append(row)
-            # Each would open alone but not all together (e.g. one driver's two sessions and one
-            # deposit): each its own transaction, so the chain decides which.
-            retries = [r for r in good if r.attempts > 0 or not together]
-            fresh = [r for r in good if r.attempts == 0 and together]
+            # No dry run of ours: the signer's gas estimate is one, on the node, before anything
+            # is broadcast. A batch it refuses (one open would revert: batches are all or
+            # nothing) puts its sessions back with one attempt more, and each is then sent
+            # alone, so the chain decides each and the one at fault fails with the revert's
+            # name. The common case, where every open is fine, saves a node call on the start
+            # path; a bad request costs the others one more round trip.
+            retries = [r for r in rows if r.attempts > 0]
+            fresh = [r for r in rows if r.attempts == 0]
             for group in [[r] for r in retries] + ([fresh] if fresh else []):
                 stage(self.core, tx, "open", group, settings.escrow_relayer_key)
                 for row in group:

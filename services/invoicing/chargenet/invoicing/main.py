@@ -57,7 +57,7 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
         subscription = bus.subscribe(
             CONSUMES, settings.invoicing_consumer_group, consumer, types=APPLIED_TYPES
         )
-        relay.start()
+        relay.start(settings.outbox_poll_seconds)
         try:
             yield
         finally:

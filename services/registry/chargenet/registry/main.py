@@ -112,7 +112,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         bus.ensure_topics([*CONSUMES, Topic.STATIONS.value])
         subscription = bus.subscribe(CONSUMES, settings.registry_consumer_group, consumer)
-        relay.start()
+        relay.start(settings.outbox_poll_seconds)
         thread = None
         if indexer is not None:
             thread = threading.Thread(

@@ -37,6 +37,10 @@ class _Found:
     receipts: dict[str, dict[str, Any] | None]
 
 
+#: The poll interval while no transaction is open (a broadcast still wakes the tracker at once).
+_IDLE_POLL_SECONDS = 1.0
+
+
 class Tracker:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -63,9 +67,15 @@ class Tracker:
                 log.exception("tracker: poll failed")
             # One poll per interval serves every open transaction, however many there are; a
             # broadcast starts one at once (an automining node has decided by then, and on any
-            # other chain it costs one batched call).
+            # other chain it costs one batched call). With nothing open, only the head and the
+            # base fee are refreshed, and an offer of twice the base fee absorbs a second's
+            # drift: polling as often then only kept the node and this process busy.
+            open_lanes = any(lane.open for lane in engine.lanes.values())
+            interval = engine.config.poll_seconds
+            if not open_lanes:
+                interval = max(interval, _IDLE_POLL_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(engine.broadcasted.wait(), engine.config.poll_seconds)
+                await asyncio.wait_for(engine.broadcasted.wait(), interval)
 
     async def poll(self) -> None:
         engine = self.engine

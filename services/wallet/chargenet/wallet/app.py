@@ -104,7 +104,7 @@ def create_app(
             batch_handler=projection.batch,
             types=SessionProjection.TYPES,
         )
-        relay.start()
+        relay.start(settings.outbox_poll_seconds)
         signals.start()
         try:
             yield

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils.address import to_checksum_address
-from web3 import HTTPProvider, Web3
-from web3.types import RPCEndpoint
+from web3 import Web3
 
 from chargenet.core.chain import contract_at
+from chargenet.core.chain.rpc import abi_type, results, selector
 
 #: Events of a driver's money, newest last; ``topic`` is the position of the driver's address
 #: among the indexed arguments (1 = first).
@@ -31,17 +31,9 @@ _HISTORY_EVENTS: tuple[tuple[str, str, int], ...] = (
 )
 
 
-def _selector(signature: str) -> str:
-    return "0x" + Web3.keccak(text=signature)[:4].hex()
-
-
-_BALANCE_OF = _selector("balanceOf(address)")
-_DEPOSIT_OF = _selector("depositOf(address)")
-_LAST_NONCE_OF = _selector("lastNonceOf(address)")
-
-
-class ChainReadError(RuntimeError):
-    """The node answered a read with an error."""
+_BALANCE_OF = selector("balanceOf(address)")
+_DEPOSIT_OF = selector("depositOf(address)")
+_LAST_NONCE_OF = selector("lastNonceOf(address)")
 
 
 def _int(value: Any) -> int:
@@ -127,7 +119,7 @@ class ChainReader:
         calls (through web3's contract functions each cost more CPU than the node's answer).
         """
         started = time.monotonic()
-        [latest] = self._rpc([("eth_getBlockByNumber", ["latest", False])])
+        [latest] = results(self.w3, [("eth_getBlockByNumber", ["latest", False])])
         block, timestamp = _int(latest["number"]), _int(latest["timestamp"])
         argument = address.lower().removeprefix("0x").rjust(64, "0")
         views = [(self.token.address, _BALANCE_OF), (self.escrow.address, _DEPOSIT_OF)]
@@ -135,32 +127,18 @@ class ChainReader:
             views.append((self.escrow.address, _LAST_NONCE_OF))
         token, deposit, *last = (
             _int(result)
-            for result in self._rpc(
+            for result in results(
+                self.w3,
                 [
-                    ("eth_call", [{"to": to, "data": selector + argument}, hex(block)])
-                    for to, selector in views
-                ]
+                    ("eth_call", [{"to": to, "data": function + argument}, hex(block)])
+                    for to, function in views
+                ],
             )
         )
         balance = Balance(token=token, deposit=deposit, block=block)
         with self._lock:
             self._balances[address] = (started, balance)
         return Snapshot(balance=balance, timestamp=timestamp, last_nonce=last[0] if last else None)
-
-    def _rpc(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """The results of raw JSON-RPC calls: one HTTP request to a node, in order in process."""
-        provider = self.w3.provider
-        if not isinstance(provider, HTTPProvider):
-            return [self.w3.manager.request_blocking(RPCEndpoint(m), p) for m, p in calls]
-        answers = provider.make_batch_request([(RPCEndpoint(m), p) for m, p in calls])
-        if not isinstance(answers, list):  # the node refused the batch as a whole
-            raise ChainReadError(f"the node refused {[m for m, _ in calls]}: {answers}")
-        results = []
-        for (method, _), answer in zip(calls, answers, strict=True):
-            if "error" in answer or "result" not in answer:
-                raise ChainReadError(f"{method} failed: {answer.get('error')}")
-            results.append(answer["result"])
-        return results
 
     def forget(self, address: str) -> None:
         """Drop the cached balance after the wallet itself changed it."""
@@ -232,17 +210,9 @@ class ChainReader:
 def _topic0(contract: Any, event_name: str) -> str:
     for item in contract.abi:
         if item.get("type") == "event" and item.get("name") == event_name:
-            types = ",".join(_abi_type(arg) for arg in item["inputs"])
+            types = ",".join(abi_type(arg) for arg in item["inputs"])
             return "0x" + Web3.keccak(text=f"{event_name}({types})").hex().removeprefix("0x")
     raise LookupError(event_name)
-
-
-def _abi_type(arg: dict[str, Any]) -> str:
-    kind = str(arg["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in arg["components"])
-        return f"({inner}){kind[5:]}"
-    return kind
 
 
 def _plain(value: Any) -> Any:

@@ -278,7 +278,7 @@ class Plan:
             "registry_escrow_address": self.contracts["ChargingEscrow"],
             "registry_start_block": self.first_block,
             "registry_confirmations": 0,
-            "registry_poll_seconds": 0.1,
+            "registry_poll_seconds": 0.25,
             "registry_cpo_keys": json.dumps({c.cpo_id: c.key_alias for c in self.cpos}),
             "registry_jwt_secret": self.jwt_secret,
         }
@@ -316,10 +316,10 @@ class Plan:
             # one is on its way (on automine, well under 0.1 s) waits to join the next batch.
             "escrow_open_window_seconds": 0.1,
             "escrow_settle_delay_seconds": 0.5,
-            # The worker is woken by every commit that leaves it work; its tick only catches
-            # those bounds and the sweeper, so it need not spend round trips 20 times a second.
-            "escrow_tick_seconds": 0.25,
-            "escrow_sweep_seconds": 0.5,
+            # The worker is woken by every commit that leaves it work and a held batch schedules
+            # its own tick; the periodic tick only runs the sweeper (deadlines of seconds).
+            "escrow_tick_seconds": 1.0,
+            "escrow_sweep_seconds": 1.0,
             "escrow_start_timeout_seconds": 20.0,
             "escrow_meter_keys": json.dumps(meter_keys),
         }

@@ -1,0 +1,68 @@
+"""Raw JSON-RPC reads: several calls in one HTTP request to the node.
+
+A read through web3's contract functions costs more CPU in this process (argument checks,
+middleware, ABI handling per call) than the node spends answering it, and each is its own round
+trip. Services on a hot path send raw calls instead, in one batch, and decode what they need.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
+
+
+class ChainReadError(RuntimeError):
+    """The node answered a read with an error."""
+
+
+def selector(signature: str) -> str:
+    """The 4-byte function selector of ``name(types)``, 0x-hex."""
+    return "0x" + Web3.keccak(text=signature)[:4].hex()
+
+
+def abi_type(arg: dict[str, Any]) -> str:
+    """The canonical type of one ABI input or output (tuples spelled out)."""
+    kind = str(arg["type"])
+    if kind.startswith("tuple"):
+        inner = ",".join(abi_type(c) for c in arg["components"])
+        return f"({inner}){kind[5:]}"
+    return kind
+
+
+def batches(w3: Web3) -> bool:
+    """Whether ``answers`` sends one HTTP request (a node); otherwise each call is its own."""
+    return isinstance(w3.provider, HTTPProvider)
+
+
+def answers(w3: Web3, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Each call's answer (``{"result": ...}`` or ``{"error": {...}}``), in order, from one HTTP
+    request. Only for a node (``batches``): the in-process chain raises instead of answering."""
+    provider = w3.provider
+    if not isinstance(provider, HTTPProvider):
+        raise TypeError("raw JSON-RPC batches need a node (an HTTP provider)")
+    replies = provider.make_batch_request([(RPCEndpoint(m), p) for m, p in calls])
+    if not isinstance(replies, list):  # the node refused the batch as a whole
+        raise ChainReadError(f"the node refused {[m for m, _ in calls]}: {replies}")
+    return [dict(reply) for reply in replies]
+
+
+def results(w3: Web3, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+    """The results of raw JSON-RPC calls: one HTTP request to a node, in order in process."""
+    if not batches(w3):
+        return [w3.manager.request_blocking(RPCEndpoint(m), p) for m, p in calls]
+    out = []
+    for (method, _), answer in zip(calls, answers(w3, calls), strict=True):
+        if "error" in answer or "result" not in answer:
+            raise ChainReadError(f"{method} failed: {answer.get('error')}")
+        out.append(answer["result"])
+    return out
+
+
+def is_revert_answer(answer: dict[str, Any]) -> bool:
+    """An ``eth_call`` the contract reverted (Hardhat: ``reverted with ...``; geth: code 3)."""
+    error = answer.get("error")
+    if not isinstance(error, dict):
+        return False
+    return error.get("code") == 3 or "revert" in str(error.get("message", "")).lower()
