@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from cpu import per_session, reading
 
-from chargenet.cli.network.client import Driver, NetworkClient, station_for
+from chargenet.cli.network.client import Driver, NetworkClient, NetworkError, station_for
 from chargenet.cli.network.fleet import ChargingProfile, SimStation, StationEvent
 from chargenet.cli.network.plan import Ports
 from chargenet.cli.network.scenario import percentile
@@ -40,6 +40,8 @@ from chargenet.cli.network.supervisor import (
 )
 
 MAXIMUM = 20_000_000  # far above what one short session costs: no budget stop here
+BUSY_RETRIES = 50
+BUSY_PAUSE_SECONDS = 0.1
 
 
 #: Any state at or past charging (a poll can miss a short-lived one).
@@ -56,6 +58,8 @@ class Level:
     failures: list[str] = field(default_factory=list)
     #: Where the level's CPU went (``bench/cpu.py``).
     cpu: str = ""
+    #: Requests answered 409 "occupied" and tried again (see ``run_level``).
+    busy_retries: int = 0
     #: session id -> (REST request, RemoteStart at the charge point), for the profile.
     timeline: dict[str, tuple[datetime, datetime | None]] = field(default_factory=dict)
 
@@ -69,13 +73,27 @@ async def run_level(
     level: Level,
     arrivals: dict[str, datetime],
 ) -> None:
-    async def one(driver: Driver, station_id: str) -> None:
-        for _ in range(per_driver):
+    async def request(driver: Driver, station_id: str) -> tuple[str, datetime, float]:
+        """The session, its request's time and clock. A driver who starts again at once may
+        find the connector still occupied in the registry (its Available status on its way
+        from the charge point): the app says so and the driver tries again a moment later."""
+        for _ in range(BUSY_RETRIES):
             requested = datetime.now(UTC)
             clock = time.monotonic()
             waiting[driver.id_token] = requested
             try:
-                session = await client.request_session(driver, station_id, MAXIMUM)
+                return await client.request_session(driver, station_id, MAXIMUM), requested, clock
+            except NetworkError as error:
+                if error.status != 409 or "occupied" not in str(error):
+                    raise
+                level.busy_retries += 1
+                await asyncio.sleep(BUSY_PAUSE_SECONDS)
+        raise NetworkError(f"{station_id} still occupied after {BUSY_RETRIES} tries")
+
+    async def one(driver: Driver, station_id: str) -> None:
+        for _ in range(per_driver):
+            try:
+                session, requested, clock = await request(driver, station_id)
                 # The session's event stream, as the driver app follows it (polling only if the
                 # stream fails): polling every driver's session loaded the wallet for nothing.
                 async with client.watch(driver, session) as watch:
@@ -316,6 +334,7 @@ def main() -> int:
         for failure in level.failures[:5]:
             print(f"  failure: {failure}")
         print(f"  {level.cpu}")
+        print(f"  requests tried again on 409 'connector occupied': {level.busy_retries}")
         print("\n".join(lines))
     return 0 if all(not level.failures for level in results) else 1
 

@@ -235,6 +235,55 @@ def test_register_index_find_and_live_status(api: tuple[TestClient, Any]) -> Non
     assert "chargenet_registry_indexer_lag_blocks" in metrics
 
 
+def test_status_events_fetched_together_apply_in_order_in_one_batch(
+    api: tuple[TestClient, Any],
+) -> None:
+    """A start and a stop move a connector several times in a row: the bus hands them over
+    together and they apply in one transaction, in order, once each, the stale one ignored."""
+    http, (indexer, signer, _db, _cpo) = api
+    answer = _register(http, "DE*API*E0009")  # the chain is shared by the module's tests
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    now = datetime.now(UTC)
+
+    def status(connector: int, value: str, seconds: float) -> Any:
+        return make_envelope(
+            ConnectorStatusChanged(
+                charge_point_id="CP-API-1",
+                cpo_id="cpo-1",
+                connector_id=connector,
+                status=value,
+                reported_at=now + timedelta(seconds=seconds),
+            ),
+            subject="CP-API-1",
+            source="gateway",
+        )
+
+    def duplicates() -> float:
+        name = 'chargenet_registry_status_events_total{outcome="duplicate"} '
+        found = [s for s in http.get("/metrics").text.splitlines() if s.startswith(name)]
+        return float(found[0].removeprefix(name)) if found else 0.0
+
+    before = duplicates()
+    consumer = http.app.state.consumer  # type: ignore[attr-defined]
+    first = [status(1, "Preparing", 1), status(1, "Charging", 2), status(2, "Available", 3)]
+    consumer.batch(first)
+    later = [
+        first[1],  # redelivered: applied already
+        status(1, "Finishing", 4),
+        status(1, "Available", 5),
+        status(2, "Charging", 0),  # older than connector 2's Available: ignored
+    ]
+    consumer.batch(later)
+
+    detail = http.get("/v1/stations/DE*API*E0009").json()["location"]
+    connectors = {c["id"]: c for c in detail["evses"][0]["connectors"]}
+    assert connectors["1"]["available"] is True and connectors["2"]["available"] is True
+    assert detail["charge_points"][0]["online"] is True
+    assert duplicates() == before + 1
+
+
 def _decimal(document: dict[str, Any]) -> dict[str, Any]:
     from decimal import Decimal
 

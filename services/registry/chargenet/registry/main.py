@@ -40,7 +40,7 @@ from chargenet.registry.indexer import Indexer
 from chargenet.registry.metrics import API_LATENCY
 from chargenet.registry.rpc import ChainReader
 from chargenet.registry.settings import RegistrySettings
-from chargenet.registry.status import CONSUMES, StatusConsumer
+from chargenet.registry.status import CONSUMES, HANDLED, StatusConsumer
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
@@ -111,7 +111,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         bus.ensure_topics([*CONSUMES, Topic.STATIONS.value])
-        subscription = bus.subscribe(CONSUMES, settings.registry_consumer_group, consumer)
+        subscription = bus.subscribe(
+            CONSUMES,
+            settings.registry_consumer_group,
+            consumer,
+            batch_handler=consumer.batch,
+            types=HANDLED,
+        )
         relay.start(settings.outbox_poll_seconds)
         thread = None
         if indexer is not None:

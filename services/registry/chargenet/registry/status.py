@@ -2,17 +2,20 @@
 
 Within a charge point the events arrive in order (one partition per key), but a redelivery after
 a rebalance can replay an older one: a report older than what is stored does not overwrite it.
+What the bus fetched together is applied in one transaction (``batch``); if that fails the bus
+hands the events over one by one (``__call__``), each in its own.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
-from chargenet.core.db.inbox import apply_once
+from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import (
     ChargePointBooted,
@@ -54,6 +57,23 @@ class StatusConsumer:
             STATUS_EVENTS.labels(outcome="applied").inc()
         else:
             STATUS_EVENTS.labels(outcome="duplicate").inc()
+
+    def batch(self, envelopes: Sequence[Envelope]) -> None:
+        """The events in one transaction: a session's status changes come in bursts (a start
+        and a stop each move a connector two or three times), one commit serves them all."""
+        handled = [e for e in envelopes if e.type in HANDLED]
+        if len(handled) < len(envelopes):
+            STATUS_EVENTS.labels(outcome="ignored").inc(len(envelopes) - len(handled))
+        if not handled:
+            return
+        fresh = apply_batch_once(self.db, CONSUMER, handled, self._apply_all)
+        STATUS_EVENTS.labels(outcome="applied").inc(len(fresh))
+        if len(fresh) < len(handled):
+            STATUS_EVENTS.labels(outcome="duplicate").inc(len(handled) - len(fresh))
+
+    def _apply_all(self, session: Session, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            self._apply(session, envelope)
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
         if envelope.type == ChargePointBooted.event_type:

@@ -34,6 +34,11 @@ FINAL_STATES = ("settled", "refunded", "failed")
 class NetworkError(RuntimeError):
     """The network answered something a step cannot go on with; the message says what."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status of the answer, when there was one.
+        self.status = status
+
 
 async def eventually(
     what: str, probe: Callable[[], Awaitable[T | None]], within: float, every: float = 0.1
@@ -52,7 +57,8 @@ def _ok(answer: httpx.Response, *expected: int) -> dict[str, Any]:
     if answer.status_code not in expected:
         raise NetworkError(
             f"{answer.request.method} {answer.request.url.path} answered "
-            f"{answer.status_code}: {answer.text[:300]}"
+            f"{answer.status_code}: {answer.text[:300]}",
+            answer.status_code,
         )
     data: dict[str, Any] = answer.json() if answer.content else {}
     return data
