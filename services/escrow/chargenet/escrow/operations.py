@@ -220,14 +220,23 @@ class Operations:
             else:
                 log.warning("sending %s failed (will retry): %s", op.id, error)
             return
-        with self.core.tx() as tx:
-            row = tx.session.get(ChainOp, op.id)
-            if row is not None and row.status == "new":
-                row.status = "sent"
-                row.tx_hash = sent.tx_hash or None
-                row.updated_at = utcnow()
+        self.mark_sent(op.id, sent.tx_hash)
         if sent.status.is_terminal:
             self.apply(op.id, sent, None)
+
+    def mark_sent(self, op_id: str, tx_hash: str) -> None:
+        """Record that the signer has the operation, unless its outcome is already applied.
+
+        One conditional update, not a read then a write: the stream may apply the outcome in
+        between (automine decides within milliseconds), and "sent" written over "final" had the
+        sweeper apply it a second time, a second later.
+        """
+        with self.core.tx() as tx:
+            tx.session.execute(
+                sa.update(ChainOp)
+                .where(ChainOp.id == op_id, ChainOp.status == "new")
+                .values(status="sent", tx_hash=tx_hash or None, updated_at=utcnow())
+            )
 
     def follow(self, on_change: Callable[[], None] = lambda: None) -> None:
         """Apply outcomes as the signer streams them, until :meth:`stop_following`.
