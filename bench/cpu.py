@@ -37,10 +37,20 @@ def _component(pid: str) -> str | None:
     return None
 
 
+def _machine() -> tuple[float, float]:
+    """Seconds since boot the machine's CPUs spent stolen by the hypervisor, and in all."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return fields[7] / _TICK if len(fields) > 7 else 0.0, sum(fields[:8]) / _TICK
+
+
 def reading(processes: dict[str, dict[str, Any]]) -> Counter[str]:
     """CPU seconds per group: each service (gateway replicas together), each component, and
-    ``harness`` (this process)."""
+    ``harness`` (this process); and the machine's ``:steal`` and ``:all`` (not a group)."""
     groups: Counter[str] = Counter()
+    groups[":steal"], groups[":all"] = _machine()
     service_pids = {str(p["pid"]): str(p["service"]) for p in processes.values()}
     for pid, service in service_pids.items():
         groups[service] += _cpu_seconds(pid)
@@ -57,7 +67,9 @@ def per_session(before: Counter[str], after: Counter[str], sessions: int) -> str
     """One line: CPU ms per settled session per group, their sum, and the rate 2 cores cap."""
     if sessions == 0:
         return "CPU per settled session: no session settled"
-    spent = {group: after[group] - before.get(group, 0.0) for group in after}
+    steal = after[":steal"] - before.get(":steal", 0.0)
+    machine = after[":all"] - before.get(":all", 0.0)
+    spent = {group: after[group] - before.get(group, 0.0) for group in after if ":" not in group}
     total = sum(spent.values())
     parts = ", ".join(
         f"{group} {seconds * 1000 / sessions:.0f}"
@@ -68,5 +80,6 @@ def per_session(before: Counter[str], after: Counter[str], sessions: int) -> str
     cap = sessions * cores / total if total else 0.0
     return (
         f"CPU ms per settled session: {total * 1000 / sessions:.0f} ({parts}); "
-        f"{cores} cores cap the rate at {cap:.1f} sessions/s"
+        f"{cores} cores cap the rate at {cap:.1f} sessions/s; "
+        f"the hypervisor stole {steal / machine * 100 if machine else 0:.1f}% of the machine"
     )

@@ -307,8 +307,10 @@ async def _events(
     with signals.watch(session_id) as changed:
         while not await request.is_disconnected():
             changed.clear()
-            row = await asyncio.to_thread(sessions.get, driver, session_id)
-            if row.version != sent:
+            row = signals.latest(session_id)
+            if row is None or row.version <= sent:
+                row = await asyncio.to_thread(sessions.get, driver, session_id)
+            if row.version > sent:
                 sent = row.version
                 quiet_since = time.monotonic()
                 yield f"id: {row.version}\nevent: session\ndata: {json.dumps(view(row))}\n\n"

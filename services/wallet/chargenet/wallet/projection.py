@@ -106,16 +106,24 @@ class SessionProjection:
         wanted = [e for e in envelopes if e.type in _TYPES]
         if not wanted:
             return
-        fresh = apply_batch_once(self.db, CONSUMER, wanted, self.fold)
+        folded: list[ChargingSession] = []
+        fresh = apply_batch_once(
+            self.db,
+            CONSUMER,
+            wanted,
+            lambda session, events: folded.extend(self.fold(session, events)),
+        )
         for envelope in fresh:
             metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
-        self.signals.notify(e.subject for e in fresh)
+        # The committed rows go along: a stream on this replica sends them without reading.
+        self.signals.notify((e.subject for e in fresh), folded)
 
     def _apply_one(self, session: Session, envelope: Envelope) -> None:
         self.fold(session, [envelope])
 
-    def fold(self, session: Session, envelopes: Sequence[Envelope]) -> None:
-        """Apply events (of any sessions, in order) to their rows, in the caller's transaction."""
+    def fold(self, session: Session, envelopes: Sequence[Envelope]) -> list[ChargingSession]:
+        """Apply events (of any sessions, in order) to their rows, in the caller's transaction;
+        returns the rows."""
         by_session: dict[str, list[Envelope]] = {}
         for envelope in envelopes:
             by_session.setdefault(envelope.subject, []).append(envelope)
@@ -129,6 +137,7 @@ class SessionProjection:
         # A session missing here is not one this wallet requested (another MSP's, a test's).
         for row in rows:
             _Fold(session, row).apply(by_session[row.session_id])
+        return list(rows)
 
 
 class _Fold:

@@ -4,7 +4,8 @@ A stream sends the session row as it is in the database, where every replica's c
 It re-reads the row only when woken: at once by a change this process committed (its consumer,
 a stop request), and by one poller per process that reads the versions of all watched sessions
 in one query every ``wallet_stream_poll_seconds`` (what another replica applied). So a hundred
-open streams cost one query per interval, not a hundred.
+open streams cost one query per interval, not a hundred. A change committed here hands over the
+committed row too (``latest``): the stream sends it without reading it back.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class SessionSignals:
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}  # what the poller saw last (its thread only)
+        #: The newest row committed in this process, per watched session (see ``latest``).
+        self._latest: dict[str, ChargingSession] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,15 +54,28 @@ class SessionSignals:
                     waiters.discard(waiter)
                     if not waiters:
                         del self._waiters[session_id]
+                        self._latest.pop(session_id, None)
 
-    def notify(self, session_ids: Iterable[str]) -> None:
-        """Wake the streams of these sessions; called from any thread after a commit."""
+    def notify(self, session_ids: Iterable[str], rows: Iterable[ChargingSession] = ()) -> None:
+        """Wake the streams of these sessions; called from any thread after a commit, with the
+        committed rows when the caller has them."""
         with self._lock:
+            for row in rows:
+                if row.session_id in self._waiters:
+                    kept = self._latest.get(row.session_id)
+                    if kept is None or kept.version < row.version:
+                        self._latest[row.session_id] = row
             woken = [w for s in set(session_ids) for w in self._waiters.get(s, ())]
         for loop, event in woken:
             # A closed loop raises: its stream is gone, nobody is left to wake.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
+
+    def latest(self, session_id: str) -> ChargingSession | None:
+        """The newest row of a watched session that this process committed, if any. Versions
+        only grow, so a stream that has sent this version or a newer one reads the database."""
+        with self._lock:
+            return self._latest.get(session_id)
 
     # -- the poller ------------------------------------------------------------------------------
 
