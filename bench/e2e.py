@@ -40,8 +40,8 @@ from chargenet.cli.network.supervisor import (
 )
 
 MAXIMUM = 20_000_000  # far above what one short session costs: no budget stop here
-BUSY_RETRIES = 50
-BUSY_PAUSE_SECONDS = 0.1
+BUSY_RETRIES = 80
+BUSY_PAUSE_SECONDS = 0.25
 
 
 #: Any state at or past charging (a poll can miss a short-lived one).
@@ -105,7 +105,7 @@ async def run_level(
                         await client.stop_session(driver, session)
                     final = await watch.until(("settled", "refunded", "failed"))
             except Exception as error:
-                level.failures.append(str(error))
+                level.failures.append(f"{type(error).__name__}: {error}")
                 continue
             if final["state"] != "settled":
                 level.failures.append(f"{session}: {final['state']} {final['reason']}")

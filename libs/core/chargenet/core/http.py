@@ -60,6 +60,23 @@ def ops_app(title: str, readiness_checks: dict[str, ReadinessCheck] | None = Non
     return app
 
 
+#: How long an idle keep-alive connection stays open. uvicorn's default, 5 s, equals httpx's
+#: client default: a client reusing a connection at the moment the server closes it gets
+#: "Server disconnected" on a POST it cannot retry (seen under load in bench/e2e.py). Longer
+#: than the clients' and than a load balancer's idle timeout (60 s is common), the client or
+#: the balancer always closes first.
+KEEP_ALIVE_SECONDS = 75
+
+
 def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server to run inside the service's own event loop (``await server.serve()``)."""
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
+    return uvicorn.Server(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, timeout_keep_alive=KEEP_ALIVE_SECONDS
+        )
+    )
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run the service's REST app until it is stopped (its own event loop)."""
+    http_server(app, host, port).run()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from chargenet.core import logging as core_logging
 from chargenet.core.bus import create_bus
 from chargenet.core.db import Database
+from chargenet.core.http import serve
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.escrow.app import EscrowService, create_app, migrate
 from chargenet.escrow.settings import EscrowSettings
@@ -28,7 +27,7 @@ def main() -> int:
         exit_on_configuration_error(error)
         return 2
     try:
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+        serve(app, settings.http_host, settings.http_port)
     finally:
         bus.close()
         db.dispose()

@@ -7,12 +7,11 @@ import contextlib
 import logging
 import signal
 
-import uvicorn
 from fastapi import FastAPI
 
 from chargenet.core import logging as core_logging
 from chargenet.core.bus import create_bus
-from chargenet.core.http import ops_router
+from chargenet.core.http import http_server, ops_router
 from chargenet.core.settings import (
     ConfigurationError,
     exit_on_configuration_error,
@@ -35,9 +34,7 @@ async def serve(settings: GatewaySettings) -> None:
     await gateway.start()
     app = FastAPI(title=f"chargenet gateway {settings.cpo_id}")
     app.include_router(ops_router({"websocket": gateway.ready}))
-    ops = uvicorn.Server(
-        uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_config=None)
-    )
+    ops = http_server(app, settings.http_host, settings.http_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from chargenet.core import logging as core_logging
@@ -15,7 +14,7 @@ from chargenet.core.bus import EventBus, create_bus
 from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
-from chargenet.core.http import install_error_handlers, ops_router
+from chargenet.core.http import install_error_handlers, ops_router, serve
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.invoicing.api import refused_router, router
 from chargenet.invoicing.consumer import APPLIED_TYPES, SessionsConsumer
@@ -89,7 +88,7 @@ def main() -> int:
         exit_on_configuration_error(error)
         return 2
     try:
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+        serve(app, settings.http_host, settings.http_port)
     finally:
         bus.close()
         db.dispose()

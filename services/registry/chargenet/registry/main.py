@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from web3 import Web3
 
@@ -25,7 +24,7 @@ from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.events import Topic
-from chargenet.core.http import install_error_handlers, ops_router
+from chargenet.core.http import install_error_handlers, ops_router, serve
 from chargenet.core.settings import (
     ConfigurationError,
     exit_on_configuration_error,
@@ -195,7 +194,7 @@ def main() -> int:
         return 2
     tune_interpreter()
     try:
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+        serve(app, settings.http_host, settings.http_port)
     finally:
         signer.close()
         bus.close()

@@ -6,12 +6,11 @@ and the outbox relay (a thread). See :mod:`chargenet.wallet.app` to start it in 
 
 from __future__ import annotations
 
-import uvicorn
-
 from chargenet.core import logging as core_logging
 from chargenet.core.bus import create_bus
 from chargenet.core.chain import connect
 from chargenet.core.db import Database
+from chargenet.core.http import serve
 from chargenet.core.settings import (
     ConfigurationError,
     exit_on_configuration_error,
@@ -50,7 +49,7 @@ def main() -> int:
         exit_on_configuration_error(error)
         return 2
     try:
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)
+        serve(app, settings.http_host, settings.http_port)
     finally:
         registry.close()
         signer.close()
