@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -45,8 +46,19 @@ STOP_ACTION = "RemoteStopTransaction"
 
 
 Q = TypeVar("Q", bound=sa.Select[Any])
+
+
+class Work(StrEnum):
+    """What a commit left the worker to do: each wake-up runs only those parts of its tick."""
+
+    OPENS = "opens"  # sessions to open (a request, or an open finished that others waited for)
+    SETTLES = "settles"  # sessions to settle (a stop, or a settlement finished)
+    SENDS = "sends"  # chain operations staged, to hand to the signer
+
+
+ALL_WORK = frozenset(Work)
 #: States the worker acts on: a session entering one wakes it.
-WORKER_STATES = frozenset({State.REQUESTED, State.STOPPED})
+_STATE_WORK = {State.REQUESTED: Work.OPENS, State.STOPPED: Work.SETTLES}
 
 
 def utcnow() -> datetime:
@@ -62,7 +74,7 @@ class Tx:
     events: int = 0
     #: The worker has something to do once this commits (a session to open or settle, an
     #: operation to send, one finished that others waited for).
-    work: bool = False
+    work: set[Work] = field(default_factory=set)
     #: Session rows this transaction holds locked (``EscrowCore.locked``/``lock_all``).
     rows: dict[str, SessionRow] = field(default_factory=dict)
     #: Stations read from the chain before the transaction began, by id (None: unknown), so
@@ -87,8 +99,8 @@ class Tx:
         check(row.session_id, current, target)
         row.state = target.value
         row.updated_at = utcnow()
-        if target in WORKER_STATES:
-            self.work = True
+        if (work := _STATE_WORK.get(target)) is not None:
+            self.work.add(work)
         if reason is not None:
             row.reason = reason[:2000]
         log.info(
@@ -134,7 +146,7 @@ class EscrowCore:
         db: Database,
         *,
         on_commit: Callable[[], None] | None = None,
-        on_work: Callable[[], None] | None = None,
+        on_work: Callable[[Collection[Work]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -200,7 +212,7 @@ class EscrowCore:
         if tx.events and self._on_commit is not None:
             self._on_commit()
         if tx.work and self.on_work is not None:
-            self.on_work()
+            self.on_work(tx.work)
 
     def locked(self, tx: Tx, session_id: str) -> SessionRow | None:
         """The session's row, locked against the other replicas until the transaction ends."""

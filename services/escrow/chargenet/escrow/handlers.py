@@ -51,7 +51,7 @@ from chargenet.core.events import (
 from chargenet.core.logging import bind
 from chargenet.core.pricing import PricingError, Tariff, canonical_hash
 from chargenet.escrow.chain import ChainReader, Station
-from chargenet.escrow.core import SOURCE, EscrowCore, Tx, utcnow
+from chargenet.escrow.core import SOURCE, EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settlement import (
@@ -214,7 +214,7 @@ class SessionHandlers:
             tx.move(row, State.REJECTED, problem)
             tx.emit(SessionCancelled(session_id=row.session_id, reason=problem), row.session_id)
         else:
-            tx.work = True  # to be opened
+            tx.work.add(Work.OPENS)
             self._ensure_topic(gateway_commands_topic(row.cpo_id))
 
     def _check(self, tx: Tx, request: SessionRequested, data: dict[str, object]) -> str | None:

@@ -34,7 +34,7 @@ from chargenet.core.signer_client import (
     TransactionStream,
     TxStatus,
 )
-from chargenet.escrow.core import EscrowCore, Tx, utcnow
+from chargenet.escrow.core import EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.metrics import BATCH_SIZE, GAS_USED, SETTLED_TOKENS, TRANSACTION_GAS
 from chargenet.escrow.models import ChainOp, SessionRow
 from chargenet.escrow.states import State
@@ -42,6 +42,8 @@ from chargenet.escrow.states import State
 log = logging.getLogger(__name__)
 
 #: Signer answers that no retry can change: the operation failed.
+#: Batches that wait for an operation of a kind on its way (``worker.in_flight``).
+_WAITING = {"open": Work.OPENS, "settle": Work.SETTLES}
 _PERMANENT = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,
@@ -124,7 +126,7 @@ def stage(core: EscrowCore, tx: Tx, kind: str, rows: Sequence[SessionRow], key: 
         status="new",
     )
     tx.session.merge(op)
-    tx.work = True  # to be sent
+    tx.work.add(Work.SENDS)
     for row in rows:
         if kind == "open":
             row.open_op = op.id
@@ -242,7 +244,8 @@ class Operations:
         """Apply outcomes as the signer streams them, until :meth:`stop_following`.
 
         Reconnects after a drop; every (re)connection is followed by ``on_change`` so the
-        caller polls once for what finished while nobody listened.
+        caller polls once for what finished while nobody listened. An outcome applied wakes the
+        worker through its commit (``Tx.work``), for the batches that waited for it.
         """
         while not self._stopped.is_set():
             stream = self.signer.stream(send_initial=False)
@@ -256,7 +259,6 @@ class Operations:
                 for tx_info in stream:
                     if tx_info.status.is_terminal:
                         self.apply(tx_info.idempotency_key, tx_info, None)
-                        on_change()
             except SignerError as error:
                 if not self._stopped.is_set():
                     log.warning("transaction stream lost (%s); reconnecting", error)
@@ -301,7 +303,9 @@ class Operations:
             op = tx.session.get(ChainOp, op_id, with_for_update=self.core.db.is_postgres)
             if op is None or op.status in ("final", "failed"):
                 return
-            tx.work = True  # what waited for this operation may go now
+            # What waited for this operation may go now.
+            if (waiting := _WAITING.get(op.kind)) is not None:
+                tx.work.add(waiting)
             ok = (
                 sent is not None
                 and sent.status is TxStatus.FINAL

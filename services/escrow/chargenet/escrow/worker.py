@@ -3,8 +3,9 @@
 One thread, woken by every commit that leaves it work (a request, a stop, a staged operation,
 an operation that finished) and otherwise every ``escrow_tick_seconds``. Each tick: open the
 waiting requests, settle the stopped sessions (one settleBatch per settler key), send staged
-operations. Batches fill themselves: what arrives while an open (a key's settlement) is on its
-way waits for it and goes out together, at the latest ``escrow_open_window_seconds``
+operations; a wake-up runs only the parts its commits asked for (``core.Work``). Batches fill
+themselves: what arrives while an open (a key's settlement) is on its way waits for it and goes
+out together, at the latest ``escrow_open_window_seconds``
 (``escrow_settle_delay_seconds``) after the oldest of them; with nothing on its way a lone
 request goes at once. Outcomes arrive on the signer's stream (``Operations.follow``, its own
 thread). Every ``escrow_sweep_seconds`` the sweeper asks about operations the stream did not
@@ -17,13 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from chargenet.core.chain import SessionState
 from chargenet.escrow.chain import ChainReader
-from chargenet.escrow.core import EscrowCore, Tx, utcnow
+from chargenet.escrow.core import ALL_WORK, EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
@@ -40,6 +42,9 @@ class Worker:
         self.operations = operations
         self._stop = threading.Event()
         self._wake = threading.Event()
+        #: What the commits since the last tick left to do (``wake``).
+        self._due: set[Work] = set()
+        self._due_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._last_sweep = 0.0
         #: Seconds until the next tick: the poll interval, or sooner when a held-back batch's
@@ -69,27 +74,44 @@ class Worker:
             thread.join(timeout=30)
         self.operations.close()
 
-    def wake(self) -> None:
+    def wake(self, work: Collection[Work] = ALL_WORK) -> None:
         """Run a tick now (there is work) rather than at the next poll."""
+        with self._due_lock:
+            self._due.update(work)
         self._wake.set()
 
     def _run(self) -> None:
         settings = self.core.settings
+        timed_out = True  # the first tick does everything
         while not self._stop.is_set():
             # Cleared before the tick: work committed during it runs another one at once.
             self._wake.clear()
+            with self._due_lock:
+                due, self._due = self._due, set()
             self._next_tick = min(settings.escrow_tick_seconds, settings.escrow_sweep_seconds)
             try:
-                self.tick()
+                # Woken, only what the commits asked for: each part of a tick is a transaction,
+                # and most wake-ups concern one part. The periodic tick (and a held batch's
+                # window, which nothing wakes) runs them all.
+                self.tick(ALL_WORK if timed_out else due)
             except Exception:
                 log.exception("escrow worker tick failed; retrying")
                 self._stop.wait(1.0)
-            self._wake.wait(self._next_tick)
+                timed_out = True  # what it was to do is left to a whole tick
+                continue
+            timed_out = not self._wake.wait(self._next_tick)
 
-    def tick(self) -> None:
-        self.batch_opens()
-        self.batch_settlements()
-        self.operations.send_new()
+    def tick(self, work: Collection[Work] = ALL_WORK) -> None:
+        if Work.OPENS in work:
+            self.batch_opens()
+        if Work.SETTLES in work:
+            self.batch_settlements()
+        if work:
+            # What the batches above staged goes now: their commits' wake-up for the sends
+            # is dropped rather than run as one more tick.
+            with self._due_lock:
+                self._due.discard(Work.SENDS)
+            self.operations.send_new()
         now = utcnow().timestamp()
         if now - self._last_sweep >= self.core.settings.escrow_sweep_seconds:
             self._last_sweep = now
