@@ -227,18 +227,21 @@ class _Fold:
         """Store the new samples (one insert; a sample already stored stays), then price the
         session over all of them if a sample asked for it."""
         if self.points:
-            self.session.execute(_insert_new(self.session, list(self.points.values())))
+            dialect = self.session.get_bind().dialect.name
+            self.session.execute(_INSERT_NEW[dialect], list(self.points.values()))
             self.points = {}
         if self.reprice:
             self.reprice = False
             _reprice(self.session, self.row, self.end)
 
 
-def _insert_new(session: Session, values: list[dict[str, Any]]) -> Any:
-    """An insert of meter points that leaves a point already stored (a redelivered sample)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(MeterPoint).values(values).on_conflict_do_nothing()
-    return sqlite.insert(MeterPoint).values(values).on_conflict_do_nothing()
+#: Inserts of meter points that leave a point already stored (a redelivered sample), by dialect.
+#: Executed with a list of rows: one statement compiled once per process (a ``.values(rows)``
+#: insert compiles anew for every new number of rows), sent as one multi-row insert.
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(MeterPoint).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(MeterPoint).on_conflict_do_nothing(),
+}
 
 
 def _visible(row: ChargingSession) -> tuple[Any, ...]:
