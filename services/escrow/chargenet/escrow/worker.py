@@ -94,6 +94,7 @@ class Worker:
                 # and most wake-ups concern one part. The periodic tick (and a held batch's
                 # window, which nothing wakes) runs them all.
                 self.tick(ALL_WORK if timed_out else due)
+                self.sweep_if_due()
             except Exception:
                 log.exception("escrow worker tick failed; retrying")
                 self._stop.wait(1.0)
@@ -112,6 +113,8 @@ class Worker:
             with self._due_lock:
                 self._due.discard(Work.SENDS)
             self.operations.send_new()
+
+    def sweep_if_due(self) -> None:
         now = utcnow().timestamp()
         if now - self._last_sweep >= self.core.settings.escrow_sweep_seconds:
             self._last_sweep = now

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 
 from chargenet.core.chain import open_session_typed_data, session_id
+from chargenet.core.chain.rpc import ChainReadError
 from chargenet.core.db import Database
 from chargenet.core.db.outbox import OutboxRelay, unit_of_work
 from chargenet.core.db.tables import utcnow
@@ -297,7 +298,11 @@ class Sessions:
 
     def _snapshot(self, driver: Driver) -> Snapshot:
         # The escrow's last nonce is read only until the wallet has stored one of its own.
-        return self.chain.snapshot(driver.address, nonce=driver.last_nonce is None)
+        try:
+            return self.chain.snapshot(driver.address, nonce=driver.last_nonce is None)
+        except ChainReadError as error:
+            metrics.SESSION_REQUESTS.labels(outcome="chain_unavailable").inc()
+            raise ServiceUnavailable(f"the chain could not be read; try again: {error}") from None
 
     def _create(
         self,

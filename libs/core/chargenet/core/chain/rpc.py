@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
 from web3 import HTTPProvider, Web3
 from web3.types import RPCEndpoint
 
@@ -42,7 +43,17 @@ def answers(w3: Web3, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]
     provider = w3.provider
     if not isinstance(provider, HTTPProvider):
         raise TypeError("raw JSON-RPC batches need a node (an HTTP provider)")
-    replies = provider.make_batch_request([(RPCEndpoint(m), p) for m, p in calls])
+    batch = [(RPCEndpoint(m), p) for m, p in calls]
+    try:
+        replies = provider.make_batch_request(batch)
+    except requests.ConnectionError:
+        # A node closes a pooled connection after its idle timeout (Hardhat's Node.js server:
+        # 5 s) and a request sent on it at that moment finds it closed. These calls only
+        # read: the same batch again, on a fresh connection, is safe.
+        try:
+            replies = provider.make_batch_request(batch)
+        except requests.RequestException as error:
+            raise ChainReadError(f"the node did not answer: {error}") from error
     if not isinstance(replies, list):  # the node refused the batch as a whole
         raise ChainReadError(f"the node refused {[m for m, _ in calls]}: {replies}")
     return [dict(reply) for reply in replies]
