@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from web3 import Web3
 
+from chargenet.core.chain import connect
 from chargenet.core.db import Database
 
 
@@ -39,6 +41,14 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def rpc_url() -> str:
     return _component("CHARGENET_TEST_RPC_URL", "the Hardhat node")
+
+
+@pytest.fixture(params=["in process", "node"])
+def either_chain(request: pytest.FixtureRequest) -> Web3:
+    """Both chains the services read: the in-process one and a JSON-RPC node (Hardhat)."""
+    if request.param == "node":
+        return connect(request.getfixturevalue("rpc_url"))
+    return connect("inprocess://eth-tester")
 
 
 @pytest.fixture

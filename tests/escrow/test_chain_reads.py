@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from eth_utils.crypto import keccak
 from web3 import Web3
 
-from chargenet.core.chain import StationInfo, connect, deploy_chargenet, send
+from chargenet.core.chain import StationInfo, deploy_chargenet, send
 from chargenet.escrow.chain import ChainReader
 
 INFO = StationInfo(
@@ -24,14 +23,8 @@ INFO = StationInfo(
 )
 
 
-@pytest.fixture(params=["in process", "node"])
-def w3(request: pytest.FixtureRequest) -> Web3:
-    if request.param == "node":
-        return connect(request.getfixturevalue("rpc_url"))
-    return connect("inprocess://eth-tester")
-
-
-def test_stations_in_one_batch_match_one_call_each(w3: Web3) -> None:
+def test_stations_in_one_batch_match_one_call_each(either_chain: Web3) -> None:
+    w3 = either_chain
     admin = w3.eth.accounts[0]
     deployment = deploy_chargenet(w3, admin=admin, minter=admin)
     prefix = os.urandom(4)

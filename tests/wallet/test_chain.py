@@ -3,22 +3,15 @@ in-process one and a JSON-RPC node (the shared Hardhat node, when it runs)."""
 
 from __future__ import annotations
 
-import pytest
 from eth_account import Account
 from web3 import Web3
 
-from chargenet.core.chain import connect, deploy_chargenet, send
+from chargenet.core.chain import deploy_chargenet, send
 from chargenet.wallet.chain import ChainReader
 
 
-@pytest.fixture(params=["in process", "node"])
-def w3(request: pytest.FixtureRequest) -> Web3:
-    if request.param == "node":
-        return connect(request.getfixturevalue("rpc_url"))
-    return connect("inprocess://eth-tester")
-
-
-def test_snapshot_reads_one_block(w3: Web3) -> None:
+def test_snapshot_reads_one_block(either_chain: Web3) -> None:
+    w3 = either_chain
     admin = w3.eth.accounts[0]
     deployment = deploy_chargenet(w3, admin=admin, minter=admin)
     driver = Account.create().address
