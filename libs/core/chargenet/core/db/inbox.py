@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from chargenet.core.db.database import Database
-from chargenet.core.db.tables import InboxMessage
+from chargenet.core.db.tables import InboxMessage, utcnow
 from chargenet.core.envelope import Envelope
 
 
@@ -30,11 +31,10 @@ def apply_once(
     """
     try:
         with db.session() as session:
-            if session.get(InboxMessage, (consumer, envelope.id)) is not None:
+            if _unseen(session, consumer, [envelope]) == []:
                 raise _AlreadyProcessed
-            session.add(InboxMessage(consumer=consumer, event_id=envelope.id))
             try:
-                session.flush()
+                _record(session, consumer, [envelope])
             except IntegrityError as error:
                 raise _AlreadyProcessed from error
             apply(session, envelope)
@@ -64,10 +64,22 @@ def apply_batch_once(
     with db.session() as session:
         fresh = _unseen(session, consumer, envelopes)
         if fresh:
-            session.add_all(InboxMessage(consumer=consumer, event_id=e.id) for e in fresh)
-            session.flush()
+            _record(session, consumer, fresh)
             apply(session, fresh)
     return fresh
+
+
+#: The inbox rows go in through the connection: an ORM insert (objects or bulk) of a few rows
+#: cost about twice the CPU (measured on PostgreSQL), on every event every consumer applies.
+_INSERT = sa.insert(cast(sa.Table, InboxMessage.__table__))
+
+
+def _record(session: Session, consumer: str, envelopes: Sequence[Envelope]) -> None:
+    """The inbox rows, inserted now (one statement, no ORM objects): a racing delivery of the
+    same id fails here, on the primary key, before any effect."""
+    now = utcnow()
+    rows = [{"consumer": consumer, "event_id": e.id, "processed_at": now} for e in envelopes]
+    session.connection().execute(_INSERT, rows)
 
 
 def _unseen(session: Session, consumer: str, envelopes: Sequence[Envelope]) -> list[Envelope]:
