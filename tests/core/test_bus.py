@@ -12,12 +12,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from chargenet.core.bus import EventBus
+from chargenet.core.bus.base import MAX_HANDLER_ATTEMPTS
 from chargenet.core.bus.kafka import KafkaBus
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.db import Database
 from chargenet.core.db.inbox import apply_once
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.envelope import Envelope
+from chargenet.core.errors import DependencyUnavailable
 
 TOPIC = "bus-suite"
 EVENTS = 10_000
@@ -170,6 +172,38 @@ def test_a_failing_handler_is_retried_then_dead_lettered(bus: EventBus) -> None:
     dlq.close()
     assert [e.id for e in dead] == [poison.id]
     assert attempts.count(poison.id) == 5
+
+
+def test_an_event_whose_handler_waits_for_a_dependency_is_not_dead_lettered(
+    bus: EventBus,
+) -> None:
+    """The chain node (or the database) down for longer than the poison limit allows: the event
+    is fine, so it waits and is handled once the dependency answers, in order."""
+    tries: list[str] = []
+    handled: list[int] = []
+    dead: list[Envelope] = []
+
+    def needs_the_node(envelope: Envelope) -> None:
+        tries.append(envelope.id)
+        if len(tries) <= MAX_HANDLER_ATTEMPTS + 1:
+            raise DependencyUnavailable("the node did not answer")
+        handled.append(int(envelope.data["seq"]))
+
+    bus.ensure_topics([TOPIC + ".dlq"])
+    dlq = bus.subscribe([TOPIC + ".dlq"], "dlq-reader", dead.append)
+    consumer = bus.subscribe([TOPIC], "waits", needs_the_node)
+    assert consumer.wait_assigned() and dlq.wait_assigned()
+    for seq in range(2):
+        bus.publish(TOPIC, event("same-key", seq))
+    bus.flush()
+    deadline = time.monotonic() + 60
+    while len(handled) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    consumer.close()
+    dlq.close()
+    assert handled == [0, 1]
+    assert dead == []
+    assert len(tries) == MAX_HANDLER_ATTEMPTS + 3  # the first event's waits, then both handled
 
 
 def test_a_subscription_for_some_types_passes_over_the_rest_and_commits_them(

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+class DependencyUnavailable(Exception):
+    """A component this service depends on (the chain node, a database) did not answer. The
+    work itself is fine: it waits for the component instead of being refused as bad or, by a
+    consumer, dead-lettered as poison."""
+
+
 class ChargenetError(Exception):
     status_code = 400
     code = "bad_request"

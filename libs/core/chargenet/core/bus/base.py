@@ -8,7 +8,10 @@ import time
 import zlib
 from collections.abc import Callable, Collection, Sequence
 
+import sqlalchemy.exc
+
 from chargenet.core.envelope import Envelope
+from chargenet.core.errors import DependencyUnavailable
 from chargenet.core.metrics import Children, counter
 
 Handler = Callable[[Envelope], None]
@@ -105,6 +108,19 @@ class EventBus(abc.ABC):
 #: A handler that keeps failing on one event is retried this often, then the event goes to the
 #: topic's dead-letter topic so one poison event cannot stall its partition for ever.
 MAX_HANDLER_ATTEMPTS = 5
+#: The longest pause between two tries of an event whose handler waits for a dependency.
+MAX_TRANSIENT_WAIT_SECONDS = 5.0
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure of what the handler depends on, not of the event: a component that did not
+    answer, or the database's connection or a lock conflict (``OperationalError``)."""
+    return isinstance(
+        error,
+        DependencyUnavailable | sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError,
+    )
+
+
 DEAD_LETTER_SUFFIX = ".dlq"
 #: The most events a batch handler is given at once.
 MAX_BATCH = 500
@@ -123,12 +139,31 @@ def deliver(
 
     Returns True once the event is handled or dead-lettered (so its offset may be committed).
     """
-    for attempt in range(1, MAX_HANDLER_ATTEMPTS + 1):
+    attempt = waits = 0
+    while attempt < MAX_HANDLER_ATTEMPTS:
         try:
             handler(envelope)
             CONSUMED(topic, "handled").inc()
             return True
-        except Exception:
+        except Exception as error:
+            if stopping():
+                log.warning("handler failed on %s %s while stopping", envelope.type, envelope.id)
+                return False
+            if is_transient(error):
+                # A component the handler needs is down, not the event: wait for it however
+                # long it takes (the partition waits too, in order) instead of dead-lettering
+                # an event that is fine.
+                waits += 1
+                log.warning(
+                    "handler on %s %s waits for a dependency (%s): %s",
+                    envelope.type,
+                    envelope.id,
+                    type(error).__name__,
+                    error,
+                )
+                time.sleep(min(backoff * waits, MAX_TRANSIENT_WAIT_SECONDS))
+                continue
+            attempt += 1
             log.exception(
                 "handler failed on %s %s (attempt %d/%d)",
                 envelope.type,
@@ -136,8 +171,6 @@ def deliver(
                 attempt,
                 MAX_HANDLER_ATTEMPTS,
             )
-            if stopping():
-                return False
             time.sleep(backoff * attempt)
     dead_letter(topic + DEAD_LETTER_SUFFIX, envelope)
     CONSUMED(topic, "dead_lettered").inc()

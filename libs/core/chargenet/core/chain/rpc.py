@@ -13,9 +13,15 @@ import requests
 from web3 import HTTPProvider, Web3
 from web3.types import RPCEndpoint
 
+from chargenet.core.errors import DependencyUnavailable
+
 
 class ChainReadError(RuntimeError):
-    """The node answered a read with an error."""
+    """The node answered a read with an error, or did not answer (``NodeUnreachable``)."""
+
+
+class NodeUnreachable(ChainReadError, DependencyUnavailable):
+    """The node did not answer: worth waiting for, unlike an error it answered."""
 
 
 def selector(signature: str) -> str:
@@ -53,7 +59,7 @@ def answers(w3: Web3, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]
         try:
             replies = provider.make_batch_request(batch)
         except requests.RequestException as error:
-            raise ChainReadError(f"the node did not answer: {error}") from error
+            raise NodeUnreachable(f"the node did not answer: {error}") from error
     if not isinstance(replies, list):  # the node refused the batch as a whole
         raise ChainReadError(f"the node refused {[m for m, _ in calls]}: {replies}")
     return [dict(reply) for reply in replies]
