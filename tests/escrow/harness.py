@@ -179,8 +179,10 @@ class Rig:
         expiry_seconds: int = 3600,
         idempotency_key: str | None = None,
         tariff: dict[str, Any] | None = None,
+        station_id: str | None = None,
     ) -> str:
-        """Publish a session request signed by ``driver``; returns the session id."""
+        """Publish a session request signed by ``driver``; returns the session id.
+        ``station_id`` replaces the registry id in the request (not in what the driver signed)."""
         chain_now = int(self.w3.eth.get_block("latest")["timestamp"])
         expiry = chain_now + expiry_seconds
         auth = sign_open_session(
@@ -200,7 +202,7 @@ class Rig:
                 driver_id=f"driver-{driver.address[2:10].lower()}",
                 driver_address=driver.address,
                 cpo_id=CPO_ID,
-                station_id="0x" + self.station_id.hex(),
+                station_id=station_id or "0x" + self.station_id.hex(),
                 charge_point_id=charge_point_id,
                 connector_id=1,
                 max_amount=maximum,

@@ -218,7 +218,11 @@ def test_refused_opens_are_rejected_with_their_reason(checked: Rig) -> None:
         assert "InsufficientDeposit" in (row.reason or "")
         row = await world.reach(mismatch, "REJECTED")
         assert "tariff hash" in (row.reason or "")
-        await wait_async("cancelled events", lambda: cancelled(world, above, mismatch))
+        # Not an id at all: refused with a reason, not retried and dead-lettered as poison.
+        garbled = world.request(world.driver(TOP_UP), 1, 5_000_000, "CP-7", station_id="0xzz")
+        row = await world.reach(garbled, "REJECTED")
+        assert "station_id" in (row.reason or "")
+        await wait_async("cancelled events", lambda: cancelled(world, above, mismatch, garbled))
         world.chain_sessions.clear()  # neither opened
 
     asyncio.run(scenario())

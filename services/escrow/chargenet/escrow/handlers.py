@@ -125,11 +125,11 @@ class SessionHandlers:
     def _stations(self, envelopes: Sequence[Envelope]) -> dict[bytes, Station | None]:
         """The requested stations' chain facts, in one round trip for the whole batch."""
         ids = {
-            bytes.fromhex(station[2:])
+            key
             for e in envelopes
             if e.type == SessionRequested.event_type
             and isinstance(station := e.data.get("station_id"), str)
-            and _is_bytes32(station)
+            and (key := _station_key(station)) is not None
         }
         if self.reader is None or not ids:
             return {}
@@ -236,7 +236,9 @@ class SessionHandlers:
             return f"the tariff document is invalid: {error.errors()[0]['msg']}"
         if tariff.country_code is None or tariff.party_id is None:
             return "the tariff document names no CPO (country_code and party_id)"
-        station_id = bytes.fromhex(request.station_id.removeprefix("0x"))
+        station_id = _station_key(request.station_id)
+        if station_id is None:
+            return "station_id: not a 0x-hex bytes32"
         station = (
             tx.stations[station_id]
             if station_id in tx.stations
@@ -448,11 +450,11 @@ def cancel(core: EscrowCore, tx: Tx, row: SessionRow, reason: str) -> None:
     stage_close(core, tx, [row], "cancel")
 
 
-def _is_bytes32(text: str) -> bool:
+def _station_key(text: str) -> bytes | None:
+    """The registry contract's id of a station (0x-hex bytes32), or None if it is not one."""
     if len(text) != 66 or not text.startswith("0x"):
-        return False
+        return None
     try:
-        bytes.fromhex(text[2:])
+        return bytes.fromhex(text[2:])
     except ValueError:
-        return False
-    return True
+        return None

@@ -41,9 +41,9 @@ from chargenet.escrow.states import State
 
 log = logging.getLogger(__name__)
 
-#: Signer answers that no retry can change: the operation failed.
 #: Batches that wait for an operation of a kind on its way (``worker.in_flight``).
 _WAITING = {"open": Work.OPENS, "settle": Work.SETTLES}
+#: Signer answers that no retry can change: the operation failed.
 _PERMANENT = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,
