@@ -17,14 +17,14 @@ def test_the_newest_committed_row_of_a_watched_session_is_kept() -> None:
     signals = SessionSignals()
 
     async def scenario() -> None:
-        signals.notify(["s-1"], [_row("s-1", 3)])
+        signals.committed([_row("s-1", 3)])
         assert signals.latest("s-1") is None  # nobody watches it: nothing kept
         with signals.watch("s-1") as changed:
-            signals.notify(["s-1"], [_row("s-1", 4)])
+            signals.committed([_row("s-1", 4)])
             await asyncio.wait_for(changed.wait(), 1)
             kept = signals.latest("s-1")
             assert kept is not None and kept.version == 4
-            signals.notify(["s-1"], [_row("s-1", 3)])  # an older commit, notified late
+            signals.committed([_row("s-1", 3)])  # an older commit, notified late
             kept = signals.latest("s-1")
             assert kept is not None and kept.version == 4
             signals.notify(["s-1"])  # woken without a row (e.g. another replica's change)

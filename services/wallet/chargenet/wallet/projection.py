@@ -115,8 +115,7 @@ class SessionProjection:
         )
         for envelope in fresh:
             metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
-        # The committed rows go along: a stream on this replica sends them without reading.
-        self.signals.notify((e.subject for e in fresh), folded)
+        self.signals.committed(folded)
 
     def _apply_one(self, session: Session, envelope: Envelope) -> None:
         self.fold(session, [envelope])

@@ -515,7 +515,7 @@ class Sessions:
                 StopRequested(session_id=row.session_id, reason="driver"), subject=row.session_id
             )
         self.relay.notify()
-        self.signals.notify([row.session_id], [row])
+        self.signals.committed([row])
         metrics.STOP_REQUESTS.labels(outcome="requested").inc()
         return row
 

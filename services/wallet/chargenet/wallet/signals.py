@@ -56,15 +56,21 @@ class SessionSignals:
                         del self._waiters[session_id]
                         self._latest.pop(session_id, None)
 
-    def notify(self, session_ids: Iterable[str], rows: Iterable[ChargingSession] = ()) -> None:
-        """Wake the streams of these sessions; called from any thread after a commit, with the
-        committed rows when the caller has them."""
+    def committed(self, rows: Iterable[ChargingSession]) -> None:
+        """These rows were just committed in this process: keep them for their streams (which
+        send them without reading them back) and wake those streams."""
+        rows = list(rows)
         with self._lock:
             for row in rows:
                 if row.session_id in self._waiters:
                     kept = self._latest.get(row.session_id)
                     if kept is None or kept.version < row.version:
                         self._latest[row.session_id] = row
+        self.notify(row.session_id for row in rows)
+
+    def notify(self, session_ids: Iterable[str]) -> None:
+        """Wake the streams of these sessions; called from any thread after a commit."""
+        with self._lock:
             woken = [w for s in set(session_ids) for w in self._waiters.get(s, ())]
         for loop, event in woken:
             # A closed loop raises: its stream is gone, nobody is left to wake.

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -28,6 +29,7 @@ from chargenet.core.envelope import Envelope, EventData, make_envelope
 log = logging.getLogger(__name__)
 
 
+_OUTBOX = cast(sa.Table, OutboxMessage.__table__)
 #: Relays running in this process, woken when a transaction that staged events commits.
 _RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 _STAGED = "chargenet.outbox.staged"
@@ -117,13 +119,11 @@ class OutboxRelay:
         staged events, in every service, and loading and flushing entities cost several times
         the queries themselves.
         """
-        outbox = OutboxMessage.__table__
-        assert isinstance(outbox, sa.Table)
         with self.db.session() as session:
             query = (
-                sa.select(outbox.c.seq, outbox.c.topic, outbox.c.payload)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.seq)
+                sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.payload)
+                .where(_OUTBOX.c.published_at.is_(None))
+                .order_by(_OUTBOX.c.seq)
                 .limit(self.batch_size)
             )
             if self.db.is_postgres:
@@ -138,7 +138,7 @@ class OutboxRelay:
             if self._after_publish is not None:
                 self._after_publish(published)
             session.execute(
-                sa.update(outbox).where(outbox.c.seq.in_(published)).values(published_at=utcnow())
+                sa.update(_OUTBOX).where(_OUTBOX.c.seq.in_(published)).values(published_at=utcnow())
             )
             return len(rows)
 
@@ -152,7 +152,8 @@ class OutboxRelay:
         """Wake the relay now instead of at its next poll (after a commit that emitted events)."""
         self._wake.set()
 
-    def start(self, interval: float = 0.05) -> None:
+    def start(self, interval: float) -> None:
+        """Run in a thread: woken by this process's commits, and every ``interval`` seconds."""
         _RELAYS.add(self)
 
         def loop() -> None:
