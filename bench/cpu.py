@@ -10,7 +10,8 @@ say where a level's CPU went: on a 2-core machine the pipeline's rate is capped 
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +47,37 @@ def _machine() -> tuple[float, float]:
     return fields[7] / _TICK if len(fields) > 7 else 0.0, sum(fields[:8]) / _TICK
 
 
-def reading(processes: dict[str, dict[str, Any]]) -> Counter[str]:
-    """CPU seconds per group: each service (gateway replicas together), each component, and
-    ``harness`` (this process); and the machine's ``:steal`` and ``:all`` (not a group)."""
-    groups: Counter[str] = Counter()
-    groups[":steal"], groups[":all"] = _machine()
+@dataclass(frozen=True)
+class Reading:
+    """CPU seconds so far per group, and the machine's: stolen by the hypervisor, and in all."""
+
+    groups: dict[str, float]
+    steal: float
+    machine: float
+
+
+def reading(processes: dict[str, dict[str, Any]]) -> Reading:
+    """Each service (gateway replicas together), each component, and ``harness`` (this
+    process)."""
+    groups: defaultdict[str, float] = defaultdict(float)
     service_pids = {str(p["pid"]): str(p["service"]) for p in processes.values()}
     for pid, service in service_pids.items():
         groups[service] += _cpu_seconds(pid)
     groups["harness"] += _cpu_seconds(str(os.getpid()))
-    if not Path("/proc").is_dir():
-        return groups
-    for pid in os.listdir("/proc"):
-        if pid.isdigit() and pid not in service_pids and (group := _component(pid)):
-            groups[group] += _cpu_seconds(pid)
-    return groups
+    if Path("/proc").is_dir():
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and pid not in service_pids and (group := _component(pid)):
+                groups[group] += _cpu_seconds(pid)
+    steal, machine = _machine()
+    return Reading(dict(groups), steal, machine)
 
 
-def per_session(before: Counter[str], after: Counter[str], sessions: int) -> str:
+def per_session(before: Reading, after: Reading, sessions: int) -> str:
     """One line: CPU ms per settled session per group, their sum, and the rate 2 cores cap."""
     if sessions == 0:
         return "CPU per settled session: no session settled"
-    steal = after[":steal"] - before.get(":steal", 0.0)
-    machine = after[":all"] - before.get(":all", 0.0)
-    spent = {group: after[group] - before.get(group, 0.0) for group in after if ":" not in group}
+    steal, machine = after.steal - before.steal, after.machine - before.machine
+    spent = {g: seconds - before.groups.get(g, 0.0) for g, seconds in after.groups.items()}
     total = sum(spent.values())
     parts = ", ".join(
         f"{group} {seconds * 1000 / sessions:.0f}"

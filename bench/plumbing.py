@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -62,12 +63,14 @@ def main() -> int:
                 for _ in range(2):
                     uow.emit(SessionCancelled(session_id="s", reason="bench"), subject="s")
 
-        def nothing(*_: object) -> None:
-            return None
+        def apply_batch(events: Any) -> None:
+            apply_batch_once(db, "bench", events, lambda _session, _events: None)
 
-        batch = _cpu_ms(lambda: [_event() for _ in range(3)], lambda events: apply_batch_once(
-            db, "bench", events, nothing))  # type: ignore[arg-type]  # fmt: skip
-        single = _cpu_ms(_event, lambda event: apply_once(db, "bench", event, nothing))  # type: ignore[arg-type]  # fmt: skip
+        def apply_one(event: Any) -> None:
+            apply_once(db, "bench", event, lambda _session, _event: None)
+
+        batch = _cpu_ms(lambda: [_event() for _ in range(3)], apply_batch)
+        single = _cpu_ms(_event, apply_one)
         relayed = _cpu_ms(stage_two, lambda _: relay.relay_once())
         print(f"inbox, a batch of 3 events (apply_batch_once): {batch:.2f} ms CPU")
         print(f"inbox, one event (apply_once): {single:.2f} ms CPU")
