@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +47,7 @@ from chargenet.core.signer_client.permissions import escrow_caller
 from chargenet.escrow.app import EscrowService, migrate
 from chargenet.escrow.models import SessionRow
 from chargenet.escrow.settings import EscrowSettings
-from chargenet.escrow.states import FINAL
+from chargenet.escrow.states import FINAL, State
 from chargenet.signer.app import SignerApp
 from chargenet.signer.settings import SignerSettings
 
@@ -69,6 +69,27 @@ TARIFF: dict[str, Any] = {
     ],
     "last_updated": "2026-01-01T00:00:00Z",
 }
+
+
+def session_row(session_id: str, state: State, **fields: Any) -> SessionRow:
+    """A session row with a plausible value in every column a row needs; ``fields`` override."""
+    values: dict[str, Any] = {
+        "session_id": session_id,
+        "chain_session_id": "0x" + uuid.uuid5(uuid.NAMESPACE_URL, session_id).hex * 2,
+        "state": state.value,
+        "driver_id": "driver-1",
+        "driver_address": "0x" + "11" * 20,
+        "idempotency_key": session_id,
+        "cpo_id": CPO_ID,
+        "station_id": "0x" + "22" * 32,
+        "charge_point_id": "CP-1",
+        "connector_id": 1,
+        "id_token": "TOKEN",
+        "max_amount": 1_000,
+        "expiry": datetime.now(UTC) + timedelta(hours=2),
+        "request": json.dumps({"tariff": TARIFF, "time_zone": "UTC"}),
+    }
+    return SessionRow(**(values | fields))
 
 
 def expected_price(energy_wh: int) -> int:

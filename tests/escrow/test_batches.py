@@ -9,7 +9,6 @@ the signer play no part in what is tested here (tests/escrow/test_flows.py runs 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -30,7 +29,8 @@ from chargenet.escrow.core import EscrowCore
 from chargenet.escrow.handlers import SessionHandlers
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
-from tests.escrow.harness import CPO_ID, TARIFF, expected_price
+from chargenet.escrow.states import State
+from tests.escrow.harness import expected_price, session_row
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 GATEWAY = "chargenet/gateway/test"
@@ -48,21 +48,10 @@ class Escrow:
         session_id = uuid.uuid4().hex
         with self.db.session() as session:
             session.add(
-                SessionRow(
-                    session_id=session_id,
-                    chain_session_id="0x" + uuid.uuid4().hex * 2,
-                    state="CHARGING",
-                    driver_id="driver-1",
-                    driver_address="0x" + "11" * 20,
-                    idempotency_key=session_id,
-                    cpo_id=CPO_ID,
-                    station_id="0x" + "22" * 32,
-                    charge_point_id="CP-1",
-                    connector_id=1,
-                    id_token="TOKEN",
+                session_row(
+                    session_id,
+                    State.CHARGING,
                     max_amount=max_amount,
-                    expiry=datetime.now(UTC) + timedelta(hours=2),
-                    request=json.dumps({"tariff": TARIFF, "time_zone": "UTC"}),
                     transaction_id="7",
                     started_at=T0,
                     cost_so_far=0,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from chargenet.core.db import Database
 from chargenet.escrow.app import migrate
 from chargenet.escrow.core import EscrowCore, Tx, Work
@@ -11,38 +9,18 @@ from chargenet.escrow.models import SessionRow
 from chargenet.escrow.settings import EscrowSettings
 from chargenet.escrow.states import State
 from chargenet.escrow.worker import Worker
-
-
-def _row(session_id: str, state: State) -> SessionRow:
-    return SessionRow(
-        session_id=session_id,
-        chain_session_id="0x" + session_id.encode().hex().ljust(64, "0"),
-        state=state.value,
-        driver_id="driver",
-        driver_address="0x" + "11" * 20,
-        idempotency_key=session_id,
-        cpo_id="cpo-a",
-        station_id="0x" + "22" * 32,
-        charge_point_id="CP-1",
-        connector_id=1,
-        id_token="TOKEN",
-        max_amount=1_000,
-        expiry=datetime.now(UTC),
-        request="{}",
-        created_at=datetime.now(UTC),
-        updated_at=datetime.now(UTC),
-    )
+from tests.escrow.harness import session_row
 
 
 def test_a_move_into_a_state_the_worker_acts_on_names_its_work(database: Database) -> None:
     migrate(database)
     with database.session() as session:
         tx = Tx(session)
-        tx.move(_row("s-1", State.OPENING), State.REQUESTED, "the batch was refused")
+        tx.move(session_row("s-1", State.OPENING), State.REQUESTED, "the batch was refused")
         assert tx.work == {Work.OPENS}
-        tx.move(_row("s-2", State.CHARGING), State.STOPPED)
+        tx.move(session_row("s-2", State.CHARGING), State.STOPPED)
         assert tx.work == {Work.OPENS, Work.SETTLES}
-        tx.move(_row("s-3", State.OPEN), State.STARTING)
+        tx.move(session_row("s-3", State.OPEN), State.STARTING)
         assert tx.work == {Work.OPENS, Work.SETTLES}  # nothing for the worker there
 
 
@@ -50,7 +28,7 @@ def test_a_wake_up_for_settlements_leaves_waiting_requests_alone(database: Datab
     migrate(database)
     core = EscrowCore(EscrowSettings(log_json=False), database)
     with database.session() as session:
-        session.add(_row("s-1", State.REQUESTED))
+        session.add(session_row("s-1", State.REQUESTED))
     worker = Worker(core, reader=None, operations=_NoSends())  # type: ignore[arg-type]
 
     worker.tick({Work.SETTLES})
