@@ -316,10 +316,6 @@ class Plan:
             # one is on its way (on automine, well under 0.1 s) waits to join the next batch.
             "escrow_open_window_seconds": 0.1,
             "escrow_settle_delay_seconds": 0.5,
-            # The worker is woken by every commit that leaves it work and a held batch schedules
-            # its own tick; the periodic tick only runs the sweeper (deadlines of seconds).
-            "escrow_tick_seconds": 1.0,
-            "escrow_sweep_seconds": 1.0,
             "escrow_start_timeout_seconds": 20.0,
             "escrow_meter_keys": json.dumps(meter_keys),
         }
