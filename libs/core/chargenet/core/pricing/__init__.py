@@ -49,6 +49,7 @@ from chargenet.core.pricing.money import (
 )
 from chargenet.core.pricing.result import CostPart, PriceResult
 from chargenet.core.pricing.rounding import Rounded, Rounding, VatRate
+from chargenet.core.pricing.running import RunningPrice, RunningPrices
 from chargenet.core.pricing.tariff import (
     DayOfWeek,
     Price,
@@ -69,7 +70,10 @@ def price_samples(
     time_zone: str | ZoneInfo = "UTC",
 ) -> PriceResult:
     """The price of a session given by its meter samples (``end`` adds parking after the last)."""
-    return price(tariff, usage_from_samples(samples, end=end), time_zone=time_zone)
+    running = RunningPrice(tariff, time_zone=time_zone)
+    for sample in samples:
+        running.add(sample)
+    return running.result(end=end)
 
 
 def price_cdr(tariff: Tariff, cdr: Cdr, *, time_zone: str | ZoneInfo = "UTC") -> PriceResult:
@@ -104,6 +108,8 @@ __all__ = [
     "PricingError",
     "Rounded",
     "Rounding",
+    "RunningPrice",
+    "RunningPrices",
     "SignedData",
     "SignedValue",
     "Tariff",

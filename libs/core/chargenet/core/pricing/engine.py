@@ -37,11 +37,12 @@ Rules (OCPI 2.2.1 mod_tariffs, with the choices the text leaves open):
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
@@ -56,7 +57,13 @@ from chargenet.core.pricing.tariff import (
     TariffDimensionType,
     TaxIncluded,
 )
-from chargenet.core.pricing.usage import Interval, PricingError, Usage, seconds_between
+from chargenet.core.pricing.usage import (
+    Interval,
+    PricingError,
+    Usage,
+    instant,
+    seconds_between,
+)
 
 D = TariffDimensionType
 
@@ -75,66 +82,176 @@ class _Piece:
 
 def price(tariff: Tariff, usage: Usage, *, time_zone: str | ZoneInfo = "UTC") -> PriceResult:
     """Price ``usage`` under ``tariff``; times of day are read in ``time_zone`` (the location's)."""
-    zone = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
-    minor_unit(tariff.currency)  # an unknown currency fails here, with its code, not mid-way
-    if tariff.tax_included is TaxIncluded.YES:
-        raise PricingError("tariffs with tax_included=YES are not supported: give prices excl. VAT")
-    if not tariff.is_valid_at(usage.start):
-        raise PricingError(f"tariff {tariff.id} is not in force at the session start")
-    pieces = _classify(tariff, _cut(tariff, usage, zone), usage, zone)
-    parts = _cost_parts(tariff, pieces)
-    periods = _periods(pieces)
-    return _totals(tariff, usage, parts, periods)
-
-
-# -- 1. cutting ----------------------------------------------------------------------------------
-
-
-def _cut(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> list[tuple[Interval, Fraction]]:
-    """Every interval split at every boundary inside it, with the energy delivered before it."""
-    time_cuts = sorted(_clock_cuts(tariff, usage, zone) | _duration_cuts(tariff))
-    energy_cuts = sorted(_energy_cuts(tariff))
-    pieces: list[tuple[Interval, Fraction]] = []
-    delivered = ZERO
+    pricer = Pricer(tariff, usage.start, time_zone=time_zone)
     for interval in usage.intervals:
-        cuts = {c for c in time_cuts if interval.start < c < interval.end}
+        pricer.add(interval)
+    return pricer.result()
+
+
+class Pricer:
+    """A session's price built interval by interval, in order.
+
+    Every rule above only looks back (what was delivered and for how long before a piece, which
+    elements were active), so the pieces of an interval are cut, judged and booked once, when it
+    is added: a running session's price after each new meter sample costs the same whatever the
+    session's length (re-pricing all samples made a ten-hour session at one sample a minute cost
+    ~50 ms per sample, in each service that follows the price). :meth:`result` closes a copy.
+    """
+
+    def __init__(self, tariff: Tariff, start: datetime, *, time_zone: str | ZoneInfo = "UTC"):
+        self.tariff = tariff
+        self.start = start
+        self.zone = ZoneInfo(time_zone) if isinstance(time_zone, str) else time_zone
+        minor_unit(tariff.currency)  # an unknown currency fails here, with its code, not mid-way
+        if tariff.tax_included is TaxIncluded.YES:
+            raise PricingError(
+                "tariffs with tax_included=YES are not supported: give prices excl. VAT"
+            )
+        if not tariff.is_valid_at(start):
+            raise PricingError(f"tariff {tariff.id} is not in force at the session start")
+        self._times_of_day = _times_of_day(tariff)
+        self._duration_cuts = _duration_cuts(tariff)
+        self._energy_cuts = sorted(_energy_cuts(tariff))
+        self._used = _Used()
+        self._delivered = ZERO
+        self._ledger = _Ledger(tariff)
+        self._periods: list[PeriodResult] = []
+        self._flat: int | None = None
+
+    def add(self, interval: Interval) -> None:
+        """Book the next interval (it starts where the previous one ended)."""
+        self._used.add(interval)
+        for piece in self._cut(interval):
+            self._book(piece)
+
+    def result(self, *, then: Sequence[Interval] = ()) -> PriceResult:
+        """The price so far (``then``: intervals after the last one added, not kept, such as the
+        parking after a stopped session's last sample)."""
+        pricer = self._copy()
+        for interval in then:
+            pricer.add(interval)
+        return pricer._close()
+
+    # -- 1. cutting ------------------------------------------------------------------------------
+
+    def _cut(self, interval: Interval) -> list[_Piece]:
+        """The interval split at every boundary inside it, each piece judged at its midpoint."""
+        cuts = self._clock_cuts(interval) | {
+            c for c in self._duration_cuts if interval.start < c < interval.end
+        }
         if interval.energy_wh > 0:
-            for threshold in energy_cuts:
+            delivered = self._delivered
+            for threshold in self._energy_cuts:
                 if delivered < threshold < delivered + interval.energy_wh:
                     share = (threshold - delivered) / interval.energy_wh
                     cuts.add(interval.start + share * interval.seconds)
         bounds = [interval.start, *sorted(cuts), interval.end]
+        pieces = []
         for low, high in itertools.pairwise(bounds):
             energy = interval.energy_wh * (high - low) / interval.seconds
             piece = Interval(
                 low, high, interval.charging, energy, interval.power_kw, interval.current_a
             )
-            pieces.append((piece, delivered))
-            delivered += energy
-    return pieces
+            pieces.append(self._classify(piece, self._delivered))
+            self._delivered += energy
+        return pieces
+
+    def _clock_cuts(self, interval: Interval) -> set[Fraction]:
+        """Each time of day a restriction names, and local midnight, inside the interval."""
+        zone = self.zone
+        # A day either side: a local time near a DST change may land on a neighbouring date.
+        day = instant(self.start, interval.start).astimezone(zone).date() - timedelta(days=1)
+        last = instant(self.start, interval.end).astimezone(zone).date() + timedelta(days=1)
+        cuts: set[Fraction] = set()
+        while day <= last:
+            for moment in self._times_of_day:
+                offset = seconds_between(self.start, datetime.combine(day, moment, tzinfo=zone))
+                if interval.start < offset < interval.end:
+                    cuts.add(offset)
+            day += timedelta(days=1)
+        return cuts
+
+    # -- 2. which element prices each piece ------------------------------------------------------
+
+    def _classify(self, interval: Interval, before: Fraction) -> _Piece:
+        middle = (interval.start + interval.end) / 2
+        moment = Moment(
+            local=instant(self.start, middle).astimezone(self.zone),
+            duration=middle,
+            energy_wh=before + interval.energy_wh / 2,
+            power_kw=interval.power_kw,
+            current_a=interval.current_a,
+        )
+        dimensions = (D.ENERGY, D.TIME, D.FLAT) if interval.charging else (D.PARKING_TIME, D.FLAT)
+        active = {d: _first_matching(self.tariff, d, moment) for d in dimensions}
+        return _Piece(interval, before, active)
+
+    # -- 3./4./5. periods, volumes and steps -----------------------------------------------------
+
+    def _book(self, piece: _Piece) -> None:
+        interval = piece.interval
+        volumes = (
+            {D.ENERGY: interval.energy_wh, D.TIME: interval.seconds}
+            if interval.charging
+            else {D.PARKING_TIME: interval.seconds}
+        )
+        for dimension, volume in volumes.items():
+            element = piece.active[dimension]
+            if element is None:
+                self._ledger.close(dimension)
+            elif volume > 0:
+                self._ledger.add(dimension, element, volume)
+        if self._flat is None:
+            self._flat = piece.active.get(D.FLAT)
+        key = tuple(sorted((d.value, e) for d, e in piece.active.items() if d is not D.FLAT))
+        last = self._periods[-1] if self._periods else None
+        if last is not None and last.charging == interval.charging and last.key == key:
+            self._periods[-1] = last.extend(interval)
+        else:
+            self._periods.append(PeriodResult.start_with(interval, key))
+
+    def _copy(self) -> Pricer:
+        pricer = copy.copy(self)
+        pricer._used = copy.copy(self._used)
+        pricer._ledger = self._ledger.copy()
+        pricer._periods = list(self._periods)
+        return pricer
+
+    def _close(self) -> PriceResult:
+        ledger = self._ledger
+        for dimension in (D.ENERGY, D.TIME, D.PARKING_TIME):
+            ledger.close(dimension)
+        if self._flat is not None:
+            ledger.billed[(D.FLAT, self._flat)] = Fraction(1)
+            ledger.used[(D.FLAT, self._flat)] = Fraction(1)
+        return _totals(self.tariff, self.start, self._used, ledger.parts(), self._periods)
 
 
-def _clock_cuts(tariff: Tariff, usage: Usage, zone: ZoneInfo) -> set[Fraction]:
+@dataclass
+class _Used:
+    """The session's totals so far (its intervals themselves are not kept)."""
+
+    end: Fraction = ZERO
+    energy_wh: Fraction = ZERO
+    charging_seconds: Fraction = ZERO
+    parking_seconds: Fraction = ZERO
+
+    def add(self, interval: Interval) -> None:
+        self.end = interval.end
+        self.energy_wh += interval.energy_wh
+        if interval.charging:
+            self.charging_seconds += interval.seconds
+        else:
+            self.parking_seconds += interval.seconds
+
+
+def _times_of_day(tariff: Tariff) -> set[time]:
     times = {time(0, 0)}
     for element in tariff.elements:
         r = element.restrictions
         if r is not None:
             times.update(t for t in (r.start_time_of_day, r.end_time_of_day) if t is not None)
-    first = usage.start.astimezone(zone).date() - timedelta(days=1)
-    last = usage.end.astimezone(zone).date() + timedelta(days=1)
-    cuts: set[Fraction] = set()
-    day = first
-    while day <= last:
-        for moment in times:
-            offset = seconds_between(usage.start, _local(day, moment, zone))
-            if 0 < offset < usage.end_offset:
-                cuts.add(offset)
-        day += timedelta(days=1)
-    return cuts
-
-
-def _local(day: date, moment: time, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, moment, tzinfo=zone)
+    return times
 
 
 def _duration_cuts(tariff: Tariff) -> set[Fraction]:
@@ -155,28 +272,6 @@ def _energy_cuts(tariff: Tariff) -> set[Fraction]:
     return cuts
 
 
-# -- 2. which element prices each piece ---------------------------------------------------------
-
-
-def _classify(
-    tariff: Tariff, cut: list[tuple[Interval, Fraction]], usage: Usage, zone: ZoneInfo
-) -> list[_Piece]:
-    pieces = []
-    for interval, before in cut:
-        middle = (interval.start + interval.end) / 2
-        moment = Moment(
-            local=usage.at(middle).astimezone(zone),
-            duration=middle,
-            energy_wh=before + interval.energy_wh / 2,
-            power_kw=interval.power_kw,
-            current_a=interval.current_a,
-        )
-        dimensions = (D.ENERGY, D.TIME, D.FLAT) if interval.charging else (D.PARKING_TIME, D.FLAT)
-        active = {d: _first_matching(tariff, d, moment) for d in dimensions}
-        pieces.append(_Piece(interval, before, active))
-    return pieces
-
-
 def _first_matching(tariff: Tariff, dimension: TariffDimensionType, moment: Moment) -> int | None:
     for index, element in enumerate(tariff.elements):
         if element.component(dimension) is not None and matches(element.restrictions, moment):
@@ -184,7 +279,7 @@ def _first_matching(tariff: Tariff, dimension: TariffDimensionType, moment: Mome
     return None
 
 
-# -- 3./4./5./6. volumes, steps and costs ------------------------------------------------------
+# -- the ledger, costs and totals --------------------------------------------------------------
 
 
 class _Ledger:
@@ -214,6 +309,14 @@ class _Ledger:
         rounded = math.ceil(total / step) * step
         self.billed[(dimension, element)] += rounded - total
         self.session_billed[dimension] = Fraction(rounded)
+
+    def copy(self) -> _Ledger:
+        ledger = _Ledger(self.tariff)
+        ledger.used = dict(self.used)
+        ledger.billed = dict(self.billed)
+        ledger.session_billed = dict(self.session_billed)
+        ledger.open_run = dict(self.open_run)
+        return ledger
 
     def _component(self, dimension: TariffDimensionType, element: int) -> PriceComponent:
         component = self.tariff.elements[element].component(dimension)
@@ -247,47 +350,11 @@ def _part_order(item: tuple[tuple[TariffDimensionType, int], Fraction]) -> tuple
     return PART_ORDER.index(dimension), element
 
 
-def _cost_parts(tariff: Tariff, pieces: list[_Piece]) -> list[CostPart]:
-    ledger = _Ledger(tariff)
-    for piece in pieces:
-        volumes = (
-            {D.ENERGY: piece.interval.energy_wh, D.TIME: piece.interval.seconds}
-            if piece.interval.charging
-            else {D.PARKING_TIME: piece.interval.seconds}
-        )
-        for dimension, volume in volumes.items():
-            element = piece.active[dimension]
-            if element is None:
-                ledger.close(dimension)
-            elif volume > 0:
-                ledger.add(dimension, element, volume)
-    for dimension in (D.ENERGY, D.TIME, D.PARKING_TIME):
-        ledger.close(dimension)
-    flat = next((p.active[D.FLAT] for p in pieces if p.active.get(D.FLAT) is not None), None)
-    if flat is not None:
-        ledger.billed[(D.FLAT, flat)] = Fraction(1)
-        ledger.used[(D.FLAT, flat)] = Fraction(1)
-    return ledger.parts()
-
-
-def _periods(pieces: Iterable[_Piece]) -> list[PeriodResult]:
-    periods: list[PeriodResult] = []
-    for piece in pieces:
-        interval = piece.interval
-        key = tuple(sorted((d.value, e) for d, e in piece.active.items() if d is not D.FLAT))
-        last = periods[-1] if periods else None
-        if last is not None and last.charging == interval.charging and last.key == key:
-            periods[-1] = last.extend(interval)
-        else:
-            periods.append(PeriodResult.start_with(interval, key))
-    return periods
-
-
 # -- 7./8. totals, clamps, units ----------------------------------------------------------------
 
 
 def _totals(
-    tariff: Tariff, usage: Usage, parts: list[CostPart], periods: list[PeriodResult]
+    tariff: Tariff, start: datetime, used: _Used, parts: list[CostPart], periods: list[PeriodResult]
 ) -> PriceResult:
     excl = sum((p.excl_vat for p in parts), ZERO)
     incl = sum((p.incl_vat for p in parts), ZERO)
@@ -301,13 +368,13 @@ def _totals(
     return PriceResult(
         tariff_id=tariff.id,
         currency=tariff.currency,
-        start=usage.start,
-        end=usage.end,
+        start=start,
+        end=instant(start, used.end),
         parts=tuple(parts),
         periods=tuple(periods),
-        energy_wh=sum((i.energy_wh for i in usage.intervals), ZERO),
-        charging_seconds=sum((i.seconds for i in usage.intervals if i.charging), ZERO),
-        parking_seconds=sum((i.seconds for i in usage.intervals if not i.charging), ZERO),
+        energy_wh=used.energy_wh,
+        charging_seconds=used.charging_seconds,
+        parking_seconds=used.parking_seconds,
         components_excl_vat=excl,
         components_incl_vat=incl,
         total_excl_vat=clamped_excl,

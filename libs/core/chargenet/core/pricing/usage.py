@@ -82,8 +82,12 @@ class Usage:
         return self.at(self.end_offset)
 
     def at(self, offset: Fraction) -> datetime:
-        """The instant ``offset`` seconds after the start (to the microsecond)."""
-        return self.start + timedelta(microseconds=round(offset * 1_000_000))
+        return instant(self.start, offset)
+
+
+def instant(start: datetime, offset: Fraction) -> datetime:
+    """The instant ``offset`` seconds after ``start`` (to the microsecond)."""
+    return start + timedelta(microseconds=round(offset * 1_000_000))
 
 
 def seconds_between(start: datetime, end: datetime) -> Fraction:
@@ -101,35 +105,50 @@ def usage_from_samples(samples: Sequence[MeterSample], *, end: datetime | None =
     start = samples[0].timestamp
     intervals: list[Interval] = []
     for index, (before, after) in enumerate(itertools.pairwise(samples), start=1):
-        seconds = seconds_between(before.timestamp, after.timestamp)
-        energy = frac(after.energy_wh) - frac(before.energy_wh)
-        if seconds < 0:
-            raise PricingError(f"meter sample {index} is earlier than the sample before it")
-        if energy < 0:
-            raise PricingError(f"meter sample {index}: the energy register went backwards")
-        if seconds == 0:
-            if energy > 0:
-                raise PricingError(f"meter sample {index}: energy without elapsed time")
-            continue
-        offset = seconds_between(start, before.timestamp)
-        intervals.append(_sample_interval(before, offset, seconds, energy))
-    if end is not None:
-        last = samples[-1].timestamp
-        if end < last:
-            raise PricingError("the session end is before its last meter sample")
-        if end > last:
-            offset = seconds_between(start, last)
-            intervals.append(
-                Interval(
-                    offset,
-                    offset + seconds_between(last, end),
-                    False,
-                    ZERO,
-                    Range.of(ZERO),
-                    Range.of(ZERO),
-                )
-            )
+        interval = between_samples(start, before, after, index=index)
+        if interval is not None:
+            intervals.append(interval)
+    tail = parking_after(start, samples[-1], end)
+    if tail is not None:
+        intervals.append(tail)
     return Usage(start=start, intervals=tuple(intervals))
+
+
+def between_samples(
+    start: datetime, before: MeterSample, after: MeterSample, *, index: int
+) -> Interval | None:
+    """The interval from ``before`` to ``after`` (sample number ``index``), None if no time
+    passed; a reading that goes back in time or energy is refused."""
+    seconds = seconds_between(before.timestamp, after.timestamp)
+    energy = frac(after.energy_wh) - frac(before.energy_wh)
+    if seconds < 0:
+        raise PricingError(f"meter sample {index} is earlier than the sample before it")
+    if energy < 0:
+        raise PricingError(f"meter sample {index}: the energy register went backwards")
+    if seconds == 0:
+        if energy > 0:
+            raise PricingError(f"meter sample {index}: energy without elapsed time")
+        return None
+    return _sample_interval(before, seconds_between(start, before.timestamp), seconds, energy)
+
+
+def parking_after(start: datetime, last: MeterSample, end: datetime | None) -> Interval | None:
+    """The parked time from the last sample to the session's ``end``, if any."""
+    if end is None:
+        return None
+    if end < last.timestamp:
+        raise PricingError("the session end is before its last meter sample")
+    if end == last.timestamp:
+        return None
+    offset = seconds_between(start, last.timestamp)
+    return Interval(
+        offset,
+        offset + seconds_between(last.timestamp, end),
+        False,
+        ZERO,
+        Range.of(ZERO),
+        Range.of(ZERO),
+    )
 
 
 def _sample_interval(

@@ -1,0 +1,81 @@
+"""A running session's price, kept up to date sample by sample.
+
+The escrow's budget check and the wallet's live view price a session after every meter value.
+Re-pricing all its samples each time made a session's total pricing work grow with the square of
+its length; :class:`RunningPrice` books each new sample once (:class:`~.engine.Pricer`), and
+``price_samples`` is the same thing fed all at once, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from chargenet.core.pricing.engine import Pricer
+from chargenet.core.pricing.result import PriceResult
+from chargenet.core.pricing.tariff import Tariff
+from chargenet.core.pricing.usage import MeterSample, PricingError, between_samples, parking_after
+
+
+class RunningPrice:
+    """The price of the samples added so far, in time order."""
+
+    def __init__(self, tariff: Tariff, *, time_zone: str | ZoneInfo = "UTC") -> None:
+        self.tariff = tariff
+        self.time_zone = time_zone
+        self.count = 0
+        self._pricer: Pricer | None = None
+        self._last: MeterSample | None = None
+
+    @property
+    def last(self) -> MeterSample | None:
+        return self._last
+
+    def add(self, sample: MeterSample) -> None:
+        """Book the next sample; one the engine refuses raises PricingError and changes nothing."""
+        if self._pricer is None or self._last is None:
+            self._pricer = Pricer(self.tariff, sample.timestamp, time_zone=self.time_zone)
+        else:
+            start = self._pricer.start
+            interval = between_samples(start, self._last, sample, index=self.count)
+            if interval is not None:
+                self._pricer.add(interval)
+        self._last = sample
+        self.count += 1
+
+    def result(self, *, end: datetime | None = None) -> PriceResult:
+        """The price so far; ``end`` adds the parked time after the last sample."""
+        if self._pricer is None or self._last is None:
+            raise PricingError("no meter samples: at least one reading is needed")
+        tail = parking_after(self._pricer.start, self._last, end)
+        return self._pricer.result(then=() if tail is None else (tail,))
+
+
+class RunningPrices:
+    """The running prices of the sessions a process priced lately (least recently used go).
+
+    An entry is the process's memory, not the truth: the caller says how many samples it has
+    stored for the session, and an entry that covers a different number (another replica priced
+    some, a redelivered sample was stored twice, the process restarted) is not handed out.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, RunningPrice] = OrderedDict()
+
+    def get(self, session_id: str, *, covering: int) -> RunningPrice | None:
+        running = self._entries.get(session_id)
+        if running is None or running.count != covering:
+            return None
+        self._entries.move_to_end(session_id)
+        return running
+
+    def put(self, session_id: str, running: RunningPrice) -> None:
+        self._entries[session_id] = running
+        self._entries.move_to_end(session_id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def forget(self, session_id: str) -> None:
+        self._entries.pop(session_id, None)

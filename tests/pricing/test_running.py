@@ -1,0 +1,150 @@
+"""A running price, sample by sample, equals pricing all the samples at once."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargenet.core.pricing import (
+    MeterSample,
+    PricingError,
+    RunningPrice,
+    RunningPrices,
+    Tariff,
+    price,
+    price_samples,
+    usage_from_samples,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "ocpi"
+
+
+def _component(kind: str, price: str, step: int = 1) -> dict[str, Any]:
+    return {"type": kind, "price": price, "vat": "19", "step_size": step}
+
+
+#: Every kind of restriction, steps, a flat fee and both price bounds in one tariff.
+RESTRICTED = Tariff.model_validate(
+    {
+        "id": "every-rule",
+        "currency": "EUR",
+        "last_updated": "2024-01-01T00:00:00Z",
+        "min_price": {"excl_vat": "1.00"},
+        "max_price": {"excl_vat": "90.00"},
+        "elements": [
+            {"price_components": [_component("FLAT", "0.50")]},
+            {
+                "price_components": [_component("ENERGY", "0.60", 100)],
+                "restrictions": {"start_time": "18:00", "end_time": "23:30", "max_kwh": "20"},
+            },
+            {
+                "price_components": [_component("TIME", "3.00", 300)],
+                "restrictions": {"min_duration": 3600, "max_duration": 10800},
+            },
+            {
+                "price_components": [_component("ENERGY", "0.45", 10)],
+                "restrictions": {"min_power": "11", "day_of_week": ["SATURDAY", "SUNDAY"]},
+            },
+            {
+                "price_components": [
+                    _component("ENERGY", "0.35", 1),
+                    _component("PARKING_TIME", "5.00", 900),
+                ],
+            },
+        ],
+    }
+)
+
+
+def _tariffs() -> list[Tariff]:
+    files = sorted(FIXTURES.glob("tariff_*.json"))
+    return [RESTRICTED, *(Tariff.model_validate_json(f.read_bytes()) for f in files)]
+
+
+def _random_samples(rng: random.Random, start: datetime, count: int) -> list[MeterSample]:
+    """Gaps from none to two hours (a session over days and a DST change), charging and parked
+    stretches, power reported or not."""
+    at, energy = start, Decimal(rng.randint(0, 10_000))
+    samples = []
+    for _ in range(count):
+        samples.append(
+            MeterSample(
+                timestamp=at,
+                energy_wh=energy,
+                power_kw=rng.choice([None, Decimal(rng.randint(1, 150))]),
+            )
+        )
+        gap = rng.choice([0, 1, 37, 600, 3600, 7200, rng.randint(1, 5000)])
+        at += timedelta(seconds=gap)
+        if gap and rng.random() < 0.8:
+            energy += Decimal(rng.randint(0, 20_000)) / 2
+    return samples
+
+
+@pytest.mark.parametrize("tariff", _tariffs(), ids=lambda t: t.id)
+@pytest.mark.parametrize("seed", range(4))
+def test_the_running_price_after_each_sample_equals_pricing_all_of_them(
+    tariff: Tariff, seed: int
+) -> None:
+    rng = random.Random(seed)
+    # Saturday before the spring DST change in Berlin, late afternoon: clock, day and DST cuts.
+    start = datetime(2024, 3, 30, 16, 0, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 600))
+    samples = _random_samples(rng, start, 30)
+    running = RunningPrice(tariff, time_zone="Europe/Berlin")
+    for index, sample in enumerate(samples, start=1):
+        running.add(sample)
+        so_far = samples[:index]
+        expected = price(tariff, usage_from_samples(so_far), time_zone="Europe/Berlin")
+        assert running.result() == expected, f"after sample {index}"
+        end = sample.timestamp + timedelta(seconds=rng.randint(0, 4000))
+        with_parking = price(tariff, usage_from_samples(so_far, end=end), time_zone="Europe/Berlin")
+        assert running.result(end=end) == with_parking, f"after sample {index}, parked"
+    assert running.count == len(samples)
+
+
+def test_a_refused_sample_changes_nothing_and_the_next_good_one_goes_on() -> None:
+    start = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
+    good = [
+        MeterSample(timestamp=start, energy_wh=Decimal(0)),
+        MeterSample(timestamp=start + timedelta(minutes=30), energy_wh=Decimal(5000)),
+        MeterSample(timestamp=start + timedelta(minutes=60), energy_wh=Decimal(9000)),
+    ]
+    running = RunningPrice(RESTRICTED)
+    running.add(good[0])
+    running.add(good[1])
+    before = running.result()
+    with pytest.raises(PricingError, match="register went backwards"):
+        running.add(MeterSample(timestamp=start + timedelta(minutes=40), energy_wh=Decimal(10)))
+    with pytest.raises(PricingError, match="earlier than the sample before it"):
+        running.add(MeterSample(timestamp=start, energy_wh=Decimal(6000)))
+    assert running.count == 2
+    assert running.result() == before
+    running.add(good[2])
+    assert running.result() == price_samples(RESTRICTED, good)
+
+
+def test_no_sample_has_no_price() -> None:
+    with pytest.raises(PricingError, match="no meter samples"):
+        RunningPrice(RESTRICTED).result()
+
+
+def test_the_cache_hands_out_an_entry_only_for_the_samples_it_covers() -> None:
+    cache = RunningPrices(size=2)
+    first = RunningPrice(RESTRICTED)
+    first.add(MeterSample(timestamp=datetime(2024, 6, 3, tzinfo=UTC), energy_wh=Decimal(0)))
+    cache.put("a", first)
+    assert cache.get("a", covering=1) is first
+    # Another replica stored a sample this process never saw: not this entry.
+    assert cache.get("a", covering=2) is None
+    cache.put("b", RunningPrice(RESTRICTED))
+    cache.get("a", covering=1)  # used lately: "b" is the oldest now
+    cache.put("c", RunningPrice(RESTRICTED))
+    assert cache.get("b", covering=0) is None
+    assert cache.get("a", covering=1) is first
+    cache.forget("a")
+    assert cache.get("a", covering=1) is None
