@@ -168,9 +168,8 @@ def test_a_large_batch_commits_in_chunks_of_the_configured_size(escrow: Escrow) 
     assert escrow.row(a).cost_so_far == expected_price(1_000)
 
 
-def test_a_batch_reads_the_samples_once_and_prices_each_session_once(escrow: Escrow) -> None:
-    sessions = [escrow.charging(30_000_000) for _ in range(3)]
-    batch = [meter(s, 500 * minute, minute) for minute in range(1, 11) for s in sessions]
+def _sample_reads(escrow: Escrow, batch: list[Envelope]) -> list[str]:
+    """The statements reading the samples table while the batch is applied."""
     statements: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -181,12 +180,40 @@ def test_a_batch_reads_the_samples_once_and_prices_each_session_once(escrow: Esc
         escrow.handlers.handle_batch(batch)
     finally:
         sa.event.remove(escrow.db.engine, "before_cursor_execute", record)
-    reads = [s for s in statements if s.startswith("select") and "from escrow_meter_samples" in s]
-    assert len(reads) == 1, reads
+    print(f"{len(batch)} meter values: {len(statements)} statements")
+    return [s for s in statements if s.startswith("select") and "from escrow_meter_samples" in s]
+
+
+def test_a_batch_reads_the_samples_once_and_prices_each_session_once(escrow: Escrow) -> None:
+    sessions = [escrow.charging(30_000_000) for _ in range(3)]
+    batch = [meter(s, 500 * minute, minute) for minute in range(1, 11) for s in sessions]
+    # How many samples each session has stored, then the rows of those this process has no
+    # running price of yet (all three: their start samples came before it ran).
+    reads = _sample_reads(escrow, batch)
+    assert [("count(" in r) for r in reads] == [True, False], reads
     for session_id in sessions:
         assert escrow.samples(session_id) == 11
         assert escrow.row(session_id).cost_so_far == expected_price(5_000)
-    print(f"{len(batch)} meter values: {len(statements)} statements")
+    # Running prices known: the next batch counts the samples and books only its own.
+    reads = _sample_reads(escrow, [meter(s, 6_000, 12) for s in sessions])
+    assert [("count(" in r) for r in reads] == [True], reads
+    for session_id in sessions:
+        assert escrow.row(session_id).cost_so_far == expected_price(6_000)
+
+
+def test_a_sample_stored_by_another_replica_makes_the_running_price_start_again(
+    escrow: Escrow,
+) -> None:
+    # Budget: 3,000,000 - 150,000 = 2,850,000; 5 kWh cost 2.98 EUR, past it.
+    other = SessionHandlers(escrow.core, None)  # a second replica on the same database
+    a = escrow.charging(3_000_000)
+    escrow.handlers.handle_batch([meter(a, 1_000, 1)])
+    other.handle_batch([meter(a, 5_000, 3)])  # this process did not see it
+    # Booked on its own running price, this one would make the cost that of 3 kWh.
+    escrow.handlers.handle_batch([meter(a, 3_000, 2)])
+    row = escrow.row(a)
+    assert row.cost_so_far == expected_price(5_000) == 2_980_000
+    assert (row.state, row.stop_reason) == ("STOPPING", "budget")
 
 
 def test_a_budget_stop_and_the_stop_in_one_batch_keep_their_order(escrow: Escrow) -> None:

@@ -34,7 +34,7 @@ from chargenet.core.envelope import Envelope, EventData, make_envelope
 from chargenet.core.events import GatewayCommand, gateway_commands_topic
 from chargenet.escrow.chain import Station
 from chargenet.escrow.metrics import FINISHED, TRANSITIONS
-from chargenet.escrow.models import SessionRow
+from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
 from chargenet.escrow.states import State, check
 
@@ -80,6 +80,8 @@ class Tx:
     #: Stations read from the chain before the transaction began, by id (None: unknown), so
     #: that no node round trip is made while the batch's sessions are locked.
     stations: dict[bytes, Station | None] = field(default_factory=dict)
+    #: Meter samples this transaction recorded and has not priced yet, by session.
+    samples: dict[str, list[MeterSampleRow]] = field(default_factory=dict)
 
     def emit(self, data: EventData, subject: str) -> Envelope:
         return self.publish(data.topic, data, subject)
@@ -89,6 +91,10 @@ class Tx:
         add_to_outbox(self.session, topic, envelope)
         self.events += 1
         return envelope
+
+    def record_sample(self, sample: MeterSampleRow) -> None:
+        self.session.add(sample)
+        self.samples.setdefault(sample.session_id, []).append(sample)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after.append(callback)

@@ -49,7 +49,13 @@ from chargenet.core.events import (
     gateway_commands_topic,
 )
 from chargenet.core.logging import bind
-from chargenet.core.pricing import PricingError, Tariff, canonical_hash
+from chargenet.core.pricing import (
+    PricingError,
+    RunningPrice,
+    RunningPrices,
+    Tariff,
+    canonical_hash,
+)
 from chargenet.escrow.chain import ChainReader, Station
 from chargenet.escrow.core import SOURCE, EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
@@ -57,7 +63,8 @@ from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settlement import (
     STATION_KEY,
     NothingToSettle,
-    price_so_far,
+    extend_running_price,
+    running_price,
     settle_session,
 )
 from chargenet.escrow.states import State
@@ -75,6 +82,8 @@ class SessionHandlers:
         self.reader = reader
         self.bus = bus
         self._topics: set[str] = set()
+        #: Running sessions' prices, so a meter value books one sample, not all of them again.
+        self._prices = RunningPrices()
         self._dispatch: dict[str, Callable[[Tx, Envelope], None]] = {
             SessionRequested.event_type: self._requested,
             SessionStarted.event_type: self._started,
@@ -283,7 +292,7 @@ class SessionHandlers:
         row.transaction_id = started.transaction_id
         row.started_at = started.started_at
         row.last_activity_at = utcnow()
-        tx.session.add(
+        tx.record_sample(
             MeterSampleRow(
                 session_id=row.session_id,
                 kind="start",
@@ -299,7 +308,7 @@ class SessionHandlers:
         if row is None or State(row.state) not in (State.CHARGING, State.STOPPING):
             return None
         row.last_activity_at = utcnow()
-        tx.session.add(
+        tx.record_sample(
             MeterSampleRow(
                 session_id=row.session_id,
                 kind="meter",
@@ -312,27 +321,53 @@ class SessionHandlers:
         return row.session_id
 
     def _price(self, tx: Tx, session_ids: Collection[str]) -> None:
-        """The cost so far of these sessions (their samples in one query), and the budget stop."""
+        """The cost so far of these sessions, and the budget stop.
+
+        A session's price is this process's running price with the new samples booked; one it
+        has not seen all the other samples of (its first meter value here, another replica's
+        samples, a restart) is built from all its stored rows, read for the whole batch at
+        once. The new running prices are kept once the transaction commits (a rollback leaves
+        the previous ones, still matching what is stored).
+        """
         if not session_ids:
             return
-        samples: dict[str, list[MeterSampleRow]] = defaultdict(list)
-        query = sa.select(MeterSampleRow).where(MeterSampleRow.session_id.in_(sorted(session_ids)))
-        for sample in tx.session.scalars(query):  # flushes the samples just recorded first
-            samples[sample.session_id].append(sample)
-        for session_id in sorted(session_ids):
+        ids = sorted(session_ids)
+        counts = (
+            sa.select(MeterSampleRow.session_id, sa.func.count())
+            .where(MeterSampleRow.session_id.in_(ids))
+            .group_by(MeterSampleRow.session_id)
+        )
+        # After this batch's samples (the query flushes them).
+        stored = {session_id: count for session_id, count in tx.session.execute(counts)}
+        prices: dict[str, RunningPrice | None] = {}
+        for session_id in ids:
+            new = tx.samples.pop(session_id, [])
+            cached = self._prices.get(session_id, covering=stored.get(session_id, 0) - len(new))
+            prices[session_id] = None if cached is None else extend_running_price(cached, new)
+        rows: dict[str, list[MeterSampleRow]] = defaultdict(list)
+        if cold := [session_id for session_id, running in prices.items() if running is None]:
+            query = sa.select(MeterSampleRow).where(MeterSampleRow.session_id.in_(cold))
+            for sample in tx.session.scalars(query):
+                rows[sample.session_id].append(sample)
+        for session_id in ids:
             row = self.core.locked(tx, session_id)
-            if row is not None:
-                self._budget_check(tx, row, samples[session_id])
+            if row is None:
+                continue
+            try:
+                running = prices[session_id] or running_price(row, rows[session_id])
+            except PricingError as error:
+                log.warning("session %s: cannot price so far: %s", session_id, error)
+                continue
+            keep = functools.partial(
+                self._prices.put, session_id, running, covering=stored.get(session_id, 0)
+            )
+            tx.after_commit(keep)
+            self._budget_check(tx, row, running)
 
-    def _budget_check(self, tx: Tx, row: SessionRow, samples: list[MeterSampleRow]) -> None:
-        try:
-            result = price_so_far(row, samples)
-        except PricingError as error:
-            log.warning("session %s: cannot price so far: %s", row.session_id, error)
+    def _budget_check(self, tx: Tx, row: SessionRow, running: RunningPrice) -> None:
+        if running.count < 2:
             return
-        if result is None:
-            return
-        row.cost_so_far = result.total_incl_vat_units
+        row.cost_so_far = running.result().total_incl_vat_units
         if State(row.state) is State.CHARGING and row.cost_so_far >= self.budget(row):
             tx.move(row, State.STOPPING, f"budget: cost so far {row.cost_so_far}")
             row.stop_reason = "budget"
@@ -376,6 +411,7 @@ class SessionHandlers:
             )
         )
         tx.session.flush()
+        self._prices.forget(row.session_id)  # priced from all its rows from now on
         row.stop_reason = row.stop_reason or stopped.reason
         close(self.core, tx, row, end=stopped.stopped_at, reason=f"stopped: {stopped.reason}")
 

@@ -33,8 +33,8 @@ from chargenet.core.pricing import (
     CdrLocation,
     CdrToken,
     MeterSample,
-    PriceResult,
     PricingError,
+    RunningPrice,
     Tariff,
     TokenType,
     build_cdr,
@@ -79,20 +79,41 @@ def samples_of(rows: Sequence[MeterSampleRow]) -> list[MeterSample]:
     for row in ordered:
         if samples and row.energy_wh < samples[-1].energy_wh:
             continue
-        power = Decimal(row.power_w) / 1000 if row.power_w is not None else None
-        samples.append(
-            MeterSample(timestamp=row.measured_at, energy_wh=Decimal(row.energy_wh), power_kw=power)
-        )
+        samples.append(sample_of(row))
     return samples
 
 
-def price_so_far(row: SessionRow, rows: Sequence[MeterSampleRow]) -> PriceResult | None:
-    samples = samples_of(rows)
-    if len(samples) < 2:
-        return None
+def sample_of(row: MeterSampleRow) -> MeterSample:
+    power = Decimal(row.power_w) / 1000 if row.power_w is not None else None
+    return MeterSample(timestamp=row.measured_at, energy_wh=Decimal(row.energy_wh), power_kw=power)
+
+
+def running_price(row: SessionRow, rows: Sequence[MeterSampleRow]) -> RunningPrice:
+    """The session's running price over all its stored samples."""
     request = row.request_data()
     tariff = Tariff.model_validate(request["tariff"])
-    return price_samples(tariff, samples, time_zone=request.get("time_zone") or "UTC")
+    running = RunningPrice(tariff, time_zone=request.get("time_zone") or "UTC")
+    for sample in samples_of(rows):
+        running.add(sample)
+    return running
+
+
+def extend_running_price(
+    running: RunningPrice, rows: Sequence[MeterSampleRow]
+) -> RunningPrice | None:
+    """A copy of ``running`` with the new ``rows`` booked as ``samples_of`` would order them
+    after the earlier ones; None if one is not later than the last booked sample (then only
+    all the rows in order give the same answer)."""
+    last = running.last
+    if last is None or any(r.measured_at <= last.timestamp for r in rows):
+        return None
+    extended = running.copy()
+    for row in sorted(rows, key=lambda r: (r.measured_at, r.energy_wh)):
+        booked = extended.last
+        if booked is not None and row.energy_wh < booked.energy_wh:
+            continue  # goes backwards: dropped, as samples_of drops it
+        extended.add(sample_of(row))
+    return extended
 
 
 def settle_session(

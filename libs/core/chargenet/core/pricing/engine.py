@@ -127,7 +127,7 @@ class Pricer:
     def result(self, *, then: Sequence[Interval] = ()) -> PriceResult:
         """The price so far (``then``: intervals after the last one added, not kept, such as the
         parking after a stopped session's last sample)."""
-        pricer = self._copy()
+        pricer = self.copy()
         for interval in then:
             pricer.add(interval)
         return pricer._close()
@@ -210,7 +210,7 @@ class Pricer:
         else:
             self._periods.append(PeriodResult.start_with(interval, key))
 
-    def _copy(self) -> Pricer:
+    def copy(self) -> Pricer:
         pricer = copy.copy(self)
         pricer._used = copy.copy(self._used)
         pricer._ledger = self._ledger.copy()

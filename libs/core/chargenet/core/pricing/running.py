@@ -32,6 +32,13 @@ class RunningPrice:
     def last(self) -> MeterSample | None:
         return self._last
 
+    def copy(self) -> RunningPrice:
+        """A price to add to while this one stays as it is (until a transaction commits)."""
+        running = RunningPrice(self.tariff, time_zone=self.time_zone)
+        running.count, running._last = self.count, self._last
+        running._pricer = None if self._pricer is None else self._pricer.copy()
+        return running
+
     def add(self, sample: MeterSample) -> None:
         """Book the next sample; one the engine refuses raises PricingError and changes nothing."""
         if self._pricer is None or self._last is None:
@@ -55,24 +62,25 @@ class RunningPrice:
 class RunningPrices:
     """The running prices of the sessions a process priced lately (least recently used go).
 
-    An entry is the process's memory, not the truth: the caller says how many samples it has
-    stored for the session, and an entry that covers a different number (another replica priced
-    some, a redelivered sample was stored twice, the process restarted) is not handed out.
+    An entry is the process's memory, not the truth: it is put with the number of stored samples
+    (the caller's rows) it was built from, and handed out only to a caller that has that many
+    stored, so an entry that missed some (another replica priced them, the process restarted)
+    is rebuilt from the rows instead.
     """
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self._entries: OrderedDict[str, RunningPrice] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[RunningPrice, int]] = OrderedDict()
 
     def get(self, session_id: str, *, covering: int) -> RunningPrice | None:
-        running = self._entries.get(session_id)
-        if running is None or running.count != covering:
+        entry = self._entries.get(session_id)
+        if entry is None or entry[1] != covering:
             return None
         self._entries.move_to_end(session_id)
-        return running
+        return entry[0]
 
-    def put(self, session_id: str, running: RunningPrice) -> None:
-        self._entries[session_id] = running
+    def put(self, session_id: str, running: RunningPrice, *, covering: int) -> None:
+        self._entries[session_id] = (running, covering)
         self._entries.move_to_end(session_id)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
