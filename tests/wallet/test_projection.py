@@ -162,3 +162,54 @@ def test_a_batch_of_several_sessions_applies_once(env: World) -> None:
     ]
     projection.batch(batch)
     assert views() == applied
+
+
+def test_a_replica_that_missed_a_sample_prices_from_all_the_stored_points(env: World) -> None:
+    """Each meter value is booked on the process's running price; a process that has not seen
+    every stored point (another replica's) builds the price from all of them instead."""
+    station = env.station()
+    env.charge_point_online(station)
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    sid = env.wallet.post(
+        "/v1/sessions",
+        json={"station_id": station, "connector_id": "1", "max_amount": 10 * EUR},
+        headers={**driver.headers, "Idempotency-Key": "replicas"},
+    ).json()["session_id"]
+    cp = charge_point_of(station)
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def meter(minutes: int, energy_wh: int) -> Envelope:
+        reading = MeterReading(
+            session_id=sid,
+            charge_point_id=cp,
+            transaction_id="t1",
+            energy_wh=energy_wh,
+            measured_at=start + timedelta(minutes=minutes),
+        )
+        return envelope(reading, sid)
+
+    started = SessionStarted(
+        session_id=sid,
+        charge_point_id=cp,
+        connector_id=1,
+        transaction_id="t1",
+        meter_start_wh=0,
+        started_at=start,
+    )
+    one, other = SessionProjection(env.wallet_db), SessionProjection(env.wallet_db)
+
+    def cost() -> int:
+        with env.wallet_db.session() as session:
+            row = session.get(ChargingSession, sid)
+            assert row is not None
+            return row.cost_so_far
+
+    one.batch([envelope(started, sid), meter(10, 1_000)])
+    one.batch([meter(20, 2_000)])  # booked on its running price
+    assert one.prices.get(sid, covering=3) is not None  # start, 10 and 20 minutes
+    assert cost() == 1_550_000  # (0.50 + 2 kWh x 0.40) x 1.19 = 1.547
+    other.batch([meter(40, 5_000)])  # the first one never sees this
+    # Booked on its own running price, this would cost 3 kWh; the points say 5.
+    one.batch([meter(30, 3_000)])
+    assert cost() == 2_980_000  # (0.50 + 5 kWh x 0.40) x 1.19 = 2.975

@@ -37,13 +37,22 @@ from chargenet.core.events import (
     StopRequested,
 )
 from chargenet.core.logging import bind
-from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples
+from chargenet.core.pricing import (
+    MeterSample,
+    PricingError,
+    RunningPrice,
+    RunningPrices,
+    Tariff,
+)
 from chargenet.wallet import metrics
 from chargenet.wallet.models import ChargingSession, MeterPoint
 from chargenet.wallet.signals import SessionSignals
 
 log = logging.getLogger(__name__)
 CONSUMER = "wallet.sessions"
+#: A session's running price made in a transaction: kept once it commits, covering that many
+#: stored points.
+_Priced = tuple[str, RunningPrice, int]
 
 #: How far along a session is; an event never moves it back.
 RANK = {
@@ -91,12 +100,20 @@ class SessionProjection:
     def __init__(self, db: Database, signals: SessionSignals | None = None) -> None:
         self.db = db
         self.signals = signals or SessionSignals()
+        #: Running sessions' prices, so a meter value books one sample, not all of them again.
+        self.prices = RunningPrices()
 
     def __call__(self, envelope: Envelope) -> None:
         if envelope.type not in _TYPES:
             return
+        priced: list[_Priced] = []
+
+        def apply(session: Session, event: Envelope) -> None:
+            self.fold(session, [event], priced)
+
         with bind(session_id=envelope.subject, event_id=envelope.id):
-            if apply_once(self.db, CONSUMER, envelope, self._apply_one):
+            if apply_once(self.db, CONSUMER, envelope, apply):
+                self._keep(priced)
                 metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
                 self.signals.notify([envelope.subject])
 
@@ -107,22 +124,32 @@ class SessionProjection:
         if not wanted:
             return
         folded: list[ChargingSession] = []
+        priced: list[_Priced] = []
         fresh = apply_batch_once(
             self.db,
             CONSUMER,
             wanted,
-            lambda session, events: folded.extend(self.fold(session, events)),
+            lambda session, events: folded.extend(self.fold(session, events, priced)),
         )
+        self._keep(priced)
         for envelope in fresh:
             metrics.PROJECTED_EVENTS.labels(type=_TYPES[envelope.type]).inc()
         self.signals.committed(folded)
 
-    def _apply_one(self, session: Session, envelope: Envelope) -> None:
-        self.fold(session, [envelope])
+    def _keep(self, priced: list[_Priced]) -> None:
+        """The running prices of a committed transaction (a rolled back one keeps none)."""
+        for session_id, running, covering in priced:
+            self.prices.put(session_id, running, covering=covering)
 
-    def fold(self, session: Session, envelopes: Sequence[Envelope]) -> list[ChargingSession]:
+    def fold(
+        self,
+        session: Session,
+        envelopes: Sequence[Envelope],
+        priced: list[_Priced] | None = None,
+    ) -> list[ChargingSession]:
         """Apply events (of any sessions, in order) to their rows, in the caller's transaction;
-        returns the rows."""
+        returns the rows. The running prices it made are added to ``priced``, to be kept once
+        the transaction commits."""
         by_session: dict[str, list[Envelope]] = {}
         for envelope in envelopes:
             by_session.setdefault(envelope.subject, []).append(envelope)
@@ -134,18 +161,24 @@ class SessionProjection:
             .with_for_update()
         ).all()
         # A session missing here is not one this wallet requested (another MSP's, a test's).
+        kept = priced if priced is not None else []
         for row in rows:
-            _Fold(session, row).apply(by_session[row.session_id])
+            _Fold(session, row, self.prices, kept).apply(by_session[row.session_id])
         return list(rows)
 
 
 class _Fold:
     """One session's events applied to its row, in order."""
 
-    def __init__(self, session: Session, row: ChargingSession) -> None:
+    def __init__(
+        self, session: Session, row: ChargingSession, prices: RunningPrices, priced: list[_Priced]
+    ) -> None:
         self.session = session
         self.row = row
+        self.prices = prices
+        self.priced = priced
         self.points: dict[datetime, dict[str, Any]] = {}  # new samples, the first per moment
+        self.unpriced: list[MeterSample] = []  # stored since the last pricing, in event order
         self.reprice = False  # a sample came since the last pricing
         self.end: datetime | None = None  # the stop's time, when the session stopped
 
@@ -210,28 +243,57 @@ class _Fold:
     def _point(self, at: datetime, energy_wh: int, power_w: int | None) -> None:
         row = self.row
         at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-        self.points.setdefault(
-            at,
-            {
+        if at not in self.points:
+            self.points[at] = {
                 "session_id": row.session_id,
                 "measured_at": at,
                 "energy_wh": energy_wh,
                 "power_w": power_w,
-            },
-        )
+            }
+            self.unpriced.append(_sample(at, energy_wh, power_w))
         if row.meter_start_wh is not None:
             row.energy_wh = max(row.energy_wh, energy_wh - row.meter_start_wh)
 
     def _price(self) -> None:
         """Store the new samples (one insert; a sample already stored stays), then price the
-        session over all of them if a sample asked for it."""
+        session if a sample asked for it."""
         if self.points:
             dialect = self.session.get_bind().dialect.name
             self.session.execute(_INSERT_NEW[dialect], list(self.points.values()))
             self.points = {}
         if self.reprice:
             self.reprice = False
-            _reprice(self.session, self.row, self.end)
+            self._reprice()
+
+    def _reprice(self) -> None:
+        """This process's running price with the new samples booked; built from all the stored
+        points if it has not seen all the others (its first value here, another replica's, a
+        redelivered one already stored, a restart)."""
+        row, new = self.row, self.unpriced
+        self.unpriced = []
+        stored = self.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(MeterPoint)
+            .where(MeterPoint.session_id == row.session_id)
+        )
+        stored = int(stored or 0)
+        try:
+            cached = self.prices.get(row.session_id, covering=stored - len(new))
+            running = None if cached is None else _extended(cached, new)
+            if running is None:
+                running = RunningPrice(_tariff(row.tariff), time_zone=row.time_zone)
+                for sample in _stored_samples(self.session, row.session_id):
+                    running.add(sample)
+            self.priced.append((row.session_id, running, stored))
+            if running.count < 2:
+                return
+            result = running.result(end=self.end)
+        except (PricingError, ValueError) as error:
+            # The meter said something the engine refuses (e.g. a register going backwards):
+            # the cost so far stays where it was; the escrow's pricing at settlement counts.
+            log.warning("cannot price session %s so far: %s", row.session_id, error)
+            return
+        row.cost_so_far = min(result.total_incl_vat_units, row.max_amount)
 
 
 #: Inserts of meter points that leave a point already stored (a redelivered sample), by dialect.
@@ -269,27 +331,30 @@ def _tariff(document: str) -> Tariff:
     return Tariff.model_validate(json.loads(document))
 
 
-def _reprice(session: Session, row: ChargingSession, end: datetime | None) -> None:
+def _sample(at: datetime, energy_wh: int, power_w: int | None) -> MeterSample:
+    return MeterSample(
+        timestamp=at if at.tzinfo else at.replace(tzinfo=UTC),
+        energy_wh=Decimal(energy_wh),
+        power_kw=Decimal(power_w) / 1000 if power_w is not None else None,
+    )
+
+
+def _stored_samples(session: Session, session_id: str) -> list[MeterSample]:
     points = session.execute(
         sa.select(MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w)
-        .where(MeterPoint.session_id == row.session_id)
+        .where(MeterPoint.session_id == session_id)
         .order_by(MeterPoint.measured_at)
     ).all()
-    if len(points) < 2:
-        return
-    samples = [
-        MeterSample(
-            timestamp=at if at.tzinfo else at.replace(tzinfo=UTC),
-            energy_wh=Decimal(energy_wh),
-            power_kw=Decimal(power_w) / 1000 if power_w is not None else None,
-        )
-        for at, energy_wh, power_w in points
-    ]
-    try:
-        result = price_samples(_tariff(row.tariff), samples, end=end, time_zone=row.time_zone)
-    except (PricingError, ValueError) as error:
-        # The meter said something the engine refuses (e.g. a register going backwards): the
-        # cost so far stays where it was; the escrow's pricing at settlement is what counts.
-        log.warning("cannot price session %s so far: %s", row.session_id, error)
-        return
-    row.cost_so_far = min(result.total_incl_vat_units, row.max_amount)
+    return [_sample(at, energy_wh, power_w) for at, energy_wh, power_w in points]
+
+
+def _extended(running: RunningPrice, new: list[MeterSample]) -> RunningPrice | None:
+    """A copy of ``running`` with the new samples booked, if each is later than the last one
+    (the stored points' order); None otherwise."""
+    last = running.last
+    if last is None or any(sample.timestamp <= last.timestamp for sample in new):
+        return None
+    extended = running.copy()
+    for sample in sorted(new, key=lambda sample: sample.timestamp):
+        extended.add(sample)
+    return extended
