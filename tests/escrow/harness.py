@@ -41,7 +41,7 @@ from chargenet.core.chain import (
 from chargenet.core.db import Database
 from chargenet.core.envelope import Envelope, EventData, make_envelope
 from chargenet.core.events import SessionRequested
-from chargenet.core.pricing import Tariff, canonical_hash
+from chargenet.core.pricing import Tariff, tariff_hash
 from chargenet.core.signer_client import SignerClient
 from chargenet.core.signer_client.permissions import escrow_caller
 from chargenet.escrow.app import EscrowService, migrate
@@ -314,7 +314,7 @@ def rig(tmp: Path, **escrow_overrides: Any) -> Iterator[Rig]:
         connector_count=2,
         max_power_w=22_000,
         tariff_id=keccak(text=tariff.id),
-        tariff_hash=canonical_hash(tariff),
+        tariff_hash=tariff_hash(TARIFF),
         meter_key_hash=keccak(text="no meter key in these tests"),
     )
     send(

@@ -133,18 +133,17 @@ def test_no_sample_has_no_price() -> None:
         RunningPrice(RESTRICTED).result()
 
 
-def test_the_cache_hands_out_an_entry_only_for_the_samples_it_covers() -> None:
+def test_the_cache_hands_out_an_entry_only_for_the_rows_it_was_built_from() -> None:
     cache = RunningPrices(size=2)
     first = RunningPrice(RESTRICTED)
-    first.add(MeterSample(timestamp=datetime(2024, 6, 3, tzinfo=UTC), energy_wh=Decimal(0)))
-    cache.put("a", first)
-    assert cache.get("a", covering=1) is first
+    cache.put("a", first, covering=3)
+    assert cache.get("a", covering=3) is first
     # Another replica stored a sample this process never saw: not this entry.
-    assert cache.get("a", covering=2) is None
-    cache.put("b", RunningPrice(RESTRICTED))
-    cache.get("a", covering=1)  # used lately: "b" is the oldest now
-    cache.put("c", RunningPrice(RESTRICTED))
-    assert cache.get("b", covering=0) is None
-    assert cache.get("a", covering=1) is first
+    assert cache.get("a", covering=4) is None
+    cache.put("b", RunningPrice(RESTRICTED), covering=1)
+    cache.get("a", covering=3)  # used lately: "b" is the oldest now
+    cache.put("c", RunningPrice(RESTRICTED), covering=1)
+    assert cache.get("b", covering=1) is None
+    assert cache.get("a", covering=3) is first
     cache.forget("a")
-    assert cache.get("a", covering=1) is None
+    assert cache.get("a", covering=3) is None

@@ -4,6 +4,7 @@ distance search (across the antimeridian too) on SQLite."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from chargenet.core.db import Database, OutboxMessage
 from chargenet.core.envelope import Envelope, make_envelope
 from chargenet.core.errors import Unprocessable
 from chargenet.core.events import StationRegistered, StationRetired, StationUpdated
-from chargenet.core.pricing import canonical_hash
+from chargenet.core.pricing import canonical_hash, tariff_hash
 from chargenet.registry.chain import ChainEvent, Kind, station_bytes, station_key
 from chargenet.registry.documents import (
     ChainRecord,
@@ -46,6 +47,9 @@ def test_tariff_hash_is_the_canonical_hash_of_the_document_as_sent() -> None:
     # 0.350 and 0.35 are the same decimal: the canonical form writes both as 0.35.
     text = '{"a": 0.350, "b": null, "c": "x"}'
     assert "0x" + canonical_hash({"a": Decimal("0.35"), "c": "x"}).hex() == check_tariff_hash(text)
+    # What the escrow checks a session's tariff by, from the document as the wallet read it
+    # (floats): the same hash.
+    assert "0x" + tariff_hash(json.loads(text)).hex() == check_tariff_hash(text)
     tariff = check_tariff(parse_json(_json(TARIFF), "tariff"))
     record = ChainRecord("S", 0, 0, 1, 1, "TARIFF-AC-1", tariff.hash)
     assert tariff_mismatches(tariff, record) == []

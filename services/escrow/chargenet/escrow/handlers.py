@@ -26,8 +26,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 import sqlalchemy as sa
 from eth_utils.address import to_checksum_address
@@ -54,7 +52,7 @@ from chargenet.core.pricing import (
     RunningPrice,
     RunningPrices,
     Tariff,
-    canonical_hash,
+    tariff_hash,
 )
 from chargenet.escrow.chain import ChainReader, Station
 from chargenet.escrow.core import SOURCE, EscrowCore, Tx, Work, utcnow
@@ -257,7 +255,7 @@ class SessionHandlers:
             return "unknown station"
         if not station.active:
             return "the station is retired"
-        if station.info.tariff_hash not in tariff_hashes(request.tariff, tariff):
+        if station.info.tariff_hash != tariff_hash(request.tariff):
             return "the tariff document does not match the station's on-chain tariff hash"
         data[STATION_KEY] = {
             "index": station.index,
@@ -435,13 +433,6 @@ def _needs_action(envelope: Envelope) -> bool:
     """A command result the escrow acts on: a session's command that was not accepted."""
     result = envelope.payload(CommandResult)
     return result.session_id is not None and result.status is not CommandStatus.ACCEPTED
-
-
-def tariff_hashes(document: dict[str, Any], tariff: Tariff) -> set[bytes]:
-    """The hashes a registered tariff may have: of the document as the CPO wrote it (numbers as
-    exact decimals; the registry's form) and of the parsed OCPI tariff (the demo's form)."""
-    exact = json.loads(json.dumps(document), parse_float=Decimal)
-    return {canonical_hash(exact), canonical_hash(tariff)}
 
 
 def close(core: EscrowCore, tx: Tx, row: SessionRow, *, end: datetime | None, reason: str) -> None:

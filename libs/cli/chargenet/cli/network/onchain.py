@@ -34,9 +34,9 @@ from chargenet.core.pricing import (
     Tariff,
     TokenType,
     build_cdr,
-    canonical_hash,
     cdr_hash,
     price_samples,
+    tariff_hash,
 )
 from chargenet.core.pricing.money import units_to_decimal
 
@@ -84,7 +84,7 @@ def run(rpc_url: str = IN_PROCESS) -> int:
         connector_count=2,
         max_power_w=22_000,
         tariff_id=keccak(text=tariff.id),
-        tariff_hash=canonical_hash(tariff),
+        tariff_hash=tariff_hash(TARIFF),
         meter_key_hash=keccak(text="demo meter key"),
     )
     step(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from chargenet.core.pricing.canonical import canonical_hash, canonical_json, dumps
+from chargenet.core.pricing.canonical import canonical_hash, canonical_json, dumps, tariff_hash
 from chargenet.core.pricing.cdr import (
     AuthMethod,
     Cdr,
@@ -131,6 +131,7 @@ __all__ = [
     "price",
     "price_cdr",
     "price_samples",
+    "tariff_hash",
     "to_units",
     "units_to_amount",
     "usage_from_cdr",

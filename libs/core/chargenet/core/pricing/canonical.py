@@ -43,6 +43,24 @@ def canonical_hash(document: BaseModel | Mapping[str, Any]) -> bytes:
     return digest
 
 
+def tariff_hash(document: Mapping[str, Any]) -> bytes:
+    """The hash a station registers for its tariff: of the OCPI document as its CPO wrote it
+    (the registry's form), numbers as exact decimals; a float read from JSON counts by its
+    shortest text (0.35, never 0.34999...), as ``json.loads(..., parse_float=Decimal)`` reads it.
+    """
+    return canonical_hash(_exact(document))
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {key: _exact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(item) for item in value]
+    return value
+
+
 def dumps(value: Any, *, indent: int | None = 2) -> str:
     """Readable JSON for people and CLIs: Decimals as numbers with the digits they carry (an
     amount rounded to cents prints ``3.10``), keys in their order, nulls kept."""
