@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
@@ -65,12 +66,22 @@ class CoreSettings(BaseSettings):
 
     signer_url: str = "127.0.0.1:50051"
     signer_token: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    #: TLS to the signer: the CA certificate (PEM) that signed the signer's. Unset: plaintext,
+    #: which production mode refuses for a service that calls the signer (``signer_client``).
+    signer_ca_file: Path | None = None
+    #: Mutual TLS: this service's own certificate and key (PEM), for a signer that asks for one.
+    signer_client_cert_file: Path | None = None
+    signer_client_key_file: Path | None = None
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _production_refuses_development_defaults(self) -> Self:
+        if (self.signer_client_cert_file is None) != (self.signer_client_key_file is None):
+            raise ValueError("signer_client_cert_file and signer_client_key_file go together")
+        if self.signer_client_cert_file is not None and self.signer_ca_file is None:
+            raise ValueError("signer_client_cert_file: mutual TLS needs signer_ca_file as well")
         if self.mode is not Mode.PRODUCTION:
             return self
         for name, value in self:

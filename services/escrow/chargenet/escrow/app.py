@@ -18,7 +18,7 @@ from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.events import Topic
 from chargenet.core.http import install_error_handlers, ops_router
 from chargenet.core.settings import fail
-from chargenet.core.signer_client import SignerClient
+from chargenet.core.signer_client import SignerClient, signer_client
 from chargenet.escrow.chain import ChainReader
 from chargenet.escrow.core import EscrowCore
 from chargenet.escrow.handlers import SessionHandlers
@@ -64,9 +64,7 @@ class EscrowService:
                     f"{settings.escrow_address} on {settings.chain_rpc_url}: {error}"
                 ) from None
         self._own_signer = signer is None
-        self.signer = signer or SignerClient(
-            settings.signer_url, settings.signer_token.get_secret_value()
-        )
+        self.signer = signer or signer_client(settings)
         self.relay = OutboxRelay(db, bus)
         self.core = EscrowCore(settings, db, on_commit=self.relay.notify)
         self.handlers = SessionHandlers(self.core, self.reader, bus)

@@ -31,7 +31,7 @@ from chargenet.core.settings import (
     fail,
     load_settings,
 )
-from chargenet.core.signer_client import SignerClient
+from chargenet.core.signer_client import SignerClient, signer_client
 from chargenet.registry.api import router
 from chargenet.registry.console import mount_console
 from chargenet.registry.cpo import ChainWriter
@@ -187,7 +187,7 @@ def main() -> int:
         db = Database(settings.database_url)
         migrate(db)
         bus = create_bus(settings)
-        signer = SignerClient(settings.signer_url, settings.signer_token.get_secret_value())
+        signer = signer_client(settings)
         app = create_app(settings, bus, db, w3=w3, signer=signer)
     except ConfigurationError as error:
         exit_on_configuration_error(error)

@@ -34,6 +34,18 @@ DEFAULT_TIP = 10**9
 DEV_FUNDING_WEI = 1000 * 10**18
 
 
+def server_credentials(settings: SignerSettings) -> grpc.ServerCredentials | None:
+    """TLS from the settings' files (client certificates required if a client CA is given)."""
+    if settings.signer_tls_cert_file is None or settings.signer_tls_key_file is None:
+        return None
+    client_ca = settings.signer_tls_client_ca_file
+    return grpc.ssl_server_credentials(
+        [(settings.signer_tls_key_file.read_bytes(), settings.signer_tls_cert_file.read_bytes())],
+        root_certificates=None if client_ca is None else client_ca.read_bytes(),
+        require_client_auth=client_ca is not None,
+    )
+
+
 class SignerApp:
     """One running signer. ``provider`` is an in-process chain to share (the embedded default);
     without it, ``chain_rpc_url`` names the node."""
@@ -88,7 +100,11 @@ class SignerApp:
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        self.port = server.add_insecure_port(settings.signer_listen)
+        credentials = server_credentials(settings)
+        if credentials is None:
+            self.port = server.add_insecure_port(settings.signer_listen)
+        else:
+            self.port = server.add_secure_port(settings.signer_listen, credentials)
         if self.port == 0:
             raise OSError(f"signer_listen: cannot listen on {settings.signer_listen}")
         await server.start()

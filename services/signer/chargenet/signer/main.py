@@ -51,7 +51,8 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         asyncio.run(run(settings))
-    except (KeyConfigurationError, PolicyConfigurationError, AbiError) as error:
+    except (KeyConfigurationError, PolicyConfigurationError, AbiError, OSError) as error:
+        # OSError: a TLS file that cannot be read, an address that cannot be listened on.
         print(f"configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -23,6 +23,13 @@ class SignerSettings(CoreSettings):
 
     #: host:port the gRPC server listens on.
     signer_listen: str = "127.0.0.1:50051"
+    #: TLS: the signer's certificate (chain) and key (PEM). Unset: plaintext, which production
+    #: mode refuses (its callers carry bearer tokens and ask for signatures).
+    signer_tls_cert_file: Path | None = None
+    signer_tls_key_file: Path | None = None
+    #: Mutual TLS: the CA (PEM) whose certificates callers must present; unset, any caller with
+    #: a valid token is served.
+    signer_tls_client_ca_file: Path | None = None
 
     #: Keys given directly: ``alias=0x<64 hex>`` pairs separated by commas.
     signer_keys: SecretStr = SecretStr("")
@@ -78,8 +85,17 @@ class SignerSettings(CoreSettings):
             raise ValueError(
                 "signer_hd_mnemonic: the public development mnemonic is refused in production"
             )
+        if (self.signer_tls_cert_file is None) != (self.signer_tls_key_file is None):
+            raise ValueError("signer_tls_cert_file and signer_tls_key_file go together")
+        if self.signer_tls_client_ca_file is not None and self.signer_tls_cert_file is None:
+            raise ValueError("signer_tls_client_ca_file: mutual TLS needs signer_tls_cert_file")
         if self.mode is Mode.PRODUCTION and DEVELOPMENT_SECRET in (
             self.signer_callers.get_secret_value()
         ):
             raise ValueError("signer_callers: the development token is refused in production")
+        if self.mode is Mode.PRODUCTION and self.signer_tls_cert_file is None:
+            raise ValueError(
+                "signer_tls_cert_file: production mode serves the signer over TLS only; give "
+                "its certificate and key (CHARGENET_SIGNER_TLS_CERT_FILE, _KEY_FILE)"
+            )
         return self

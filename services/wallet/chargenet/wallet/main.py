@@ -17,7 +17,7 @@ from chargenet.core.settings import (
     fail,
     load_settings,
 )
-from chargenet.core.signer_client import SignerClient
+from chargenet.core.signer_client import signer_client
 from chargenet.wallet.app import create_app, migrate
 from chargenet.wallet.registry_client import RegistryClient
 from chargenet.wallet.settings import WalletSettings
@@ -40,7 +40,7 @@ def main() -> int:
         db = Database(settings.database_url, pool_pre_ping=False)
         migrate(db)
         bus = create_bus(settings)
-        signer = SignerClient(settings.signer_url, settings.signer_token.get_secret_value())
+        signer = signer_client(settings)
         registry = RegistryClient.connect(
             settings.wallet_registry_url, settings.wallet_registry_timeout_seconds
         )

@@ -1,6 +1,11 @@
 """The typed client of the signer service (``proto/chargenet/signer/v1/signer.proto``)."""
 
-from chargenet.core.signer_client.client import SignerClient, SignerError, TransactionStream
+from chargenet.core.signer_client.client import (
+    SignerClient,
+    SignerError,
+    TransactionStream,
+    signer_client,
+)
 from chargenet.core.signer_client.types import (
     KeyInfo,
     Log,
@@ -20,4 +25,5 @@ __all__ = [
     "TransactionStream",
     "TxStatus",
     "TypedDataSignature",
+    "signer_client",
 ]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
+from chargenet.core.settings import CoreSettings, Mode, fail
 from chargenet.core.signer_client._generated import signer_pb2 as pb
 from chargenet.core.signer_client._generated import signer_pb2_grpc
 from chargenet.core.signer_client.types import (
@@ -50,8 +52,36 @@ class SignerError(Exception):
         self.detail = detail
 
 
+def signer_client(settings: CoreSettings, **options: Any) -> SignerClient:
+    """The client a service's settings describe: TLS when ``signer_ca_file`` is set (mutual
+    with ``signer_client_cert_file``); production mode refuses a plaintext channel to the
+    service that holds the keys (``options``: ``SignerClient``'s)."""
+    credentials = None
+    if settings.signer_ca_file is not None:
+        try:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=settings.signer_ca_file.read_bytes(),
+                private_key=_read(settings.signer_client_key_file),
+                certificate_chain=_read(settings.signer_client_cert_file),
+            )
+        except OSError as error:
+            raise fail(f"signer TLS files: {error}") from None
+    elif settings.mode is Mode.PRODUCTION:
+        raise fail(
+            "CHARGENET_SIGNER_CA_FILE: production mode calls the signer over TLS only; "
+            "give the CA certificate that signed the signer's"
+        )
+    token = settings.signer_token.get_secret_value()
+    return SignerClient(settings.signer_url, token, credentials=credentials, **options)
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()
+
+
 class SignerClient:
-    """``SignerClient("127.0.0.1:50051", token)``; thread-safe, one channel per client."""
+    """``SignerClient("127.0.0.1:50051", token)``; thread-safe, one channel per client.
+    Services build theirs from their settings with :func:`signer_client`."""
 
     def __init__(
         self,
@@ -60,11 +90,16 @@ class SignerClient:
         *,
         timeout: float = 30.0,
         retry_for: float = 60.0,
+        credentials: grpc.ChannelCredentials | None = None,
         channel: grpc.Channel | None = None,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(
-            url, options=[("grpc.enable_retries", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
-        )
+        options = [("grpc.enable_retries", 0), ("grpc.max_reconnect_backoff_ms", 1000)]
+        if channel is not None:
+            self._channel = channel
+        elif credentials is not None:
+            self._channel = grpc.secure_channel(url, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(url, options=options)
         # The generated gRPC module has no type hints; the message types (signer_pb2.pyi) do.
         self._stub = signer_pb2_grpc.SignerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("authorization", f"Bearer {token}"),)
