@@ -312,21 +312,50 @@ def test_every_pod_is_hardened(
 
 
 def test_probes(default_manifests: list[Manifest]) -> None:
+    # Over HTTP everywhere: the signer serves TLS on its gRPC port, and the kubelet's gRPC probes
+    # speak plaintext (tests/deploy: test_the_signer_serves_tls_and_its_clients_trust_only_its_ca).
     for manifest in of_kind(default_manifests, "Deployment"):
         (container,) = manifest["spec"]["template"]["spec"]["containers"]
-        component = manifest["metadata"]["labels"]["app.kubernetes.io/component"]
-        if component == "signer":
-            # The standard gRPC health service, overall and for the signer's own service.
-            assert container["livenessProbe"]["grpc"] == {"port": 50051}
-            assert container["readinessProbe"]["grpc"] == {
-                "port": 50051,
-                "service": "chargenet.signer.v1.SignerService",
-            }
-            assert "grpc" in container["startupProbe"]
-        else:
-            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-            assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-            assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_signer_serves_tls_and_its_clients_trust_only_its_ca(
+    default_manifests: list[Manifest], helm: Helm
+) -> None:
+    deployments = {
+        m["metadata"]["labels"]["app.kubernetes.io/component"]: m["spec"]["template"]["spec"]
+        for m in of_kind(default_manifests, "Deployment")
+    }
+    (signer,) = deployments["signer"]["containers"]
+    env = env_of(signer)
+    assert env["CHARGENET_SIGNER_TLS_CERT_FILE"]["value"] == "/etc/chargenet/signer-tls/tls.crt"
+    assert env["CHARGENET_SIGNER_TLS_KEY_FILE"]["value"] == "/etc/chargenet/signer-tls/tls.key"
+    (tls,) = [v for v in deployments["signer"]["volumes"] if v["name"] == "signer-tls"]
+    assert tls["secret"]["secretName"] == "chargenet-signer-tls"
+    for component in ("wallet", "registry", "escrow"):  # signerClient: true
+        (container,) = deployments[component]["containers"]
+        ca_file = env_of(container)["CHARGENET_SIGNER_CA_FILE"]["value"]
+        assert ca_file == "/etc/chargenet/signer-ca/ca.crt", component
+        (ca,) = [v for v in deployments[component]["volumes"] if v["name"] == "signer-ca"]
+        # Only the CA certificate: the signer's private key never reaches a client's pod.
+        assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], component
+    (invoicing,) = deployments["invoicing"]["containers"]
+    assert "CHARGENET_SIGNER_CA_FILE" not in env_of(invoicing)
+    # Plaintext: only outside production mode, and then the gRPC health probes.
+    refused = helm.template(sets=["signer.tls.enabled=false"])
+    assert refused.returncode != 0 and "signer.tls.enabled" in refused.output
+    plain = helm.render(sets=["signer.tls.enabled=false", "config.mode=development"])
+    (signer_pod,) = [
+        spec for name, spec in pod_specs(plain) if name == "Deployment/chargenet-signer"
+    ]
+    (container,) = signer_pod["containers"]
+    assert container["readinessProbe"]["grpc"] == {
+        "port": 50051,
+        "service": "chargenet.signer.v1.SignerService",
+    }
+    assert "CHARGENET_SIGNER_TLS_CERT_FILE" not in env_of(container)
 
 
 def test_every_service_pod_checks_its_dependencies_first(default_manifests: list[Manifest]) -> None:
@@ -466,6 +495,7 @@ def test_install_notes_render_and_name_every_secret(helm: Helm, tmp_path: Path) 
         "chargenet-signer-tokens",
         "chargenet-user-auth",
         "chargenet-signer",
+        "chargenet-signer-tls",
         "ionity-de-charge-points",
         "ionity-de-ocpp-tls",
         "fastned-nl-charge-points",

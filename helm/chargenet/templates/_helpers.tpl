@@ -126,6 +126,10 @@ Names of the Secrets the chart references (it never creates them).
 {{- default (printf "%s-signer" (include "chargenet.fullname" .)) .Values.signer.existingSecret }}
 {{- end }}
 
+{{- define "chargenet.signerTlsSecretName" -}}
+{{- default (printf "%s-signer-tls" (include "chargenet.fullname" .)) .Values.signer.tls.secret }}
+{{- end }}
+
 {{- define "chargenet.suppliersName" -}}
 {{- printf "%s-invoicing-suppliers" (include "chargenet.fullname" .) }}
 {{- end }}
@@ -169,6 +173,36 @@ or not. Call with (dict "root" $ "service" "wallet").
     secretKeyRef:
       name: {{ include "chargenet.signerTokensSecretName" .root }}
       key: {{ .service }}
+{{- end }}
+
+{{/*
+TLS to the signer for a service that calls it (signer.tls): the CA certificate only, so the
+signer's private key never reaches another pod. Env, mount and volume.
+*/}}
+{{- define "chargenet.signerCaEnv" -}}
+{{- if .Values.signer.tls.enabled }}
+- name: CHARGENET_SIGNER_CA_FILE
+  value: /etc/chargenet/signer-ca/ca.crt
+{{- end }}
+{{- end }}
+
+{{- define "chargenet.signerCaMount" -}}
+{{- if .Values.signer.tls.enabled }}
+- name: signer-ca
+  mountPath: /etc/chargenet/signer-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "chargenet.signerCaVolume" -}}
+{{- if .Values.signer.tls.enabled }}
+- name: signer-ca
+  secret:
+    secretName: {{ include "chargenet.signerTlsSecretName" . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
 {{- end }}
 
 {{/*
