@@ -29,20 +29,27 @@ def bus() -> InMemoryBus:
     return InMemoryBus(partitions=2)
 
 
-@pytest.fixture
-def client(sqlite_db: Database, bus: InMemoryBus, tmp_path: Path) -> Iterator[TestClient]:
-    suppliers = tmp_path / "suppliers.json"
-    suppliers.write_text(
-        '{"CPO1": {"name": "Stromtankstelle Berlin GmbH", "street": "Invalidenstr. 117",'
-        ' "postcode": "10115", "city": "Berlin", "country": "DE", "vat_id": "DE123456789"},'
-        ' "CPO2": {"name": "Boltway GmbH", "street": "Am Kanal 2", "city": "Potsdam",'
-        ' "country": "DE", "vat_id": "DE987654321"}}'
-    )
+SUPPLIERS = (
+    '{"CPO1": {"name": "Stromtankstelle Berlin GmbH", "street": "Invalidenstr. 117",'
+    ' "postcode": "10115", "city": "Berlin", "country": "DE", "vat_id": "DE123456789"},'
+    ' "CPO2": {"name": "Boltway GmbH", "street": "Am Kanal 2", "city": "Potsdam",'
+    ' "country": "DE", "vat_id": "DE987654321"}}'
+)
+
+
+def _app(db: Database, bus: InMemoryBus, suppliers: Path) -> TestClient:
     settings = InvoicingSettings(
         invoicing_jwt_secret=SecretStr(SECRET),
         invoicing_suppliers_file=suppliers,
     )
-    with TestClient(create_app(settings, bus, sqlite_db)) as test_client:
+    return TestClient(create_app(settings, bus, db))
+
+
+@pytest.fixture
+def client(sqlite_db: Database, bus: InMemoryBus, tmp_path: Path) -> Iterator[TestClient]:
+    suppliers = tmp_path / "suppliers.json"
+    suppliers.write_text(SUPPLIERS)
+    with _app(sqlite_db, bus, suppliers) as test_client:
         yield test_client
 
 
@@ -143,3 +150,36 @@ def test_a_cpo_sees_its_settlements_refused_an_invoice(
     assert other["refused"] == []
     driver = client.get("/v1/refused-settlements", headers=auth("carol", Role.DRIVER))
     assert driver.status_code == 403
+
+
+def test_a_refused_settlement_is_invoiced_when_the_service_starts_with_its_supplier(
+    client: TestClient,
+    bus: InMemoryBus,
+    sqlite_db: Database,
+    tmp_path: Path,
+    make_settled: Factory,
+    wrap: Wrap,
+) -> None:
+    bus.publish(Topic.SESSIONS, wrap(make_settled("s-11", cpo_id="CPO3", driver_id="dave")))
+    deadline = time.monotonic() + 20
+    while not client.get("/v1/refused-settlements", headers=auth("CPO3", Role.CPO)).json()[
+        "refused"
+    ]:
+        assert time.monotonic() < deadline, "the settlement was never refused"
+        time.sleep(0.05)
+    # The operator adds CPO3's supplier and restarts invoicing (the bus will not deliver the
+    # settlement again: it was handled).
+    with_cpo3 = tmp_path / "suppliers-cpo3.json"
+    with_cpo3.write_text(
+        SUPPLIERS[:-1] + ', "CPO3": {"name": "Ladepunkt AG", "street": "Hafenweg 3",'
+        ' "city": "Hamburg", "country": "DE", "vat_id": "DE111222333"}}'
+    )
+    with _app(sqlite_db, InMemoryBus(partitions=2), with_cpo3) as restarted:
+        [invoice] = restarted.get("/v1/invoices", headers=auth("CPO3", Role.CPO)).json()["invoices"]
+        assert (invoice["session_id"], invoice["driver_id"]) == ("s-11", "dave")
+        refused = restarted.get("/v1/refused-settlements", headers=auth("CPO3", Role.CPO))
+        assert refused.json()["refused"] == []
+        document = restarted.get(
+            f"/v1/invoices/{invoice['number']}", headers=auth("dave", Role.DRIVER)
+        )
+        assert document.json()["supplier"]["name"] == "Ladepunkt AG"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
@@ -16,6 +17,7 @@ from chargenet.core.metrics import counter
 from chargenet.invoicing.document import InvoiceError, Party
 from chargenet.invoicing.events import SessionRequested, SessionSettled
 from chargenet.invoicing.issuing import issue, record_buyer, refuse
+from chargenet.invoicing.models import RefusedSettlement
 
 log = logging.getLogger(__name__)
 CONSUMER = "invoicing.settled"
@@ -55,8 +57,36 @@ class SessionsConsumer:
     def _record(self, session: Session, envelope: Envelope) -> None:
         record_buyer(session, envelope.payload(SessionRequested), self.default_country)
 
+    def reissue(self) -> int:
+        """Issue the invoices refused for CPOs that have a supplier now (the usual cause: the
+        service ran without one); each in its own transaction. Returns how many were issued;
+        one refused again keeps its row, with the new reason."""
+        with self.db.session() as session:
+            waiting = session.scalars(
+                sa.select(RefusedSettlement.session_id).where(
+                    RefusedSettlement.cpo_id.in_(sorted(self.suppliers)),
+                    RefusedSettlement.settled.is_not(None),
+                )
+            ).all()
+        issued = 0
+        for session_id in waiting:
+            with bind(session_id=session_id), self.db.session() as session:
+                row = session.get(RefusedSettlement, session_id, with_for_update=True)
+                if row is None or row.settled is None:
+                    continue  # another replica issued it meanwhile
+                settled = SessionSettled.model_validate_json(row.settled)
+                if self._issue(session, settled):
+                    session.delete(row)
+                    issued += 1
+        if waiting:
+            log.info("issued %d of %d refused settlements", issued, len(waiting))
+        return issued
+
     def _apply(self, session: Session, envelope: Envelope) -> None:
-        settled = envelope.payload(SessionSettled)
+        self._issue(session, envelope.payload(SessionSettled))
+
+    def _issue(self, session: Session, settled: SessionSettled) -> bool:
+        """Issue the invoice, or record the refusal; False if refused."""
         try:
             # A savepoint: a refused invoice must give its number back, but the inbox row and
             # the refusal record still commit, so the event is not retried forever.
@@ -71,9 +101,10 @@ class SessionsConsumer:
         except InvoiceError as error:
             refuse(session, settled, error)
             INVOICES.labels(outcome="refused").inc()
-            return
+            return False
         if invoice is None:
             INVOICES.labels(outcome="duplicate").inc()
         else:
             log.info("issued invoice %s", invoice.number)
             INVOICES.labels(outcome="issued").inc()
+        return True

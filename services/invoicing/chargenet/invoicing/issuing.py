@@ -173,14 +173,15 @@ def customer_of(session: Session, settled: SessionSettled, default_country: str)
 
 
 def refuse(session: Session, settled: SessionSettled, error: InvoiceError) -> None:
-    """Record why no invoice was issued, so an operator sees it (the event is not retried)."""
+    """Record why no invoice was issued, and the event, so an operator sees it and the invoice
+    can be issued once the cause is fixed (the bus does not deliver the event again)."""
     log.error("no invoice for session %s: %s", settled.session_id, error)
-    if session.get(RefusedSettlement, settled.session_id) is None:
-        session.add(
-            RefusedSettlement(
-                session_id=settled.session_id, cpo_id=settled.cpo_id, reason=str(error)
-            )
-        )
+    row = session.get(RefusedSettlement, settled.session_id)
+    if row is None:
+        row = RefusedSettlement(session_id=settled.session_id, cpo_id=settled.cpo_id)
+        session.add(row)
+    row.reason = str(error)
+    row.settled = settled.model_dump_json()
 
 
 def load_document(invoice: Invoice) -> InvoiceDocument:

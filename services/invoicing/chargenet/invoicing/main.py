@@ -53,6 +53,7 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The bus applies the configured topic prefix itself.
         bus.ensure_topics([*CONSUMES, InvoiceIssued.topic])
+        consumer.reissue()
         subscription = bus.subscribe(
             CONSUMES, settings.invoicing_consumer_group, consumer, types=APPLIED_TYPES
         )

@@ -46,7 +46,8 @@ class Invoice(InvoicingBase):
 
 
 class RefusedSettlement(InvoicingBase):
-    """A settled event no invoice could be issued for, with the reason, for an operator."""
+    """A settled event no invoice could be issued for, with the reason, for an operator. Tried
+    again when the service starts with a supplier for its CPO (``SessionsConsumer.reissue``)."""
 
     __tablename__ = "invoicing_refused"
 
@@ -54,6 +55,9 @@ class RefusedSettlement(InvoicingBase):
     cpo_id: Mapped[str] = mapped_column(sa.String(64))
     reason: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    #: The ``SessionSettled`` payload (JSON), to issue from once the cause is fixed
+    #: (``invoicing_0003``; None for a refusal recorded before).
+    settled: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
 class Buyer(InvoicingBase):
