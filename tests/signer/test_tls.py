@@ -2,81 +2,26 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from eth_account import Account
 from pydantic import SecretStr, ValidationError
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
+from chargenet.cli.network.tls import issue_certificates
 from chargenet.core.settings import ConfigurationError, CoreSettings, Mode
 from chargenet.core.signer_client import SignerClient, SignerError, signer_client
 from chargenet.signer.settings import SignerSettings
 from tests.signer.harness import PROBE, TOKEN, InProcessSigner, inprocess_signer, signer_env
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
-    path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    path.with_suffix(".key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _certificates(folder: Path) -> None:
-    """ca.crt; signer.crt/.key for 127.0.0.1 and localhost; escrow.crt/.key, a client's."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("chargenet test CA"))
-        .issuer_name(_name("chargenet test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write(folder / "ca", ca_key, ca)
-    for name, alternative in (
-        ("signer", [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-        ("escrow", [x509.DNSName("escrow")]),
-    ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        _write(folder / name, key, cert)
-
-
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tls")
-    _certificates(folder)
+    issue_certificates(folder, {"signer": ["127.0.0.1", "localhost"], "escrow": ["escrow"]})
     return folder
 
 

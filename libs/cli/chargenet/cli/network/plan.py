@@ -14,6 +14,7 @@ import json
 import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
@@ -214,6 +215,9 @@ class Plan:
     suppliers_file: str | None = None
     jwt_secret: str = DEVELOPMENT_SECRET
     log_level: str = "WARNING"
+    #: A folder with ca.crt and signer.crt/.key (``tls.issue_certificates``): the signer serves
+    #: TLS and its clients trust that CA. None: plaintext (the embedded default, one process).
+    signer_tls: Path | None = None
 
     def address_of(self, alias: str) -> str:
         return str(Account.from_key(self.keys[alias]).address)
@@ -247,9 +251,20 @@ class Plan:
                 fields[GROUP_FIELDS[service]] = f"{self.topic_prefix}{service}"
         return fields
 
+    def _signer_client(self, service: str, signer_url: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {"signer_url": signer_url, "signer_token": self.tokens[service]}
+        if self.signer_tls is not None:
+            fields["signer_ca_file"] = str(self.signer_tls / "ca.crt")
+        return fields
+
     def signer(self, signer_url: str) -> dict[str, Any]:
+        tls: dict[str, Any] = {}
+        if self.signer_tls is not None:
+            tls["signer_tls_cert_file"] = str(self.signer_tls / "signer.crt")
+            tls["signer_tls_key_file"] = str(self.signer_tls / "signer.key")
         return {
             **self._core("signer", self.ports.signer_ops),
+            **tls,
             "signer_listen": f"127.0.0.1:{self.ports.signer}",
             "signer_keys": ",".join(f"{a}={k}" for a, k in self.keys.items()),
             "signer_callers": self.callers(),
@@ -272,8 +287,7 @@ class Plan:
     def registry(self, signer_url: str) -> dict[str, Any]:
         return {
             **self._core("registry", self.ports.registry),
-            "signer_url": signer_url,
-            "signer_token": self.tokens["registry"],
+            **self._signer_client("registry", signer_url),
             "registry_address": self.contracts["StationRegistry"],
             "registry_escrow_address": self.contracts["ChargingEscrow"],
             "registry_start_block": self.first_block,
@@ -286,8 +300,7 @@ class Plan:
     def wallet(self, signer_url: str, registry_url: str) -> dict[str, Any]:
         return {
             **self._core("wallet", self.ports.wallet),
-            "signer_url": signer_url,
-            "signer_token": self.tokens["wallet"],
+            **self._signer_client("wallet", signer_url),
             "wallet_token_address": self.contracts["ChargeToken"],
             "wallet_escrow_address": self.contracts["ChargingEscrow"],
             "wallet_start_block": self.first_block,
@@ -308,8 +321,7 @@ class Plan:
         }
         return {
             **self._core("escrow", self.ports.escrow),
-            "signer_url": signer_url,
-            "signer_token": self.tokens["escrow"],
+            **self._signer_client("escrow", signer_url),
             "escrow_address": self.contracts["ChargingEscrow"],
             "escrow_settler_keys": json.dumps({c.cpo_id: c.key_alias for c in self.cpos}),
             # A lone open or settlement goes at once; these bound how long what arrives while

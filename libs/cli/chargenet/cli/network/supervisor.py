@@ -37,6 +37,7 @@ from chargenet.cli.network.plan import (
     fresh_keys,
     fresh_tokens,
 )
+from chargenet.cli.network.tls import issue_certificates
 from chargenet.core.chain import connect, deploy_chargenet, richest_account
 
 SERVICES = ("signer", "registry", "wallet", "escrow", "invoicing")
@@ -242,7 +243,10 @@ def up(
         suppliers_file=str(run_dir / "suppliers.json"),
         jwt_secret=fresh_tokens()["wallet"] + fresh_tokens()["wallet"],
         log_level=log_level,
+        signer_tls=run_dir / "tls",
     )
+    # The signer over TLS, as in production: this stack's own throwaway CA and certificate.
+    issue_certificates(run_dir / "tls", {"signer": ["127.0.0.1", "localhost"]})
     plan.first_block = int(w3.eth.block_number)
     deployment = deploy_chargenet(w3, admin=admin, minter=plan.address_of("minter"))
     plan.contracts = {
