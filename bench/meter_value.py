@@ -11,14 +11,13 @@ value (the server's share is not counted), and drops the database.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import sqlalchemy as sa
+from scratch import scratch_database
 
 from chargenet.core.db import Database
 from chargenet.core.envelope import make_envelope
@@ -79,13 +78,7 @@ def _meter(session_id: str, minute: int) -> MeterReading:
 
 
 def main() -> int:
-    url = os.environ["CHARGENET_TEST_POSTGRES_URL"]
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"bench_meter_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db = Database(sa.make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
+    with scratch_database("bench_meter") as db:
         migrate(db)
         handlers = SessionHandlers(EscrowCore(EscrowSettings(log_json=False), db), None)
         print("| samples stored | escrow CPU ms per meter value |")
@@ -104,11 +97,6 @@ def main() -> int:
                     spent += time.process_time() - began
                 minute += 1
             print(f"| {length} | {spent / CALLS * 1000:.2f} |")
-    finally:
-        db.dispose()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

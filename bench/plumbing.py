@@ -10,16 +10,13 @@ this process per call (the server's share is not counted), and drops the databas
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
+from scratch import scratch_database
 
 from chargenet.core.bus.memory import InMemoryBus
-from chargenet.core.db import Database
 from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.db.outbox import OutboxRelay, unit_of_work
 from chargenet.core.db.tables import CoreBase
@@ -48,13 +45,7 @@ def _cpu_ms(prepare: Callable[[], object], measured: Callable[[object], object])
 
 
 def main() -> int:
-    url = os.environ["CHARGENET_TEST_POSTGRES_URL"]
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"bench_plumbing_{uuid.uuid4().hex[:6]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db = Database(sa.make_url(url).set(database=name).render_as_string(hide_password=False))
-    try:
+    with scratch_database("bench_plumbing") as db:
         CoreBase.metadata.create_all(db.engine)
         relay = OutboxRelay(db, InMemoryBus())
 
@@ -75,11 +66,6 @@ def main() -> int:
         print(f"inbox, a batch of 3 events (apply_batch_once): {batch:.2f} ms CPU")
         print(f"inbox, one event (apply_once): {single:.2f} ms CPU")
         print(f"outbox relay, 2 events (relay_once): {relayed:.2f} ms CPU")
-    finally:
-        db.dispose()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     return 0
 
 

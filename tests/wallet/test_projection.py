@@ -3,6 +3,7 @@ and no new version when nothing the driver sees changed."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -11,7 +12,7 @@ from chargenet.core.envelope import Envelope, EventData, make_envelope
 from chargenet.core.events import EscrowOpened, MeterReading, SessionStarted
 from chargenet.wallet.models import ChargingSession, MeterPoint
 from chargenet.wallet.projection import SessionProjection
-from tests.wallet.harness import CPO_ID, World, charge_point_of
+from tests.wallet.harness import CPO_ID, Driver, World, charge_point_of
 
 EUR = 1_000_000
 
@@ -20,7 +21,30 @@ def envelope(data: EventData, subject: str) -> Envelope:
     return make_envelope(data, subject=subject, source="test")
 
 
-def test_events_of_a_session_fold_into_one_write(env: World) -> None:
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Requested:
+    """A session the wallet accepted (10 EUR at most) at an online charge point."""
+
+    sid: str
+    station: str
+    cp: str
+    driver: Driver
+
+    def meter(self, minutes: int, energy_wh: int) -> Envelope:
+        reading = MeterReading(
+            session_id=self.sid,
+            charge_point_id=self.cp,
+            transaction_id="t1",
+            energy_wh=energy_wh,
+            measured_at=START + timedelta(minutes=minutes),
+        )
+        return envelope(reading, self.sid)
+
+
+def requested(env: World, key: str) -> Requested:
     station = env.station()
     env.charge_point_online(station)
     driver = env.driver()
@@ -28,21 +52,15 @@ def test_events_of_a_session_fold_into_one_write(env: World) -> None:
     answer = env.wallet.post(
         "/v1/sessions",
         json={"station_id": station, "connector_id": "1", "max_amount": 10 * EUR},
-        headers={**driver.headers, "Idempotency-Key": "fold"},
+        headers={**driver.headers, "Idempotency-Key": key},
     )
-    sid = answer.json()["session_id"]
-    cp = charge_point_of(station)
-    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    return Requested(answer.json()["session_id"], station, charge_point_of(station), driver)
 
-    def meter(minutes: int, energy_wh: int) -> Envelope:
-        reading = MeterReading(
-            session_id=sid,
-            charge_point_id=cp,
-            transaction_id="t1",
-            energy_wh=energy_wh,
-            measured_at=start + timedelta(minutes=minutes),
-        )
-        return envelope(reading, sid)
+
+def test_events_of_a_session_fold_into_one_write(env: World) -> None:
+    session = requested(env, "fold")
+    sid, station, cp = session.sid, session.station, session.cp
+    driver, meter, start = session.driver, session.meter, START
 
     opened = EscrowOpened(
         session_id=sid,
@@ -167,27 +185,9 @@ def test_a_batch_of_several_sessions_applies_once(env: World) -> None:
 def test_a_replica_that_missed_a_sample_prices_from_all_the_stored_points(env: World) -> None:
     """Each meter value is booked on the process's running price; a process that has not seen
     every stored point (another replica's) builds the price from all of them instead."""
-    station = env.station()
-    env.charge_point_online(station)
-    driver = env.driver()
-    assert env.top_up(driver, 20 * EUR).status_code == 201
-    sid = env.wallet.post(
-        "/v1/sessions",
-        json={"station_id": station, "connector_id": "1", "max_amount": 10 * EUR},
-        headers={**driver.headers, "Idempotency-Key": "replicas"},
-    ).json()["session_id"]
-    cp = charge_point_of(station)
-    start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-    def meter(minutes: int, energy_wh: int) -> Envelope:
-        reading = MeterReading(
-            session_id=sid,
-            charge_point_id=cp,
-            transaction_id="t1",
-            energy_wh=energy_wh,
-            measured_at=start + timedelta(minutes=minutes),
-        )
-        return envelope(reading, sid)
+    session = requested(env, "replicas")
+    sid, cp, meter = session.sid, session.cp, session.meter
+    start = START
 
     started = SessionStarted(
         session_id=sid,
