@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from chargenet.core.bus.memory import InMemoryBus
-from chargenet.core.db import Database
+from chargenet.core.db import Database, InboxMessage, OutboxMessage
 from chargenet.core.db.inbox import apply_once
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay, unit_of_work
+from chargenet.core.db.retention import Retention, prune
+from chargenet.core.db.tables import utcnow
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import SessionCancelled, Topic
 
@@ -95,3 +99,30 @@ def test_the_background_relay_publishes_after_commit(db: Database) -> None:
     finally:
         relay.stop()
     assert [e.id for e in bus.events(Topic.SESSIONS)] == [emitted.id]
+
+
+def test_rows_past_their_retention_are_pruned_and_nothing_unpublished_is(db: Database) -> None:
+    bus = InMemoryBus()
+    with unit_of_work(db, "tests") as uow:
+        for n in range(5):
+            uow.emit(cancelled(f"old-{n}"), subject=f"old-{n}")
+    OutboxRelay(db, bus).drain()  # published now
+    with unit_of_work(db, "tests") as uow:
+        waiting = uow.emit(cancelled("new"), subject="new")  # never published
+    for envelope in bus.events(Topic.SESSIONS):
+        apply_once(db, "invoicing", envelope, lambda _session, _envelope: None)
+    retention = Retention(outbox=timedelta(hours=1), inbox=timedelta(hours=2))
+
+    def remaining() -> tuple[list[str], int]:
+        with db.session() as session:
+            outbox = session.scalars(sa.select(OutboxMessage.event_id)).all()
+            inbox = session.scalar(sa.select(sa.func.count()).select_from(InboxMessage))
+        return list(outbox), int(inbox or 0)
+
+    # Within both retentions: everything stays.
+    assert prune(db, retention, now=utcnow() + timedelta(minutes=30)) == (0, 0)
+    # Past the outbox's (a batch per transaction), not the inbox's: the unpublished row stays.
+    assert prune(db, retention, now=utcnow() + timedelta(minutes=90), batch=2) == (5, 0)
+    assert remaining() == ([waiting.id], 5)
+    assert prune(db, retention, now=utcnow() + timedelta(hours=3), batch=2) == (0, 5)
+    assert remaining() == ([waiting.id], 0)

@@ -62,6 +62,10 @@ class CoreSettings(BaseSettings):
     #: events wakes its own process's relay at once, so this only catches what another process
     #: committed (an operator's tool, a relay that failed a batch); each look is a locking query.
     outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: How long a published event stays in the outbox, and an applied event's id in the inbox
+    #: (which must outlive the bus's topic retention: see ``core.db.retention``).
+    outbox_retention_hours: float = Field(default=7 * 24, gt=0)
+    inbox_retention_hours: float = Field(default=14 * 24, gt=0)
     chain_rpc_url: str = "inprocess://eth-tester"
 
     signer_url: str = "127.0.0.1:50051"

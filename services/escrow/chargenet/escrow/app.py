@@ -15,6 +15,7 @@ from chargenet.core.chain import connect
 from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
+from chargenet.core.db.retention import Retention
 from chargenet.core.events import Topic
 from chargenet.core.http import install_error_handlers, ops_router
 from chargenet.core.settings import fail
@@ -65,7 +66,7 @@ class EscrowService:
                 ) from None
         self._own_signer = signer is None
         self.signer = signer or signer_client(settings)
-        self.relay = OutboxRelay(db, bus)
+        self.relay = OutboxRelay(db, bus, retention=Retention.of(settings))
         self.core = EscrowCore(settings, db, on_commit=self.relay.notify)
         self.handlers = SessionHandlers(self.core, self.reader, bus)
         self.operations = Operations(self.core, self.signer)

@@ -14,6 +14,7 @@ from chargenet.core.bus import EventBus, create_bus
 from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
+from chargenet.core.db.retention import Retention
 from chargenet.core.http import install_error_handlers, ops_router, serve
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.invoicing.api import refused_router, router
@@ -47,7 +48,7 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
         settings.invoicing_meter_data_url,
         settings.invoicing_default_buyer_country,
     )
-    relay = OutboxRelay(db, bus)
+    relay = OutboxRelay(db, bus, retention=Retention.of(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -23,6 +23,7 @@ from chargenet.core.chain import connect
 from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
+from chargenet.core.db.retention import Retention
 from chargenet.core.events import Topic
 from chargenet.core.http import install_error_handlers, ops_router, serve
 from chargenet.core.settings import (
@@ -103,7 +104,7 @@ def create_app(
     ``w3`` None: no indexer (an API-only replica). ``signer`` None: CPO changes answer 409.
     """
     consumer = StatusConsumer(db)
-    relay = OutboxRelay(db, bus)
+    relay = OutboxRelay(db, bus, retention=Retention.of(settings))
     indexer = build_indexer(settings, db, w3) if w3 is not None and run_indexer else None
     stop = threading.Event()
 

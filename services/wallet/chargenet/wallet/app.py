@@ -43,6 +43,7 @@ from chargenet.core.chain import connect
 from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
+from chargenet.core.db.retention import Retention
 from chargenet.core.events import Topic
 from chargenet.core.http import install_error_handlers, ops_router
 from chargenet.core.signer_client import SignerClient
@@ -89,7 +90,7 @@ def create_app(
         settings.wallet_escrow_address,
         cache_seconds=settings.wallet_balance_cache_seconds,
     )
-    relay = OutboxRelay(db, bus)
+    relay = OutboxRelay(db, bus, retention=Retention.of(settings))
     signals = SessionSignals(db, settings.wallet_stream_poll_seconds)
     projection = SessionProjection(db, signals)
     sessions_topic = Topic.SESSIONS.value

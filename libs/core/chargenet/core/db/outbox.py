@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from chargenet.core.bus.base import EventBus
 from chargenet.core.db.database import Database
+from chargenet.core.db.retention import Retention, prune
 from chargenet.core.db.tables import OutboxMessage, utcnow
 from chargenet.core.envelope import Envelope, EventData, make_envelope
 
@@ -33,6 +35,8 @@ _OUTBOX = cast(sa.Table, OutboxMessage.__table__)
 #: Relays running in this process, woken when a transaction that staged events commits.
 _RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 _STAGED = "chargenet.outbox.staged"
+#: How often a relay prunes the tables past their retention (``core.db.retention``).
+PRUNE_EVERY_SECONDS = 600.0
 
 
 def add_to_outbox(session: Session, topic: str, envelope: Envelope) -> None:
@@ -100,11 +104,16 @@ class OutboxRelay:
         bus: EventBus,
         *,
         batch_size: int = 500,
+        retention: Retention | None = None,
         after_publish: Callable[[Sequence[int]], None] | None = None,
     ) -> None:
         self.db = db
         self.bus = bus
         self.batch_size = batch_size
+        #: The outbox's and the inbox's retention, kept from this relay's thread (a process
+        #: has one relay and one thread that wakes on a schedule anyway); None: kept forever.
+        self.retention = retention
+        self._pruned_at = 0.0
         # Test hook: runs after the bus acknowledged a batch (its rows' seq) and before it is
         # marked published.
         self._after_publish = after_publish
@@ -161,6 +170,7 @@ class OutboxRelay:
                 try:
                     if self.relay_once():
                         continue
+                    self._prune_if_due()
                 except Exception:
                     log.exception("outbox relay failed; retrying")
                 self._wake.wait(interval)
@@ -168,6 +178,12 @@ class OutboxRelay:
 
         self._thread = threading.Thread(target=loop, name="outbox-relay", daemon=True)
         self._thread.start()
+
+    def _prune_if_due(self) -> None:
+        if self.retention is None or time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        prune(self.db, self.retention)
 
     def stop(self) -> None:
         _RELAYS.discard(self)
