@@ -330,23 +330,29 @@ class SessionHandlers:
         if not session_ids:
             return
         ids = sorted(session_ids)
-        counts = (
-            sa.select(MeterSampleRow.session_id, sa.func.count())
-            .where(MeterSampleRow.session_id.in_(ids))
-            .group_by(MeterSampleRow.session_id)
-        )
-        # After this batch's samples (the query flushes them).
-        stored = {session_id: count for session_id, count in tx.session.execute(counts)}
+        # Counted only where there is a running price to check (a first meter value has none).
+        stored: dict[str, int] = {}
+        if known := [session_id for session_id in ids if session_id in self._prices]:
+            counts = (
+                sa.select(MeterSampleRow.session_id, sa.func.count())
+                .where(MeterSampleRow.session_id.in_(known))
+                .group_by(MeterSampleRow.session_id)
+            )
+            # After this batch's samples (the query flushes them).
+            stored = {session_id: count for session_id, count in tx.session.execute(counts)}
         prices: dict[str, RunningPrice | None] = {}
         for session_id in ids:
             new = tx.samples.pop(session_id, [])
-            cached = self._prices.get(session_id, covering=stored.get(session_id, 0) - len(new))
+            cached = None
+            if session_id in stored:
+                cached = self._prices.get(session_id, covering=stored[session_id] - len(new))
             prices[session_id] = None if cached is None else extend_running_price(cached, new)
         rows: dict[str, list[MeterSampleRow]] = defaultdict(list)
         if cold := [session_id for session_id, running in prices.items() if running is None]:
             query = sa.select(MeterSampleRow).where(MeterSampleRow.session_id.in_(cold))
             for sample in tx.session.scalars(query):
                 rows[sample.session_id].append(sample)
+            stored.update({session_id: len(rows[session_id]) for session_id in cold})
         for session_id in ids:
             row = self.core.locked(tx, session_id)
             if row is None:
@@ -357,7 +363,7 @@ class SessionHandlers:
                 log.warning("session %s: cannot price so far: %s", session_id, error)
                 continue
             keep = functools.partial(
-                self._prices.put, session_id, running, covering=stored.get(session_id, 0)
+                self._prices.put, session_id, running, covering=stored[session_id]
             )
             tx.after_commit(keep)
             self._budget_check(tx, row, running)

@@ -271,19 +271,23 @@ class _Fold:
         redelivered one already stored, a restart)."""
         row, new = self.row, self.unpriced
         self.unpriced = []
-        stored = self.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(MeterPoint)
-            .where(MeterPoint.session_id == row.session_id)
-        )
-        stored = int(stored or 0)
         try:
-            cached = self.prices.get(row.session_id, covering=stored - len(new))
-            running = None if cached is None else _extended(cached, new)
+            running = None
+            if row.session_id in self.prices:
+                # Counted only where there is a running price to check.
+                count = self.session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(MeterPoint)
+                    .where(MeterPoint.session_id == row.session_id)
+                )
+                stored = int(count or 0)
+                cached = self.prices.get(row.session_id, covering=stored - len(new))
+                running = None if cached is None else _extended(cached, new)
             if running is None:
                 running = RunningPrice(_tariff(row.tariff), time_zone=row.time_zone)
                 for sample in _stored_samples(self.session, row.session_id):
                     running.add(sample)
+                stored = running.count
             self.priced.append((row.session_id, running, stored))
             if running.count < 2:
                 return

@@ -72,6 +72,10 @@ class RunningPrices:
         self.size = size
         self._entries: OrderedDict[str, tuple[RunningPrice, int]] = OrderedDict()
 
+    def __contains__(self, session_id: str) -> bool:
+        """Whether there is an entry at all (a caller with none skips counting its samples)."""
+        return session_id in self._entries
+
     def get(self, session_id: str, *, covering: int) -> RunningPrice | None:
         entry = self._entries.get(session_id)
         if entry is None or entry[1] != covering:
