@@ -121,6 +121,27 @@ class ChargingSession(WalletBase):
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
 
+#: How far along a session is (``ChargingSession.state``); nothing moves it back.
+RANK = {
+    "requested": 0,
+    "open": 1,
+    "charging": 2,
+    "stopping": 3,
+    "stopped": 4,
+    "priced": 5,
+    "cancelled": 6,
+    "settled": 7,
+    "refunded": 8,
+    "failed": 9,
+}
+
+
+def advance(row: ChargingSession, state: str) -> None:
+    """Move the session on to ``state``, unless it is already further along."""
+    if RANK[state] >= RANK.get(row.state, 0):
+        row.state = state
+
+
 class MeterPoint(WalletBase):
     """The meter samples of a running session, which price the cost so far."""
 

@@ -45,7 +45,8 @@ from chargenet.core.pricing import (
     Tariff,
 )
 from chargenet.wallet import metrics
-from chargenet.wallet.models import ChargingSession, MeterPoint
+from chargenet.wallet.models import ChargingSession, MeterPoint, advance
+from chargenet.wallet.sessions import SOURCE
 from chargenet.wallet.signals import SessionSignals
 
 log = logging.getLogger(__name__)
@@ -54,19 +55,6 @@ CONSUMER = "wallet.sessions"
 #: stored points.
 _Priced = tuple[str, RunningPrice, int]
 
-#: How far along a session is; an event never moves it back.
-RANK = {
-    "requested": 0,
-    "open": 1,
-    "charging": 2,
-    "stopping": 3,
-    "stopped": 4,
-    "priced": 5,
-    "cancelled": 6,
-    "settled": 7,
-    "refunded": 8,
-    "failed": 9,
-}
 #: What the live view applies; not ``requested``: the wallet wrote that row itself.
 _TYPES = {
     cls.event_type: cls.__name__
@@ -104,7 +92,7 @@ class SessionProjection:
         self.prices = RunningPrices()
 
     def __call__(self, envelope: Envelope) -> None:
-        if envelope.type not in _TYPES:
+        if not _applies(envelope):
             return
         priced: list[_Priced] = []
 
@@ -120,7 +108,7 @@ class SessionProjection:
     def batch(self, envelopes: Sequence[Envelope]) -> None:
         """The bus's batch handler: what the consumer fetched together, in one transaction (if
         it raises, the bus hands the events to ``__call__`` one by one)."""
-        wanted = [e for e in envelopes if e.type in _TYPES]
+        wanted = [e for e in envelopes if _applies(e)]
         if not wanted:
             return
         folded: list[ChargingSession] = []
@@ -196,49 +184,49 @@ class _Fold:
     def _event(self, envelope: Envelope) -> None:
         row, kind = self.row, envelope.type
         if kind == EscrowOpened.event_type:
-            _advance(row, "open")
+            advance(row, "open")
         elif kind == SessionStarted.event_type:
             started = envelope.payload(SessionStarted)
             row.meter_start_wh = started.meter_start_wh
             row.started_at = started.started_at
             self._point(started.started_at, started.meter_start_wh, None)
-            _advance(row, "charging")
+            advance(row, "charging")
         elif kind == MeterReading.event_type:
             reading = envelope.payload(MeterReading)
             self._point(reading.measured_at, reading.energy_wh, reading.power_w)
-            _advance(row, "charging")
+            advance(row, "charging")
             self.reprice, self.end = True, None
         elif kind == StopRequested.event_type:
             row.stop_requested = True
             if row.state in ("open", "charging"):
-                _advance(row, "stopping")
+                advance(row, "stopping")
         elif kind == SessionStopped.event_type:
             stopped = envelope.payload(SessionStopped)
             row.stopped_at = stopped.stopped_at
             row.reason = stopped.reason
             self._point(stopped.stopped_at, stopped.meter_stop_wh, None)
-            _advance(row, "stopped")
+            advance(row, "stopped")
             self.reprice, self.end = True, stopped.stopped_at
         elif kind == SessionPriced.event_type:
             self._price()  # what the meter said so far, then the escrow's price over it
             row.cost_so_far = envelope.payload(SessionPriced).amount
-            _advance(row, "priced")
+            advance(row, "priced")
         elif kind == SessionSettled.event_type:
             self._price()
             settled = envelope.payload(SessionSettled)
             row.amount_settled = settled.amount_settled
             row.cost_so_far = settled.amount_settled
             row.amount_refunded = settled.amount_locked - settled.amount_settled
-            _advance(row, "settled")
+            advance(row, "settled")
         elif kind == SessionCancelled.event_type:
             row.reason = envelope.payload(SessionCancelled).reason
-            _advance(row, "cancelled")
+            advance(row, "cancelled")
         elif kind == SessionRefunded.event_type:
             row.amount_refunded = envelope.payload(SessionRefunded).amount
-            _advance(row, "refunded")
+            advance(row, "refunded")
         elif kind == SessionFailed.event_type:
             row.reason = envelope.payload(SessionFailed).reason
-            _advance(row, "failed")
+            advance(row, "failed")
 
     def _point(self, at: datetime, energy_wh: int, power_w: int | None) -> None:
         row = self.row
@@ -309,6 +297,14 @@ _INSERT_NEW = {
 }
 
 
+def _applies(envelope: Envelope) -> bool:
+    """An event the live view applies: not the wallet's own stop (``Sessions.stop`` applied it
+    to the row as it published it)."""
+    if envelope.type == StopRequested.event_type:
+        return envelope.source != SOURCE
+    return envelope.type in _TYPES
+
+
 def _visible(row: ChargingSession) -> tuple[Any, ...]:
     """What the driver's view shows of the row (``sessions.view`` but the version)."""
     return (
@@ -322,11 +318,6 @@ def _visible(row: ChargingSession) -> tuple[Any, ...]:
         row.started_at,
         row.stopped_at,
     )
-
-
-def _advance(row: ChargingSession, state: str) -> None:
-    if RANK[state] >= RANK.get(row.state, 0):
-        row.state = state
 
 
 @functools.lru_cache(maxsize=256)
