@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,8 +30,13 @@ from chargenet.core.auth import Role, issue_token
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.chain import Deployment, deploy_chargenet, load_artifact, richest_account
 from chargenet.core.db import Database
-from chargenet.core.envelope import EventData, make_envelope
-from chargenet.core.events import ChargePointBooted, ChargePointDisconnected, ConnectorStatusChanged
+from chargenet.core.envelope import Envelope, EventData, make_envelope
+from chargenet.core.events import (
+    ChargePointBooted,
+    ChargePointDisconnected,
+    ConnectorStatusChanged,
+    MeterReading,
+)
 from chargenet.core.pricing import canonical_hash
 from chargenet.core.settings import DEVELOPMENT_SECRET
 from chargenet.core.signer_client import SignerClient
@@ -385,3 +390,41 @@ def world(tmp: Path, wallet_database_url: str | None = None) -> Iterator[World]:
             settings=settings,
             signer_url=signer_url,
         )
+
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+EUR = 1_000_000
+
+
+@dataclass
+class Requested:
+    """A session the wallet accepted (10 EUR at most) at an online charge point."""
+
+    sid: str
+    station: str
+    cp: str
+    driver: Driver
+
+    def meter(self, minutes: int, energy_wh: int) -> Envelope:
+        reading = MeterReading(
+            session_id=self.sid,
+            charge_point_id=self.cp,
+            transaction_id="t1",
+            energy_wh=energy_wh,
+            measured_at=START + timedelta(minutes=minutes),
+        )
+        return make_envelope(reading, subject=self.sid, source="test")
+
+
+def requested(env: World, key: str) -> Requested:
+    """Asks for a session (the key is its Idempotency-Key) as a topped-up new driver."""
+    station = env.station()
+    env.charge_point_online(station)
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    answer = env.wallet.post(
+        "/v1/sessions",
+        json={"station_id": station, "connector_id": "1", "max_amount": 10 * EUR},
+        headers={**driver.headers, "Idempotency-Key": key},
+    )
+    return Requested(answer.json()["session_id"], station, charge_point_of(station), driver)

@@ -3,7 +3,6 @@ and no new version when nothing the driver sees changed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -12,49 +11,11 @@ from chargenet.core.envelope import Envelope, EventData, make_envelope
 from chargenet.core.events import EscrowOpened, MeterReading, SessionStarted
 from chargenet.wallet.models import ChargingSession, MeterPoint
 from chargenet.wallet.projection import SessionProjection
-from tests.wallet.harness import CPO_ID, Driver, World, charge_point_of
-
-EUR = 1_000_000
+from tests.wallet.harness import CPO_ID, EUR, START, World, charge_point_of, requested
 
 
 def envelope(data: EventData, subject: str) -> Envelope:
     return make_envelope(data, subject=subject, source="test")
-
-
-START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@dataclass
-class Requested:
-    """A session the wallet accepted (10 EUR at most) at an online charge point."""
-
-    sid: str
-    station: str
-    cp: str
-    driver: Driver
-
-    def meter(self, minutes: int, energy_wh: int) -> Envelope:
-        reading = MeterReading(
-            session_id=self.sid,
-            charge_point_id=self.cp,
-            transaction_id="t1",
-            energy_wh=energy_wh,
-            measured_at=START + timedelta(minutes=minutes),
-        )
-        return envelope(reading, self.sid)
-
-
-def requested(env: World, key: str) -> Requested:
-    station = env.station()
-    env.charge_point_online(station)
-    driver = env.driver()
-    assert env.top_up(driver, 20 * EUR).status_code == 201
-    answer = env.wallet.post(
-        "/v1/sessions",
-        json={"station_id": station, "connector_id": "1", "max_amount": 10 * EUR},
-        headers={**driver.headers, "Idempotency-Key": key},
-    )
-    return Requested(answer.json()["session_id"], station, charge_point_of(station), driver)
 
 
 def test_events_of_a_session_fold_into_one_write(env: World) -> None:

@@ -7,6 +7,7 @@ import asyncio
 
 from chargenet.wallet.models import ChargingSession
 from chargenet.wallet.signals import SessionSignals
+from tests.wallet.harness import World, requested
 
 
 def _row(session_id: str, version: int) -> ChargingSession:
@@ -31,5 +32,46 @@ def test_the_newest_committed_row_of_a_watched_session_is_kept() -> None:
             kept = signals.latest("s-1")
             assert kept is not None and kept.version == 4
         assert signals.latest("s-1") is None  # the last stream left
+
+    asyncio.run(scenario())
+
+
+def test_the_poller_wakes_a_stream_only_for_a_version_it_does_not_have(env: World) -> None:
+    """The poll finds what another replica applied; a version the stream has already (it sent
+    it, or a commit here handed it over) wakes nobody, so it costs the stream no read."""
+    sid = requested(env, "poll").sid
+    signals = SessionSignals(env.wallet_db)
+
+    def version() -> int:
+        with env.wallet_db.session() as session:
+            row = session.get(ChargingSession, sid)
+            assert row is not None
+            return row.version
+
+    async def woken(changed: asyncio.Event) -> bool:
+        await asyncio.sleep(0.05)  # the wake-up comes through the loop
+        was = changed.is_set()
+        changed.clear()
+        return was
+
+    async def scenario() -> None:
+        with signals.watch(sid) as changed:
+            signals.seen(sid, version())  # the stream read the row and sent it
+            signals.poll_once()
+            assert not await woken(changed)
+            with env.wallet_db.session() as session:  # another replica applies an event
+                row = session.get(ChargingSession, sid)
+                assert row is not None
+                row.version += 1
+            signals.poll_once()
+            assert await woken(changed)
+            signals.seen(sid, version())
+            signals.poll_once()
+            assert not await woken(changed)
+            committed = _row(sid, version() + 1)  # a commit here hands its row over
+            signals.committed([committed])
+            assert await woken(changed)
+            signals.poll_once()
+            assert not await woken(changed)
 
     asyncio.run(scenario())

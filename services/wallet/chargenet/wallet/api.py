@@ -310,6 +310,7 @@ async def _events(
             row = signals.latest(session_id)
             if row is None or row.version <= sent:
                 row = await asyncio.to_thread(sessions.get, driver, session_id)
+            signals.seen(session_id, row.version)
             if row.version > sent:
                 sent = row.version
                 quiet_since = time.monotonic()

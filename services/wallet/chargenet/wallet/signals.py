@@ -33,7 +33,9 @@ class SessionSignals:
         self._poll = poll_seconds
         self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         self._lock = threading.Lock()
-        self._versions: dict[str, int] = {}  # what the poller saw last (its thread only)
+        #: The newest version of each watched session that its streams have (sent, or handed
+        #: over by a commit here): the poller wakes them only for a newer one.
+        self._known: dict[str, int] = {}
         #: The newest row committed in this process, per watched session (see ``latest``).
         self._latest: dict[str, ChargingSession] = {}
         self._stop = threading.Event()
@@ -55,6 +57,7 @@ class SessionSignals:
                     if not waiters:
                         del self._waiters[session_id]
                         self._latest.pop(session_id, None)
+                        self._known.pop(session_id, None)
 
     def committed(self, rows: Iterable[ChargingSession]) -> None:
         """These rows were just committed in this process: keep them for their streams (which
@@ -66,7 +69,18 @@ class SessionSignals:
                     kept = self._latest.get(row.session_id)
                     if kept is None or kept.version < row.version:
                         self._latest[row.session_id] = row
+                    self._remember(row.session_id, row.version)
         self.notify(row.session_id for row in rows)
+
+    def seen(self, session_id: str, version: int) -> None:
+        """A stream has this version of the session (it read or sent it)."""
+        with self._lock:
+            if session_id in self._waiters:
+                self._remember(session_id, version)
+
+    def _remember(self, session_id: str, version: int) -> None:
+        if version > self._known.get(session_id, -1):
+            self._known[session_id] = version
 
     def notify(self, session_ids: Iterable[str]) -> None:
         """Wake the streams of these sessions; called from any thread after a commit."""
@@ -106,12 +120,11 @@ class SessionSignals:
                 log.exception("polling the watched sessions' versions failed; next poll retries")
 
     def poll_once(self) -> None:
-        """Wake the streams whose session's version differs from the last poll (or is new)."""
+        """Wake the streams whose session has a version newer than they have (what another
+        replica applied; a change committed here has woken them already)."""
         assert self._db is not None
         with self._lock:
             watched = list(self._waiters)
-        alive = set(watched)
-        self._versions = {s: v for s, v in self._versions.items() if s in alive}
         changed: list[str] = []
         for start in range(0, len(watched), _IDS_PER_QUERY):
             with self._db.session() as session:
@@ -120,9 +133,7 @@ class SessionSignals:
                         ChargingSession.session_id.in_(watched[start : start + _IDS_PER_QUERY])
                     )
                 ).all()
-            for session_id, version in rows:
-                if self._versions.get(session_id) != version:
-                    self._versions[session_id] = version
-                    changed.append(session_id)
+            with self._lock:
+                changed += [s for s, v in rows if v > self._known.get(s, -1)]
         if changed:
             self.notify(changed)
