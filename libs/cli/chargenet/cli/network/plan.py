@@ -292,7 +292,6 @@ class Plan:
             "registry_escrow_address": self.contracts["ChargingEscrow"],
             "registry_start_block": self.first_block,
             "registry_confirmations": 0,
-            "registry_poll_seconds": 0.25,
             "registry_cpo_keys": json.dumps({c.cpo_id: c.key_alias for c in self.cpos}),
             "registry_jwt_secret": self.jwt_secret,
         }
