@@ -304,7 +304,6 @@ class Plan:
             "wallet_escrow_address": self.contracts["ChargingEscrow"],
             "wallet_start_block": self.first_block,
             "wallet_balance_cache_seconds": 0,
-            "wallet_stream_poll_seconds": 0.1,
             "wallet_registry_url": registry_url,
             "wallet_cpo_ids": json.dumps(
                 {self.address_of(c.key_alias): c.cpo_id for c in self.cpos}
