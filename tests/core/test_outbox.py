@@ -15,7 +15,7 @@ from chargenet.core.db import Database, InboxMessage, OutboxMessage
 from chargenet.core.db.inbox import apply_once
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay, unit_of_work
-from chargenet.core.db.retention import Retention, prune
+from chargenet.core.db.retention import Pruned, Retention, prune
 from chargenet.core.db.tables import utcnow
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import SessionCancelled, Topic
@@ -120,9 +120,11 @@ def test_rows_past_their_retention_are_pruned_and_nothing_unpublished_is(db: Dat
         return list(outbox), int(inbox or 0)
 
     # Within both retentions: everything stays.
-    assert prune(db, retention, now=utcnow() + timedelta(minutes=30)) == (0, 0)
+    assert prune(db, retention, now=utcnow() + timedelta(minutes=30)) == Pruned(0, 0)
     # Past the outbox's (a batch per transaction), not the inbox's: the unpublished row stays.
-    assert prune(db, retention, now=utcnow() + timedelta(minutes=90), batch=2) == (5, 0)
+    later = utcnow() + timedelta(minutes=90)
+    assert prune(db, retention, now=later, batch=2, max_batches=2) == Pruned(4, 0, more=True)
+    assert prune(db, retention, now=later, batch=2, max_batches=2) == Pruned(1, 0)
     assert remaining() == ([waiting.id], 5)
-    assert prune(db, retention, now=utcnow() + timedelta(hours=3), batch=2) == (0, 5)
+    assert prune(db, retention, now=utcnow() + timedelta(hours=3), batch=2) == Pruned(0, 5)
     assert remaining() == ([waiting.id], 0)

@@ -37,6 +37,8 @@ _RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 _STAGED = "chargenet.outbox.staged"
 #: How often a relay prunes the tables past their retention (``core.db.retention``).
 PRUNE_EVERY_SECONDS = 600.0
+#: Delete batches per table in one idle moment of a relay.
+PRUNE_BATCHES = 5
 
 
 def add_to_outbox(session: Session, topic: str, envelope: Envelope) -> None:
@@ -180,10 +182,13 @@ class OutboxRelay:
         self._thread.start()
 
     def _prune_if_due(self) -> None:
+        """Prune when idle (nothing to publish), a few batches at a time: a backlog (the first
+        run after an upgrade) goes in slices between publications, never ahead of them."""
         if self.retention is None or time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
             return
-        self._pruned_at = time.monotonic()
-        prune(self.db, self.retention)
+        pruned = prune(self.db, self.retention, max_batches=PRUNE_BATCHES)
+        # With rows left, the next idle moment goes on; else in PRUNE_EVERY_SECONDS.
+        self._pruned_at = 0.0 if pruned.more else time.monotonic()
 
     def stop(self) -> None:
         _RELAYS.discard(self)

@@ -41,11 +41,24 @@ class Retention:
         )
 
 
+@dataclass(frozen=True)
+class Pruned:
+    outbox: int
+    inbox: int
+    #: Stopped at ``max_batches`` with rows still past their retention.
+    more: bool = False
+
+
 def prune(
-    db: Database, retention: Retention, *, now: datetime | None = None, batch: int = BATCH
-) -> tuple[int, int]:
-    """Delete published outbox rows and inbox rows past their retention; returns how many of
-    each, a batch per transaction."""
+    db: Database,
+    retention: Retention,
+    *,
+    now: datetime | None = None,
+    batch: int = BATCH,
+    max_batches: int | None = None,
+) -> Pruned:
+    """Delete published outbox rows and inbox rows past their retention, a batch per
+    transaction, at most ``max_batches`` per table (a caller with other work comes back)."""
     now = now or utcnow()
     old_outbox = (
         sa.select(_OUTBOX.c.seq)
@@ -53,7 +66,9 @@ def prune(
         .order_by(_OUTBOX.c.published_at)
         .limit(batch)
     )
-    outbox = _delete_all(db, sa.delete(_OUTBOX).where(_OUTBOX.c.seq.in_(old_outbox)))
+    outbox, more_outbox = _delete(
+        db, sa.delete(_OUTBOX).where(_OUTBOX.c.seq.in_(old_outbox)), max_batches
+    )
     old_inbox = (
         sa.select(_INBOX.c.consumer, _INBOX.c.event_id)
         .where(_INBOX.c.processed_at < now - retention.inbox)
@@ -61,18 +76,21 @@ def prune(
         .limit(batch)
     )
     key = sa.tuple_(_INBOX.c.consumer, _INBOX.c.event_id)
-    inbox = _delete_all(db, sa.delete(_INBOX).where(key.in_(old_inbox)))
+    inbox, more_inbox = _delete(db, sa.delete(_INBOX).where(key.in_(old_inbox)), max_batches)
     if outbox or inbox:
         log.info("pruned %d outbox and %d inbox rows past their retention", outbox, inbox)
-    return outbox, inbox
+    return Pruned(outbox, inbox, more_outbox or more_inbox)
 
 
-def _delete_all(db: Database, statement: sa.Delete) -> int:
-    total = 0
-    while True:
+def _delete(db: Database, statement: sa.Delete, max_batches: int | None) -> tuple[int, bool]:
+    """Run the batch delete until it deletes nothing (or ``max_batches`` times); returns the
+    rows deleted and whether it stopped with some left."""
+    total, batches = 0, 0
+    while max_batches is None or batches < max_batches:
         with db.session() as session:
             result = cast(sa.CursorResult[Any], session.execute(statement))
             deleted = result.rowcount or 0
-        total += deleted
+        total, batches = total + deleted, batches + 1
         if deleted == 0:
-            return total
+            return total, False
+    return total, True
