@@ -81,11 +81,15 @@ class CoreSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
 
     @model_validator(mode="after")
-    def _production_refuses_development_defaults(self) -> Self:
+    def _signer_tls_files_complete(self) -> Self:
         if (self.signer_client_cert_file is None) != (self.signer_client_key_file is None):
             raise ValueError("signer_client_cert_file and signer_client_key_file go together")
         if self.signer_client_cert_file is not None and self.signer_ca_file is None:
             raise ValueError("signer_client_cert_file: mutual TLS needs signer_ca_file as well")
+        return self
+
+    @model_validator(mode="after")
+    def _production_refuses_development_defaults(self) -> Self:
         if self.mode is not Mode.PRODUCTION:
             return self
         for name, value in self:
