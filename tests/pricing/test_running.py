@@ -147,3 +147,31 @@ def test_the_cache_hands_out_an_entry_only_for_the_rows_it_was_built_from() -> N
     assert cache.get("a", covering=3) is first
     cache.forget("a")
     assert cache.get("a", covering=3) is None
+
+
+def test_extended_books_later_samples_on_a_copy_and_refuses_earlier_ones() -> None:
+    start = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)
+
+    def at(minutes: int, energy_wh: int) -> MeterSample:
+        return MeterSample(
+            timestamp=start + timedelta(minutes=minutes), energy_wh=Decimal(energy_wh)
+        )
+
+    running = RunningPrice(RESTRICTED)
+    running.add(at(0, 0))
+    running.add(at(30, 5_000))
+    # Not later than the last booked sample: only all the samples in order give the price.
+    assert running.extended([at(30, 5_000)]) is None
+    assert running.extended([at(60, 9_000), at(10, 1_000)]) is None
+    # Out of order among themselves is fine; the original stays as it was.
+    extended = running.extended([at(60, 9_000), at(45, 7_000)])
+    assert extended is not None and running.count == 2
+    assert extended.result() == price_samples(
+        RESTRICTED, [at(0, 0), at(30, 5_000), at(45, 7_000), at(60, 9_000)]
+    )
+    # A register going backwards: refused, or left out as the escrow leaves it out.
+    with pytest.raises(PricingError, match="register went backwards"):
+        running.extended([at(45, 4_000)])
+    dropped = running.extended([at(45, 4_000), at(60, 9_000)], drop_backwards=True)
+    assert dropped is not None and dropped.count == 3
+    assert dropped.result() == price_samples(RESTRICTED, [at(0, 0), at(30, 5_000), at(60, 9_000)])

@@ -52,6 +52,7 @@ from chargenet.core.pricing import (
     RunningPrice,
     RunningPrices,
     Tariff,
+    meter_sample,
     tariff_hash,
 )
 from chargenet.escrow.chain import ChainReader, Station
@@ -61,7 +62,6 @@ from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settlement import (
     STATION_KEY,
     NothingToSettle,
-    extend_running_price,
     running_price,
     settle_session,
 )
@@ -343,10 +343,12 @@ class SessionHandlers:
         prices: dict[str, RunningPrice | None] = {}
         for session_id in ids:
             new = tx.samples.pop(session_id, [])
-            cached = None
+            prices[session_id] = None
             if session_id in stored:
                 cached = self._prices.get(session_id, covering=stored[session_id] - len(new))
-            prices[session_id] = None if cached is None else extend_running_price(cached, new)
+                if cached is not None:
+                    added = [meter_sample(r.measured_at, r.energy_wh, r.power_w) for r in new]
+                    prices[session_id] = cached.extended(added, drop_backwards=True)
         rows: dict[str, list[MeterSampleRow]] = defaultdict(list)
         if cold := [session_id for session_id, running in prices.items() if running is None]:
             query = sa.select(MeterSampleRow).where(MeterSampleRow.session_id.in_(cold))

@@ -20,7 +20,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from eth_utils.crypto import keccak
@@ -39,6 +38,7 @@ from chargenet.core.pricing import (
     TokenType,
     build_cdr,
     cdr_hash,
+    meter_sample,
     price_samples,
 )
 from chargenet.core.pricing.cap import capped, settleable_maximum
@@ -79,13 +79,8 @@ def samples_of(rows: Sequence[MeterSampleRow]) -> list[MeterSample]:
     for row in ordered:
         if samples and row.energy_wh < samples[-1].energy_wh:
             continue
-        samples.append(sample_of(row))
+        samples.append(meter_sample(row.measured_at, row.energy_wh, row.power_w))
     return samples
-
-
-def sample_of(row: MeterSampleRow) -> MeterSample:
-    power = Decimal(row.power_w) / 1000 if row.power_w is not None else None
-    return MeterSample(timestamp=row.measured_at, energy_wh=Decimal(row.energy_wh), power_kw=power)
 
 
 def running_price(row: SessionRow, rows: Sequence[MeterSampleRow]) -> RunningPrice:
@@ -96,24 +91,6 @@ def running_price(row: SessionRow, rows: Sequence[MeterSampleRow]) -> RunningPri
     for sample in samples_of(rows):
         running.add(sample)
     return running
-
-
-def extend_running_price(
-    running: RunningPrice, rows: Sequence[MeterSampleRow]
-) -> RunningPrice | None:
-    """A copy of ``running`` with the new ``rows`` booked as ``samples_of`` would order them
-    after the earlier ones; None if one is not later than the last booked sample (then only
-    all the rows in order give the same answer)."""
-    last = running.last
-    if last is None or any(r.measured_at <= last.timestamp for r in rows):
-        return None
-    extended = running.copy()
-    for row in sorted(rows, key=lambda r: (r.measured_at, r.energy_wh)):
-        booked = extended.last
-        if booked is not None and row.energy_wh < booked.energy_wh:
-            continue  # goes backwards: dropped, as samples_of drops it
-        extended.add(sample_of(row))
-    return extended
 
 
 def settle_session(

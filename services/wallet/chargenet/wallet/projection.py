@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,6 +42,7 @@ from chargenet.core.pricing import (
     RunningPrice,
     RunningPrices,
     Tariff,
+    meter_sample,
 )
 from chargenet.wallet import metrics
 from chargenet.wallet.models import ChargingSession, MeterPoint, advance
@@ -238,7 +238,7 @@ class _Fold:
                 "energy_wh": energy_wh,
                 "power_w": power_w,
             }
-            self.unpriced.append(_sample(at, energy_wh, power_w))
+            self.unpriced.append(meter_sample(at, energy_wh, power_w))
         if row.meter_start_wh is not None:
             row.energy_wh = max(row.energy_wh, energy_wh - row.meter_start_wh)
 
@@ -270,7 +270,7 @@ class _Fold:
                 )
                 stored = int(count or 0)
                 cached = self.prices.get(row.session_id, covering=stored - len(new))
-                running = None if cached is None else _extended(cached, new)
+                running = None if cached is None else cached.extended(new)
             if running is None:
                 running = RunningPrice(_tariff(row.tariff), time_zone=row.time_zone)
                 for sample in _stored_samples(self.session, row.session_id):
@@ -326,30 +326,10 @@ def _tariff(document: str) -> Tariff:
     return Tariff.model_validate(json.loads(document))
 
 
-def _sample(at: datetime, energy_wh: int, power_w: int | None) -> MeterSample:
-    return MeterSample(
-        timestamp=at if at.tzinfo else at.replace(tzinfo=UTC),
-        energy_wh=Decimal(energy_wh),
-        power_kw=Decimal(power_w) / 1000 if power_w is not None else None,
-    )
-
-
 def _stored_samples(session: Session, session_id: str) -> list[MeterSample]:
     points = session.execute(
         sa.select(MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w)
         .where(MeterPoint.session_id == session_id)
         .order_by(MeterPoint.measured_at)
     ).all()
-    return [_sample(at, energy_wh, power_w) for at, energy_wh, power_w in points]
-
-
-def _extended(running: RunningPrice, new: list[MeterSample]) -> RunningPrice | None:
-    """A copy of ``running`` with the new samples booked, if each is later than the last one
-    (the stored points' order); None otherwise."""
-    last = running.last
-    if last is None or any(sample.timestamp <= last.timestamp for sample in new):
-        return None
-    extended = running.copy()
-    for sample in sorted(new, key=lambda sample: sample.timestamp):
-        extended.add(sample)
-    return extended
+    return [meter_sample(at, energy_wh, power_w) for at, energy_wh, power_w in points]

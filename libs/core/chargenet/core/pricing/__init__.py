@@ -59,7 +59,13 @@ from chargenet.core.pricing.tariff import (
     TariffElement,
     TariffRestrictions,
 )
-from chargenet.core.pricing.usage import MeterSample, PricingError, Usage, usage_from_samples
+from chargenet.core.pricing.usage import (
+    MeterSample,
+    PricingError,
+    Usage,
+    meter_sample,
+    usage_from_samples,
+)
 
 
 def price_samples(
@@ -127,6 +133,7 @@ __all__ = [
     "credit_cdr",
     "currency_units",
     "dumps",
+    "meter_sample",
     "minor_unit",
     "price",
     "price_cdr",

@@ -76,7 +76,6 @@ PART_ORDER = (D.FLAT, D.ENERGY, D.TIME, D.PARKING_TIME)
 @dataclass(frozen=True)
 class _Piece:
     interval: Interval
-    energy_before: Fraction  # Wh delivered before this piece
     active: dict[TariffDimensionType, int | None]
 
 
@@ -184,7 +183,7 @@ class Pricer:
         )
         dimensions = (D.ENERGY, D.TIME, D.FLAT) if interval.charging else (D.PARKING_TIME, D.FLAT)
         active = {d: _first_matching(self.tariff, d, moment) for d in dimensions}
-        return _Piece(interval, before, active)
+        return _Piece(interval, active)
 
     # -- 3./4./5. periods, volumes and steps -----------------------------------------------------
 

@@ -9,6 +9,7 @@ its length; :class:`RunningPrice` books each new sample once (:class:`~.engine.P
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,24 @@ class RunningPrice:
         running.count, running._last = self.count, self._last
         running._pricer = None if self._pricer is None else self._pricer.copy()
         return running
+
+    def extended(
+        self, samples: Sequence[MeterSample], *, drop_backwards: bool = False
+    ) -> RunningPrice | None:
+        """A copy with ``samples`` booked after those so far, in time order; None if one is not
+        later than the last booked (then only all the samples in order give the same price).
+        ``drop_backwards``: a reading below the last booked register is left out, as the escrow
+        leaves it out of all its samples, instead of refused."""
+        last = self._last
+        if last is None or any(sample.timestamp <= last.timestamp for sample in samples):
+            return None
+        extended = self.copy()
+        for sample in sorted(samples, key=lambda s: (s.timestamp, s.energy_wh)):
+            booked = extended._last
+            if drop_backwards and booked is not None and sample.energy_wh < booked.energy_wh:
+                continue
+            extended.add(sample)
+        return extended
 
     def add(self, sample: MeterSample) -> None:
         """Book the next sample; one the engine refuses raises PricingError and changes nothing."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -37,6 +37,16 @@ class MeterSample(BaseModel):
     energy_wh: Decimal = Field(ge=0, allow_inf_nan=False)
     power_kw: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
     current_a: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+def meter_sample(measured_at: datetime, energy_wh: int, power_w: int | None) -> MeterSample:
+    """A reading as the services store it (integer Wh and W; a naive time is UTC, as SQLite
+    gives it back) as the engine's sample."""
+    return MeterSample(
+        timestamp=measured_at if measured_at.tzinfo else measured_at.replace(tzinfo=UTC),
+        energy_wh=Decimal(energy_wh),
+        power_kw=Decimal(power_w) / 1000 if power_w is not None else None,
+    )
 
 
 @dataclass(frozen=True)
