@@ -47,6 +47,7 @@ from chargenet.registry.settings import RegistrySettings
 from chargenet.signer.app import SignerApp
 from chargenet.signer.settings import SignerSettings
 from chargenet.wallet.app import create_app, migrate
+from chargenet.wallet.models import ChargingSession
 from chargenet.wallet.payments import TestPaymentProvider
 from chargenet.wallet.registry_client import RegistryClient
 from chargenet.wallet.settings import WalletSettings
@@ -220,6 +221,13 @@ class World:
                 == (True, status)
             ),
         )
+
+    def session_row(self, session_id: str) -> ChargingSession:
+        """The wallet's row of a session, as it is committed now."""
+        with self.wallet_db.session() as session:
+            row = session.get(ChargingSession, session_id)
+        assert row is not None, session_id
+        return row
 
     def charge_point_offline(self, station_id: str) -> None:
         cp = charge_point_of(station_id)

@@ -45,10 +45,7 @@ def test_events_of_a_session_fold_into_one_write(env: World) -> None:
     projection = SessionProjection(env.wallet_db)
 
     def version() -> int:
-        with env.wallet_db.session() as session:
-            row = session.get(ChargingSession, sid)
-            assert row is not None
-            return row.version
+        return env.session_row(sid).version
 
     before = version()
     batch = [
@@ -161,10 +158,7 @@ def test_a_replica_that_missed_a_sample_prices_from_all_the_stored_points(env: W
     one, other = SessionProjection(env.wallet_db), SessionProjection(env.wallet_db)
 
     def cost() -> int:
-        with env.wallet_db.session() as session:
-            row = session.get(ChargingSession, sid)
-            assert row is not None
-            return row.cost_so_far
+        return env.session_row(sid).cost_so_far
 
     one.batch([envelope(started, sid), meter(10, 1_000)])
     one.batch([meter(20, 2_000)])  # booked on its running price

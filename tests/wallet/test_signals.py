@@ -43,10 +43,7 @@ def test_the_poller_wakes_a_stream_only_for_a_version_it_does_not_have(env: Worl
     signals = SessionSignals(env.wallet_db)
 
     def version() -> int:
-        with env.wallet_db.session() as session:
-            row = session.get(ChargingSession, sid)
-            assert row is not None
-            return row.version
+        return env.session_row(sid).version
 
     async def woken(changed: asyncio.Event) -> bool:
         await asyncio.sleep(0.05)  # the wake-up comes through the loop
