@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +24,10 @@ from chargenet.core.events import MeterReading
 from chargenet.escrow.app import migrate
 from chargenet.escrow.core import EscrowCore
 from chargenet.escrow.handlers import SessionHandlers
-from chargenet.escrow.models import MeterSampleRow
 from chargenet.escrow.settings import EscrowSettings
-from chargenet.escrow.states import State
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from tests.escrow.harness import session_row  # the tests' session row: defined once
+from tests.escrow.harness import charging_session  # the tests' session: defined once
 
 LENGTHS = (15, 360, 600)
 CALLS = 30
@@ -38,32 +35,8 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 def _charging(db: Database, samples: int) -> str:
-    session_id = uuid.uuid4().hex
-    with db.session() as session:
-        session.add(
-            session_row(
-                session_id,
-                State.CHARGING,
-                max_amount=10**12,
-                transaction_id="7",
-                started_at=T0,
-                cost_so_far=0,
-                signed_meter_data="[]",
-            )
-        )
-        session.flush()
-        session.add_all(
-            MeterSampleRow(
-                session_id=session_id,
-                kind="start" if minute == 0 else "meter",
-                measured_at=T0 + timedelta(minutes=minute),
-                energy_wh=minute * 180,
-                power_w=11_000,
-                signed_data="[]",
-            )
-            for minute in range(samples)
-        )
-    return session_id
+    readings = [(T0 + timedelta(minutes=m), m * 180, 11_000) for m in range(samples)]
+    return charging_session(db, 10**12, T0, readings)
 
 
 def _meter(session_id: str, minute: int) -> MeterReading:

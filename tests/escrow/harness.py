@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +45,7 @@ from chargenet.core.pricing import Tariff, tariff_hash
 from chargenet.core.signer_client import SignerClient
 from chargenet.core.signer_client.permissions import escrow_caller
 from chargenet.escrow.app import EscrowService, migrate
-from chargenet.escrow.models import SessionRow
+from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
 from chargenet.escrow.states import FINAL, State
 from chargenet.signer.app import SignerApp
@@ -90,6 +90,41 @@ def session_row(session_id: str, state: State, **fields: Any) -> SessionRow:
         "request": json.dumps({"tariff": TARIFF, "time_zone": "UTC"}),
     }
     return SessionRow(**(values | fields))
+
+
+def charging_session(
+    db: Database,
+    max_amount: int,
+    started_at: datetime,
+    readings: Sequence[tuple[datetime, int, int | None]],
+) -> str:
+    """A session in CHARGING, as ``SessionStarted`` and its meter values leave it: ``readings``
+    are (measured at, Wh, W), the first the start reading. Returns its id."""
+    session_id = uuid.uuid4().hex
+    with db.session() as session:
+        session.add(
+            session_row(
+                session_id,
+                State.CHARGING,
+                max_amount=max_amount,
+                transaction_id="7",
+                started_at=started_at,
+                cost_so_far=0,
+                signed_meter_data="[]",
+            )
+        )
+        session.flush()
+        session.add_all(
+            MeterSampleRow(
+                session_id=session_id,
+                kind="meter" if index else "start",
+                measured_at=at,
+                energy_wh=energy_wh,
+                power_w=power_w,
+            )
+            for index, (at, energy_wh, power_w) in enumerate(readings)
+        )
+    return session_id
 
 
 def expected_price(energy_wh: int) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,8 +28,7 @@ from chargenet.escrow.core import EscrowCore
 from chargenet.escrow.handlers import SessionHandlers
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
-from chargenet.escrow.states import State
-from tests.escrow.harness import expected_price, session_row
+from tests.escrow.harness import charging_session, expected_price
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 GATEWAY = "chargenet/gateway/test"
@@ -45,26 +43,7 @@ class Escrow:
 
     def charging(self, max_amount: int, start_wh: int = 0) -> str:
         """A session in CHARGING with its start reading, as ``SessionStarted`` leaves it."""
-        session_id = uuid.uuid4().hex
-        with self.db.session() as session:
-            session.add(
-                session_row(
-                    session_id,
-                    State.CHARGING,
-                    max_amount=max_amount,
-                    transaction_id="7",
-                    started_at=T0,
-                    cost_so_far=0,
-                    signed_meter_data="[]",
-                )
-            )
-            session.flush()
-            session.add(
-                MeterSampleRow(
-                    session_id=session_id, kind="start", measured_at=T0, energy_wh=start_wh
-                )
-            )
-        return session_id
+        return charging_session(self.db, max_amount, T0, [(T0, start_wh, None)])
 
     def row(self, session_id: str) -> SessionRow:
         with self.db.session() as session:
