@@ -142,6 +142,14 @@ def advance(row: ChargingSession, state: str) -> None:
         row.state = state
 
 
+def request_stop(row: ChargingSession) -> None:
+    """A stop was asked for (by the driver, or by the escrow for the budget): a session not yet
+    past charging is stopping from now on."""
+    row.stop_requested = True
+    if row.state in ("open", "charging"):
+        advance(row, "stopping")
+
+
 class MeterPoint(WalletBase):
     """The meter samples of a running session, which price the cost so far."""
 

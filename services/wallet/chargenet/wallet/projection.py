@@ -45,7 +45,7 @@ from chargenet.core.pricing import (
     meter_sample,
 )
 from chargenet.wallet import metrics
-from chargenet.wallet.models import ChargingSession, MeterPoint, advance
+from chargenet.wallet.models import ChargingSession, MeterPoint, advance, request_stop
 from chargenet.wallet.sessions import SOURCE
 from chargenet.wallet.signals import SessionSignals
 
@@ -197,9 +197,7 @@ class _Fold:
             advance(row, "charging")
             self.reprice, self.end = True, None
         elif kind == StopRequested.event_type:
-            row.stop_requested = True
-            if row.state in ("open", "charging"):
-                advance(row, "stopping")
+            request_stop(row)
         elif kind == SessionStopped.event_type:
             stopped = envelope.payload(SessionStopped)
             row.stopped_at = stopped.stopped_at

@@ -43,7 +43,7 @@ from chargenet.wallet import metrics
 from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader, Snapshot
 from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, check_amount
-from chargenet.wallet.models import BillingDetails, ChargingSession, Driver, advance
+from chargenet.wallet.models import BillingDetails, ChargingSession, Driver, request_stop
 from chargenet.wallet.registry_client import (
     Connector,
     RegistryClient,
@@ -508,10 +508,8 @@ class Sessions:
             if row.stop_requested:
                 metrics.STOP_REQUESTS.labels(outcome="repeated").inc()
                 return row
-            row.stop_requested = True
-            if row.state in ("open", "charging"):
-                # What the live view would do with this event; it passes over its own.
-                advance(row, "stopping")
+            # Applied here as the live view applies the escrow's; it passes over this one.
+            request_stop(row)
             row.version += 1
             row.updated_at = utcnow()
             uow.emit(
