@@ -45,7 +45,7 @@ from chargenet.core.pricing import Tariff, tariff_hash
 from chargenet.core.signer_client import SignerClient
 from chargenet.core.signer_client.permissions import escrow_caller
 from chargenet.escrow.app import EscrowService, migrate
-from chargenet.escrow.models import MeterSampleRow, SessionRow
+from chargenet.escrow.models import ChainOp, MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
 from chargenet.escrow.states import FINAL, State
 from chargenet.signer.app import SignerApp
@@ -290,12 +290,29 @@ class Rig:
         return row.state if row is not None else None
 
     async def reach(self, session_id: str, state: str, within: float = 20.0) -> SessionRow:
-        await wait_async(
-            f"{session_id} in {state}", lambda: self.state(session_id) == state, within
-        )
+        try:
+            await wait_async(
+                f"{session_id} in {state}", lambda: self.state(session_id) == state, within
+            )
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}; {self.whereabouts(session_id)}") from None
         row = self.row(session_id)
         assert row is not None
         return row
+
+    def whereabouts(self, session_id: str) -> str:
+        """Where a session that did not arrive is: its row, its events and its chain ops."""
+        row = self.row(session_id)
+        if row is None:
+            return "no row"
+        with self.db.session() as session:
+            ops = [
+                f"{op.id} {op.status} {op.error or ''}".strip()
+                for op in session.scalars(sa.select(ChainOp))
+                if session_id in op.session_ids()
+            ]
+        events = [e.type for e in self.events(session_id)]
+        return f"state {row.state} ({row.reason}); events {events}; operations {ops}"
 
     def events(self, session_id: str, suffix: str = "") -> list[Envelope]:
         return [

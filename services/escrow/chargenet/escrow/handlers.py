@@ -175,7 +175,16 @@ class SessionHandlers:
             )
         ).first()
         if duplicate is not None:
+            # Requests travel on their sessions' partitions, so of two with one key either may
+            # arrive first: the first is the session, the other is answered, not left waiting.
             log.info("request %s repeats %s", request.session_id, duplicate.session_id)
+            tx.emit(
+                SessionCancelled(
+                    session_id=request.session_id,
+                    reason=f"repeats session {duplicate.session_id} (same idempotency key)",
+                ),
+                request.session_id,
+            )
             return
         taken = session.scalars(
             sa.select(SessionRow).where(
