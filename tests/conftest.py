@@ -34,6 +34,14 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture(scope="session")
+def kafka_sasl() -> tuple[str, str, str]:
+    """The broker's listener that authenticates (SASL PLAIN): bootstrap, username, password."""
+    bootstrap = _component("CHARGENET_TEST_KAFKA_SASL", "Kafka's SASL listener")
+    username = _component("CHARGENET_TEST_KAFKA_SASL_USERNAME", "Kafka's SASL listener")
+    return bootstrap, username, _component("CHARGENET_TEST_KAFKA_SASL_PASSWORD", "Kafka")
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     return _component("CHARGENET_TEST_POSTGRES_URL", "PostgreSQL")
 

@@ -21,7 +21,8 @@ environment: CHARGENET_CACHE (default ~/.cache/chargenet), CHARGENET_RUN_DIR (de
              CHARGENET_KAFKA_HEAP (default "-Xms256m -Xmx512m"), CHARGENET_PYTHON (probe interpreter),
              CHARGENET_KAFKA_CDS=0 (no class-data archive for the broker),
              ports only to sidestep a clash: CHARGENET_KAFKA_PORT (9092), CHARGENET_KAFKA_CONTROLLER_PORT
-             (9093), CHARGENET_POSTGRES_PORT (55432), CHARGENET_HARDHAT_PORT (8545); `env` follows them
+             (9093), CHARGENET_KAFKA_SASL_PORT (9094), CHARGENET_POSTGRES_PORT (55432),
+             CHARGENET_HARDHAT_PORT (8545); `env` follows them
 EOF
 }
 

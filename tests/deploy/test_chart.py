@@ -358,6 +358,71 @@ def test_the_signer_serves_tls_and_its_clients_trust_only_its_ca(
     assert "CHARGENET_SIGNER_TLS_CERT_FILE" not in env_of(container)
 
 
+def test_kafka_over_tls_with_credentials_reaches_every_bus_user(helm: Helm) -> None:
+    manifests = helm.render(
+        sets=[
+            "kafka.securityProtocol=SASL_SSL",
+            "kafka.tls.caSecret=kafka-ca",
+            "kafka.tls.clientSecret=kafka-client",
+            "kafka.sasl.existingSecret=kafka-user",
+        ]
+    )
+    (config,) = [m for m in of_kind(manifests, "ConfigMap") if name_of(m).endswith("-config")]
+    shared = config["data"]
+    assert shared["CHARGENET_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert shared["CHARGENET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    pods = dict(pod_specs(manifests))
+    bus_users = [
+        name for name in pods if name.startswith("Deployment/") and not name.endswith("-signer")
+    ]
+    assert len(bus_users) == 5, bus_users  # wallet, registry, escrow, invoicing, a gateway
+    for name, pod in pods.items():
+        (container,) = pod["containers"]
+        env = env_of(container)
+        for variable, key in (("USERNAME", "username"), ("PASSWORD", "password")):
+            ref = env[f"CHARGENET_KAFKA_SASL_{variable}"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "kafka-user", "key": key}, name
+        if name not in bus_users:
+            continue
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert Path(shared["CHARGENET_KAFKA_SSL_CA_FILE"]).parent == Path(mounts["kafka-ca"])
+        assert Path(shared["CHARGENET_KAFKA_SSL_KEY_FILE"]).parent == Path(mounts["kafka-client"])
+        volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        assert volumes["kafka-ca"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], name
+        assert volumes["kafka-client"]["secretName"] == "kafka-client", name
+    # What the chart renders passes the services' own start-up validation.
+    kafka = {
+        name.removeprefix("CHARGENET_").lower(): value
+        for name, value in shared.items()
+        if name.startswith("CHARGENET_KAFKA_")
+    }
+    settings = CoreSettings(**kafka, kafka_sasl_username="u", kafka_sasl_password="p")
+    assert settings.kafka_ssl_ca_file == Path("/etc/chargenet/kafka-ca/ca.crt")
+
+
+@pytest.mark.parametrize(
+    ("sets", "named"),
+    [
+        (["kafka.securityProtocol=SASL_SSL"], "kafka.sasl.existingSecret is required"),
+        (["kafka.tls.caSecret=kafka-ca"], "kafka.tls: its Secrets need"),
+        (
+            [
+                "kafka.securityProtocol=SASL_PLAINTEXT",
+                "kafka.sasl.mechanism=PLAIN",
+                "kafka.sasl.existingSecret=kafka-user",
+            ],
+            "PLAIN without TLS is refused in production",
+        ),
+    ],
+    ids=["sasl-without-secret", "tls-files-on-plaintext", "plain-password-in-clear"],
+)
+def test_kafka_settings_that_cannot_work_are_refused(
+    helm: Helm, sets: list[str], named: str
+) -> None:
+    refused = helm.template(sets=sets)
+    assert refused.returncode != 0 and named in refused.output
+
+
 def test_every_service_pod_checks_its_dependencies_first(default_manifests: list[Manifest]) -> None:
     for manifest in of_kind(default_manifests, "Deployment"):
         pod = manifest["spec"]["template"]["spec"]

@@ -150,7 +150,8 @@ CHARGENET_DATABASE_URL from a Secret. Call with (dict "root" $ "ref" .databaseSe
 {{- end }}
 
 {{/*
-Environment every container of the chart gets besides the shared ConfigMap: the secret RPC URL.
+Environment every container of the chart gets besides the shared ConfigMap: the secret RPC URL
+and the Kafka credentials (every container: the settings refuse a SASL protocol without them).
 */}}
 {{- define "chargenet.secretEnv" -}}
 {{- if .Values.chain.existingSecret }}
@@ -159,6 +160,79 @@ Environment every container of the chart gets besides the shared ConfigMap: the 
     secretKeyRef:
       name: {{ .Values.chain.existingSecret }}
       key: {{ .Values.chain.existingSecretKey }}
+{{- end }}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
+{{- $secret := required "kafka.sasl.existingSecret is required with a SASL kafka.securityProtocol" .Values.kafka.sasl.existingSecret }}
+- name: CHARGENET_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: username
+- name: CHARGENET_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: password
+{{- end }}
+{{- end }}
+
+{{/*
+The Kafka security settings of the shared configuration (kafka.securityProtocol, kafka.tls,
+kafka.sasl); the files are mounted by chargenet.kafkaTlsMount in the pods that use the bus.
+*/}}
+{{- define "chargenet.kafkaSecurityConfig" -}}
+{{- $kafka := .Values.kafka }}
+{{- $tls := or (eq $kafka.securityProtocol "SSL") (eq $kafka.securityProtocol "SASL_SSL") }}
+{{- if and (not $tls) (or $kafka.tls.caSecret $kafka.tls.clientSecret) }}
+{{- fail "kafka.tls: its Secrets need kafka.securityProtocol SSL or SASL_SSL" }}
+{{- end }}
+{{- if and (eq .Values.config.mode "production") (eq $kafka.securityProtocol "SASL_PLAINTEXT") (eq $kafka.sasl.mechanism "PLAIN") }}
+{{- fail "kafka.sasl.mechanism PLAIN without TLS is refused in production mode: use SASL_SSL or SCRAM" }}
+{{- end }}
+CHARGENET_KAFKA_SECURITY_PROTOCOL: {{ $kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol }}
+CHARGENET_KAFKA_SASL_MECHANISM: {{ $kafka.sasl.mechanism | quote }}
+{{- end }}
+{{- if $kafka.tls.caSecret }}
+CHARGENET_KAFKA_SSL_CA_FILE: "/etc/chargenet/kafka-ca/ca.crt"
+{{- end }}
+{{- if $kafka.tls.clientSecret }}
+CHARGENET_KAFKA_SSL_CERT_FILE: "/etc/chargenet/kafka-client/tls.crt"
+CHARGENET_KAFKA_SSL_KEY_FILE: "/etc/chargenet/kafka-client/tls.key"
+{{- end }}
+{{- end }}
+
+{{- define "chargenet.kafkaTlsMount" -}}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/chargenet/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if .Values.kafka.tls.clientSecret }}
+- name: kafka-client
+  mountPath: /etc/chargenet/kafka-client
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "chargenet.kafkaTlsVolume" -}}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.caSecret }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- if .Values.kafka.tls.clientSecret }}
+- name: kafka-client
+  secret:
+    secretName: {{ .Values.kafka.tls.clientSecret }}
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
 {{- end }}
 {{- end }}
 
@@ -272,6 +346,7 @@ CHARGENET_BUS: "kafka"
 CHARGENET_KAFKA_BOOTSTRAP_SERVERS: {{ .Values.kafka.bootstrapServers | quote }}
 CHARGENET_KAFKA_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 CHARGENET_KAFKA_PARTITIONS: {{ .Values.kafka.partitions | quote }}
+{{- include "chargenet.kafkaSecurityConfig" . }}
 {{- if not .Values.chain.existingSecret }}
 CHARGENET_CHAIN_RPC_URL: {{ required "chain.rpcUrl or chain.existingSecret is required" .Values.chain.rpcUrl | quote }}
 {{- end }}

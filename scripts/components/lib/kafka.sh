@@ -5,6 +5,10 @@ KAFKA_SRC=$COMPONENTS_DIR/kafka
 KAFKA_RUN=$RUN_DIR/kafka
 KAFKA_PORT=${CHARGENET_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${CHARGENET_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_SASL_PORT=${CHARGENET_KAFKA_SASL_PORT:-9094}
+# The SASL listener's one user: a test credential, never a secret.
+KAFKA_SASL_USERNAME=chargenet-test
+KAFKA_SASL_PASSWORD=chargenet-test-password
 KAFKA_PIDFILE=$KAFKA_RUN/kafka.pid
 KAFKA_LOG=$KAFKA_RUN/logs/server.log
 KAFKA_STDOUT=$KAFKA_RUN/logs/stdout.log
@@ -122,14 +126,16 @@ kafka_start() {
         return 0
     fi
     local p
-    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT"; do
         ! port_open "$p" || die "kafka: 127.0.0.1:$p is taken by a process components.sh did not start"
     done
     libs=$(kafka_libs_dir)
     [[ -f $libs/.complete ]] || kafka_install
     mkdir -p "$KAFKA_RUN/data" "$KAFKA_RUN/logs"
     sed -e "s#@LOG_DIRS@#$KAFKA_RUN/data#" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
-        -e "s#@PORT@#$KAFKA_PORT#g" "$KAFKA_SRC/server.properties.in" >"$KAFKA_CONFIG"
+        -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@SASL_PORT@#$KAFKA_SASL_PORT#g" \
+        -e "s#@SASL_USERNAME@#$KAFKA_SASL_USERNAME#g" -e "s#@SASL_PASSWORD@#$KAFKA_SASL_PASSWORD#g" \
+        "$KAFKA_SRC/server.properties.in" >"$KAFKA_CONFIG"
 
     local heap
     read -ra heap <<<"$KAFKA_HEAP"
@@ -149,7 +155,7 @@ kafka_start() {
             die "kafka: storage format failed"
         fi
     fi
-    log "kafka: starting $(kafka_version) on 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
+    log "kafka: starting $(kafka_version) on 127.0.0.1:$KAFKA_PORT (SASL 127.0.0.1:$KAFKA_SASL_PORT, controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
     start_detached "$KAFKA_PIDFILE" "$KAFKA_STDOUT" \
         "$KAFKA_JAVA" "$(kafka_cds_opts)" "${jvm[@]}" kafka.Kafka "$KAFKA_CONFIG"
 }
@@ -186,4 +192,9 @@ kafka_status() {
     fi
 }
 
-kafka_env() { echo "export CHARGENET_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"; }
+kafka_env() {
+    echo "export CHARGENET_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"
+    echo "export CHARGENET_TEST_KAFKA_SASL=127.0.0.1:$KAFKA_SASL_PORT"
+    echo "export CHARGENET_TEST_KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME"
+    echo "export CHARGENET_TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD"
+}

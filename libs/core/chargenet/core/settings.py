@@ -27,6 +27,21 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+class KafkaSecurity(StrEnum):
+    """How the services reach the brokers (librdkafka's ``security.protocol``)."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 class BusKind(StrEnum):
     MEMORY = "memory"
     KAFKA = "kafka"
@@ -56,6 +71,16 @@ class CoreSettings(BaseSettings):
     #: crosses several hops and each waits this long at most. A high-volume publisher trades a
     #: little latency for much less CPU (librdkafka's cost per event falls with the batch size).
     kafka_linger_ms: int = Field(default=2, ge=0, le=1000)
+    #: TLS (SSL), authentication (SASL_PLAINTEXT) or both (SASL_SSL) to the brokers.
+    kafka_security_protocol: KafkaSecurity = KafkaSecurity.PLAINTEXT
+    #: The CA certificate (PEM) that signed the brokers'; unset: the system's CAs.
+    kafka_ssl_ca_file: Path | None = None
+    #: Mutual TLS: this service's certificate and key (PEM), for brokers that ask for one.
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
 
     database_url: str = "sqlite:///:memory:"
     #: How often the outbox relay looks for events without being woken. A commit that stages
@@ -86,6 +111,36 @@ class CoreSettings(BaseSettings):
             raise ValueError("signer_client_cert_file and signer_client_key_file go together")
         if self.signer_client_cert_file is not None and self.signer_ca_file is None:
             raise ValueError("signer_client_cert_file: mutual TLS needs signer_ca_file as well")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Self:
+        protocol = self.kafka_security_protocol
+        tls = protocol in (KafkaSecurity.SSL, KafkaSecurity.SASL_SSL)
+        sasl = protocol in (KafkaSecurity.SASL_PLAINTEXT, KafkaSecurity.SASL_SSL)
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together")
+        files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file)
+        if not tls and any(f is not None for f in files):
+            raise ValueError(
+                f"kafka_ssl_*_file: TLS files need kafka_security_protocol SSL or SASL_SSL, "
+                f"not {protocol}"
+            )
+        if sasl and (self.kafka_sasl_username is None or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"kafka_security_protocol {protocol} needs kafka_sasl_username and "
+                "kafka_sasl_password"
+            )
+        if (
+            self.mode is Mode.PRODUCTION
+            and protocol is KafkaSecurity.SASL_PLAINTEXT
+            and self.kafka_sasl_mechanism is SaslMechanism.PLAIN
+        ):
+            # PLAIN sends the password itself; without TLS anyone on the path reads it.
+            raise ValueError(
+                "kafka_sasl_mechanism PLAIN without TLS is refused in production mode; use "
+                "SASL_SSL or a SCRAM mechanism"
+            )
         return self
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from confluent_kafka import (
     Consumer,
@@ -40,7 +40,7 @@ from chargenet.core.bus.base import (
     done_of_fetched,
 )
 from chargenet.core.envelope import Envelope
-from chargenet.core.settings import CoreSettings, fail
+from chargenet.core.settings import CoreSettings, KafkaSecurity, fail
 
 log = logging.getLogger(__name__)
 #: librdkafka's own log lines (connection trouble, rebalances) go through Python logging here.
@@ -60,6 +60,32 @@ _BATCH = MAX_BATCH
 _COMMIT_EVERY_SECONDS = 0.2
 
 
+def security_config(settings: CoreSettings) -> dict[str, str]:
+    """The librdkafka properties for TLS and SASL from the settings (none for PLAINTEXT)."""
+    protocol = settings.kafka_security_protocol
+    if protocol is KafkaSecurity.PLAINTEXT:
+        return {}
+    config = {"security.protocol": protocol.value}
+    files = {
+        "ssl.ca.location": settings.kafka_ssl_ca_file,
+        "ssl.certificate.location": settings.kafka_ssl_cert_file,
+        "ssl.key.location": settings.kafka_ssl_key_file,
+    }
+    config.update({name: str(path) for name, path in files.items() if path is not None})
+    if protocol in (KafkaSecurity.SASL_PLAINTEXT, KafkaSecurity.SASL_SSL):
+        # The settings' validator guarantees both for a SASL protocol.
+        assert settings.kafka_sasl_username is not None
+        assert settings.kafka_sasl_password is not None
+        config.update(
+            {
+                "sasl.mechanism": settings.kafka_sasl_mechanism.value,
+                "sasl.username": settings.kafka_sasl_username,
+                "sasl.password": settings.kafka_sasl_password.get_secret_value(),
+            }
+        )
+    return config
+
+
 class KafkaBus(EventBus):
     def __init__(
         self,
@@ -69,8 +95,11 @@ class KafkaBus(EventBus):
         partitions: int = 8,
         connect_timeout: float = 30.0,
         linger_ms: int = 2,
+        security: Mapping[str, str] | None = None,
     ):
         self.bootstrap_servers = bootstrap_servers
+        #: TLS and SASL properties every client of this bus gets (``security_config``).
+        self.security = dict(security or {})
         self.topic_prefix = topic_prefix
         self.partitions = partitions
         # Failed sends are collected by the delivery callback (not by keeping every future) so
@@ -90,6 +119,7 @@ class KafkaBus(EventBus):
                 "linger.ms": linger_ms,
                 "client.id": "chargenet-producer",
                 "logger": client_log,
+                **self.security,
             }
         )
         # Fail at start-up, not at the first publish, when no broker answers.
@@ -99,7 +129,7 @@ class KafkaBus(EventBus):
             raise ConnectionError(f"no Kafka broker answers at {bootstrap_servers}") from error
         self._subscriptions: list[_KafkaSubscription] = []
         self._known_topics: set[str] = set()
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, **self.security})
 
     @classmethod
     def connect(cls, settings: CoreSettings) -> KafkaBus:
@@ -111,11 +141,19 @@ class KafkaBus(EventBus):
                 partitions=settings.kafka_partitions,
                 connect_timeout=settings.kafka_connect_timeout_seconds,
                 linger_ms=settings.kafka_linger_ms,
+                security=security_config(settings),
             )
         except ConnectionError:
+            secured = settings.kafka_security_protocol is not KafkaSecurity.PLAINTEXT
             raise fail(
                 "CHARGENET_KAFKA_BOOTSTRAP_SERVERS: no Kafka broker answers at "
                 f"{settings.kafka_bootstrap_servers}"
+                + (
+                    f" over {settings.kafka_security_protocol} (or it refused this client's "
+                    "certificate or credentials: CHARGENET_KAFKA_SSL_*, CHARGENET_KAFKA_SASL_*)"
+                    if secured
+                    else ""
+                )
             ) from None
 
     def _name(self, topic: str) -> str:
@@ -274,6 +312,7 @@ class _KafkaSubscription(Subscription):
                 "client.id": f"chargenet-{group}",
                 "logger": client_log,
                 "on_commit": self._committed,
+                **bus.security,
             }
         )
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
