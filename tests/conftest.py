@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -33,12 +34,25 @@ def kafka_bootstrap() -> str:
     return _component("CHARGENET_TEST_KAFKA", "Kafka")
 
 
+@dataclass(frozen=True)
+class SecuredKafka:
+    """The broker's listener over TLS that authenticates (SASL PLAIN, one user)."""
+
+    bootstrap: str
+    ca_file: str
+    username: str
+    password: str
+
+
 @pytest.fixture(scope="session")
-def kafka_sasl() -> tuple[str, str, str]:
-    """The broker's listener that authenticates (SASL PLAIN): bootstrap, username, password."""
-    bootstrap = _component("CHARGENET_TEST_KAFKA_SASL", "Kafka's SASL listener")
-    username = _component("CHARGENET_TEST_KAFKA_SASL_USERNAME", "Kafka's SASL listener")
-    return bootstrap, username, _component("CHARGENET_TEST_KAFKA_SASL_PASSWORD", "Kafka")
+def secured_kafka() -> SecuredKafka:
+    what = "Kafka's TLS and SASL listener"
+    return SecuredKafka(
+        *(
+            _component(f"CHARGENET_TEST_KAFKA_{name}", what)
+            for name in ("SASL", "CA_FILE", "SASL_USERNAME", "SASL_PASSWORD")
+        )
+    )
 
 
 @pytest.fixture(scope="session")

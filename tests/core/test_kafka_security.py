@@ -1,11 +1,12 @@
-"""The services' Kafka credentials: settings that cannot work are refused by name, and a bus with
-credentials publishes and consumes through the test broker's SASL listener, which refuses a
-wrong password."""
+"""The services' Kafka security: settings that cannot work are refused by name, and a bus over
+TLS with credentials publishes and consumes through the test broker's secured listener, which a
+wrong password or an untrusted broker certificate keeps from starting."""
 
 from __future__ import annotations
 
 import queue
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from chargenet.core.bus.kafka import KafkaBus, security_config
 from chargenet.core.envelope import Envelope
 from chargenet.core.settings import BusKind, ConfigurationError, CoreSettings
+from tests.conftest import SecuredKafka
 
 TOPIC = "secured"
 
@@ -65,25 +67,26 @@ def test_the_settings_become_librdkafka_properties() -> None:
     assert "s3cret" not in repr(settings)
 
 
-def _sasl_settings(sasl: tuple[str, str, str], topic_prefix: str, password: str) -> CoreSettings:
-    bootstrap, username, _password = sasl
-    return CoreSettings(
-        bus=BusKind.KAFKA,
-        kafka_bootstrap_servers=bootstrap,
-        kafka_topic_prefix=topic_prefix,
-        kafka_connect_timeout_seconds=5.0,
-        kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_mechanism="PLAIN",
-        kafka_sasl_username=username,
-        kafka_sasl_password=password,
-    )
+def _secured(kafka: SecuredKafka, topic_prefix: str, **changes: Any) -> CoreSettings:
+    settings: dict[str, Any] = {
+        "bus": BusKind.KAFKA,
+        "kafka_bootstrap_servers": kafka.bootstrap,
+        "kafka_topic_prefix": topic_prefix,
+        "kafka_connect_timeout_seconds": 5.0,
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_ssl_ca_file": kafka.ca_file,
+        "kafka_sasl_mechanism": "PLAIN",
+        "kafka_sasl_username": kafka.username,
+        "kafka_sasl_password": kafka.password,
+    }
+    return CoreSettings(**(settings | changes))
 
 
 @pytest.mark.kafka
-def test_a_bus_with_credentials_publishes_and_consumes(
-    kafka_sasl: tuple[str, str, str], topic_prefix: str
+def test_a_bus_over_tls_with_credentials_publishes_and_consumes(
+    secured_kafka: SecuredKafka, topic_prefix: str
 ) -> None:
-    bus = KafkaBus.connect(_sasl_settings(kafka_sasl, topic_prefix, kafka_sasl[2]))
+    bus = KafkaBus.connect(_secured(secured_kafka, topic_prefix))
     try:
         bus.ensure_topics([TOPIC])
         received: queue.Queue[Envelope] = queue.Queue()
@@ -98,10 +101,15 @@ def test_a_bus_with_credentials_publishes_and_consumes(
 
 
 @pytest.mark.kafka
-def test_a_wrong_password_is_refused_at_start_with_the_settings_named(
-    kafka_sasl: tuple[str, str, str], topic_prefix: str
+@pytest.mark.parametrize(
+    "changes",
+    [{"kafka_sasl_password": "not-the-password"}, {"kafka_ssl_ca_file": None}],
+    ids=["wrong-password", "broker-certificate-not-trusted"],
+)
+def test_a_refused_connection_stops_the_start_with_the_settings_named(
+    secured_kafka: SecuredKafka, topic_prefix: str, changes: dict[str, Any]
 ) -> None:
     with pytest.raises(ConfigurationError) as refused:
-        KafkaBus.connect(_sasl_settings(kafka_sasl, topic_prefix, "not-the-password"))
-    assert "over SASL_PLAINTEXT" in refused.value.message
-    assert "CHARGENET_KAFKA_SASL_*" in refused.value.message
+        KafkaBus.connect(_secured(secured_kafka, topic_prefix, **changes))
+    assert "over SASL_SSL" in refused.value.message
+    assert "CHARGENET_KAFKA_SSL_*, CHARGENET_KAFKA_SASL_*" in refused.value.message

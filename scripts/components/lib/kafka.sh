@@ -13,6 +13,7 @@ KAFKA_PIDFILE=$KAFKA_RUN/kafka.pid
 KAFKA_LOG=$KAFKA_RUN/logs/server.log
 KAFKA_STDOUT=$KAFKA_RUN/logs/stdout.log
 KAFKA_CONFIG=$KAFKA_RUN/server.properties
+KAFKA_TLS=$KAFKA_RUN/tls
 # The rendered config path is unique to this run dir, so it identifies our JVM among others.
 KAFKA_MARKER="kafka.Kafka $KAFKA_CONFIG"
 KAFKA_HEAP=${CHARGENET_KAFKA_HEAP:--Xms256m -Xmx512m}
@@ -132,7 +133,9 @@ kafka_start() {
     libs=$(kafka_libs_dir)
     [[ -f $libs/.complete ]] || kafka_install
     mkdir -p "$KAFKA_RUN/data" "$KAFKA_RUN/logs"
+    kafka_tls_files
     sed -e "s#@LOG_DIRS@#$KAFKA_RUN/data#" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#g" \
+        -e "s#@TLS_DIR@#$KAFKA_TLS#g" \
         -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@SASL_PORT@#$KAFKA_SASL_PORT#g" \
         -e "s#@SASL_USERNAME@#$KAFKA_SASL_USERNAME#g" -e "s#@SASL_PASSWORD@#$KAFKA_SASL_PASSWORD#g" \
         "$KAFKA_SRC/server.properties.in" >"$KAFKA_CONFIG"
@@ -155,7 +158,7 @@ kafka_start() {
             die "kafka: storage format failed"
         fi
     fi
-    log "kafka: starting $(kafka_version) on 127.0.0.1:$KAFKA_PORT (SASL 127.0.0.1:$KAFKA_SASL_PORT, controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
+    log "kafka: starting $(kafka_version) on 127.0.0.1:$KAFKA_PORT (SASL over TLS 127.0.0.1:$KAFKA_SASL_PORT, controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
     start_detached "$KAFKA_PIDFILE" "$KAFKA_STDOUT" \
         "$KAFKA_JAVA" "$(kafka_cds_opts)" "${jvm[@]}" kafka.Kafka "$KAFKA_CONFIG"
 }
@@ -192,9 +195,29 @@ kafka_status() {
     fi
 }
 
+# A CA and the broker's certificate for 127.0.0.1 (the SASL listener's TLS), made once per run dir.
+kafka_tls_files() {
+    [[ -s $KAFKA_TLS/broker.pem && -s $KAFKA_TLS/ca.crt ]] && return 0
+    command -v openssl >/dev/null || apt_ensure openssl
+    mkdir -p "$KAFKA_TLS"
+    (
+        cd "$KAFKA_TLS"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+            -subj "/CN=chargenet test Kafka CA" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr \
+            -subj "/CN=127.0.0.1" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+        openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -out broker.crt -days 3650 -extfile san.ext 2>/dev/null
+        # Kafka's PEM key store: the (PKCS#8, unencrypted) key, then the certificate chain.
+        cat broker.key broker.crt >broker.pem
+    ) || die "kafka: could not make the test TLS files in $KAFKA_TLS"
+}
+
 kafka_env() {
     echo "export CHARGENET_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"
     echo "export CHARGENET_TEST_KAFKA_SASL=127.0.0.1:$KAFKA_SASL_PORT"
     echo "export CHARGENET_TEST_KAFKA_SASL_USERNAME=$KAFKA_SASL_USERNAME"
     echo "export CHARGENET_TEST_KAFKA_SASL_PASSWORD=$KAFKA_SASL_PASSWORD"
+    echo "export CHARGENET_TEST_KAFKA_CA_FILE=$KAFKA_TLS/ca.crt"
 }
