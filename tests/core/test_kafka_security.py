@@ -5,10 +5,17 @@ wrong password or an untrusted broker certificate keeps from starting."""
 from __future__ import annotations
 
 import queue
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._scram import (  # re-exported by confluent_kafka.admin, untyped there
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 from pydantic import ValidationError
 
 from chargenet.core.bus.kafka import KafkaBus, security_config
@@ -82,11 +89,29 @@ def _secured(kafka: SecuredKafka, topic_prefix: str, **changes: Any) -> CoreSett
     return CoreSettings(**(settings | changes))
 
 
+def scram_user(kafka_bootstrap: str) -> tuple[str, str]:
+    """A new SCRAM-SHA-512 user (made through the broker's admin API): name and password."""
+    name, password = f"svc-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    upsert = UserScramCredentialUpsertion(name, credential, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+    return name, password
+
+
 @pytest.mark.kafka
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-512"])
 def test_a_bus_over_tls_with_credentials_publishes_and_consumes(
-    secured_kafka: SecuredKafka, topic_prefix: str
+    secured_kafka: SecuredKafka, kafka_bootstrap: str, topic_prefix: str, mechanism: str
 ) -> None:
-    bus = KafkaBus.connect(_secured(secured_kafka, topic_prefix))
+    user: dict[str, Any] = {}
+    if mechanism != "PLAIN":
+        name, password = scram_user(kafka_bootstrap)
+        user = {"kafka_sasl_username": name, "kafka_sasl_password": password}
+    bus = KafkaBus.connect(
+        _secured(secured_kafka, topic_prefix, kafka_sasl_mechanism=mechanism, **user)
+    )
     try:
         bus.ensure_topics([TOPIC])
         received: queue.Queue[Envelope] = queue.Queue()
