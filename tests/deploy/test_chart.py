@@ -372,22 +372,26 @@ def test_kafka_over_tls_with_credentials_reaches_every_bus_user(helm: Helm) -> N
     assert shared["CHARGENET_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert shared["CHARGENET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     pods = dict(pod_specs(manifests))
-    bus_users = [
-        name for name in pods if name.startswith("Deployment/") and not name.endswith("-signer")
+    # What reaches Kafka: the bus users (every service but the signer) and every `check`.
+    reaching = [
+        (name, container)
+        for name, pod in pods.items()
+        if name.startswith("Deployment/")
+        for container in containers(pod)
+        if container["name"] == "check" or not name.endswith("-signer")
     ]
-    assert len(bus_users) == 5, bus_users  # wallet, registry, escrow, invoicing, a gateway
+    assert len(reaching) == 11, [n for n, _ in reaching]  # 5 bus users + 6 checks
     for name, pod in pods.items():
-        (container,) = pod["containers"]
-        env = env_of(container)
-        for variable, key in (("USERNAME", "username"), ("PASSWORD", "password")):
-            ref = env[f"CHARGENET_KAFKA_SASL_{variable}"]["valueFrom"]["secretKeyRef"]
-            assert ref == {"name": "kafka-user", "key": key}, name
-        if name not in bus_users:
-            continue
+        for container in containers(pod):
+            env = env_of(container)
+            for variable, key in (("USERNAME", "username"), ("PASSWORD", "password")):
+                ref = env[f"CHARGENET_KAFKA_SASL_{variable}"]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "kafka-user", "key": key}, name
+    for name, container in reaching:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert Path(shared["CHARGENET_KAFKA_SSL_CA_FILE"]).parent == Path(mounts["kafka-ca"])
         assert Path(shared["CHARGENET_KAFKA_SSL_KEY_FILE"]).parent == Path(mounts["kafka-client"])
-        volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+        volumes = {v["name"]: v["secret"] for v in pods[name]["volumes"] if "secret" in v}
         assert volumes["kafka-ca"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], name
         assert volumes["kafka-client"]["secretName"] == "kafka-client", name
     # What the chart renders passes the services' own start-up validation.

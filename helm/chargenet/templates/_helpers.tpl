@@ -178,7 +178,8 @@ and the Kafka credentials (every container: the settings refuse a SASL protocol 
 
 {{/*
 The Kafka security settings of the shared configuration (kafka.securityProtocol, kafka.tls,
-kafka.sasl); the files are mounted by chargenet.kafkaTlsMount in the pods that use the bus.
+kafka.sasl); chargenet.kafkaTlsMount mounts the files in every container that reaches Kafka: the
+bus users and every pod's `check` init container.
 */}}
 {{- define "chargenet.kafkaSecurityConfig" -}}
 {{- $kafka := .Values.kafka }}
@@ -463,5 +464,7 @@ initContainers:
       {{- toYaml $root.Values.securityContext | nindent 6 }}
     volumeMounts:
       {{- include "chargenet.tmpMount" $root | nindent 6 }}
+      {{- /* `check` reaches Kafka with the service's settings, TLS files included. */}}
+      {{- with include "chargenet.kafkaTlsMount" $root | trim }}{{ . | nindent 6 }}{{- end }}
 {{- end }}
 {{- end }}
