@@ -365,6 +365,7 @@ def test_kafka_over_tls_with_credentials_reaches_every_bus_user(helm: Helm) -> N
             "kafka.tls.caSecret=kafka-ca",
             "kafka.tls.clientSecret=kafka-client",
             "kafka.sasl.existingSecret=kafka-user",
+            "services.escrow.kafkaSecret=kafka-escrow",  # one service's own Kafka user
         ]
     )
     (config,) = [m for m in of_kind(manifests, "ConfigMap") if name_of(m).endswith("-config")]
@@ -382,11 +383,12 @@ def test_kafka_over_tls_with_credentials_reaches_every_bus_user(helm: Helm) -> N
     ]
     assert len(reaching) == 11, [n for n, _ in reaching]  # 5 bus users + 6 checks
     for name, pod in pods.items():
+        user = "kafka-escrow" if name.endswith("-escrow") else "kafka-user"  # migrate-escrow too
         for container in containers(pod):
             env = env_of(container)
             for variable, key in (("USERNAME", "username"), ("PASSWORD", "password")):
                 ref = env[f"CHARGENET_KAFKA_SASL_{variable}"]["valueFrom"]["secretKeyRef"]
-                assert ref == {"name": "kafka-user", "key": key}, name
+                assert ref == {"name": user, "key": key}, name
     for name, container in reaching:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert Path(shared["CHARGENET_KAFKA_SSL_CA_FILE"]).parent == Path(mounts["kafka-ca"])
@@ -407,7 +409,10 @@ def test_kafka_over_tls_with_credentials_reaches_every_bus_user(helm: Helm) -> N
 @pytest.mark.parametrize(
     ("sets", "named"),
     [
-        (["kafka.securityProtocol=SASL_SSL"], "kafka.sasl.existingSecret is required"),
+        (
+            ["kafka.securityProtocol=SASL_SSL"],
+            "kafka.sasl.existingSecret (or each component's kafkaSecret) is required",
+        ),
         (["kafka.tls.caSecret=kafka-ca"], "kafka.tls: its Secrets need"),
         (
             [

@@ -150,8 +150,7 @@ CHARGENET_DATABASE_URL from a Secret. Call with (dict "root" $ "ref" .databaseSe
 {{- end }}
 
 {{/*
-Environment every container of the chart gets besides the shared ConfigMap: the secret RPC URL
-and the Kafka credentials (every container: the settings refuse a SASL protocol without them).
+Environment every container of the chart gets besides the shared ConfigMap: the secret RPC URL.
 */}}
 {{- define "chargenet.secretEnv" -}}
 {{- if .Values.chain.existingSecret }}
@@ -161,8 +160,19 @@ and the Kafka credentials (every container: the settings refuse a SASL protocol 
       name: {{ .Values.chain.existingSecret }}
       key: {{ .Values.chain.existingSecretKey }}
 {{- end }}
-{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}
-{{- $secret := required "kafka.sasl.existingSecret is required with a SASL kafka.securityProtocol" .Values.kafka.sasl.existingSecret }}
+{{- end }}
+
+{{/*
+The Kafka credentials with a SASL kafka.securityProtocol, in every container (the settings refuse
+a SASL protocol without them): the component's own `kafkaSecret` (one Kafka user per service, for
+topic ACLs) or kafka.sasl.existingSecret. Call with (dict "root" $ "secret" $cfg.kafkaSecret).
+*/}}
+{{- define "chargenet.kafkaCredentialsEnv" -}}
+{{- if hasPrefix "SASL_" .root.Values.kafka.securityProtocol }}
+{{- $secret := default .root.Values.kafka.sasl.existingSecret .secret }}
+{{- if not $secret }}
+{{- fail "kafka.sasl.existingSecret (or each component's kafkaSecret) is required with a SASL kafka.securityProtocol" }}
+{{- end }}
 - name: CHARGENET_KAFKA_SASL_USERNAME
   valueFrom:
     secretKeyRef:
@@ -457,6 +467,7 @@ initContainers:
         value: {{ .service | quote }}
       {{- include "chargenet.databaseEnv" (dict "root" $root "ref" .dbRef "key" .dbKey) | nindent 6 }}
       {{- with include "chargenet.secretEnv" $root | trim }}{{ . | nindent 6 }}{{- end }}
+      {{- with include "chargenet.kafkaCredentialsEnv" (dict "root" $root "secret" .cfg.kafkaSecret) | trim }}{{ . | nindent 6 }}{{- end }}
       {{- include "chargenet.signerTokenEnv" (dict "root" $root "service" .service) | nindent 6 }}
     resources:
       {{- toYaml $root.Values.dependencyCheck.resources | nindent 6 }}
