@@ -144,17 +144,13 @@ class KafkaBus(EventBus):
                 security=security_config(settings),
             )
         except ConnectionError:
-            secured = settings.kafka_security_protocol is not KafkaSecurity.PLAINTEXT
-            raise fail(
-                "CHARGENET_KAFKA_BOOTSTRAP_SERVERS: no Kafka broker answers at "
-                f"{settings.kafka_bootstrap_servers}"
-                + (
-                    f" over {settings.kafka_security_protocol} (or it refused this client's "
-                    "certificate or credentials: CHARGENET_KAFKA_SSL_*, CHARGENET_KAFKA_SASL_*)"
-                    if secured
-                    else ""
+            problem = f"no Kafka broker answers at {settings.kafka_bootstrap_servers}"
+            if (protocol := settings.kafka_security_protocol) is not KafkaSecurity.PLAINTEXT:
+                problem += (
+                    f" over {protocol} (or it refused this client's certificate or credentials: "
+                    "CHARGENET_KAFKA_SSL_*, CHARGENET_KAFKA_SASL_*)"
                 )
-            ) from None
+            raise fail(f"CHARGENET_KAFKA_BOOTSTRAP_SERVERS: {problem}") from None
 
     def _name(self, topic: str) -> str:
         return self.topic_prefix + topic
