@@ -211,6 +211,8 @@ kafka_tls_files() {
             -out broker.crt -days 3650 -extfile san.ext 2>/dev/null
         # Kafka's PEM key store: the (PKCS#8, unencrypted) key, then the certificate chain.
         cat broker.key broker.crt >broker.pem
+        # Only broker.pem and ca.crt are used; the CA's key is not kept.
+        rm -f ca.key ca.srl broker.key broker.csr broker.crt san.ext
     ) || die "kafka: could not make the test TLS files in $KAFKA_TLS"
 }
 
