@@ -8,8 +8,18 @@ and session-start latency (REST request to the RemoteStart arriving at the charg
 Starts its own stack (``chargenet up``'s supervisor: a process per service, two gateway replicas
 per CPO, Kafka, PostgreSQL, the Hardhat node with automine) on shifted ports, registers one
 station per concurrent driver, and runs each level: every driver requests a session, waits until
-its charge point charges, stops after the first meter value and waits for the settlement, then
-starts the next. Prints one line per level and a Markdown table for bench/RESULTS.md.
+its charge point charges, stops at once (or after ``--charge-seconds``) and waits for the
+settlement, then starts the next. Prints one line per level and a Markdown table for
+bench/RESULTS.md.
+
+Two loads, both closed loops of N drivers:
+- ``--charge-seconds 0`` (the default): back-to-back sessions that stop as soon as they charge.
+  The stack is saturated from 10 drivers on; it measures the throughput, and the start latency
+  is the queue that throughput allows.
+- ``--charge-seconds S --meter-seconds 1``: each session charges S seconds of wall time with a
+  meter value a second (a simulated minute each, as charge points send them), so N drivers are N
+  sessions in progress at once. It measures the start latency of N concurrent drivers below
+  saturation.
 """
 
 from __future__ import annotations
@@ -40,7 +50,9 @@ from chargenet.cli.network.supervisor import (
     up,
 )
 
-MAXIMUM = 20_000_000  # far above what one short session costs: no budget stop here
+MAXIMUM = 20_000_000  # far above what one session here costs: no budget stop
+#: Per driver: enough for a level of sessions that charge a while (~5 tokens each per 10 s).
+TOP_UP = 1_000_000_000
 BUSY_RETRIES = 80
 BUSY_PAUSE_SECONDS = 0.25
 
@@ -73,6 +85,7 @@ async def run_level(
     waiting: dict[str, datetime],
     level: Level,
     arrivals: dict[str, datetime],
+    charge_seconds: float = 0.0,
 ) -> None:
     async def request(driver: Driver, station_id: str) -> tuple[str, datetime, float]:
         """The session, its request's time and clock. A driver who starts again at once may
@@ -91,7 +104,8 @@ async def run_level(
                 await asyncio.sleep(BUSY_PAUSE_SECONDS)
         raise NetworkError(f"{station_id} still occupied after {BUSY_RETRIES} tries")
 
-    async def one(driver: Driver, station_id: str) -> None:
+    async def one(driver: Driver, station_id: str, first: float) -> None:
+        await asyncio.sleep(first)
         for _ in range(per_driver):
             try:
                 session, requested, clock = await request(driver, station_id)
@@ -103,6 +117,7 @@ async def run_level(
                     # answer).
                     level.timeline[session] = (requested, arrivals.pop(driver.id_token, None))
                     if view["state"] == "charging":
+                        await asyncio.sleep(charge_seconds)
                         await client.stop_session(driver, session)
                     final = await watch.until(("settled", "refunded", "failed"))
             except Exception as error:
@@ -114,14 +129,27 @@ async def run_level(
             level.sessions += 1
             level.settles.append(time.monotonic() - clock)
 
+    # Drivers who charge a while arrive spread over one session's length, as drivers do; all
+    # at once, each session's start would meet all the others' every time round.
+    spread = charge_seconds / len(drivers)
     started = time.monotonic()
     await asyncio.gather(
-        *(one(d, station_id) for d, (station_id, _s) in zip(drivers, stations, strict=False))
+        *(
+            one(d, station_id, index * spread)
+            for index, (d, (station_id, _s)) in enumerate(zip(drivers, stations, strict=False))
+        )
     )
     level.seconds = time.monotonic() - started
 
 
-async def bench(stack: Stack, levels: list[int], per_driver: int, warmup: int = 0) -> list[Level]:
+async def bench(
+    stack: Stack,
+    levels: list[int],
+    per_driver: int,
+    warmup: int = 0,
+    charge_seconds: float = 0.0,
+    meter_seconds: float = 0.3,
+) -> list[Level]:
     client = NetworkClient(stack.endpoints, stack.jwt_secret)
     waiting: dict[str, datetime] = {}
     arrivals: dict[str, datetime] = {}  # id token -> its latest RemoteStart
@@ -145,7 +173,9 @@ async def bench(stack: Stack, levels: list[int], per_driver: int, warmup: int = 
                 cp,
                 urls[(index // 2) % len(urls)],
                 stack.meter_seed,
-                profile=ChargingProfile(power_w=cpo.power_w, tick_seconds=0.3, speedup=60),
+                profile=ChargingProfile(
+                    power_w=cpo.power_w, tick_seconds=meter_seconds, speedup=60
+                ),
                 listener=on_event,
             )
             stations.append((cpo.station_id(cp), station))
@@ -169,9 +199,7 @@ async def bench(stack: Stack, levels: list[int], per_driver: int, warmup: int = 
             count = min(10, wanted - batch)
             drivers += await asyncio.gather(*(client.driver() for _ in range(count)))
         for batch in range(0, wanted, 20):
-            await asyncio.gather(
-                *(client.top_up(d, 50_000_000) for d in drivers[batch : batch + 20])
-            )
+            await asyncio.gather(*(client.top_up(d, TOP_UP) for d in drivers[batch : batch + 20]))
         print(f"{wanted} stations online, {wanted} drivers topped up", flush=True)
         if warmup:
             # Not counted: a broker (and node) started just before spends its first minutes
@@ -190,7 +218,14 @@ async def bench(stack: Stack, levels: list[int], per_driver: int, warmup: int = 
             current.append(level)
             before = reading(stack.processes)
             await run_level(
-                client, stations[:count], drivers[:count], per_driver, waiting, level, arrivals
+                client,
+                stations[:count],
+                drivers[:count],
+                per_driver,
+                waiting,
+                level,
+                arrivals,
+                charge_seconds,
             )
             level.cpu = per_session(before, reading(stack.processes), level.sessions)
             results.append(level)
@@ -299,6 +334,12 @@ def main() -> int:
     parser.add_argument(
         "--warmup", type=int, default=0, help="uncounted sessions per driver first (10 drivers)"
     )
+    parser.add_argument(
+        "--charge-seconds", type=float, default=0.0, help="wall seconds each session charges"
+    )
+    parser.add_argument(
+        "--meter-seconds", type=float, default=0.3, help="wall seconds between meter values"
+    )
     parser.add_argument("--port-offset", type=int, default=15_000)
     args = parser.parse_args()
     levels = [int(n) for n in args.drivers.split(",")]
@@ -332,7 +373,16 @@ def main() -> int:
         print("| drivers | settled | seconds | sessions/s | start p50 ms | start p99 ms "
               "| settle p50 s | settle p99 s | failures |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
-        results = asyncio.run(bench(stack, levels, args.sessions, args.warmup))
+        results = asyncio.run(
+            bench(
+                stack,
+                levels,
+                args.sessions,
+                args.warmup,
+                args.charge_seconds,
+                args.meter_seconds,
+            )
+        )
         profiles = [profile(level, components.postgres_url, prefix) for level in results]
     finally:
         down(Path(run_dir))
