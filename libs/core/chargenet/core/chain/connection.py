@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import requests
 from eth_typing import ChecksumAddress
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 IN_PROCESS = "inprocess://eth-tester"
+
+#: A read sent again when its connection failed. A node closes a pooled connection once it has
+#: been idle for its keep-alive timeout (Hardhat's Node.js server: 5 s), and a request sent on it
+#: at that moment fails unanswered (``RemoteDisconnected``, seen as 500s under load). web3's own
+#: default lists only the builtin ConnectionError, which requests' is not. Only the methods of
+#: web3's allowlist are sent again: reads, and signed transactions (the same bytes are the same
+#: transaction, which a node accepts once). ``eth_sendTransaction``, which the node signs with
+#: its next nonce, never is.
+READ_RETRIES = ExceptionRetryConfiguration(
+    errors=(ConnectionError, requests.ConnectionError, requests.Timeout),
+    retries=3,
+    backoff_factor=0.05,
+)
 
 
 def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
@@ -16,7 +31,13 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     if rpc_url == IN_PROCESS:
         return Web3(EthereumTesterProvider())
     if rpc_url.startswith(("http://", "https://")):
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        w3 = Web3(
+            HTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": timeout},
+                exception_retry_configuration=READ_RETRIES,
+            )
+        )
         try:
             w3.eth.chain_id  # noqa: B018 - a cheap call that proves the node answers
         except Exception as exc:
