@@ -174,7 +174,9 @@ async def bench(
                 urls[(index // 2) % len(urls)],
                 stack.meter_seed,
                 profile=ChargingProfile(
-                    power_w=cpo.power_w, tick_seconds=meter_seconds, speedup=60
+                    power_w=cpo.power_w,
+                    tick_seconds=meter_seconds,
+                    speedup=60 / meter_seconds,  # a meter value a simulated minute
                 ),
                 listener=on_event,
             )
