@@ -333,8 +333,6 @@ class Operations:
                     self._succeeded(tx, op, row)
                 else:
                     self._failed(tx, op, row, len(rows))
-        if ok and op.kind == "open":
-            self.start_open(op.session_ids())
 
     def _succeeded(self, tx: Tx, op: ChainOp, row: SessionRow) -> None:
         tx_hash = op.tx_hash or ""
@@ -356,6 +354,9 @@ class Operations:
                 ),
                 row.session_id,
             )
+            # Started in the same transaction: the start command is on its way with the event
+            # (a second transaction per open batch cost a commit on the start path).
+            self.core.start(tx, row)
         elif op.kind == "settle" and state is State.SETTLING and row.close_op == op.id:
             tx.move(row, State.SETTLED)
             row.close_tx_hash = tx_hash
@@ -415,13 +416,3 @@ class Operations:
             tx.emit(SessionFailed(session_id=row.session_id, reason=reason), row.session_id)
         elif op.kind == "refund":
             row.reason = reason
-
-    def start_open(self, session_ids: Sequence[str]) -> None:
-        """OPEN -> STARTING for freshly opened sessions, in one transaction (a batch's sessions
-        each in its own cost a commit each, one after another, on the start path)."""
-        with self.core.tx() as tx:
-            self.core.lock_all(tx, session_ids)  # in session id order: no deadlock
-            for session_id in session_ids:
-                row = self.core.locked(tx, session_id)
-                if row is not None and State(row.state) is State.OPEN:
-                    self.core.start(tx, row)
