@@ -227,7 +227,7 @@ async def bench(
                 waiting,
                 level,
                 arrivals,
-                charge_seconds,
+                charge_seconds=charge_seconds,
             )
             level.cpu = per_session(before, reading(stack.processes), level.sessions)
             results.append(level)
@@ -380,9 +380,9 @@ def main() -> int:
                 stack,
                 levels,
                 args.sessions,
-                args.warmup,
-                args.charge_seconds,
-                args.meter_seconds,
+                warmup=args.warmup,
+                charge_seconds=args.charge_seconds,
+                meter_seconds=args.meter_seconds,
             )
         )
         profiles = [profile(level, components.postgres_url, prefix) for level in results]

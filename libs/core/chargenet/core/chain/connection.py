@@ -9,15 +9,15 @@ from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 IN_PROCESS = "inprocess://eth-tester"
 
-#: A read sent again when its connection failed. A node closes a pooled connection once it has
+#: Calls sent again when their connection failed. A node closes a pooled connection once it has
 #: been idle for its keep-alive timeout (Hardhat's Node.js server: 5 s), and a request sent on it
 #: at that moment fails unanswered (``RemoteDisconnected``, seen as 500s under load). web3's own
-#: default lists only the builtin ConnectionError, which requests' is not. Only the methods of
-#: web3's allowlist are sent again: reads, and signed transactions (the same bytes are the same
-#: transaction, which a node accepts once). ``eth_sendTransaction``, which the node signs with
-#: its next nonce, never is.
-READ_RETRIES = ExceptionRetryConfiguration(
-    errors=(ConnectionError, requests.ConnectionError, requests.Timeout),
+#: default lists only the builtin ConnectionError, which requests' is not, and retries timeouts,
+#: which only multiplies the wait for a node that hangs. Only the methods of web3's allowlist are
+#: sent again: reads, and signed transactions (the same bytes are the same transaction, which a
+#: node accepts once). ``eth_sendTransaction``, which the node signs with its next nonce, never is.
+RETRIES = ExceptionRetryConfiguration(
+    errors=(ConnectionError, requests.ConnectionError),
     retries=3,
     backoff_factor=0.05,
 )
@@ -35,7 +35,7 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
             HTTPProvider(
                 rpc_url,
                 request_kwargs={"timeout": timeout},
-                exception_retry_configuration=READ_RETRIES,
+                exception_retry_configuration=RETRIES,
             )
         )
         try:
