@@ -207,3 +207,29 @@ def test_a_failed_batch_leaves_nothing_behind(db: Database) -> None:
     assert Consumer(db).effects() == []
     # Not recorded as processed either: the good ones still apply later.
     assert apply_batch_once(db, CONSUMER, [batch[0], batch[2]], apply) == [batch[0], batch[2]]
+
+
+def test_two_deliveries_racing_apply_the_event_once(db: Database) -> None:
+    """The second delivery waits on the first's inbox row and is passed over once it commits
+    (the bus may hand one event to two consumers of a group during a rebalance)."""
+    shared = event("a", 0)
+    claimed = threading.Event()
+    outcomes: dict[str, bool] = {}
+
+    def slow(session: Session, envelope: Envelope) -> None:
+        effect(session, envelope)
+        session.flush()
+        claimed.set()
+        time.sleep(0.5)  # the other delivery arrives meanwhile
+
+    def first() -> None:
+        outcomes["first"] = apply_once(db, CONSUMER, shared, slow)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert claimed.wait(10)
+    outcomes["second"] = apply_once(db, CONSUMER, shared, effect)
+    thread.join(10)
+
+    assert outcomes == {"first": True, "second": False}
+    assert [seq for _, seq in Consumer(db).effects()] == [0]
