@@ -35,6 +35,14 @@ class KafkaSecurity(StrEnum):
     SASL_PLAINTEXT = "SASL_PLAINTEXT"
     SASL_SSL = "SASL_SSL"
 
+    @property
+    def tls(self) -> bool:
+        return self in (KafkaSecurity.SSL, KafkaSecurity.SASL_SSL)
+
+    @property
+    def sasl(self) -> bool:
+        return self in (KafkaSecurity.SASL_PLAINTEXT, KafkaSecurity.SASL_SSL)
+
 
 class SaslMechanism(StrEnum):
     PLAIN = "PLAIN"
@@ -116,17 +124,15 @@ class CoreSettings(BaseSettings):
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Self:
         protocol = self.kafka_security_protocol
-        tls = protocol in (KafkaSecurity.SSL, KafkaSecurity.SASL_SSL)
-        sasl = protocol in (KafkaSecurity.SASL_PLAINTEXT, KafkaSecurity.SASL_SSL)
         if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
             raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together")
         files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file)
-        if not tls and any(f is not None for f in files):
+        if not protocol.tls and any(f is not None for f in files):
             raise ValueError(
                 f"kafka_ssl_*_file: TLS files need kafka_security_protocol SSL or SASL_SSL, "
                 f"not {protocol}"
             )
-        if sasl and (self.kafka_sasl_username is None or self.kafka_sasl_password is None):
+        if protocol.sasl and (self.kafka_sasl_username is None or self.kafka_sasl_password is None):
             raise ValueError(
                 f"kafka_security_protocol {protocol} needs kafka_sasl_username and "
                 "kafka_sasl_password"

@@ -72,7 +72,7 @@ def security_config(settings: CoreSettings) -> dict[str, str]:
         "ssl.key.location": settings.kafka_ssl_key_file,
     }
     config.update({name: str(path) for name, path in files.items() if path is not None})
-    if protocol in (KafkaSecurity.SASL_PLAINTEXT, KafkaSecurity.SASL_SSL):
+    if protocol.sasl:
         # The settings' validator guarantees both for a SASL protocol.
         assert settings.kafka_sasl_username is not None
         assert settings.kafka_sasl_password is not None
