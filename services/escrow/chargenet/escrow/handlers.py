@@ -52,7 +52,6 @@ from chargenet.core.pricing import (
     RunningPrice,
     RunningPrices,
     Tariff,
-    meter_sample,
     tariff_hash,
 )
 from chargenet.escrow.chain import ChainReader, Station
@@ -70,6 +69,12 @@ from chargenet.escrow.states import State
 log = logging.getLogger(__name__)
 CONSUMER = "escrow"
 _OWN = frozenset({StopRequested.event_type})
+#: Built once: the statement is the same for every meter value, only the ids change.
+_COUNT_SAMPLES = (
+    sa.select(MeterSampleRow.session_id, sa.func.count())
+    .where(MeterSampleRow.session_id.in_(sa.bindparam("ids", expanding=True)))
+    .group_by(MeterSampleRow.session_id)
+)
 
 
 class SessionHandlers:
@@ -161,6 +166,7 @@ class SessionHandlers:
                     self._price(tx, [session_id])
                 self._dispatch[envelope.type](tx, envelope)
         self._price(tx, unpriced)
+        tx.write_samples()
 
     # -- requested ---------------------------------------------------------------------------
     def _requested(self, tx: Tx, envelope: Envelope) -> None:
@@ -299,14 +305,7 @@ class SessionHandlers:
         row.transaction_id = started.transaction_id
         row.started_at = started.started_at
         row.last_activity_at = utcnow()
-        tx.record_sample(
-            MeterSampleRow(
-                session_id=row.session_id,
-                kind="start",
-                measured_at=started.started_at,
-                energy_wh=started.meter_start_wh,
-            )
-        )
+        tx.record_sample(row.session_id, "start", started.started_at, started.meter_start_wh)
 
     def _meter(self, tx: Tx, envelope: Envelope) -> str | None:
         """Record the sample; returns the session to price, or None if it is not charging."""
@@ -316,14 +315,12 @@ class SessionHandlers:
             return None
         row.last_activity_at = utcnow()
         tx.record_sample(
-            MeterSampleRow(
-                session_id=row.session_id,
-                kind="meter",
-                measured_at=reading.measured_at,
-                energy_wh=reading.energy_wh,
-                power_w=reading.power_w,
-                signed_data=json.dumps([reading.signed_data] if reading.signed_data else []),
-            )
+            row.session_id,
+            "meter",
+            reading.measured_at,
+            reading.energy_wh,
+            reading.power_w,
+            json.dumps([reading.signed_data] if reading.signed_data else []),
         )
         return row.session_id
 
@@ -339,16 +336,12 @@ class SessionHandlers:
         if not session_ids:
             return
         ids = sorted(session_ids)
+        tx.write_samples()  # counted and read below with this batch's samples
         # Counted only where there is a running price to check (a first meter value has none).
         stored: dict[str, int] = {}
         if known := [session_id for session_id in ids if session_id in self._prices]:
-            counts = (
-                sa.select(MeterSampleRow.session_id, sa.func.count())
-                .where(MeterSampleRow.session_id.in_(known))
-                .group_by(MeterSampleRow.session_id)
-            )
-            # After this batch's samples (the query flushes them).
-            stored = {session_id: count for session_id, count in tx.session.execute(counts)}
+            counts = tx.session.execute(_COUNT_SAMPLES, {"ids": known})
+            stored = {session_id: count for session_id, count in counts}
         prices: dict[str, RunningPrice | None] = {}
         for session_id in ids:
             new = tx.samples.pop(session_id, [])
@@ -356,8 +349,7 @@ class SessionHandlers:
             if session_id in stored:
                 cached = self._prices.get(session_id, covering=stored[session_id] - len(new))
                 if cached is not None:
-                    added = [meter_sample(r.measured_at, r.energy_wh, r.power_w) for r in new]
-                    prices[session_id] = cached.extended(added, drop_backwards=True)
+                    prices[session_id] = cached.extended(new, drop_backwards=True)
         rows: dict[str, list[MeterSampleRow]] = defaultdict(list)
         if cold := [session_id for session_id, running in prices.items() if running is None]:
             query = sa.select(MeterSampleRow).where(MeterSampleRow.session_id.in_(cold))
@@ -416,16 +408,14 @@ class SessionHandlers:
         row = self.core.locked(tx, stopped.session_id)
         if row is None or State(row.state) not in (State.CHARGING, State.STOPPING):
             return
-        tx.session.add(
-            MeterSampleRow(
-                session_id=row.session_id,
-                kind="stop",
-                measured_at=stopped.stopped_at,
-                energy_wh=stopped.meter_stop_wh,
-                signed_data=json.dumps(list(stopped.signed_data)),
-            )
+        tx.record_sample(
+            row.session_id,
+            "stop",
+            stopped.stopped_at,
+            stopped.meter_stop_wh,
+            signed_data=json.dumps(list(stopped.signed_data)),
         )
-        tx.session.flush()
+        tx.write_samples()
         self._prices.forget(row.session_id)  # priced from all its rows from now on
         row.stop_reason = row.stop_reason or stopped.reason
         close(self.core, tx, row, end=stopped.stopped_at, reason=f"stopped: {stopped.reason}")
