@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.types import Message
+
 from chargenet.wallet.models import ChargingSession
 from chargenet.wallet.signals import SessionSignals
 from tests.wallet.harness import World, requested
@@ -70,5 +72,55 @@ def test_the_poller_wakes_a_stream_only_for_a_version_it_does_not_have(env: Worl
             assert await woken(changed)
             signals.poll_once()
             assert not await woken(changed)
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_ends_when_its_driver_leaves(env: World) -> None:
+    """The connection closed, the session's stream ends at once and stops watching: the
+    response listens for the disconnect, the stream itself does not ask on every change."""
+    session = requested(env, "left")
+    app = env.wallet.app
+    signals: SessionSignals = app.state.signals  # type: ignore[attr-defined]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},  # what uvicorn's h11 server says
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": f"/v1/sessions/{session.sid}/stream",
+        "raw_path": f"/v1/sessions/{session.sid}/stream".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in session.driver.headers.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("wallet", 80),
+    }
+
+    async def scenario() -> None:
+        left, first = asyncio.Event(), asyncio.Event()
+        requested_once = False
+
+        async def receive() -> Message:
+            nonlocal requested_once
+            if not requested_once:
+                requested_once = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            if b"data: {" in message.get("body", b""):
+                first.set()
+
+        async def serve() -> None:
+            await app(scope, receive, send)
+
+        stream = asyncio.create_task(serve())
+        await asyncio.wait_for(first.wait(), 10)
+        assert session.sid in signals._waiters  # the stream watches while the driver is there
+        left.set()
+        await asyncio.wait_for(stream, 2)  # not the 15 s keep-alive
+        assert session.sid not in signals._waiters
 
     asyncio.run(scenario())

@@ -279,7 +279,6 @@ def session_stream(
     settings = _state(request, "settings")
     return StreamingResponse(
         _events(
-            request,
             sessions,
             _state(request, "signals"),
             driver,
@@ -292,7 +291,6 @@ def session_stream(
 
 
 async def _events(
-    request: Request,
     sessions: Sessions,
     signals: SessionSignals,
     driver: Driver,
@@ -302,10 +300,13 @@ async def _events(
     # The row (its version) is what is sent: any replica's consumer may have applied the event,
     # and the database is where they all meet. The row is read again when the signals say it
     # changed (see chargenet.wallet.signals), and at least every keep-alive interval.
+    # A driver who leaves ends the stream from outside: the streaming response listens for the
+    # disconnect and cancels it (or, on servers that do not send one, the next send fails).
+    # Asking ``request.is_disconnected()`` on every change cost some 40 % of the stream's CPU.
     sent = -1
     quiet_since = time.monotonic()
     with signals.watch(session_id) as changed:
-        while not await request.is_disconnected():
+        while True:
             changed.clear()
             row = signals.latest(session_id)
             if row is None or row.version <= sent:
