@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import sqlalchemy as sa
 from cpu import per_session, reading
@@ -55,6 +56,8 @@ MAXIMUM = 20_000_000  # far above what one session here costs: no budget stop
 TOP_UP = 1_000_000_000
 BUSY_RETRIES = 80
 BUSY_PAUSE_SECONDS = 0.25
+#: The slowest starts whose steps the profile prints one by one.
+SLOWEST = 3
 
 
 #: Any state at or past charging (a poll can miss a short-lived one).
@@ -306,8 +309,8 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
         wallet.dispose()
         escrow.dispose()
     lines = [f"start path of {len(ids)} sessions, ms (median / p99 of each step):"]
-    for label, end in STEPS:
-        previous = STEPS[STEPS.index((label, end)) - 1][1] if end != STEPS[0][1] else "requested"
+    ends = ["requested"] + [end for _label, end in STEPS]
+    for (label, end), previous in zip(STEPS, ends, strict=False):
         spans = [
             (m[end] - m[previous]).total_seconds()
             for m in marks.values()
@@ -316,6 +319,13 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
         if spans:
             p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
             lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
+    # The p99 is a few sessions: where theirs went, step by step, says which steps made it.
+    whole = [m for m in marks.values() if all(m.get(end) for end in ends)]
+    whole.sort(key=lambda m: m["arrived"] - m["requested"], reverse=True)
+    for m in whole[:SLOWEST]:
+        steps = [(m[end] - m[previous]).total_seconds() * 1000 for previous, end in pairwise(ends)]
+        total = (m["arrived"] - m["requested"]).total_seconds() * 1000
+        lines.append(f"  a slow start, {total:.0f} ms: " + " + ".join(f"{s:.0f}" for s in steps))
     return lines
 
 
