@@ -62,6 +62,13 @@ ALL_WORK = frozenset(Work)
 _STATE_WORK = {State.REQUESTED: Work.OPENS, State.STOPPED: Work.SETTLES}
 #: Core, not ORM: executed with a list of rows, compiled once, sent as one multi-row insert.
 _INSERT_SAMPLE = sa.insert(cast(sa.Table, MeterSampleRow.__table__))
+# Every event of every session is applied with its row locked: the statement built once.
+_SELECT_SESSIONS = (
+    sa.select(SessionRow)
+    .where(SessionRow.session_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(SessionRow.session_id)
+)
+_LOCK_SESSIONS = _SELECT_SESSIONS.with_for_update()
 
 
 def utcnow() -> datetime:
@@ -271,14 +278,8 @@ class EscrowCore:
         wanted = sorted(set(session_ids) - tx.rows.keys())
         if not wanted:
             return
-        query = (
-            sa.select(SessionRow)
-            .where(SessionRow.session_id.in_(wanted))
-            .order_by(SessionRow.session_id)
-        )
-        if self.db.is_postgres:
-            query = query.with_for_update()
-        for row in tx.session.scalars(query):
+        query = _LOCK_SESSIONS if self.db.is_postgres else _SELECT_SESSIONS
+        for row in tx.session.scalars(query, {"ids": wanted}):
             tx.rows[row.session_id] = row
 
     def select_for_work(self, query: Q) -> Q:
