@@ -61,7 +61,10 @@ class EscrowSettings(CoreSettings):
     #: process committed is seen; the sweeper runs every ``escrow_sweep_seconds`` (the worker
     #: ticks at least that often). Each tick is a few queries: idle, a short one costs CPU.
     escrow_tick_seconds: float = Field(default=1.0, gt=0, le=5)
-    escrow_sweep_seconds: float = Field(default=1.0, gt=0, le=600)
+    #: What the sweeper acts on is late by a minute at least (a start deadline, a silent charge
+    #: point, an expiry near) or rare (an outcome the stream missed while it reconnected): a
+    #: few seconds more change nothing, and every sweep is five transactions, idle or not.
+    escrow_sweep_seconds: float = Field(default=5.0, gt=0, le=600)
 
     #: The MSP's OCPI identity on the CDR token (country code, party id).
     escrow_msp_country_code: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
