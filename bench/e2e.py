@@ -248,7 +248,9 @@ STEPS = (
     ("-> published (wallet outbox relay)", "wallet_published"),
     ("-> handled by the escrow (Kafka hop, escrow consumer)", "escrow_inbox"),
     ("-> open staged (escrow worker: window, pre-check)", "op_staged"),
-    ("-> open FINAL applied (signer, node, stream)", "op_final"),
+    ("-> signed and stored by the signer (escrow sender, gRPC, gas estimate)", "signer_row"),
+    ("-> decided in the signer (broadcast, mined, tracker)", "signer_final"),
+    ("-> open FINAL applied (signer's stream, escrow)", "op_final"),
     ("-> start command in the outbox", "command_row"),
     ("-> published (escrow outbox relay)", "command_published"),
     ("-> RemoteStart at the charge point (Kafka hop, gateway, OCPP)", "arrived"),
@@ -266,8 +268,10 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
     if not ids:
         return []
     requested_events: dict[str, str] = {}
+    open_ops: dict[str, list[str]] = {}  # the escrow's open operation -> its sessions
     wallet = sa.create_engine(base.set(database=f"{prefix}_wallet"))
     escrow = sa.create_engine(base.set(database=f"{prefix}_escrow"))
+    signer = sa.create_engine(base.set(database=f"{prefix}_signer"))
     try:
         with wallet.connect() as db:
             for key, created, published, payload in db.execute(
@@ -287,14 +291,15 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
                 {"ids": list(requested_events)},
             ):
                 marks[requested_events[event_id]]["escrow_inbox"] = processed
-            for session, created, updated in db.execute(
+            for session, op, created, updated in db.execute(
                 sa.text(
-                    "SELECT s.session_id, o.created_at, o.updated_at FROM escrow_sessions s "
+                    "SELECT s.session_id, o.id, o.created_at, o.updated_at FROM escrow_sessions s "
                     "JOIN escrow_chain_ops o ON o.id = s.open_op WHERE s.session_id = ANY(:ids)"
                 ),
                 {"ids": ids},
             ):
                 marks[session].update(op_staged=created, op_final=updated)
+                open_ops.setdefault(op, []).append(session)
             for created, published, payload in db.execute(
                 sa.text(
                     "SELECT created_at, published_at, payload FROM outbox "
@@ -305,9 +310,21 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
                 session = data.get("session_id")
                 if data.get("action") == "RemoteStartTransaction" and session in marks:
                     marks[session].update(command_row=created, command_published=published)
+        with signer.connect() as db:
+            # The operation's id is its idempotency key at the signer.
+            for key, created, updated in db.execute(
+                sa.text(
+                    "SELECT idempotency_key, created_at, updated_at FROM signer_transactions "
+                    "WHERE idempotency_key = ANY(:ops) AND status <> 'FAILED'"
+                ),
+                {"ops": list(open_ops)},
+            ):
+                for session in open_ops[key]:
+                    marks[session].update(signer_row=created, signer_final=updated)
     finally:
         wallet.dispose()
         escrow.dispose()
+        signer.dispose()
     lines = [f"start path of {len(ids)} sessions, ms (median / p99 of each step):"]
     ends = ["requested"] + [end for _label, end in STEPS]
     for (label, end), previous in zip(STEPS, ends, strict=False):
