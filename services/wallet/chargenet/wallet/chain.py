@@ -114,27 +114,30 @@ class ChainReader:
     def snapshot(self, address: str, *, nonce: bool = False) -> Snapshot:
         """Balance (and ``lastNonceOf`` if ``nonce``) at the latest block, with its timestamp.
 
-        Both balances are read at one block (a deposit moves tokens from one to the other). Two
-        round trips to a node: the block, then every call in one JSON-RPC batch, sent as raw
-        calls (through web3's contract functions each cost more CPU than the node's answer).
+        One round trip: the block and every call in one JSON-RPC batch, the calls sent raw
+        (through web3's contract functions each cost more CPU than the node's answer). It is on
+        every session request's path, where a second round trip (the block first, then the
+        calls at its number) was half the wait: 18 ms of a 33 ms request under load.
+        A node answers a batch's calls at "latest" one after the other, so a block mined in
+        between could count a deposit twice or not at all (it moves tokens from one balance to
+        the other). The answer only decides the request's clear 422: the escrow contract
+        refuses an open above the driver's deposit whatever the wallet believed.
         """
         started = time.monotonic()
-        [latest] = results(self.w3, [("eth_getBlockByNumber", ["latest", False])])
-        block, timestamp = _int(latest["number"]), _int(latest["timestamp"])
         argument = address.lower().removeprefix("0x").rjust(64, "0")
         views = [(self.token.address, _BALANCE_OF), (self.escrow.address, _DEPOSIT_OF)]
         if nonce:
             views.append((self.escrow.address, _LAST_NONCE_OF))
-        token, deposit, *last = (
-            _int(result)
-            for result in results(
-                self.w3,
-                [
-                    ("eth_call", [{"to": to, "data": function + argument}, hex(block)])
-                    for to, function in views
-                ],
-            )
+        latest, *answers = results(
+            self.w3,
+            [("eth_getBlockByNumber", ["latest", False])]
+            + [
+                ("eth_call", [{"to": to, "data": function + argument}, "latest"])
+                for to, function in views
+            ],
         )
+        block, timestamp = _int(latest["number"]), _int(latest["timestamp"])
+        token, deposit, *last = (_int(answer) for answer in answers)
         balance = Balance(token=token, deposit=deposit, block=block)
         with self._lock:
             self._balances[address] = (started, balance)
