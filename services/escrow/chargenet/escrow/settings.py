@@ -63,7 +63,7 @@ class EscrowSettings(CoreSettings):
     escrow_tick_seconds: float = Field(default=1.0, gt=0, le=5)
     #: What the sweeper acts on is late by a minute at least (a start deadline, a silent charge
     #: point, an expiry near) or rare (an outcome the stream missed while it reconnected): a
-    #: few seconds more change nothing, and every sweep is five transactions, idle or not.
+    #: few seconds more change nothing, and every sweep is four transactions, idle or not.
     escrow_sweep_seconds: float = Field(default=5.0, gt=0, le=600)
 
     #: The MSP's OCPI identity on the CDR token (country code, party id).

@@ -103,39 +103,45 @@ class ChainReader:
         return self._token_name
 
     def balance(self, address: str, *, fresh: bool = False) -> Balance:
-        """Token balance and escrow deposit; served from the cache unless ``fresh``."""
+        """Token balance and escrow deposit; served from the cache unless ``fresh`` (then both
+        are read at one block: a payout splits its amount between them)."""
         now = time.monotonic()
         with self._lock:
             cached = self._balances.get(address)
         if cached is not None and not fresh and now - cached[0] < self._cache_seconds:
             return cached[1]
-        return self.snapshot(address).balance
+        return self.snapshot(address, exact=fresh).balance
 
-    def snapshot(self, address: str, *, nonce: bool = False) -> Snapshot:
+    def snapshot(self, address: str, *, nonce: bool = False, exact: bool = False) -> Snapshot:
         """Balance (and ``lastNonceOf`` if ``nonce``) at the latest block, with its timestamp.
 
-        One round trip: the block and every call in one JSON-RPC batch, the calls sent raw
-        (through web3's contract functions each cost more CPU than the node's answer). It is on
-        every session request's path, where a second round trip (the block first, then the
-        calls at its number) was half the wait: 18 ms of a 33 ms request under load.
-        A node answers a batch's calls at "latest" one after the other, so a block mined in
-        between could count a deposit twice or not at all (it moves tokens from one balance to
-        the other). The answer only decides the request's clear 422: the escrow contract
-        refuses an open above the driver's deposit whatever the wallet believed.
+        The calls go raw (through web3's contract functions each cost more CPU than the node's
+        answer), with the block in one JSON-RPC batch: one node round trip. A node answers a
+        batch's calls at "latest" one after the other, so a deposit mined in between could be
+        counted twice or not at all (it moves tokens from one balance to the other). That is
+        good enough for a session request, where the answer only decides a clear 422 (the
+        escrow contract refuses an open above the deposit whatever the wallet believed) and
+        the second round trip was half its wait (18 of 33 ms, 10 drivers charging). ``exact``
+        reads the block first and the calls at its number, for what moves tokens by the split.
         """
         started = time.monotonic()
         argument = address.lower().removeprefix("0x").rjust(64, "0")
         views = [(self.token.address, _BALANCE_OF), (self.escrow.address, _DEPOSIT_OF)]
         if nonce:
             views.append((self.escrow.address, _LAST_NONCE_OF))
-        latest, *answers = results(
-            self.w3,
-            [("eth_getBlockByNumber", ["latest", False])]
-            + [
-                ("eth_call", [{"to": to, "data": function + argument}, "latest"])
+
+        def calls(block: str) -> list[tuple[str, list[Any]]]:
+            return [
+                ("eth_call", [{"to": to, "data": function + argument}, block])
                 for to, function in views
-            ],
-        )
+            ]
+
+        latest_block = ("eth_getBlockByNumber", ["latest", False])
+        if exact:
+            [latest] = results(self.w3, [latest_block])
+            answers = results(self.w3, calls(hex(_int(latest["number"]))))
+        else:
+            latest, *answers = results(self.w3, [latest_block, *calls("latest")])
         block, timestamp = _int(latest["number"]), _int(latest["timestamp"])
         token, deposit, *last = (_int(answer) for answer in answers)
         balance = Balance(token=token, deposit=deposit, block=block)
