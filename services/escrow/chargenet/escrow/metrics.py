@@ -9,7 +9,10 @@ SETTLEMENT_LAG = gauge(
     "Seconds the oldest stopped, not yet settled session has waited since it stopped",
 )
 SESSIONS = gauge(
-    "chargenet_escrow_sessions", "Sessions currently in each state of the machine", ("state",)
+    "chargenet_escrow_sessions",
+    "Sessions currently in each state short of a final one (those are counted by "
+    "chargenet_escrow_sessions_finished_total)",
+    ("state",),
 )
 TRANSITIONS = counter(
     "chargenet_escrow_transitions", "Session state transitions", ("from_state", "to_state")
@@ -54,7 +57,8 @@ def _initialise() -> None:
     from chargenet.escrow.states import FINAL, State
 
     for state in State:
-        SESSIONS.labels(state.value)
+        if not state.is_final:
+            SESSIONS.labels(state.value)
     for outcome in FINAL:
         FINISHED.labels(outcome.value.lower())
     SETTLEMENT_LAG.set(0)
