@@ -62,13 +62,14 @@ ALL_WORK = frozenset(Work)
 _STATE_WORK = {State.REQUESTED: Work.OPENS, State.STOPPED: Work.SETTLES}
 #: Core, not ORM: executed with a list of rows, compiled once, sent as one multi-row insert.
 _INSERT_SAMPLE = sa.insert(cast(sa.Table, MeterSampleRow.__table__))
-# Every event of every session is applied with its row locked: the statement built once.
-_SELECT_SESSIONS = (
+# Every event of every session is applied with its row locked: the statement built once
+# (SQLite, one writer at a time, compiles FOR UPDATE away).
+_LOCK_SESSIONS = (
     sa.select(SessionRow)
     .where(SessionRow.session_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(SessionRow.session_id)
+    .with_for_update()
 )
-_LOCK_SESSIONS = _SELECT_SESSIONS.with_for_update()
 
 
 def utcnow() -> datetime:
@@ -113,7 +114,8 @@ class Tx:
         power_w: int | None = None,
         signed_data: str | None = None,
     ) -> None:
-        """A register reading of a session, written by ``write_samples``."""
+        """A register reading of a session, written by ``write_samples`` (at the latest when
+        the transaction ends)."""
         self._unwritten.append(
             {
                 "session_id": session_id,
@@ -217,6 +219,7 @@ class EscrowCore:
             with self.db.session() as session:
                 tx = Tx(session)
                 yield tx
+                tx.write_samples()
             self._committed(tx)
 
     def apply_once(self, consumer: str, envelope: Envelope, apply: Callable[[Tx], None]) -> bool:
@@ -227,6 +230,7 @@ class EscrowCore:
             tx = Tx(session)
             holder.append(tx)
             apply(tx)
+            tx.write_samples()
 
         with self._serialised():
             applied = apply_once(self.db, consumer, envelope, run)
@@ -248,6 +252,7 @@ class EscrowCore:
             tx = Tx(session)
             holder.append(tx)
             apply(tx, fresh)
+            tx.write_samples()
 
         with self._serialised():
             applied = apply_batch_once(self.db, consumer, envelopes, run)
@@ -278,8 +283,7 @@ class EscrowCore:
         wanted = sorted(set(session_ids) - tx.rows.keys())
         if not wanted:
             return
-        query = _LOCK_SESSIONS if self.db.is_postgres else _SELECT_SESSIONS
-        for row in tx.session.scalars(query, {"ids": wanted}):
+        for row in tx.session.scalars(_LOCK_SESSIONS, {"ids": wanted}):
             tx.rows[row.session_id] = row
 
     def select_for_work(self, query: Q) -> Q:

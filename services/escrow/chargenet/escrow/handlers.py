@@ -166,7 +166,6 @@ class SessionHandlers:
                     self._price(tx, [session_id])
                 self._dispatch[envelope.type](tx, envelope)
         self._price(tx, unpriced)
-        tx.write_samples()
 
     # -- requested ---------------------------------------------------------------------------
     def _requested(self, tx: Tx, envelope: Envelope) -> None:

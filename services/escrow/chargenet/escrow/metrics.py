@@ -54,11 +54,10 @@ CONSUMER_BATCH_TIME = histogram(
 
 def _initialise() -> None:
     """Every documented series exists from the start (at 0), so dashboards and alerts see it."""
-    from chargenet.escrow.states import FINAL, State
+    from chargenet.escrow.states import FINAL, LIVE
 
-    for state in State:
-        if not state.is_final:
-            SESSIONS.labels(state.value)
+    for state in LIVE:
+        SESSIONS.labels(state.value)
     for outcome in FINAL:
         FINISHED.labels(outcome.value.lower())
     SETTLEMENT_LAG.set(0)

@@ -37,6 +37,8 @@ class State(StrEnum):
 
 
 FINAL = frozenset({State.SETTLED, State.REFUNDED, State.REJECTED, State.FAILED})
+#: States a session passes through (not final).
+LIVE = frozenset(State) - FINAL
 #: States in which the maximum is (or may be) locked on chain.
 LOCKED = frozenset(
     {

@@ -30,7 +30,7 @@ from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
 from chargenet.escrow.operations import Operations, stage, stage_close
-from chargenet.escrow.states import State
+from chargenet.escrow.states import LIVE, State
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +276,11 @@ class Worker:
         # Only the states a session passes through: counting the settled ones too would read
         # every session the escrow ever had, at every sweep (the counter of finished ones
         # says how many there were).
-        live = [state for state in State if not state.is_final]
         with self.core.tx() as tx:
             counts = dict(
                 tx.session.execute(
                     sa.select(SessionRow.state, sa.func.count())
-                    .where(SessionRow.state.in_([state.value for state in live]))
+                    .where(SessionRow.state.in_([state.value for state in LIVE]))
                     .group_by(SessionRow.state)
                 ).all()
             )
@@ -291,7 +290,7 @@ class Worker:
                 .order_by(SessionRow.stopped_at)
                 .limit(1)
             )
-        for state in live:
+        for state in LIVE:
             SESSIONS.labels(state.value).set(int(counts.get(state.value, 0)))
         lag = 0.0 if oldest is None else (utcnow() - oldest).total_seconds()
         SETTLEMENT_LAG.set(max(lag, 0.0))

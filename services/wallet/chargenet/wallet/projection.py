@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
+from chargenet.core.db.database import insert_new
 from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.db.tables import utcnow
 from chargenet.core.envelope import Envelope
@@ -281,13 +281,9 @@ class _Fold:
 # either way; building the statement is the Python cost saved).
 _POINTS = cast(sa.Table, MeterPoint.__table__)
 #: Inserts of meter points that leave a point already stored (a redelivered sample), by dialect.
-#: Executed with a list of rows: one statement compiled once per process (a ``.values(rows)``
-#: insert compiles anew for every new number of rows), sent as one multi-row insert. On the
-#: table, not the entity: the ORM's bulk insert path costs more than the insert itself.
-_INSERT_NEW = {
-    "postgresql": postgresql.insert(_POINTS).on_conflict_do_nothing(),
-    "sqlite": sqlite.insert(_POINTS).on_conflict_do_nothing(),
-}
+#: Executed with a list of rows (a ``.values(rows)`` insert compiles anew for every new number of
+#: rows). On the table, not the entity: the ORM's bulk insert path costs more than the insert.
+_INSERT_NEW = insert_new(_POINTS)
 _COUNT_POINTS = sa.select(sa.func.count()).where(_POINTS.c.session_id == sa.bindparam("session_id"))
 #: Locked in id order: two consumers locking in one order cannot deadlock.
 _LOCK_SESSIONS = (

@@ -8,9 +8,20 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+
+def insert_new(table: sa.Table) -> dict[str, sa.Insert]:
+    """An insert that leaves a row whose key is already there, by dialect name (each backend
+    spells ``ON CONFLICT DO NOTHING`` through its own dialect). Built once, executed with a list
+    of rows: one multi-row insert whose compiled form is reused."""
+    return {
+        "postgresql": postgresql.insert(table).on_conflict_do_nothing(),
+        "sqlite": sqlite.insert(table).on_conflict_do_nothing(),
+    }
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:

@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from chargenet.core.db.database import Database
+from chargenet.core.db.database import Database, insert_new
 from chargenet.core.db.tables import InboxMessage, utcnow
 from chargenet.core.envelope import Envelope
 
@@ -66,8 +65,7 @@ _INBOX = cast(sa.Table, InboxMessage.__table__)
 #: An id already there is passed over, and only the ids inserted come back: one round trip
 #: instead of a look-up and an insert.
 _CLAIM = {
-    "postgresql": postgresql.insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.event_id),
-    "sqlite": sqlite.insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.event_id),
+    dialect: insert.returning(_INBOX.c.event_id) for dialect, insert in insert_new(_INBOX).items()
 }
 
 
