@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.events import StopRequested
 from chargenet.core.ocpp_sim import ChargePoint16
 from chargenet.core.pricing import Cdr, Tariff, cdr_hash, price_cdr
+from chargenet.escrow.core import Work
 from chargenet.escrow.models import ChainOp, SessionRow
 from chargenet.gateway.server import Gateway
 from tests.escrow.harness import CPO_ID, TARIFF, Rig, expected_price, rig, wait_async
@@ -273,16 +274,28 @@ def held(world: Rig, kind: str, key: str, window: str) -> Iterator[None]:
 
 
 def test_a_lone_request_opens_at_once(checked: Rig) -> None:
-    """With no open on its way nothing is gained by waiting: the window is not waited out."""
+    """With no open on its way nothing is gained by waiting: the window is not waited out, and
+    the open is staged by the transaction that records the request, not by the worker's next."""
     world = checked
     settings = world.escrow.settings
     before, settings.escrow_open_window_seconds = settings.escrow_open_window_seconds, 60.0
+    core = world.escrow.core
+    wake = core.on_work
+    assert wake is not None
+    asked: list[set[Work]] = []  # what each commit left the worker, in order
+
+    def recorded(work: Collection[Work]) -> None:
+        asked.append(set(work))
+        wake(work)
 
     async def scenario() -> None:
         driver = world.driver(TOP_UP)
         async with charge_point(world.bus, "CP-13", answers={"RemoteStartTransaction": "Rejected"}):
+            core.on_work = recorded
             session = world.request(driver, 1, 10_000_000, "CP-13")
             row = await world.reach(session, "REFUNDED")
+        # The request's own commit came first: it left an operation to send, no open to stage.
+        assert asked[0] == {Work.SENDS}, asked
         with world.db.session() as db:
             op = db.get(ChainOp, row.open_op)
             assert op is not None
@@ -293,6 +306,7 @@ def test_a_lone_request_opens_at_once(checked: Rig) -> None:
     try:
         asyncio.run(scenario())
     finally:
+        core.on_work = wake
         settings.escrow_open_window_seconds = before
 
 

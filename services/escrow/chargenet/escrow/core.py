@@ -91,6 +91,8 @@ class Tx:
     #: Stations read from the chain before the transaction began, by id (None: unknown), so
     #: that no node round trip is made while the batch's sessions are locked.
     stations: dict[bytes, Station | None] = field(default_factory=dict)
+    #: Sessions requested in this transaction: opened from it when no open is on its way.
+    requested: list[SessionRow] = field(default_factory=list)
     #: Meter samples this transaction recorded and has not priced yet, by session.
     samples: dict[str, list[MeterSample]] = field(default_factory=dict)
     #: Recorded samples' rows not yet written (``write_samples``).

@@ -58,6 +58,7 @@ from chargenet.escrow.chain import ChainReader, Station
 from chargenet.escrow.core import SOURCE, EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
 from chargenet.escrow.models import MeterSampleRow, SessionRow
+from chargenet.escrow.operations import in_flight, stage_opens
 from chargenet.escrow.settlement import (
     STATION_KEY,
     NothingToSettle,
@@ -166,6 +167,26 @@ class SessionHandlers:
                     self._price(tx, [session_id])
                 self._dispatch[envelope.type](tx, envelope)
         self._price(tx, unpriced)
+        self._open_requested(tx)
+
+    def _open_requested(self, tx: Tx) -> None:
+        """Stage the open of this transaction's requests in it when no open is on its way.
+
+        The worker's window only gathers requests while an open is on its way; without one, a
+        request goes at once anyway. Staging it here, not in a transaction of the worker's
+        after this one commits, takes that transaction and a thread's wake-up off every lone
+        start. With an open on its way, the worker gathers them as before."""
+        settings = self.core.settings
+        waiting = [r for r in tx.requested if r.state == State.REQUESTED.value]
+        tx.requested = []
+        if not waiting:
+            return
+        if len(waiting) > settings.escrow_max_batch or in_flight(
+            tx, "open", settings.escrow_relayer_key
+        ):
+            tx.work.add(Work.OPENS)
+            return
+        stage_opens(self.core, tx, waiting)
 
     # -- requested ---------------------------------------------------------------------------
     def _requested(self, tx: Tx, envelope: Envelope) -> None:
@@ -235,7 +256,7 @@ class SessionHandlers:
             tx.move(row, State.REJECTED, problem)
             tx.emit(SessionCancelled(session_id=row.session_id, reason=problem), row.session_id)
         else:
-            tx.work.add(Work.OPENS)
+            tx.requested.append(row)
             self._ensure_topic(gateway_commands_topic(row.cpo_id))
 
     def _check(self, tx: Tx, request: SessionRequested, data: dict[str, object]) -> str | None:

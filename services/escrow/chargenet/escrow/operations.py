@@ -41,7 +41,7 @@ from chargenet.escrow.states import State
 
 log = logging.getLogger(__name__)
 
-#: Batches that wait for an operation of a kind on its way (``worker.in_flight``).
+#: Batches that wait for an operation of a kind on its way (``in_flight``).
 _WAITING = {"open": Work.OPENS, "settle": Work.SETTLES}
 #: Signer answers that no retry can change: the operation failed.
 _PERMANENT = frozenset(
@@ -134,6 +134,38 @@ def stage(core: EscrowCore, tx: Tx, kind: str, rows: Sequence[SessionRow], key: 
             row.close_op = op.id
     BATCH_SIZE.labels(function).observe(len(rows))
     return op
+
+
+def stage_opens(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow]) -> None:
+    """Open ``rows``: each retry alone, the fresh ones as one batch.
+
+    No dry run of ours: the signer's gas estimate is one, on the node, before anything is
+    broadcast. A batch it refuses (one open would revert: batches are all or nothing) puts its
+    sessions back with one attempt more, and each is then sent alone, so the chain decides each
+    and the one at fault fails with the revert's name. The common case, where every open is
+    fine, saves a node call on the start path; a bad request costs the others one round trip.
+    """
+    key = core.settings.escrow_relayer_key
+    retries = [r for r in rows if r.attempts > 0]
+    fresh = [r for r in rows if r.attempts == 0]
+    for group in [[r] for r in retries] + ([fresh] if fresh else []):
+        stage(core, tx, "open", group, key)
+        for row in group:
+            tx.move(row, State.OPENING)
+
+
+def in_flight(tx: Tx, kind: str, key: str) -> bool:
+    """An operation of ``kind`` from ``key`` is staged or sent and not yet decided."""
+    found = tx.session.scalar(
+        sa.select(ChainOp.id)
+        .where(
+            ChainOp.kind == kind,
+            ChainOp.key_alias == key,
+            ChainOp.status.in_(("new", "sent")),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _bytes32(value: str | None) -> bytes:

@@ -5,12 +5,14 @@ an operation that finished) and otherwise every ``escrow_tick_seconds``. Each ti
 waiting requests, settle the stopped sessions (one settleBatch per settler key), send staged
 operations; a wake-up runs only the parts its commits asked for (``core.Work``). Batches fill
 themselves: what arrives while an open (a key's settlement) is on its way waits for it and goes
-out together, at the latest ``escrow_open_window_seconds``
-(``escrow_settle_delay_seconds``) after the oldest of them; with nothing on its way a lone
-request goes at once. Outcomes arrive on the signer's stream (``Operations.follow``, its own
-thread). Every ``escrow_sweep_seconds`` the sweeper asks about operations the stream did not
-report, cancels starts past their deadline, settles sessions whose charge point went silent,
-makes sure nothing stays locked past its expiry, and updates the gauges.
+out together, at the latest ``escrow_open_window_seconds`` (``escrow_settle_delay_seconds``)
+after the oldest of them. With no open on its way, the consumer stages a request's open in the
+transaction that records the request (``SessionHandlers._open_requested``), so a lone start
+waits for no tick of this worker. Outcomes arrive on the signer's stream
+(``Operations.follow``, its own thread). Every ``escrow_sweep_seconds`` the sweeper asks about
+operations the stream did not report, cancels starts past their deadline, settles sessions
+whose charge point went silent, makes sure nothing stays locked past its expiry, and updates
+the gauges.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ import sqlalchemy as sa
 
 from chargenet.core.chain import SessionState
 from chargenet.escrow.chain import ChainReader
-from chargenet.escrow.core import ALL_WORK, EscrowCore, Tx, Work, utcnow
+from chargenet.escrow.core import ALL_WORK, EscrowCore, Work, utcnow
 from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
-from chargenet.escrow.operations import Operations, stage, stage_close
+from chargenet.escrow.operations import Operations, in_flight, stage, stage_close, stage_opens
 from chargenet.escrow.states import LIVE, State
 
 log = logging.getLogger(__name__)
@@ -150,18 +152,7 @@ class Worker:
                 # They go with the next open, as soon as the one on its way is done.
                 self._hold(rows[0].created_at, window)
                 return
-            # No dry run of ours: the signer's gas estimate is one, on the node, before anything
-            # is broadcast. A batch it refuses (one open would revert: batches are all or
-            # nothing) puts its sessions back with one attempt more, and each is then sent
-            # alone, so the chain decides each and the one at fault fails with the revert's
-            # name. The common case, where every open is fine, saves a node call on the start
-            # path; a bad request costs the others one more round trip.
-            retries = [r for r in rows if r.attempts > 0]
-            fresh = [r for r in rows if r.attempts == 0]
-            for group in [[r] for r in retries] + ([fresh] if fresh else []):
-                stage(self.core, tx, "open", group, settings.escrow_relayer_key)
-                for row in group:
-                    tx.move(row, State.OPENING)
+            stage_opens(self.core, tx, rows)
 
     def batch_settlements(self) -> None:
         settings = self.core.settings
@@ -317,17 +308,3 @@ def due_for_sweep(now: datetime, margin: timedelta, silence: timedelta) -> sa.Se
             ),
         )
     )
-
-
-def in_flight(tx: Tx, kind: str, key: str) -> bool:
-    """An operation of ``kind`` from ``key`` is staged or sent and not yet decided."""
-    found = tx.session.scalar(
-        sa.select(ChainOp.id)
-        .where(
-            ChainOp.kind == kind,
-            ChainOp.key_alias == key,
-            ChainOp.status.in_(("new", "sent")),
-        )
-        .limit(1)
-    )
-    return found is not None
