@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.db import Database, OutboxMessage
 from chargenet.core.envelope import Envelope, EventData, make_envelope
-from chargenet.core.events import MeterReading, SessionStopped
+from chargenet.core.events import MeterReading, SessionCancelled, SessionRequested, SessionStopped
 from chargenet.escrow.app import migrate
 from chargenet.escrow.core import EscrowCore
 from chargenet.escrow.handlers import SessionHandlers
@@ -278,3 +278,55 @@ def test_batches_naming_the_same_sessions_in_opposite_orders_do_not_deadlock(
         thread.join()
     assert failures == []
     assert all(escrow.samples(s) == 31 for s in sessions)
+
+
+def _request(session_id: str, idempotency_key: str, chain_session_id: str) -> Envelope:
+    return make_envelope(
+        SessionRequested(
+            session_id=session_id,
+            driver_id="driver-1",
+            driver_address="0x" + "11" * 20,
+            cpo_id="cpo-1",
+            station_id="0x" + "22" * 32,
+            charge_point_id="CP-1",
+            connector_id=1,
+            max_amount=1_000_000,
+            id_token="TOKEN-1",
+            idempotency_key=idempotency_key,
+            chain_session_id=chain_session_id,
+            driver_nonce=1,
+            expiry=T0 + timedelta(hours=1),
+            authorisation_r="0x" + "00" * 32,
+            authorisation_vs="0x" + "00" * 32,
+            tariff={},
+        ),
+        subject=session_id,
+        source="chargenet/wallet/test",
+    )
+
+
+def test_a_request_clashing_by_key_or_by_chain_session_is_answered_with_the_one_it_clashes_with(
+    escrow: Escrow,
+) -> None:
+    """Both clashes come from one look-up: the same idempotency key names the session it
+    repeats, an escrow session id already taken names its owner; nothing else is stored."""
+    chain_session = "0x" + "ab" * 32
+    # Without a chain the first is rejected, but stored: it owns its key and its escrow id.
+    escrow.handlers.handle_batch([_request("s-1", "key-1", chain_session)])
+    escrow.handlers.handle_batch(
+        [
+            _request("s-2", "key-1", "0x" + "cd" * 32),  # the same key
+            _request("s-3", "key-3", chain_session.upper().replace("0X", "0x")),  # the same id
+        ]
+    )
+
+    reasons = {
+        e.data["session_id"]: e.data["reason"]
+        for e in escrow.outbox()
+        if e.type == SessionCancelled.event_type
+    }
+    assert reasons["s-2"] == "repeats session s-1 (same idempotency key)"
+    assert reasons["s-3"] == "escrow session id already used by session s-1"
+    with escrow.db.session() as session:
+        stored = session.scalars(sa.select(SessionRow.session_id)).all()
+    assert stored == ["s-1"]

@@ -86,8 +86,11 @@ class Tx:
     #: The worker has something to do once this commits (a session to open or settle, an
     #: operation to send, one finished that others waited for).
     work: set[Work] = field(default_factory=set)
-    #: Session rows this transaction holds locked (``EscrowCore.locked``/``lock_all``).
+    #: Session rows this transaction holds locked (``EscrowCore.locked``/``lock_all``) or
+    #: inserted.
     rows: dict[str, SessionRow] = field(default_factory=dict)
+    #: Session ids ``lock_all`` looked for: those not in ``rows`` did not exist then.
+    looked_up: set[str] = field(default_factory=set)
     #: Stations read from the chain before the transaction began, by id (None: unknown), so
     #: that no node round trip is made while the batch's sessions are locked.
     stations: dict[bytes, Station | None] = field(default_factory=dict)
@@ -285,6 +288,7 @@ class EscrowCore:
         wanted = sorted(set(session_ids) - tx.rows.keys())
         if not wanted:
             return
+        tx.looked_up.update(wanted)
         for row in tx.session.scalars(_LOCK_SESSIONS, {"ids": wanted}):
             tx.rows[row.session_id] = row
 

@@ -192,14 +192,35 @@ class SessionHandlers:
     def _requested(self, tx: Tx, envelope: Envelope) -> None:
         request = envelope.payload(SessionRequested)
         session = tx.session
-        if session.get(SessionRow, request.session_id) is not None:
+        if request.session_id in tx.rows:
             return
-        duplicate = session.scalars(
+        # The batch's rows were looked for before (``lock_all``): no second look for this one.
+        if (
+            request.session_id not in tx.looked_up
+            and session.get(SessionRow, request.session_id) is not None
+        ):
+            return
+        chain_session_id = request.chain_session_id.lower()
+        # Both clashes in one statement (each column has its unique index).
+        clashes = session.scalars(
             sa.select(SessionRow).where(
-                SessionRow.driver_id == request.driver_id,
-                SessionRow.idempotency_key == request.idempotency_key,
+                sa.or_(
+                    sa.and_(
+                        SessionRow.driver_id == request.driver_id,
+                        SessionRow.idempotency_key == request.idempotency_key,
+                    ),
+                    SessionRow.chain_session_id == chain_session_id,
+                )
             )
-        ).first()
+        ).all()
+        duplicate = next(
+            (
+                r
+                for r in clashes
+                if r.driver_id == request.driver_id and r.idempotency_key == request.idempotency_key
+            ),
+            None,
+        )
         if duplicate is not None:
             # Requests travel on their sessions' partitions, so of two with one key either may
             # arrive first: the first is the session, the other is answered, not left waiting.
@@ -212,11 +233,7 @@ class SessionHandlers:
                 request.session_id,
             )
             return
-        taken = session.scalars(
-            sa.select(SessionRow).where(
-                SessionRow.chain_session_id == request.chain_session_id.lower()
-            )
-        ).first()
+        taken = next((r for r in clashes if r.chain_session_id == chain_session_id), None)
         if taken is not None:
             tx.emit(
                 SessionCancelled(
@@ -229,7 +246,7 @@ class SessionHandlers:
         data = envelope.data.copy()
         row = SessionRow(
             session_id=request.session_id,
-            chain_session_id=request.chain_session_id.lower(),
+            chain_session_id=chain_session_id,
             state=State.REQUESTED.value,
             driver_id=request.driver_id,
             driver_address=request.driver_address,
@@ -252,6 +269,7 @@ class SessionHandlers:
         row.request = json.dumps(data)
         session.add(row)
         session.flush()
+        tx.rows[row.session_id] = row
         if problem is not None:
             tx.move(row, State.REJECTED, problem)
             tx.emit(SessionCancelled(session_id=row.session_id, reason=problem), row.session_id)
