@@ -89,7 +89,8 @@ class Tx:
     #: Session rows this transaction holds locked (``EscrowCore.locked``/``lock_all``) or
     #: inserted.
     rows: dict[str, SessionRow] = field(default_factory=dict)
-    #: Session ids ``lock_all`` looked for: those not in ``rows`` did not exist then.
+    #: Session ids ``lock_all`` looked for: those not in ``rows`` did not exist, and are not
+    #: looked for again (a session's row is inserted only by the consumer of its partition).
     looked_up: set[str] = field(default_factory=set)
     #: Stations read from the chain before the transaction began, by id (None: unknown), so
     #: that no node round trip is made while the batch's sessions are locked.
@@ -284,8 +285,10 @@ class EscrowCore:
     def lock_all(self, tx: Tx, session_ids: Collection[str]) -> None:
         """Lock these sessions' rows (those that exist) in one statement, in session id order:
         every transaction that holds several takes them in that order, so none waits in a
-        circle (PostgreSQL locks rows in the order the sorted scan returns them)."""
-        wanted = sorted(set(session_ids) - tx.rows.keys())
+        circle (PostgreSQL locks rows in the order the sorted scan returns them). An id looked
+        for once in the transaction is not looked for again, found or not: every handler asks
+        ``locked`` for its session after the batch's ``lock_all``."""
+        wanted = sorted(set(session_ids) - tx.rows.keys() - tx.looked_up)
         if not wanted:
             return
         tx.looked_up.update(wanted)

@@ -178,7 +178,6 @@ class SessionHandlers:
         start. With an open on its way, the worker gathers them as before."""
         settings = self.core.settings
         waiting = [r for r in tx.requested if r.state == State.REQUESTED.value]
-        tx.requested = []
         if not waiting:
             return
         if len(waiting) > settings.escrow_max_batch or in_flight(
@@ -192,13 +191,7 @@ class SessionHandlers:
     def _requested(self, tx: Tx, envelope: Envelope) -> None:
         request = envelope.payload(SessionRequested)
         session = tx.session
-        if request.session_id in tx.rows:
-            return
-        # The batch's rows were looked for before (``lock_all``): no second look for this one.
-        if (
-            request.session_id not in tx.looked_up
-            and session.get(SessionRow, request.session_id) is not None
-        ):
+        if self.core.locked(tx, request.session_id) is not None:
             return
         chain_session_id = request.chain_session_id.lower()
         # Both clashes in one statement (each column has its unique index).
