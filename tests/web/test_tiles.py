@@ -97,6 +97,8 @@ def served(
                 for server, _task in servers:
                     server.should_exit = True
                 loop.run(asyncio.wait([task for _server, task in servers], timeout=10))
+                # The pages' clients pooled their connections on this loop, not the lifespan's.
+                loop.run(running.wallet.app.state.driver_app.config.aclose())
                 loop.close()
 
 

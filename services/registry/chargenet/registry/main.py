@@ -136,6 +136,7 @@ def create_app(
                 thread.join(timeout=30)
             subscription.close()
             relay.stop()
+            await app.state.console.aclose()
 
     app = FastAPI(title="chargenet registry", lifespan=lifespan)
     app.state.db = db

@@ -114,6 +114,7 @@ def create_app(
             subscription.close()
             relay.stop()
             app.state.sessions.close()
+            await app.state.driver_app.config.aclose()
 
     app = FastAPI(title="chargenet wallet", lifespan=lifespan)
     app.state.settings = settings

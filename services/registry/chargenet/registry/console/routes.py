@@ -58,6 +58,12 @@ class Console:
         self.invoicing = invoicing
         self.secure_cookies = secure
 
+    async def aclose(self) -> None:
+        """Close the invoicing client's pooled connections, on the event loop that used them."""
+        await self.api.aclose()
+        if self.invoicing is not None:
+            await self.invoicing.aclose()
+
 
 def show(units: int | None, currency: str) -> str:
     if units is None:

@@ -81,3 +81,10 @@ class DriverAppConfig:
             tiles=Tiles(web.web_tile_url, web.web_tile_attribution) if web.web_tile_url else None,
             secure_cookies=web.web_secure_cookies,
         )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections, on the event loop that used them (a connection left to
+        the garbage collector is an unclosed socket)."""
+        await self.registry.aclose()
+        if self.invoicing is not None:
+            await self.invoicing.aclose()
