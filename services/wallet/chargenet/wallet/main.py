@@ -35,9 +35,7 @@ def main() -> int:
             w3 = connect(settings.chain_rpc_url)
         except (ConnectionError, ValueError) as error:
             raise fail(f"CHARGENET_CHAIN_RPC_URL: {error}") from None
-        # No pre-ping: it is a round trip on every checkout, i.e. on every request and event; a
-        # connection the server dropped fails its one transaction and the pool replaces it.
-        db = Database(settings.database_url, pool_pre_ping=False)
+        db = Database(settings.database_url)
         migrate(db)
         bus = create_bus(settings)
         signer = signer_client(settings)

@@ -1,0 +1,54 @@
+"""A pooled PostgreSQL connection is pinged before use only after it sat idle: one the server
+dropped meanwhile is replaced unseen, and one in steady use costs no round trip."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from chargenet.core.db import Database
+
+
+def _backend(db: Database) -> int:
+    with db.session() as session:
+        pid: int = session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    return pid
+
+
+def _terminate(postgres_url: str, pid: int) -> None:
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def test_a_connection_the_server_dropped_while_idle_is_replaced_before_use(
+    postgres_url: str, postgres_database: str
+) -> None:
+    db = Database(postgres_database, idle_ping_seconds=0.0)  # every reuse counts as idle
+    try:
+        dropped = _backend(db)
+        _terminate(postgres_url, dropped)
+        assert _backend(db) != dropped  # no error: the ping found it dead, the pool replaced it
+    finally:
+        db.dispose()
+
+
+def test_a_connection_in_steady_use_is_not_pinged(
+    postgres_url: str, postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = Database(postgres_database)
+    pings: list[object] = []
+    monkeypatch.setattr(db.engine.dialect, "do_ping", pings.append)
+    try:
+        first = _backend(db)
+        assert _backend(db) == first and pings == []
+        # So a server that dies under it fails that one transaction, and the caller's retry
+        # gets a new connection.
+        _terminate(postgres_url, first)
+        with pytest.raises(DBAPIError):
+            _backend(db)
+        assert _backend(db) != first
+    finally:
+        db.dispose()
