@@ -48,8 +48,8 @@ from chargenet.escrow.app import EscrowService, migrate
 from chargenet.escrow.models import ChainOp, MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
 from chargenet.escrow.states import FINAL, State
-from chargenet.signer.app import SignerApp
 from chargenet.signer.settings import SignerSettings
+from tests.signer.harness import running_signer
 
 T = TypeVar("T")
 CPO_ID = "cpo-test"
@@ -165,21 +165,6 @@ async def wait_async(what: str, probe: Callable[[], T | None], within: float = 2
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@contextmanager
-def running_signer(settings: SignerSettings, provider: Any) -> Iterator[str]:
-    app = SignerApp(settings, provider=provider)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="signer-loop", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(app.start(), loop).result(timeout=60)
-    try:
-        yield f"127.0.0.1:{app.port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(app.stop(0.5), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
 
 
 def escrow_callers(token: str = ESCROW_TOKEN) -> dict[str, Any]:
@@ -387,7 +372,7 @@ def rig(tmp: Path, **escrow_overrides: Any) -> Iterator[Rig]:
     )
     bus = InMemoryBus(partitions=4)
     with ExitStack() as stack:
-        signer_url = stack.enter_context(running_signer(signer_settings, provider))
+        signer_url = stack.enter_context(running_signer(signer_settings, provider)).url
         signer = stack.enter_context(SignerClient(signer_url, ESCROW_TOKEN))
         db = Database(f"sqlite:///{tmp}/escrow.db")
         stack.callback(db.dispose)

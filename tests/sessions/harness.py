@@ -8,12 +8,10 @@ through the services' REST APIs; the charge point speaks OCPP to the gateway.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from fastapi.testclient import TestClient
 from web3 import Web3
 from web3.types import Wei
 
+from chargenet.cli.network.embedded import LoopThread
 from chargenet.core.auth import Role, issue_token
 from chargenet.core.bus import EventBus, create_bus
 from chargenet.core.bus.memory import InMemoryBus
@@ -67,9 +66,9 @@ from tests.escrow.harness import (
     TARIFF,
     LockedTesterProvider,
     contracts_json,
-    running_signer,
     wait_for,
 )
+from tests.signer.harness import running_signer
 
 T = TypeVar("T")
 CPO_ID = "cpo-1"
@@ -99,23 +98,6 @@ class Components:
     topic_prefix: str = ""
     databases: dict[str, str] = field(default_factory=dict)  # service -> PostgreSQL URL
     rpc_url: str | None = None
-
-
-class LoopThread:
-    """An event loop on its own thread for the gateway and the charge points, so the test can
-    block on REST calls while OCPP goes on."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="ocpp", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
 
 
 @dataclass
@@ -391,12 +373,12 @@ def stack(tmp: Path, components: Components, **escrow_overrides: Any) -> Iterato
         if components.kafka is None
         else create_bus(CoreSettings(**_core(components, "bus", tmp)))
     )
-    ocpp = LoopThread()
+    ocpp = LoopThread("ocpp")
     events: list[Envelope] = []
     with ExitStack() as stack_:
         stack_.callback(bus.close)
         stack_.callback(ocpp.close)
-        signer_url = stack_.enter_context(running_signer(signer_settings, provider))
+        signer_url = stack_.enter_context(running_signer(signer_settings, provider)).url
         bus.ensure_topics(["sessions", "gateway-results", "charge-points", "stations"])
         collector = bus.subscribe(
             ["sessions"], f"test-collector-{uuid.uuid4().hex[:6]}", events.append

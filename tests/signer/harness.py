@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -22,6 +21,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint, TxParams
 
+from chargenet.cli.network.embedded import LoopThread
 from chargenet.signer.app import SignerApp
 from chargenet.signer.settings import DEVELOPMENT_MNEMONIC, SignerSettings
 
@@ -142,8 +142,6 @@ class InProcessSigner:
     """A SignerApp on its own event loop thread, as a test's server."""
 
     app: SignerApp
-    loop: asyncio.AbstractEventLoop
-    thread: threading.Thread
 
     @property
     def url(self) -> str:
@@ -151,21 +149,25 @@ class InProcessSigner:
 
 
 @contextmanager
+def running_signer(settings: SignerSettings, provider: Any = None) -> Iterator[InProcessSigner]:
+    """Serve a SignerApp on its own loop thread; stop it and close the loop afterwards."""
+    app = SignerApp(settings, provider=provider)
+    loop = LoopThread("signer-loop")
+    try:
+        loop.run(app.start())
+        try:
+            yield InProcessSigner(app)
+        finally:
+            loop.run(app.stop(0.5), timeout=30)
+    finally:
+        loop.close()
+
+
+@contextmanager
 def inprocess_signer(env: dict[str, str], provider: Any = None) -> Iterator[InProcessSigner]:
     fields: dict[str, Any] = {k.removeprefix("CHARGENET_").lower(): v for k, v in env.items()}
-    settings = SignerSettings(**fields)
-    app = SignerApp(settings, provider=provider)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="signer-loop", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(app.start(), loop).result(timeout=60)
-    try:
-        yield InProcessSigner(app, loop, thread)
-    finally:
-        asyncio.run_coroutine_threadsafe(app.stop(0.5), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+    with running_signer(SignerSettings(**fields), provider) as running:
+        yield running
 
 
 class SignerProcess:

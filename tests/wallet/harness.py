@@ -8,7 +8,6 @@ indexer), and their charge points report through the bus as the gateway would.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import threading
@@ -44,13 +43,13 @@ from chargenet.core.signer_client.permissions import callers_json, registry_call
 from chargenet.registry.main import create_app as create_registry_app
 from chargenet.registry.main import migrate as migrate_registry
 from chargenet.registry.settings import RegistrySettings
-from chargenet.signer.app import SignerApp
 from chargenet.signer.settings import SignerSettings
 from chargenet.wallet.app import create_app, migrate
 from chargenet.wallet.models import ChargingSession
 from chargenet.wallet.payments import TestPaymentProvider
 from chargenet.wallet.registry_client import RegistryClient
 from chargenet.wallet.settings import WalletSettings
+from tests.signer.harness import running_signer
 
 WALLET_TOKEN = "test-wallet-caller-token-0123456789"
 REGISTRY_TOKEN = "test-registry-caller-token-0123456789"
@@ -92,22 +91,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 20.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-@contextmanager
-def running_signer(settings: SignerSettings, provider: Any) -> Iterator[str]:
-    app = SignerApp(settings, provider=provider)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="signer-loop", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(app.start(), loop).result(timeout=60)
-    try:
-        yield f"127.0.0.1:{app.port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(app.stop(0.5), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 def _contracts(deployment: Deployment) -> str:
@@ -344,7 +327,7 @@ def world(tmp: Path, wallet_database_url: str | None = None) -> Iterator[World]:
     bus = InMemoryBus(partitions=4)
     payments = TestPaymentProvider()
     with ExitStack() as stack:
-        signer_url = stack.enter_context(running_signer(signer_settings, provider))
+        signer_url = stack.enter_context(running_signer(signer_settings, provider)).url
         registry_db = Database(f"sqlite:///{tmp}/registry.db")
         stack.callback(registry_db.dispose)
         migrate_registry(registry_db)
