@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from eth_account import Account
@@ -70,7 +70,6 @@ from tests.escrow.harness import (
 )
 from tests.signer.harness import running_signer
 
-T = TypeVar("T")
 CPO_ID = "cpo-1"
 CP_PASSWORD = "sim-password-0123456789"
 _HASH = hash_password(CP_PASSWORD)

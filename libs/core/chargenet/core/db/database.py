@@ -25,7 +25,13 @@ def insert_new(table: sa.Table) -> dict[str, sa.Insert]:
     }
 
 
-def create_engine(url: str, *, idle_ping_seconds: float | None = None, **kwargs: Any) -> Engine:
+#: A pooled connection idle longer than this is pinged before use (see ``ping_when_idle``).
+IDLE_PING_SECONDS = 10.0
+
+
+def create_engine(
+    url: str, *, idle_ping_seconds: float = IDLE_PING_SECONDS, **kwargs: Any
+) -> Engine:
     """An engine with the settings each backend needs to behave like the other.
 
     SQLite gets a busy timeout and WAL so the embedded default's threads do not trip over each
@@ -52,15 +58,11 @@ def create_engine(url: str, *, idle_ping_seconds: float | None = None, **kwargs:
 
         return engine
     engine = sa.create_engine(url, **kwargs)
-    ping_when_idle(engine, IDLE_PING_SECONDS if idle_ping_seconds is None else idle_ping_seconds)
+    ping_when_idle(engine, idle_ping_seconds)
     return engine
 
 
-#: A pooled connection idle longer than this is pinged before use (see ``ping_when_idle``).
-IDLE_PING_SECONDS = 10.0
-
-
-def ping_when_idle(engine: Engine, idle_seconds: float = IDLE_PING_SECONDS) -> None:
+def ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     """Ping a pooled connection before use only if it sat idle in the pool a while.
 
     The server may have dropped it meanwhile (a restart, an idle timeout on the way): such a

@@ -59,7 +59,7 @@ class Console:
         self.secure_cookies = secure
 
     async def aclose(self) -> None:
-        """Close the invoicing client's pooled connections, on the event loop that used them."""
+        """Close the clients (the invoicing one pools connections), on the loop that used them."""
         await self.api.aclose()
         if self.invoicing is not None:
             await self.invoicing.aclose()
