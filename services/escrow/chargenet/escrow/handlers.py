@@ -58,7 +58,7 @@ from chargenet.escrow.chain import ChainReader, Station
 from chargenet.escrow.core import SOURCE, EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
 from chargenet.escrow.models import MeterSampleRow, SessionRow
-from chargenet.escrow.operations import in_flight, stage_opens
+from chargenet.escrow.operations import open_or_wait
 from chargenet.escrow.settlement import (
     STATION_KEY,
     NothingToSettle,
@@ -176,16 +176,12 @@ class SessionHandlers:
         request goes at once anyway. Staging it here, not in a transaction of the worker's
         after this one commits, takes that transaction and a thread's wake-up off every lone
         start. With an open on its way, the worker gathers them as before."""
-        settings = self.core.settings
         waiting = [r for r in tx.requested if r.state == State.REQUESTED.value]
         if not waiting:
             return
-        if len(waiting) > settings.escrow_max_batch or in_flight(
-            tx, "open", settings.escrow_relayer_key
-        ):
-            tx.work.add(Work.OPENS)
-            return
-        stage_opens(self.core, tx, waiting)
+        too_many = len(waiting) > self.core.settings.escrow_max_batch
+        if too_many or not open_or_wait(self.core, tx, waiting):
+            tx.work.add(Work.OPENS)  # the worker batches them, or holds them for the next open
 
     # -- requested ---------------------------------------------------------------------------
     def _requested(self, tx: Tx, envelope: Envelope) -> None:

@@ -136,6 +136,22 @@ def stage(core: EscrowCore, tx: Tx, kind: str, rows: Sequence[SessionRow], key: 
     return op
 
 
+def open_or_wait(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow]) -> bool:
+    """Stage the open of these requested sessions (oldest first, at most ``escrow_max_batch``),
+    or False: they wait to go with the next open, as one is on its way and their window is not
+    over. With none on its way nothing is gained by waiting; a full batch goes at once."""
+    settings = core.settings
+    window = timedelta(seconds=settings.escrow_open_window_seconds)
+    if (
+        utcnow() - rows[0].created_at < window
+        and len(rows) < settings.escrow_max_batch
+        and in_flight(tx, "open", settings.escrow_relayer_key)
+    ):
+        return False
+    stage_opens(core, tx, rows)
+    return True
+
+
 def stage_opens(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow]) -> None:
     """Open ``rows``: each retry alone, the fresh ones as one batch.
 

@@ -31,7 +31,7 @@ from chargenet.escrow.core import ALL_WORK, EscrowCore, Work, utcnow
 from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
-from chargenet.escrow.operations import Operations, in_flight, stage, stage_close, stage_opens
+from chargenet.escrow.operations import Operations, in_flight, open_or_wait, stage, stage_close
 from chargenet.escrow.states import LIVE, State
 
 log = logging.getLogger(__name__)
@@ -143,16 +143,10 @@ class Worker:
             rows = list(tx.session.scalars(self.core.select_for_work(query)))
             if not rows:
                 return
-            window = timedelta(seconds=settings.escrow_open_window_seconds)
-            if (
-                utcnow() - rows[0].created_at < window
-                and len(rows) < settings.escrow_max_batch
-                and in_flight(tx, "open", settings.escrow_relayer_key)
-            ):
+            if not open_or_wait(self.core, tx, rows):
                 # They go with the next open, as soon as the one on its way is done.
+                window = timedelta(seconds=settings.escrow_open_window_seconds)
                 self._hold(rows[0].created_at, window)
-                return
-            stage_opens(self.core, tx, rows)
 
     def batch_settlements(self) -> None:
         settings = self.core.settings
