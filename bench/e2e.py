@@ -20,6 +20,12 @@ Two loads, both closed loops of N drivers:
   meter value a second (a simulated minute each, as charge points send them), so N drivers are N
   sessions in progress at once. It measures the start latency of N concurrent drivers below
   saturation.
+
+And one burst, ``--burst N`` (after the levels): N drivers request a session at once, and once
+all charge, all stop at once, as at the end of a match or a working day. It measures how long the
+N starts took, and how fast the stops settle when they come together (the drivers' stop requests
+to the settlements seen in the wallet), the case batched settlement is for, and how many
+settlement transactions carried them.
 """
 
 from __future__ import annotations
@@ -30,14 +36,23 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 import sqlalchemy as sa
 from cpu import per_session, reading
 
-from chargenet.cli.network.client import Driver, NetworkClient, NetworkError, station_for
+from chargenet.cli.network.client import (
+    Driver,
+    NetworkClient,
+    NetworkError,
+    SessionWatch,
+    station_for,
+)
 from chargenet.cli.network.fleet import ChargingProfile, SimStation, StationEvent
 from chargenet.cli.network.plan import Ports
 from chargenet.cli.network.scenario import percentile
@@ -145,6 +160,93 @@ async def run_level(
     level.seconds = time.monotonic() - started
 
 
+@dataclass
+class Burst:
+    """Sessions requested at once, and once all charged, stopped at once."""
+
+    sessions: list[str] = field(default_factory=list)
+    #: From the requests to the last session charging, and the CPU that took.
+    start_seconds: float = 0.0
+    start_cpu: str = ""
+    #: From the stops to the last settlement; each one's time from the stops.
+    #: session id -> when its stop was requested, and when the driver saw it settled.
+    stops: dict[str, datetime] = field(default_factory=dict)
+    seen: dict[str, datetime] = field(default_factory=dict)
+    #: session id -> its charge point's RemoteStop and stop times (``remote_stop``,
+    #: ``cp_stopped``).
+    at_station: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    seconds: float = 0.0
+    settles: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    cpu: str = ""
+
+
+async def run_burst(
+    client: NetworkClient,
+    stations: list[tuple[str, SimStation]],
+    drivers: list[Driver],
+    charge_seconds: float,
+    processes: dict[str, dict[str, Any]],
+    at_station: dict[str, dict[str, datetime]],
+) -> Burst:
+    """``at_station``: charge point id -> its latest ``remote_stop`` and ``cp_stopped`` times,
+    filled by the stations' listener."""
+    burst = Burst()
+    async with AsyncExitStack() as streams:
+
+        async def start(driver: Driver, station_id: str) -> tuple[str, SessionWatch] | None:
+            try:
+                session = await client.request_session(driver, station_id, MAXIMUM)
+                watch = await streams.enter_async_context(client.watch(driver, session))
+                view = await watch.until(PAST_START)
+            except Exception as error:
+                burst.failures.append(f"{type(error).__name__}: {error}")
+                return None
+            if view["state"] != "charging":
+                burst.failures.append(f"{session}: {view['state']} before the stop")
+                return None
+            burst.sessions.append(session)
+            return session, watch
+
+        before = reading(processes)
+        first = time.monotonic()
+        started = await asyncio.gather(
+            *(start(d, station_id) for d, (station_id, _s) in zip(drivers, stations, strict=False))
+        )
+        burst.start_seconds = time.monotonic() - first
+        burst.start_cpu = per_session(before, reading(processes), len(burst.sessions))
+        charging = [
+            (d, station.charge_point_id, *s)
+            for d, (_id, station), s in zip(drivers, stations, started, strict=False)
+            if s is not None
+        ]
+        print(f"burst: {len(charging)} charging, all stop in {charge_seconds:.0f} s", flush=True)
+        await asyncio.sleep(charge_seconds)
+        before = reading(processes)
+        first = time.monotonic()
+
+        async def stop(driver: Driver, _cp: str, session: str, watch: SessionWatch) -> None:
+            try:
+                burst.stops[session] = datetime.now(UTC)
+                await client.stop_session(driver, session)
+                final = await watch.until(("settled", "refunded", "failed"))
+                burst.seen[session] = datetime.now(UTC)
+            except Exception as error:
+                burst.failures.append(f"{type(error).__name__}: {error}")
+                return
+            if final["state"] != "settled":
+                burst.failures.append(f"{session}: {final['state']} {final['reason']}")
+                return
+            burst.settles.append(time.monotonic() - first)
+
+        await asyncio.gather(*(stop(*c) for c in charging))
+        burst.seconds = time.monotonic() - first
+        for _d, charge_point, session, _w in charging:
+            burst.at_station[session] = dict(at_station.get(charge_point, {}))
+        burst.cpu = per_session(before, reading(processes), len(burst.settles))
+    return burst
+
+
 async def bench(
     stack: Stack,
     levels: list[int],
@@ -152,20 +254,26 @@ async def bench(
     warmup: int = 0,
     charge_seconds: float = 0.0,
     meter_seconds: float = 0.3,
-) -> list[Level]:
+    burst: int = 0,
+) -> tuple[list[Level], Burst | None]:
     client = NetworkClient(stack.endpoints, stack.jwt_secret)
     waiting: dict[str, datetime] = {}
     arrivals: dict[str, datetime] = {}  # id token -> its latest RemoteStart
     current: list[Level] = []
 
+    at_station: dict[str, dict[str, datetime]] = {}
+
     def on_event(event: StationEvent) -> None:
+        if event.kind in ("remote_stop", "stopped"):
+            mark = "remote_stop" if event.kind == "remote_stop" else "cp_stopped"
+            at_station.setdefault(event.charge_point_id, {})[mark] = event.at
         requested = waiting.pop(event.id_token, None) if event.kind == "remote_start" else None
         if requested is not None and current:
             current[-1].starts.append((event.at - requested).total_seconds())
             arrivals[event.id_token] = event.at
 
     stations: list[tuple[str, SimStation]] = []
-    wanted = max(levels)
+    wanted = max([*levels, burst])
     try:
         for index in range(wanted):
             cpo = stack.cpos[index % 2]
@@ -235,8 +343,18 @@ async def bench(
             level.cpu = per_session(before, reading(stack.processes), level.sessions)
             results.append(level)
             print(describe(level), flush=True)
+        stopped = None
+        if burst:
+            stopped = await run_burst(
+                client,
+                stations[:burst],
+                drivers[:burst],
+                charge_seconds,
+                stack.processes,
+                at_station,
+            )
         print(f"session waits that fell back to polling: {client.stream_fallbacks}", flush=True)
-        return results
+        return results, stopped
     finally:
         await asyncio.gather(*(s.close() for _id, s in stations), return_exceptions=True)
         await client.aclose()
@@ -346,6 +464,104 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
     return lines
 
 
+#: The stop path, step by step: (label, the step's end).
+STOP_STEPS = (
+    ("stop request -> wallet outbox row", "wallet_row"),
+    ("-> published (wallet outbox relay)", "wallet_published"),
+    ("-> handled by the escrow (Kafka hop, escrow consumer)", "escrow_inbox"),
+    ("-> stop command published (escrow outbox relay)", "command_published"),
+    ("-> RemoteStop at the charge point (Kafka hop, gateway, OCPP)", "remote_stop"),
+    ("-> the stop's answer at the charge point (its last meter value, gateway)", "cp_stopped"),
+    ("-> priced (Kafka hop, escrow consumer: OCMF check, tariff)", "priced"),
+    ("-> settled (escrow worker, signer, chain)", "settled"),
+    ("-> seen by the driver (wallet consumer, event stream)", "seen"),
+)
+
+
+def settlements(burst: Burst, postgres_url: str, prefix: str) -> list[str]:
+    """The burst's stop path step by step (median / p99 of each, from the services' tables),
+    and how many settlement transactions carried its sessions."""
+    base = sa.make_url(postgres_url)
+    ids = list(burst.stops)
+    marks: dict[str, dict[str, datetime]] = {
+        session: {
+            "stopped": stopped,
+            **burst.at_station.get(session, {}),
+            **({"seen": burst.seen[session]} if session in burst.seen else {}),
+        }
+        for session, stopped in burst.stops.items()
+    }
+    stop_events: dict[str, str] = {}
+    wallet = sa.create_engine(base.set(database=f"{prefix}_wallet"))
+    escrow = sa.create_engine(base.set(database=f"{prefix}_escrow"))
+    try:
+        with wallet.connect() as db:
+            for key, created, published, payload in db.execute(
+                sa.text(
+                    "SELECT key, created_at, published_at, payload FROM outbox "
+                    "WHERE topic = 'sessions' AND key = ANY(:ids)"
+                ),
+                {"ids": ids},
+            ):
+                envelope = json.loads(bytes(payload))
+                if envelope["type"].endswith(".stop_requested.v1"):
+                    marks[key].update(wallet_row=created, wallet_published=published)
+                    stop_events[envelope["id"]] = key
+        with escrow.connect() as db:
+            for event_id, processed in db.execute(
+                sa.text("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY(:ids)"),
+                {"ids": list(stop_events)},
+            ):
+                marks[stop_events[event_id]]["escrow_inbox"] = processed
+            for published, payload in db.execute(
+                sa.text(
+                    "SELECT published_at, payload FROM outbox WHERE topic LIKE '%gateway-commands%'"
+                )
+            ):
+                data = json.loads(bytes(payload))["data"]
+                session = data.get("session_id")
+                if data.get("action") == "RemoteStopTransaction" and session in marks:
+                    marks[session]["command_published"] = published
+            rows = db.execute(
+                sa.text(
+                    "SELECT session_id, close_op, stopped_at, updated_at FROM escrow_sessions "
+                    "WHERE session_id = ANY(:ids) AND state = 'SETTLED'"
+                ),
+                {"ids": ids},
+            ).all()
+    finally:
+        wallet.dispose()
+        escrow.dispose()
+    for session, _op, priced, settled in rows:
+        marks[session].update(priced=priced, settled=settled)
+    lines = [f"stop path of {len(ids)} sessions, ms (median / p99 of each step):"]
+    ends = ["stopped"] + [end for _label, end in STOP_STEPS]
+    for (label, end), previous in zip(STOP_STEPS, ends, strict=False):
+        spans = [
+            (m[end] - m[previous]).total_seconds()
+            for m in marks.values()
+            if m.get(end) and m.get(previous)
+        ]
+        if spans:
+            p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
+            lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
+    sizes = sorted(Counter(op for _s, op, _p, _t in rows).values(), reverse=True)
+    lines.append(f"settlement transactions: {len(sizes)}, sessions in each: {sizes}")
+    return lines
+
+
+def describe_burst(burst: Burst) -> str:
+    rate = len(burst.settles) / burst.seconds if burst.seconds else 0.0
+    s50, s99 = percentile(burst.settles, 0.5), percentile(burst.settles, 0.99)
+    return (
+        f"burst: requested at once, {len(burst.sessions)} charging after "
+        f"{burst.start_seconds:.1f} s\n  {burst.start_cpu}\n"
+        f"burst: {len(burst.sessions)} sessions stopped at once, {len(burst.settles)} settled in "
+        f"{burst.seconds:.1f} s: {rate:.2f} sessions/s (stop to settled p50 {s50:.2f} s, "
+        f"p99 {s99:.2f} s), {len(burst.failures)} failures"
+    )
+
+
 def describe(level: Level) -> str:
     rate = level.sessions / level.seconds if level.seconds else 0.0
     p50, p99 = percentile(level.starts, 0.5) * 1000, percentile(level.starts, 0.99) * 1000
@@ -369,14 +585,17 @@ def main() -> int:
     parser.add_argument(
         "--meter-seconds", type=float, default=0.3, help="wall seconds between meter values"
     )
+    parser.add_argument(
+        "--burst", type=int, default=0, help="then N sessions charging that all stop at once"
+    )
     parser.add_argument("--port-offset", type=int, default=15_000)
     args = parser.parse_args()
-    levels = [int(n) for n in args.drivers.split(",")]
+    levels = [int(n) for n in args.drivers.split(",") if n]
     components = Components.from_env() or start_components(print)
     print(f"load average at the start: {os.getloadavg()}", flush=True)
     run_dir = os.path.join(os.getcwd(), ".run", "bench-e2e")
     prefix = f"bench_{uuid.uuid4().hex[:6]}"
-    per_cpo = (max(levels) + 1) // 2
+    per_cpo = (max([*levels, args.burst]) + 1) // 2
     from pathlib import Path
 
     # The previous run's ports (another engineer's, taken in turn under the bench lock) may
@@ -402,7 +621,7 @@ def main() -> int:
         print("| drivers | settled | seconds | sessions/s | start p50 ms | start p99 ms "
               "| settle p50 s | settle p99 s | failures |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
-        results = asyncio.run(
+        results, burst = asyncio.run(
             bench(
                 stack,
                 levels,
@@ -410,9 +629,11 @@ def main() -> int:
                 warmup=args.warmup,
                 charge_seconds=args.charge_seconds,
                 meter_seconds=args.meter_seconds,
+                burst=args.burst,
             )
         )
         profiles = [profile(level, components.postgres_url, prefix) for level in results]
+        carried = settlements(burst, components.postgres_url, prefix) if burst else []
     finally:
         down(Path(run_dir))
         admin = sa.create_engine(components.postgres_url, isolation_level="AUTOCOMMIT")
@@ -430,7 +651,14 @@ def main() -> int:
         print(f"  {level.cpu}")
         print(f"  requests tried again on 409 'connector occupied': {level.busy_retries}")
         print("\n".join(lines))
-    return 0 if all(not level.failures for level in results) else 1
+    if burst:
+        print(describe_burst(burst))
+        for failure in burst.failures[:5]:
+            print(f"  failure: {failure}")
+        print(f"  {burst.cpu}")
+        print("\n".join(f"  {line}" for line in carried))
+    failed = any(level.failures for level in results) or (burst and burst.failures)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
