@@ -221,9 +221,11 @@ class Rig:
         idempotency_key: str | None = None,
         tariff: dict[str, Any] | None = None,
         station_id: str | None = None,
+        authorisation_r: str | None = None,
     ) -> str:
         """Publish a session request signed by ``driver``; returns the session id.
-        ``station_id`` replaces the registry id in the request (not in what the driver signed)."""
+        ``station_id`` replaces the registry id in the request (not in what the driver signed),
+        ``authorisation_r`` the signature's first half."""
         chain_now = int(self.w3.eth.get_block("latest")["timestamp"])
         expiry = chain_now + expiry_seconds
         auth = sign_open_session(
@@ -252,7 +254,7 @@ class Rig:
                 chain_session_id="0x" + auth.session_id.hex(),
                 driver_nonce=nonce,
                 expiry=datetime.fromtimestamp(expiry, UTC),
-                authorisation_r="0x" + auth.r.hex(),
+                authorisation_r=authorisation_r or "0x" + auth.r.hex(),
                 authorisation_vs="0x" + auth.vs.hex(),
                 tariff=tariff or TARIFF,
                 time_zone="Europe/Berlin",

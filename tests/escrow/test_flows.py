@@ -363,6 +363,31 @@ def test_a_batch_with_one_bad_open_sends_the_others_alone_and_rejects_that_one(
     asyncio.run(scenario())
 
 
+def test_a_request_whose_signature_cannot_be_encoded_is_rejected_and_the_opens_go_on(
+    checked: Rig,
+) -> None:
+    """Arriving while an open is on its way, it once stayed REQUESTED: building its open
+    raised in every batch it was picked for, and the worker's opens, settlements and sends
+    stopped for good."""
+    world = checked
+    relayer = world.escrow.settings.escrow_relayer_key
+
+    async def scenario() -> None:
+        async with charge_point(world.bus, "CP-13", answers={"RemoteStartTransaction": "Rejected"}):
+            with held(world, "open", relayer, "escrow_open_window_seconds"):
+                garbled = world.request(
+                    world.driver(TOP_UP), 1, 5_000_000, "CP-13", authorisation_r="0x12G4"
+                )
+                good = world.request(world.driver(TOP_UP), 1, 5_000_000, "CP-13")
+                row = await world.reach(garbled, "REJECTED")
+                assert row.reason == "authorisation_r: not a 0x-hex bytes32"
+                await world.reach(good, "REQUESTED")
+            await world.reach(good, "REFUNDED")  # opened, start rejected, refunded
+        await wait_async("cancelled event", lambda: cancelled(world, garbled))
+
+    asyncio.run(scenario())
+
+
 def test_an_open_held_back_goes_when_its_window_ends_not_at_the_next_tick(checked: Rig) -> None:
     """Nothing commits while a request waits for the open on its way: the worker must still
     come back when the request's window ends, not sleep out its poll interval."""

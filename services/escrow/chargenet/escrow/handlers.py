@@ -142,7 +142,7 @@ class SessionHandlers:
             for e in envelopes
             if e.type == SessionRequested.event_type
             and isinstance(station := e.data.get("station_id"), str)
-            and (key := _station_key(station)) is not None
+            and (key := _bytes32(station)) is not None
         }
         if self.reader is None or not ids:
             return {}
@@ -279,13 +279,21 @@ class SessionHandlers:
             return f"chain_session_id: {error}"
         if driver != to_checksum_address(request.driver_address) or nonce != request.driver_nonce:
             return "chain_session_id does not belong to this driver and nonce"
+        # Checked here, not where the open is built: a request that cannot be encoded would
+        # otherwise stay REQUESTED and fail every batch of opens it is picked for.
+        for name, value in (
+            ("authorisation_r", request.authorisation_r),
+            ("authorisation_vs", request.authorisation_vs),
+        ):
+            if _bytes32(value) is None:
+                return f"{name}: not a 0x-hex bytes32"
         try:
             tariff = Tariff.model_validate(request.tariff)
         except ValidationError as error:
             return f"the tariff document is invalid: {error.errors()[0]['msg']}"
         if tariff.country_code is None or tariff.party_id is None:
             return "the tariff document names no CPO (country_code and party_id)"
-        station_id = _station_key(request.station_id)
+        station_id = _bytes32(request.station_id)
         if station_id is None:
             return "station_id: not a 0x-hex bytes32"
         station = (
@@ -511,8 +519,9 @@ def cancel(core: EscrowCore, tx: Tx, row: SessionRow, reason: str) -> None:
     stage_close(core, tx, [row], "cancel")
 
 
-def _station_key(text: str) -> bytes | None:
-    """The registry contract's id of a station (0x-hex bytes32), or None if it is not one."""
+def _bytes32(text: str) -> bytes | None:
+    """A 0x-hex bytes32 (a station's id in the registry contract, half of a compact
+    signature), or None if it is not one."""
     if len(text) != 66 or not text.startswith("0x"):
         return None
     try:
