@@ -363,6 +363,28 @@ def test_a_batch_with_one_bad_open_sends_the_others_alone_and_rejects_that_one(
     asyncio.run(scenario())
 
 
+def test_one_drivers_requests_arriving_out_of_order_open_in_one_batch(checked: Rig) -> None:
+    """The contract refuses a nonce at or below the driver's last: nonce 2 arriving before
+    nonce 1 and sent first in the batch made the whole batch revert."""
+    world = checked
+    relayer = world.escrow.settings.escrow_relayer_key
+
+    async def scenario() -> None:
+        driver = world.driver(TOP_UP)
+        async with charge_point(world.bus, "CP-12", answers={"RemoteStartTransaction": "Rejected"}):
+            with held(world, "open", relayer, "escrow_open_window_seconds"):
+                later = world.request(driver, 2, 5_000_000, "CP-12")
+                await world.reach(later, "REQUESTED")
+                earlier = world.request(driver, 1, 5_000_000, "CP-12")
+                await world.reach(earlier, "REQUESTED")
+            rows = [await world.reach(s, "REFUNDED") for s in (earlier, later)]
+        assert {r.attempts for r in rows} == {0}
+        assert rows[0].open_tx_hash is not None
+        assert rows[0].open_tx_hash == rows[1].open_tx_hash  # one batch, in nonce order
+
+    asyncio.run(scenario())
+
+
 def test_a_request_whose_signature_cannot_be_encoded_is_rejected_and_the_opens_go_on(
     checked: Rig,
 ) -> None:

@@ -162,8 +162,12 @@ def stage_opens(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow]) -> None:
     fine, saves a node call on the start path; a bad request costs the others one round trip.
     """
     key = core.settings.escrow_relayer_key
-    retries = [r for r in rows if r.attempts > 0]
-    fresh = [r for r in rows if r.attempts == 0]
+    # The contract takes a driver's nonces only in increasing order, and one driver's requests
+    # can arrive out of order (they are keyed by session, so on different partitions). The
+    # chain's session id is driver << 96 | nonce: in its order, each driver's nonces increase.
+    ordered = sorted(rows, key=lambda r: int(r.chain_session_id, 16))
+    retries = [r for r in ordered if r.attempts > 0]
+    fresh = [r for r in ordered if r.attempts == 0]
     for group in [[r] for r in retries] + ([fresh] if fresh else []):
         stage(core, tx, "open", group, key)
         for row in group:
