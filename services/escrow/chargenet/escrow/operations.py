@@ -89,9 +89,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _alone_op_id(kind: str, session_id: str, attempt: int) -> str:
+    return f"escrow.{kind}.{session_id}.{attempt}"[:200]
+
+
 def _op_id(kind: str, rows: Sequence[SessionRow]) -> str:
     if len(rows) == 1:
-        return f"escrow.{kind}.{rows[0].session_id}.{rows[0].attempts}"[:200]
+        return _alone_op_id(kind, rows[0].session_id, rows[0].attempts)
     digest = hashlib.sha256()
     for row in rows:
         digest.update(f"{row.session_id}.{row.attempts}\0".encode())
@@ -172,6 +176,18 @@ def stage_opens(core: EscrowCore, tx: Tx, rows: Sequence[SessionRow]) -> None:
         stage(core, tx, "open", group, key)
         for row in group:
             tx.move(row, State.OPENING)
+
+
+def _failed_alone(tx: Tx, row: SessionRow) -> int:
+    """How many of ``row``'s settlements sent alone failed. Only those are its own failures: a
+    batch fails whole for one bad session, and ``attempts`` also counts failed opens."""
+    ids = [_alone_op_id("settle", row.session_id, n) for n in range(row.attempts + 1)]
+    count = tx.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(ChainOp)
+        .where(ChainOp.id.in_(ids), ChainOp.status == "failed")
+    )
+    return int(count or 0)
 
 
 def in_flight(tx: Tx, kind: str, key: str) -> bool:
@@ -457,7 +473,8 @@ class Operations:
                 tx.move(row, State.REJECTED, reason)
                 tx.emit(SessionCancelled(session_id=row.session_id, reason=reason), row.session_id)
         elif op.kind == "settle" and state is State.SETTLING and row.close_op == op.id:
-            if row.attempts >= self.core.settings.escrow_settle_attempts:
+            budget = self.core.settings.escrow_settle_attempts
+            if batch == 1 and _failed_alone(tx, row) >= budget:
                 tx.move(row, State.FAILED, reason)
                 tx.emit(SessionFailed(session_id=row.session_id, reason=reason), row.session_id)
             else:
