@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from web3 import Web3
 
 from chargenet.core.signer_client import SignerClient, SignerError, Transaction, TxStatus
+from chargenet.signer import tracker
 from tests.signer.harness import (
     OTHER_TOKEN,
     PROBE,
@@ -27,6 +29,7 @@ from tests.signer.harness import (
     inprocess_signer,
     probe_contract,
     rpc,
+    send_from,
     signer_env,
 )
 
@@ -320,6 +323,85 @@ def test_stuck_transaction_is_resent_with_a_higher_fee(
         old = client.get_transaction(tx_hash=first.tx_hash)
         assert old.status is TxStatus.REPLACED and old.replaced_by == done.tx_hash
         print(f"\nstuck {first.tx_hash[:10]} replaced by {done.tx_hash[:10]} at nonce {done.nonce}")
+
+
+def test_refused_fee_bump_keeps_the_attempt_the_node_holds(
+    w3: Web3, probe: str, rpc_url: str, tmp_path: Path
+) -> None:
+    """The node refuses a fee bump with an answer no retry cures while the first attempt waits
+    in its mempool: that attempt can still be mined, so the record stays open and reports it;
+    a filler at the nonce would take it from under it and the record would say FAILED.
+
+    geth refuses with "insufficient funds"; Hardhat words a shortfall its own way, so the bump is
+    signed for another chain id, which Hardhat refuses with an answer on the same list."""
+    keys = fresh_keys(w3, 1)
+    env = signer_env(
+        f"sqlite:///{tmp_path}/signer.db",
+        keys,
+        probe,
+        rpc_url,
+        CHARGENET_SIGNER_STUCK_AFTER_SECONDS="1",
+    )
+    with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
+        engine = running.app.engine
+        assert engine is not None
+        config = engine.config
+        rpc(w3, "evm_setAutomine", False)
+        try:
+            first = client.send_transaction("held", "k0", "bump", [1, TAG], contract="Probe")
+            engine.config = replace(config, chain_id=config.chain_id + 1)
+            deadline = time.monotonic() + 30
+            current = first
+            while (
+                current.tx_hash == first.tx_hash
+                and current.status is TxStatus.PENDING
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
+                current = client.get_transaction(idempotency_key="held")
+            assert current.tx_hash != first.tx_hash, "no fee bump"
+            time.sleep(0.5)  # the node's refusal of the bump is answered
+            rpc(w3, "evm_mine")
+        finally:
+            engine.config = config
+            rpc(w3, "evm_setAutomine", True)
+        done = client.wait(["held"])["held"]
+    assert done.status in (TxStatus.MINED, TxStatus.FINAL), (done.status, done.error)
+    assert done.tx_hash == first.tx_hash and done.nonce == first.nonce
+    assert probe_contract(w3, probe).functions.counts(keys[0].address).call() == 1
+
+
+def test_a_taken_nonce_is_judged_lost_on_time_not_on_polls(
+    w3: Web3, probe: str, rpc_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nonce used on chain with no receipt for any of the record's hashes is judged lost only
+    after a while: a receipt can lag the nonce, and polls come as often as broadcasts do, so
+    many of them can pass within a second. Here the nonce was really taken (by a transfer sent
+    with the key outside the signer), so it ends FAILED, but not before the time is up."""
+    monkeypatch.setattr(tracker, "LOST_AFTER_SECONDS", 3.0, raising=False)
+    keys = fresh_keys(w3, 1)
+    env = signer_env(
+        f"sqlite:///{tmp_path}/signer.db",
+        keys,
+        probe,
+        rpc_url,
+        CHARGENET_SIGNER_POLL_SECONDS="0.02",
+    )
+    with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
+        client.send_transaction("before", "k0", "bump", [1, TAG], contract="Probe")
+        client.wait(["before"])
+        send_from(w3, keys[0], {"to": keys[0].address, "value": 0})
+        started = time.monotonic()
+        taken = client.send_transaction("taken", "k0", "bump", [1, TAG], contract="Probe")
+        assert taken.nonce == 1
+        # A poll every 20 ms: far more than 25 polls in this second and a half.
+        time.sleep(1.5)
+        assert client.get_transaction(idempotency_key="taken").status is TxStatus.PENDING
+        done = client.wait(["taken"], timeout=30)["taken"]
+        elapsed = time.monotonic() - started
+    assert done.status is TxStatus.FAILED
+    assert done.error == "nonce 1 was used by a transaction the signer did not send"
+    assert elapsed >= 3.0
 
 
 def test_watch_streams_status_changes(signer: tuple[InProcessSigner, list[str]]) -> None:

@@ -319,17 +319,43 @@ class Engine:
                 continue
             fatal = isinstance(answer, RpcError) and _FATAL.search(answer.message)
             if fatal and record.caller != FILLER_CALLER:
-                await self._fill(lane, record, str(answer))
-                continue
-            # Unreachable node, a fee too low, or an answer we do not know: the tracker retries
-            # (with a higher fee if the node asked for one).
+                held = await self._held(record)
+                if held is False:
+                    await self._fill(lane, record, str(answer))
+                    continue
+                if held:
+                    # Refused is this attempt (a fee bump), not the nonce: an earlier attempt
+                    # the node holds can still be mined, and the tracker will see which was.
+                    log.warning(
+                        "node refused %s (nonce %s): %s; an earlier attempt is with the node",
+                        record.latest.tx_hash,
+                        record.nonce,
+                        answer,
+                    )
+                    continue
+            # Unreachable node, a fee too low, an answer we do not know, or a refusal whose
+            # earlier attempts the node could not account for: the tracker retries (with a
+            # higher fee if the node asked for one).
             record.unsent = True
-            record.misses = (
-                -1 if isinstance(answer, RpcError) and _FEE.search(answer.message) else 0
-            )
+            record.underpriced = isinstance(answer, RpcError) and bool(_FEE.search(answer.message))
             log.warning("broadcast of %s: %s", record.latest.tx_hash, answer)
 
+    async def _held(self, record: TxRecord) -> bool | None:
+        """Whether the node holds any attempt of the record, pending or mined; None when it
+        could not say (an error is not evidence of absence)."""
+        calls = [("eth_getTransactionByHash", [attempt.tx_hash]) for attempt in record.attempts]
+        try:
+            answers = await self.rpc.batch(calls)
+        except (RpcError, RpcUnavailable):
+            return None
+        if any(isinstance(answer, dict) for answer in answers):
+            return True
+        if any(isinstance(answer, Exception) for answer in answers):
+            return None
+        return False
+
     async def _fill(self, lane: Lane, record: TxRecord, error: str) -> None:
+        """Only for a nonce at which the node holds none of the record's attempts."""
         assert record.nonce is not None
         nonce = record.nonce
         log.error("node refused %s (nonce %d): %s; filling the nonce", record.tx_hash, nonce, error)

@@ -69,8 +69,10 @@ class TxRecord:
     sent_at: float = 0.0
     #: The last broadcast did not reach the node (or it asked for a higher fee): send again.
     unsent: bool = False
-    #: Polls that saw this nonce used on chain without a receipt for any of its hashes.
-    misses: int = 0
+    #: The node asked for a higher fee: the tracker bumps it instead of sending it again as is.
+    underpriced: bool = False
+    #: When a poll first saw this nonce used on chain without a receipt for any of its hashes.
+    unseen_since: float | None = None
 
     @property
     def replaced_hashes(self) -> list[str]:

@@ -26,15 +26,18 @@ from chargenet.signer.store import Change
 
 log = logging.getLogger(__name__)
 
-#: Polls that see a nonce used without a receipt for any of our hashes before giving up on it
-#: (a receipt can lag the nonce by a moment on some nodes).
-MAX_MISSES = 25
+#: Seconds a nonce may stay used on chain without a receipt for any of our hashes before the
+#: record is given up (a receipt can lag the nonce on some nodes, load-balanced ones most). Time,
+#: not polls: a broadcast starts a poll, so under load dozens of them pass within a second.
+LOST_AFTER_SECONDS = 30.0
 
 
 @dataclass
 class _Found:
     record: TxRecord
     receipts: dict[str, dict[str, Any] | None]
+    #: A receipt call failed: "no receipt" is then not known, only not answered.
+    unanswered: bool = False
 
 
 #: The poll interval while no transaction is open (a broadcast still wakes the tracker at once).
@@ -129,6 +132,7 @@ class Tracker:
             for tx_hash in item.receipts:
                 answer = next(answers)
                 item.receipts[tx_hash] = answer if isinstance(answer, dict) else None
+                item.unanswered = item.unanswered or isinstance(answer, Exception)
         changes: list[tuple[TxRecord, Change]] = []
         reverted: list[tuple[TxRecord, Change]] = []
         for item in found:
@@ -151,6 +155,8 @@ class Tracker:
         confirmations = self.engine.config.confirmations
         if record.status is Status.MINED:
             receipt = item.receipts.get(record.tx_hash or "")
+            if receipt is None and item.unanswered:
+                return None
             if receipt is None:
                 log.warning("%s left the chain (reorg); back to pending", record.tx_hash)
                 record.unsent = True
@@ -160,8 +166,12 @@ class Tracker:
             return _mined(record, receipt, Status.FINAL)
         winner = next(((tx_hash, r) for tx_hash, r in item.receipts.items() if r is not None), None)
         if winner is None:
-            record.misses = max(record.misses, 0) + 1
-            if record.misses < MAX_MISSES:
+            if item.unanswered:
+                return None
+            now = time.monotonic()
+            if record.unseen_since is None:
+                record.unseen_since = now
+            if now - record.unseen_since < LOST_AFTER_SECONDS:
                 return None
             return Change(
                 record.id,
@@ -226,13 +236,16 @@ class Tracker:
         resend = [
             r
             for r in lane.open.values()
-            if r.status is Status.PENDING and r.unsent and r.misses >= 0 and now - r.sent_at > 1.0
+            if r.status is Status.PENDING
+            and r.unsent
+            and not r.underpriced
+            and now - r.sent_at > 1.0
         ]
         head = lane.open.get(lane.mined_count)
         # A head not yet broadcast (sent_at 0) is waiting for the broadcaster, not stuck.
         if head is not None and head.status is Status.PENDING and head.sent_at > 0:
             waited = now - max(lane.progress_at, head.sent_at)
-            stuck = (head.unsent and head.misses < 0) or waited > engine.config.stuck_after
+            stuck = (head.unsent and head.underpriced) or waited > engine.config.stuck_after
             if stuck and await self._bump(lane, head):
                 resend = [r for r in resend if r is not head]
         if resend:
