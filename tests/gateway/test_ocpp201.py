@@ -76,3 +76,37 @@ def test_transaction_events_need_a_lock_and_keep_signed_values(bus: InMemoryBus)
             assert stopped[0].data["signed_data"] == [SIGNED["signedMeterData"]]
 
     asyncio.run(scenario())
+
+
+def test_the_evse_is_the_connector_a_lock_names(bus: InMemoryBus) -> None:
+    """2.0.1 numbers connectors within each EVSE (almost always 1); chargenet's connector is the
+    EVSE, as commands map it (translate.py)."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            opened = escrow_opened("CP-1", "TOKEN-2", connector_id=2)
+            bus.publish("sessions", opened)
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            await station.boot()
+            await eventually(lambda: len(gateway.authz) == 1)
+            elsewhere = await station.transaction_event(
+                "Started", "tx-evse-1", trigger="Authorized", id_token="TOKEN-2", evse_id=1
+            )
+            assert elsewhere.id_token_info["status"] == "NotAtThisLocation"
+            here = await station.transaction_event(
+                "Started",
+                "tx-evse-2",
+                trigger="Authorized",
+                id_token="TOKEN-2",
+                energy_wh=100,
+                evse_id=2,
+            )
+            assert here.id_token_info["status"] == "Accepted"
+            await station.close()
+            started = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.started.v1")
+            )
+            assert started[0].subject == opened.subject
+            assert started[0].data["connector_id"] == 2
+
+    asyncio.run(scenario())

@@ -97,8 +97,9 @@ async def _first_with_token(
     ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str, token: Payload
 ) -> Payload:
     id_token = str(token.get("idToken", ""))
-    evse = payload.get("evse") or {}
-    connector = int(evse.get("connectorId") or evse.get("id") or 0)
+    # chargenet's connector is the EVSE (commands send it as evseId, see translate.py); 2.0.1's
+    # connectorId counts within one EVSE, so it is 1 on almost every EVSE and names nothing here.
+    connector = int((payload.get("evse") or {}).get("id") or 0)
     decision = await ctx.decide(
         cp, id_token, transaction_id=transaction_id, connector_id=connector or None
     )
