@@ -47,7 +47,7 @@ from chargenet.signer.settings import SignerSettings
 from chargenet.wallet.app import create_app, migrate
 from chargenet.wallet.models import ChargingSession
 from chargenet.wallet.payments import TestPaymentProvider
-from chargenet.wallet.registry_client import RegistryClient
+from chargenet.wallet.registry_client import RegistryClient, station_path
 from chargenet.wallet.settings import WalletSettings
 from tests.signer.harness import running_signer
 
@@ -159,9 +159,9 @@ class World:
 
     # -- stations --------------------------------------------------------------------------------
 
-    def station(self, connectors: int = 1) -> str:
+    def station(self, connectors: int = 1, station_id: str | None = None) -> str:
         """Register a station through the registry's CPO API; wait until it is indexed."""
-        station_id = f"DE*CNT*S{secrets.token_hex(4).upper()}"
+        station_id = station_id or f"DE*CNT*S{secrets.token_hex(4).upper()}"
         body = {
             "station_id": station_id,
             "location": location(station_id, connectors),
@@ -172,7 +172,7 @@ class World:
         assert answer.status_code == 202, answer.text
         wait_for(
             f"station {station_id} indexed",
-            lambda: self.registry.get(f"/v1/stations/{station_id}").status_code == 200,
+            lambda: self.registry.get(station_path(station_id)).status_code == 200,
         )
         # The location and tariff documents were stored with the registration; once indexed,
         # the detail carries them.
@@ -200,7 +200,7 @@ class World:
         wait_for(
             f"{cp} {status}",
             lambda: (
-                _connector_status(self.registry.get(f"/v1/stations/{station_id}").json())
+                _connector_status(self.registry.get(station_path(station_id)).json())
                 == (True, status)
             ),
         )
@@ -220,9 +220,7 @@ class World:
         )
         wait_for(
             f"{cp} offline",
-            lambda: (
-                not _connector_status(self.registry.get(f"/v1/stations/{station_id}").json())[0]
-            ),
+            lambda: not _connector_status(self.registry.get(station_path(station_id)).json())[0],
         )
 
     def retire(self, station_id: str) -> None:
@@ -230,7 +228,7 @@ class World:
         assert answer.status_code == 202, answer.text
         wait_for(
             f"{station_id} retired",
-            lambda: not self.registry.get(f"/v1/stations/{station_id}").json()["active"],
+            lambda: not self.registry.get(station_path(station_id)).json()["active"],
         )
 
     # -- bus and chain ---------------------------------------------------------------------------

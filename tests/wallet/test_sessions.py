@@ -3,16 +3,24 @@ authorisation opening on chain, the live view, stop, the live stream, and owners
 
 from __future__ import annotations
 
+import asyncio
 import json
+import secrets
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
 from chargenet.core.chain import session_id as chain_session_id
+from chargenet.core.errors import NotFound
 from chargenet.core.events import (
     EscrowOpened,
     MeterReading,
@@ -22,8 +30,20 @@ from chargenet.core.events import (
     SessionStopped,
     StopRequested,
 )
+from chargenet.core.pricing import canonical_hash
 from chargenet.wallet.models import ChargingSession
-from tests.wallet.harness import CPO_ID, TARIFF, Driver, World, charge_point_of, wait_for
+from chargenet.wallet.registry_client import RegistryClient, Station, chain_station_id
+from chargenet.wallet.web.backend import Stations
+from tests.wallet.harness import (
+    CPO_ID,
+    TARIFF,
+    Driver,
+    World,
+    charge_point_of,
+    cpo_headers,
+    location,
+    wait_for,
+)
 
 EUR = 1_000_000
 
@@ -238,6 +258,77 @@ def test_a_known_station_is_still_decided_by_the_registrys_fresh_answer(
         if e.data["driver_id"] == driver.driver_id
     ]
     assert sorted(keys) == ["known-1", "known-3"]
+
+
+def test_station_ids_with_url_delimiters_reach_their_own_station(
+    env: World, driver: Driver
+) -> None:
+    """A station id is any printable ASCII; '#', '?' or '/' in it must not make the wallet read
+    another station (``X#1`` read as ``X``: its charge point, tariff and CPO, while the money is
+    locked for ``X#1``) nor no station at all."""
+    base = env.station()
+    env.charge_point_online(base)
+    for suffix in ("#1", "?1", "/1"):
+        odd = env.station(station_id=base + suffix)
+        env.charge_point_online(odd)
+        answer = request(env, driver, odd, key=f"odd-{suffix}", max_amount=EUR)
+        assert answer.status_code == 201, answer.text
+        [event] = requested_events(env, answer.json()["session_id"])
+        assert event.station_id == chain_station_id(odd)
+        assert event.charge_point_id == charge_point_of(odd) != charge_point_of(base)
+
+
+def test_registry_clients_quote_a_station_id_for_a_real_http_server(env: World) -> None:
+    """Over real HTTP, as in production: the server decodes the path once, so an unquoted
+    ``X%41`` reads station ``XA``. (Starlette's TestClient decodes twice, which is why this
+    goes through uvicorn.) The wallet's registry client and the pages' both quote."""
+    base = f"DE*CNT*S{secrets.token_hex(4).upper()}"
+    ids = [base + "%41", base + "A", base + "/1", base]
+    with served(env.registry.app) as url, closing(RegistryClient.connect(url)) as client:
+        for station_id in ids:
+            body = {
+                "station_id": station_id,
+                "location": location(station_id, 1),
+                "tariff": TARIFF,
+                "meter_key_hash": "0x" + canonical_hash({"meter": station_id}).hex(),
+            }
+            answer = env.registry.post("/v1/cpo/stations", json=body, headers=cpo_headers())
+            assert answer.status_code == 202, answer.text
+        for station_id in ids:
+            found = wait_for(f"{station_id} indexed", partial(_found, client, station_id))
+            assert (found.station_id, found.chain_id_hex) == (
+                station_id,
+                chain_station_id(station_id),
+            )
+            assert asyncio.run(_page_detail(url, station_id))["station_id"] == station_id
+
+
+def _found(client: RegistryClient, station_id: str) -> Station | None:
+    try:
+        return client.station(station_id)
+    except NotFound:
+        return None
+
+
+async def _page_detail(url: str, station_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url) as http:
+        return await Stations(http).detail(station_id)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` behind uvicorn on a free port; its lifespan already runs in the TestClient."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="registry-http", daemon=True)
+    thread.start()
+    wait_for("the registry served", lambda: server.started)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def test_maximum_above_balance_is_refused_with_a_reason(

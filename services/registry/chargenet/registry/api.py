@@ -90,7 +90,9 @@ def list_stations(
         }
 
 
-@router.get("/stations/{station_id}")
+# ":path": an id may hold "/" (any printable ASCII is one); a client sends it quoted as %2F,
+# which the server decodes before routing, so a plain parameter would see two segments.
+@router.get("/stations/{station_id:path}")
 def get_station(request: Request, station_id: str) -> dict[str, Any]:
     with _db(request).session() as session:
         station = session.get(Station, station_id)

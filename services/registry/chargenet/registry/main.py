@@ -172,8 +172,9 @@ def create_app(
 
 def _route_template(request: Request) -> str:
     # The template (/v1/stations/{station_id}), never the raw path: ids would explode the series.
+    # path_format: without a parameter's converter (":path"), so the series keep their names.
     route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+    return str(getattr(route, "path_format", "unmatched"))
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -97,6 +98,12 @@ def chain_station_id(station_id: str) -> str:
     return "0x" + raw.ljust(32, b"\0").hex()
 
 
+def station_path(station_id: str) -> str:
+    """The registry's detail route of a station. A station id is any printable ASCII: unquoted,
+    '#', '?', '%' or '/' in it would name another station's route (``FR#1`` reads ``FR``)."""
+    return f"/v1/stations/{quote(station_id, safe='')}"
+
+
 class RegistryClient:
     def __init__(self, client: httpx.Client) -> None:
         self._http = client
@@ -115,7 +122,7 @@ class RegistryClient:
     def station(self, station_id: str) -> Station:
         chain_id = chain_station_id(station_id)
         try:
-            response = self._http.get(f"/v1/stations/{station_id}")
+            response = self._http.get(station_path(station_id))
         except httpx.HTTPError as error:
             raise RegistryUnavailable(f"the registry did not answer: {error}") from None
         if response.status_code == 404:

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from chargenet.wallet.registry_client import station_path
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -99,7 +101,7 @@ class Stations:
         return result
 
     async def detail(self, station_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await _call(self._http, "GET", f"/v1/stations/{station_id}")
+        result: dict[str, Any] = await _call(self._http, "GET", station_path(station_id))
         return result
 
     async def details(self, station_ids: list[str]) -> list[dict[str, Any]]:
