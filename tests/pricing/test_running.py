@@ -175,3 +175,83 @@ def test_extended_books_later_samples_on_a_copy_and_refuses_earlier_ones() -> No
     dropped = running.extended([at(45, 4_000), at(60, 9_000)], drop_backwards=True)
     assert dropped is not None and dropped.count == 3
     assert dropped.result() == price_samples(RESTRICTED, [at(0, 0), at(30, 5_000), at(60, 9_000)])
+
+
+#: 0.40 EUR per kWh and 2.00 EUR per parked hour, 19 % VAT: the energy settles to the cent.
+PER_KWH = Tariff.model_validate(
+    {
+        "id": "per-kwh",
+        "currency": "EUR",
+        "last_updated": "2024-01-01T00:00:00Z",
+        "elements": [
+            {
+                "price_components": [
+                    _component("ENERGY", "0.40"),
+                    _component("PARKING_TIME", "2.00", 60),
+                ]
+            }
+        ],
+    }
+)
+
+
+def _ocpp16_stop(meter_stop: int) -> list[MeterSample]:
+    """A 1.6 charger's session: meterStart 350 Wh at 09:00:00, MeterValues at 09:30:00 and, at
+    10:00:00, its last MeterValues (12.35 kWh, to 10 Wh, 11 kW) and its StopTransaction (meterStop
+    in Wh, no power) on the same second."""
+    start = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+    stop = start + timedelta(hours=1)
+    return [
+        MeterSample(timestamp=start, energy_wh=Decimal(350), power_kw=Decimal(11)),
+        MeterSample(
+            timestamp=start + timedelta(minutes=30), energy_wh=Decimal(6_350), power_kw=Decimal(11)
+        ),
+        MeterSample(timestamp=stop, energy_wh=Decimal(12_350), power_kw=Decimal(11)),
+        MeterSample(timestamp=stop, energy_wh=Decimal(meter_stop)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("meter_stop", "delivered_wh"),
+    [(12_347, 12_000), (12_350, 12_000), (12_351, 12_001)],
+    ids=["stop-below", "stop-equal", "stop-above"],
+)
+def test_readings_of_one_moment_price_as_one_the_highest_register(
+    meter_stop: int, delivered_wh: int
+) -> None:
+    samples = _ocpp16_stop(meter_stop)
+    end = samples[-1].timestamp + timedelta(minutes=15)
+    # In the order the charger sent them, and in the escrow's order (by time, then register).
+    for ordered in (samples, sorted(samples, key=lambda s: (s.timestamp, s.energy_wh))):
+        result = price_samples(PER_KWH, ordered, end=end)
+        assert result.energy_wh == delivered_wh
+        assert result.charging_seconds == 3600 and result.parking_seconds == 900
+        # 12.000 kWh x 0.40 = 4.80 (12.001 kWh: 4.8004) + 0.25 h parked x 2.00 = 0.50, + 19 %
+        assert result.total_excl_vat_units == 5_300_000
+        assert result.total_incl_vat_units == 6_310_000
+        assert [(p.charging, p.energy_wh) for p in result.periods] == [
+            (True, delivered_wh),
+            (False, 0),
+        ]
+
+
+def test_the_running_price_takes_a_higher_reading_of_the_last_moment_into_its_interval() -> None:
+    samples = _ocpp16_stop(12_351)
+    running = RunningPrice(PER_KWH)
+    for sample in samples[:3]:
+        running.add(sample)
+    assert running.result().energy_wh == 12_000
+    running.add(samples[3])
+    assert running.count == 4
+    assert running.last == samples[3].model_copy(update={"power_kw": Decimal(11)})
+    assert running.result().energy_wh == 12_001
+    assert running.result() == price(PER_KWH, usage_from_samples(samples))
+    # A lower reading of the same moment does not take the register back.
+    running.add(samples[2])
+    assert running.result().energy_wh == 12_001
+    # Nor does a later one: refused, and the price stays.
+    later = samples[3].timestamp + timedelta(minutes=1)
+    with pytest.raises(PricingError, match="register went backwards"):
+        running.add(MeterSample(timestamp=later, energy_wh=Decimal(12_350)))
+    running.add(MeterSample(timestamp=later, energy_wh=Decimal(12_351)))
+    assert running.result() == price_samples(PER_KWH, [*samples, samples[2]], end=later)

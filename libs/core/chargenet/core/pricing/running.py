@@ -16,11 +16,23 @@ from zoneinfo import ZoneInfo
 from chargenet.core.pricing.engine import Pricer
 from chargenet.core.pricing.result import PriceResult
 from chargenet.core.pricing.tariff import Tariff
-from chargenet.core.pricing.usage import MeterSample, PricingError, between_samples, parking_after
+from chargenet.core.pricing.usage import (
+    Interval,
+    MeterSample,
+    PricingError,
+    between_samples,
+    parking_after,
+    same_moment,
+)
 
 
 class RunningPrice:
-    """The price of the samples added so far, in time order."""
+    """The price of the samples added so far, in time order.
+
+    The interval up to the last moment stays unbooked until a later moment comes: another
+    reading of that moment may still raise its register (:func:`~.usage.same_moment`), and a
+    booked interval cannot change.
+    """
 
     def __init__(self, tariff: Tariff, *, time_zone: str | ZoneInfo = "UTC") -> None:
         self.tariff = tariff
@@ -28,6 +40,8 @@ class RunningPrice:
         self.count = 0
         self._pricer: Pricer | None = None
         self._last: MeterSample | None = None
+        self._before: MeterSample | None = None  # the reading the pending interval starts at
+        self._pending: Interval | None = None
 
     @property
     def last(self) -> MeterSample | None:
@@ -37,6 +51,7 @@ class RunningPrice:
         """A price to add to while this one stays as it is (until a transaction commits)."""
         running = RunningPrice(self.tariff, time_zone=self.time_zone)
         running.count, running._last = self.count, self._last
+        running._before, running._pending = self._before, self._pending
         running._pricer = None if self._pricer is None else self._pricer.copy()
         return running
 
@@ -60,14 +75,21 @@ class RunningPrice:
 
     def add(self, sample: MeterSample) -> None:
         """Book the next sample; one the engine refuses raises PricingError and changes nothing."""
-        if self._pricer is None or self._last is None:
+        last = self._last
+        if self._pricer is None or last is None:
             self._pricer = Pricer(self.tariff, sample.timestamp, time_zone=self.time_zone)
+            self._last = sample
+        elif sample.timestamp == last.timestamp:
+            merged = same_moment(last, sample)
+            if self._before is not None:
+                start = self._pricer.start
+                self._pending = between_samples(start, self._before, merged, index=self.count)
+            self._last = merged
         else:
-            start = self._pricer.start
-            interval = between_samples(start, self._last, sample, index=self.count)
-            if interval is not None:
-                self._pricer.add(interval)
-        self._last = sample
+            interval = between_samples(self._pricer.start, last, sample, index=self.count)
+            if self._pending is not None:
+                self._pricer.add(self._pending)
+            self._before, self._last, self._pending = last, sample, interval
         self.count += 1
 
     def result(self, *, end: datetime | None = None) -> PriceResult:
@@ -75,7 +97,8 @@ class RunningPrice:
         if self._pricer is None or self._last is None:
             raise PricingError("no meter samples: at least one reading is needed")
         tail = parking_after(self._pricer.start, self._last, end)
-        return self._pricer.result(then=() if tail is None else (tail,))
+        then = [i for i in (self._pending, tail) if i is not None]
+        return self._pricer.result(then=then)
 
 
 class RunningPrices:

@@ -106,29 +106,56 @@ def seconds_between(start: datetime, end: datetime) -> Fraction:
 
 
 def usage_from_samples(samples: Sequence[MeterSample], *, end: datetime | None = None) -> Usage:
-    """Intervals between consecutive samples; ``end`` after the last sample adds parking time.
+    """Intervals between consecutive moments; ``end`` after the last sample adds parking time.
 
-    An interval is charging when the register advanced, parking when it did not.
+    An interval is charging when the register advanced, parking when it did not. Samples of one
+    moment are one reading (:func:`same_moment`).
     """
     if not samples:
         raise PricingError("no meter samples: at least one reading is needed")
     start = samples[0].timestamp
+    readings: list[tuple[int, MeterSample]] = []
+    for index, sample in enumerate(samples):
+        if readings and sample.timestamp == readings[-1][1].timestamp:
+            readings[-1] = (index, same_moment(readings[-1][1], sample))
+        else:
+            readings.append((index, sample))
     intervals: list[Interval] = []
-    for index, (before, after) in enumerate(itertools.pairwise(samples), start=1):
+    for (_, before), (index, after) in itertools.pairwise(readings):
         interval = between_samples(start, before, after, index=index)
         if interval is not None:
             intervals.append(interval)
-    tail = parking_after(start, samples[-1], end)
+    tail = parking_after(start, readings[-1][1], end)
     if tail is not None:
         intervals.append(tail)
     return Usage(start=start, intervals=tuple(intervals))
+
+
+def same_moment(held: MeterSample, sample: MeterSample) -> MeterSample:
+    """The one reading priced for a moment that has two.
+
+    Chargers report one moment more than once: an OCPP 1.6 charger's last MeterValues and its
+    StopTransaction carry the same second, one often in kWh and the other in Wh, so their
+    registers differ by the coarser one's precision. Refusing them left the session unpriced
+    (the CPO paid nothing for the energy). The highest register wins: the meter had reached it by
+    then, so what is priced never goes back below a reading of that moment already booked or
+    shown to the driver, and the choice does not depend on the order a store returns equal
+    timestamps in. A StopTransaction has no power or current: the other reading's stay.
+    """
+    winner, other = (sample, held) if sample.energy_wh > held.energy_wh else (held, sample)
+    power = winner.power_kw if winner.power_kw is not None else other.power_kw
+    current = winner.current_a if winner.current_a is not None else other.current_a
+    if (power, current) == (winner.power_kw, winner.current_a):
+        return winner
+    return winner.model_copy(update={"power_kw": power, "current_a": current})
 
 
 def between_samples(
     start: datetime, before: MeterSample, after: MeterSample, *, index: int
 ) -> Interval | None:
     """The interval from ``before`` to ``after`` (sample number ``index``), None if no time
-    passed; a reading that goes back in time or energy is refused."""
+    passed; a reading that goes back in time or energy is refused. Two readings of one moment
+    are first made one (:func:`same_moment`): energy cannot flow in no time."""
     seconds = seconds_between(before.timestamp, after.timestamp)
     energy = frac(after.energy_wh) - frac(before.energy_wh)
     if seconds < 0:
