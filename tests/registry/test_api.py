@@ -364,6 +364,30 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_written(
     assert _register(http, "DE*API*E0002").status_code == 409
 
 
+def test_a_time_zone_zoneinfo_does_not_know_is_refused_with_a_reason(
+    api: tuple[TestClient, Any], chain: Chain
+) -> None:
+    """The wallet prices and projects a station's sessions in its time zone (ZoneInfo): one it
+    cannot load failed each of them (500s, dead-lettered events) after a 202 here."""
+    http, (indexer, signer, db, cpo_address) = api
+    before, nonce = _counts(db), chain.w3.eth.get_transaction_count(cpo_address)
+    for zone in ("Mars/Olympus", "../../etc/passwd", "localtime", ""):
+        answer = _register(http, "DE*TZ*E0001", location=location("DE*TZ*E0001", time_zone=zone))
+        assert answer.status_code == 422, (zone, answer.text)
+        assert answer.json()["detail"].startswith("location: time_zone: "), answer.text
+        assert "not an IANA time zone" in answer.json()["detail"]
+    assert _counts(db) == before
+    assert chain.w3.eth.get_transaction_count(cpo_address) == nonce  # nothing sent
+
+    answer = _register(http, "DE*TZ*E0001", location=location("DE*TZ*E0001", time_zone="UTC"))
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    assert http.get("/v1/stations/DE*TZ*E0001").json()["location"]["document"]["time_zone"] == (
+        "UTC"
+    )
+
+
 def test_cpo_updates_and_retires_through_the_signer(api: tuple[TestClient, Any]) -> None:
     http, (indexer, signer, _db, _address) = api
     auth = {"authorization": f"Bearer {CPO}"}

@@ -15,9 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from chargenet.core.errors import Unprocessable
 from chargenet.core.pricing import Tariff, canonical_hash, canonical_json
@@ -88,7 +97,25 @@ _PHASES = {
     PowerType.AC_3_PHASE: 3,
     PowerType.DC: 1,
 }
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    # "localtime" is whatever the reading machine's clock is set to: each service would price
+    # the same station in another zone.
+    return frozenset(available_timezones() - {"localtime"})
+
+
+def _time_zone(name: str) -> str:
+    # The wallet, the escrow and invoicing load it with ZoneInfo to price and print sessions;
+    # one they cannot load fails every session at the station, long after the registration.
+    if name not in _time_zones():
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)")
+    return name
+
+
 Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Latitude = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,2}\.[0-9]{5,7}$")]
 Longitude = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,3}\.[0-9]{5,7}$")]
 
@@ -136,7 +163,7 @@ class LocationDoc(_Ocpi):
     id: Id36
     name: Annotated[str, StringConstraints(max_length=255)] | None = None
     coordinates: GeoLocation
-    time_zone: str | None = None
+    time_zone: TimeZone | None = None
     #: chargenet: the charge point of every EVSE that does not name its own.
     charge_point_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     evses: list[EvseDoc] = Field(min_length=1)
