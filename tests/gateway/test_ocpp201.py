@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.envelope import make_envelope
+from chargenet.core.events import SessionCancelled
 from chargenet.core.ocpp_sim import ChargePoint201
 from tests.gateway.conftest import endpoint, escrow_opened, events_of, eventually, running_gateway
 
@@ -108,5 +110,117 @@ def test_the_evse_is_the_connector_a_lock_names(bus: InMemoryBus) -> None:
             )
             assert started[0].subject == opened.subject
             assert started[0].data["connector_id"] == 2
+
+    asyncio.run(scenario())
+
+
+def session_events(bus: InMemoryBus, session_id: str) -> list[tuple[str, int]]:
+    """The session's started, meter and stopped events in bus order, with their reading."""
+    field = {"started": "meter_start_wh", "meter": "energy_wh", "stopped": "meter_stop_wh"}
+    found = []
+    for event in bus.events("sessions"):
+        kind = event.type.split(".")[2]
+        if event.subject == session_id and kind in field:
+            found.append((kind, event.data[field[kind]]))
+    return found
+
+
+def test_a_reading_before_the_token_is_the_meter_start(bus: InMemoryBus) -> None:
+    """Plug-in first: the station starts the transaction at the cable with a register reading,
+    the driver's token comes later in an Updated event without one."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            opened = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", opened)
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            await station.boot()
+            await eventually(lambda: len(gateway.authz) == 1)
+            plugged = await station.transaction_event(
+                "Started", "tx-1", trigger="CablePluggedIn", energy_wh=51_000
+            )
+            assert plugged.id_token_info is None
+            authorized = await station.transaction_event(
+                "Updated", "tx-1", trigger="Authorized", id_token="TOKEN-1"
+            )
+            assert authorized.id_token_info["status"] == "Accepted"
+            await station.transaction_event(
+                "Updated", "tx-1", trigger="MeterValuePeriodic", energy_wh=53_000
+            )
+            await station.stop_transaction("tx-1", 55_000)
+            await station.close()
+            await eventually(lambda: len(session_events(bus, opened.subject)) == 3)
+            assert session_events(bus, opened.subject) == [
+                ("started", 51_000),
+                ("meter", 53_000),
+                ("stopped", 55_000),
+            ]
+
+    asyncio.run(scenario())
+
+
+def test_without_a_reading_the_start_waits_for_the_first_one(bus: InMemoryBus) -> None:
+    """A station that reports no reading with the token: the session starts at its first one
+    (never at 0 Wh, which would price the register's whole life); one that never reports any
+    has nothing to bill."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            first, never = escrow_opened("CP-1", "TOKEN-1"), escrow_opened("CP-1", "TOKEN-2")
+            bus.publish("sessions", first)
+            bus.publish("sessions", never)
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            await station.boot()
+            await eventually(lambda: len(gateway.authz) == 2)
+            started = await station.transaction_event(
+                "Started", "tx-late", trigger="Authorized", id_token="TOKEN-1"
+            )
+            assert started.id_token_info["status"] == "Accepted"
+            await station.transaction_event(
+                "Updated", "tx-late", trigger="MeterValuePeriodic", energy_wh=80_000
+            )
+            await station.stop_transaction("tx-late", 82_000)
+            # Same again, but not one reading until the end.
+            started = await station.transaction_event(
+                "Started", "tx-none", trigger="Authorized", id_token="TOKEN-2"
+            )
+            assert started.id_token_info["status"] == "Accepted"
+            await station.transaction_event("Ended", "tx-none", trigger="StopAuthorized")
+            await station.close()
+            await eventually(lambda: len(session_events(bus, first.subject)) == 3)
+            assert session_events(bus, first.subject) == [
+                ("started", 80_000),
+                ("meter", 80_000),
+                ("stopped", 82_000),
+            ]
+            assert session_events(bus, never.subject) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_start_that_outwaited_its_lock_is_still_told_to_the_escrow(bus: InMemoryBus) -> None:
+    """The escrow cancels a session whose start does not come before its deadline; the start
+    that comes later (at the first reading) still reaches it, so that it stops the transaction
+    nothing pays for."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            opened = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", opened)
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            await station.boot()
+            await eventually(lambda: len(gateway.authz) == 1)
+            await station.transaction_event(
+                "Started", "tx-1", trigger="Authorized", id_token="TOKEN-1"
+            )
+            cancelled = SessionCancelled(session_id=opened.subject, reason="no start in time")
+            bus.publish("sessions", make_envelope(cancelled, subject=opened.subject, source="t"))
+            await eventually(lambda: len(gateway.authz) == 0)
+            await station.transaction_event(
+                "Updated", "tx-1", trigger="MeterValuePeriodic", energy_wh=80_000
+            )
+            await station.stop_transaction("tx-1", 82_000)
+            await station.close()
+            assert session_events(bus, opened.subject) == [("started", 80_000)]
 
     asyncio.run(scenario())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from chargenet.core.envelope import EventData
@@ -13,6 +13,7 @@ from chargenet.gateway.authz import AuthorizationTable, Decision, Verdict
 from chargenet.gateway.publisher import EventPublisher
 from chargenet.gateway.schemas import SchemaRegistry
 from chargenet.gateway.settings import GatewaySettings
+from chargenet.gateway.transactions import WaitingTransactions
 
 _GRACE_POLL_SECONDS = 0.05
 
@@ -23,6 +24,7 @@ class GatewayContext:
     publisher: EventPublisher
     authz: AuthorizationTable
     schemas: SchemaRegistry
+    waiting: WaitingTransactions = field(default_factory=WaitingTransactions)
 
     @property
     def cpo_id(self) -> str:

@@ -3,12 +3,15 @@
 2.0.1 has no StartTransaction: the charge point names the transaction and reports it through
 TransactionEvent (Started / Updated / Ended). The id token may come with any of them (a cable can
 be plugged in before the driver is known), so the first event carrying a token is where the gateway
-binds the transaction to an escrow session or refuses it.
+binds the transaction to an escrow session or refuses it. The session's meter start is the
+transaction's first register reading, whichever event carried it (see ``transactions``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import Any
 
 from ocpp.v201.enums import (
@@ -34,6 +37,9 @@ from chargenet.gateway.handlers_common import (
     heartbeat,
 )
 from chargenet.gateway.meter import Reading, parse_time, read_v201, whole
+from chargenet.gateway.transactions import PendingStart
+
+log = logging.getLogger(__name__)
 
 _STATUS = {
     Verdict.ACCEPTED: AuthorizationStatusEnumType.accepted,
@@ -85,12 +91,31 @@ def transaction_event(
     if grant is None and isinstance(token, dict):
         # The first event with a token decides the transaction: it may have to wait.
         return _first_with_token(ctx, cp, payload, transaction_id, token)
+    reading = read_v201(payload.get("meterValue") or [])
+    if grant is None:
+        _without_session(ctx, cp, payload, transaction_id, whole(reading.energy_wh))
+        return {}
     answer: Payload = {}
-    if grant is not None:
-        if isinstance(token, dict):
-            answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
-        _report(ctx, cp, payload, grant, transaction_id, read_v201(payload.get("meterValue") or []))
+    if isinstance(token, dict):
+        answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
+    _report(ctx, cp, payload, grant, transaction_id, reading)
     return answer
+
+
+def _without_session(
+    ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str, energy_wh: int | None
+) -> None:
+    """An event of a transaction no session stands behind: not yet (the cable came first: its
+    first reading may become the meter start), or no more."""
+    waiting = ctx.waiting
+    if payload["eventType"] == TransactionEventEnumType.ended:
+        waiting.ended(cp, transaction_id)
+    elif energy_wh is not None and (late := waiting.start_now(cp, transaction_id)) is not None:
+        # Its lock went (the escrow's start deadline passed) while the start waited for this
+        # reading: the escrow stops a transaction that starts after it gave up on it.
+        _publish_start(ctx, cp, transaction_id, late, energy_wh)
+    else:
+        waiting.seen(cp, transaction_id, energy_wh)
 
 
 async def _first_with_token(
@@ -108,21 +133,37 @@ async def _first_with_token(
     if decision.verdict is not Verdict.ACCEPTED or grant is None:
         return answer
     reading = read_v201(payload.get("meterValue") or [])
-    meter_start = whole(reading.energy_wh) or 0
+    # A reading from before the token (the cable first) is the transaction's first.
+    first = ctx.waiting.first_reading(cp, transaction_id)
+    meter_start = whole(reading.energy_wh) if first is None else first
     ctx.authz.bind(grant.session_id, transaction_id, meter_start)
-    ctx.emit(
-        SessionStarted(
-            session_id=grant.session_id,
-            charge_point_id=cp,
-            connector_id=connector,
-            transaction_id=transaction_id,
-            meter_start_wh=meter_start,
-            started_at=parse_time(payload.get("timestamp")),
-        ),
-        grant.session_id,
-    )
+    start = PendingStart(grant.session_id, connector, parse_time(payload.get("timestamp")))
+    if meter_start is None:
+        # The escrow prices a session from its meter start (its first sample): a made-up 0 would
+        # bill the register's whole life, up to the locked maximum. The session starts at the
+        # transaction's first reading instead, dated at the token: the energy before that
+        # reading is unknown and not billed, the time since the token is.
+        ctx.waiting.start_later(cp, transaction_id, start)
+    else:
+        _publish_start(ctx, cp, transaction_id, start, meter_start)
     _report(ctx, cp, payload, grant, transaction_id, reading)
     return answer
+
+
+def _publish_start(
+    ctx: GatewayContext, cp: str, transaction_id: str, start: PendingStart, meter_start_wh: int
+) -> None:
+    ctx.emit(
+        SessionStarted(
+            session_id=start.session_id,
+            charge_point_id=cp,
+            connector_id=start.connector_id,
+            transaction_id=transaction_id,
+            meter_start_wh=meter_start_wh,
+            started_at=start.started_at,
+        ),
+        start.session_id,
+    )
 
 
 def _report(
@@ -138,24 +179,48 @@ def _report(
     energy = whole(reading.energy_wh)
     if energy is not None:
         grant.last_energy_wh = energy
+        if (start := ctx.waiting.start_now(cp, transaction_id)) is not None:
+            _publish_start(ctx, cp, transaction_id, start, energy)
     if payload["eventType"] == TransactionEventEnumType.ended:
-        info = payload["transactionInfo"]
-        ctx.emit(
-            SessionStopped(
-                session_id=grant.session_id,
-                charge_point_id=cp,
-                transaction_id=transaction_id,
-                # 2.0.1 may end without a final reading: the last one seen stands.
-                meter_stop_wh=grant.last_energy_wh or 0,
-                reason=str(info.get("stoppedReason", "Local")),
-                signed_data=reading.signed,
-                stopped_at=at,
-            ),
-            grant.session_id,
-        )
-        ctx.authz.withdraw(grant.session_id)
+        _end(ctx, cp, payload, grant, transaction_id, reading, at)
     elif energy is not None:
         emit_reading(ctx, cp, grant, transaction_id, energy, reading, at)
+
+
+def _end(
+    ctx: GatewayContext,
+    cp: str,
+    payload: Payload,
+    grant: Grant,
+    transaction_id: str,
+    reading: Reading,
+    at: datetime,
+) -> None:
+    # Withdrawn at once: the same token must not start again before the bus echoes the stop.
+    ctx.authz.withdraw(grant.session_id)
+    ctx.waiting.ended(cp, transaction_id)
+    if grant.last_energy_wh is None:
+        log.warning(
+            "%s: transaction %s of session %s ended without any register reading: "
+            "nothing to bill, its session never started",
+            cp,
+            transaction_id,
+            grant.session_id,
+        )
+        return
+    ctx.emit(
+        SessionStopped(
+            session_id=grant.session_id,
+            charge_point_id=cp,
+            transaction_id=transaction_id,
+            # 2.0.1 may end without a final reading: the last one seen stands.
+            meter_stop_wh=grant.last_energy_wh,
+            reason=str(payload["transactionInfo"].get("stoppedReason", "Local")),
+            signed_data=reading.signed,
+            stopped_at=at,
+        ),
+        grant.session_id,
+    )
 
 
 def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
