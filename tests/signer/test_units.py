@@ -51,6 +51,9 @@ def test_json_args_encode_like_eth_abi() -> None:
         ("[1]", "json_args"),
         ("{", "json_args"),
         ('{"amount": 1}', "json_args"),
+        ('["' + "9" * 5000 + '", "0x' + "11" * 32 + '"]', "json_args[0] (amount)"),
+        ("[" + "9" * 5000 + ', "0x' + "11" * 32 + '"]', "json_args"),
+        ('["-' + "0" * 5000 + '1", "0x' + "11" * 32 + '"]', "json_args[0] (amount)"),
     ],
 )
 def test_bad_json_args_name_the_argument(args: str, field: str) -> None:
@@ -58,6 +61,17 @@ def test_bad_json_args_name_the_argument(args: str, field: str) -> None:
     with pytest.raises(AbiError) as caught:
         encode_call(function, json_args=args, encoded=None)
     assert caught.value.field == field
+
+
+def test_a_tuple_without_component_names_takes_an_array_only() -> None:
+    inputs = [{"name": "t", "type": "tuple", "components": [{"type": "uint256"}]}]
+    function = parse_abi([{"name": "f", "inputs": inputs}], "X", PROBE_ADDRESS).function("f")
+    assert encode_call(function, json_args="[[1]]", encoded=None)[4:] == abi_encode(
+        ["(uint256)"], [(1,)]
+    )
+    with pytest.raises(AbiError, match="no names") as caught:
+        encode_call(function, json_args='[{"a": 1}]', encoded=None)
+    assert caught.value.field == "json_args[0] (t)"
 
 
 def test_encoded_args_are_checked_by_decoding() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError, EncodingError
+from eth_abi.exceptions import DecodingError, EncodingError, ParseError
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -26,6 +26,8 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ARRAY = re.compile(r"^(.*)\[(\d*)\]$")
 _INT = re.compile(r"^(u?)int(\d*)$")
 _BYTES_N = re.compile(r"^bytes(\d+)$")
+#: Digits of the largest int256/uint256 (2**256 - 1 has 78); Python's int() refuses past 4300.
+_MAX_DIGITS = 78
 
 
 class AbiError(ValueError):
@@ -178,15 +180,15 @@ def encode_call(function: Function, *, json_args: str | None, encoded: bytes | N
     if encoded is not None:
         try:
             abi_decode(types, encoded, strict=True)
-        except (DecodingError, ValueError, OverflowError) as error:
+        except (DecodingError, ParseError, ValueError, OverflowError) as error:
             raise AbiError(
                 "abi_encoded_args", f"not a valid encoding of {function.signature}: {error}"
             ) from None
         return function.selector + encoded
     try:
         values = json.loads(json_args) if json_args else []
-    except json.JSONDecodeError as error:
-        raise AbiError("json_args", f"not valid JSON ({error.msg})") from None
+    except (ValueError, RecursionError) as error:
+        raise AbiError("json_args", f"not valid JSON ({json_reason(error)})") from None
     if not isinstance(values, list):
         raise AbiError("json_args", "must be a JSON array of the function's arguments")
     if len(values) != len(function.inputs):
@@ -200,7 +202,7 @@ def encode_call(function: Function, *, json_args: str | None, encoded: bytes | N
     ]
     try:
         return function.selector + abi_encode(types, converted)
-    except (EncodingError, ValueError, OverflowError) as error:
+    except (EncodingError, ParseError, ValueError, OverflowError) as error:
         raise AbiError("json_args", str(error)) from None
 
 
@@ -217,6 +219,8 @@ def _convert(item: dict[str, Any], value: Any, where: str) -> Any:
     if kind == "tuple":
         components: Sequence[dict[str, Any]] = item.get("components", [])
         if isinstance(value, dict):
+            if not all(isinstance(c.get("name"), str) and c["name"] for c in components):
+                raise AbiError(where, "the tuple's components have no names; give a JSON array")
             missing = [c["name"] for c in components if c["name"] not in value]
             if missing:
                 raise AbiError(where, f"missing tuple fields {missing}")
@@ -260,8 +264,11 @@ def _integer(value: Any, kind: str, *, unsigned: bool, bits: int, where: str) ->
         raise AbiError(where, f"{kind} takes an integer or a decimal string")
     if isinstance(value, str):
         if not re.fullmatch(r"-?[0-9]+", value):
-            raise AbiError(where, f"{value!r} is not a decimal integer")
-        value = int(value)
+            raise AbiError(where, f"{value[:80]!r} is not a decimal integer")
+        digits = value.lstrip("-").lstrip("0") or "0"
+        if len(digits) > _MAX_DIGITS:
+            raise AbiError(where, f"more than {_MAX_DIGITS} digits: out of range for {kind}")
+        value = -int(digits) if value.startswith("-") else int(digits)
     assert isinstance(value, int)
     low, high = (0, 2**bits - 1) if unsigned else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     if not low <= value <= high:
@@ -276,6 +283,11 @@ def _hex_bytes(value: Any, where: str) -> bytes:
         return bytes.fromhex(value[2:])
     except ValueError:
         raise AbiError(where, "expected 0x-prefixed hex") from None
+
+
+def json_reason(error: BaseException) -> str:
+    """Why ``json.loads`` refused: a decode error's message, or a number past the digit limit."""
+    return error.msg if isinstance(error, json.JSONDecodeError) else str(error)
 
 
 _ERROR_STRING = bytes.fromhex("08c379a0")

@@ -49,6 +49,10 @@ class KeyConfigurationError(ValueError):
     pass
 
 
+class TypedDataError(ValueError):
+    """Typed data that cannot be encoded as EIP-712; the message says why."""
+
+
 @dataclass(frozen=True)
 class Eip1559:
     """A type-2 contract call; ``to`` is a 0x address."""
@@ -113,7 +117,13 @@ class SigningKey:
         return SignedTransaction(raw=raw, tx_hash=_hex(keccak(raw)))
 
     def sign_typed_data(self, typed_data: dict[str, Any]) -> TypedDataSignature:
-        message = encode_typed_data(full_message=typed_data)
+        try:
+            message = encode_typed_data(full_message=typed_data)
+        except Exception as error:
+            # The encoding depends on nothing but the caller's data, and eth_account raises
+            # whatever its parsing hits on it (eth_abi's EncodingError, AttributeError,
+            # TypeError, ValueError, ...): every failure here is the input's.
+            raise TypedDataError(f"{type(error).__name__}: {error}") from None
         signed = self._account.sign_message(message)
         return TypedDataSignature(
             signature=bytes(signed.signature), digest=bytes(signed.message_hash)

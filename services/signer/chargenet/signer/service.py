@@ -12,11 +12,11 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
-from sqlalchemy.exc import OperationalError
+import sqlalchemy.exc
 
 from chargenet.core.signer_client._generated import signer_pb2 as pb
 from chargenet.core.signer_client._generated import signer_pb2_grpc
@@ -26,20 +26,38 @@ from chargenet.signer.abi import (
     ContractRegistry,
     checksum,
     encode_call,
+    json_reason,
     parse_abi,
 )
 from chargenet.signer.engine import Engine
-from chargenet.signer.keys import ALIAS_PATTERN, HD_ALIAS, KeyError_, KeySource, SigningKey
+from chargenet.signer.keys import (
+    ALIAS_PATTERN,
+    HD_ALIAS,
+    KeyError_,
+    KeySource,
+    SigningKey,
+    TypedDataError,
+)
 from chargenet.signer.policy import Caller, Policy
 from chargenet.signer.records import TERMINAL, Request, Status, TxRecord
 from chargenet.signer.rpc import RpcError, RpcUnavailable
 from chargenet.signer.store import IdempotencyConflict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The database down, its connection lost, a lock conflict, or no pooled connection free in
+#: time: nothing was done, so a retry is safe.
+_DATABASE_UNAVAILABLE = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _WEI = re.compile(r"^[0-9]{1,78}$")
+_MAX_DETAIL = 1000
 _STATUS = {
     Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
     Status.MINED: pb.TRANSACTION_STATUS_MINED,
@@ -108,8 +126,8 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             )
         except (RpcUnavailable, RpcError) as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"chain node: {error}")
-        except OperationalError as error:
-            # The database is down or locked: nothing was stored, so a retry is safe.
+        except _DATABASE_UNAVAILABLE as error:
+            # Nothing was stored, so the client's retry with the same key is safe.
             log.warning("send %s: database unavailable: %s", request.idempotency_key, error)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
         return pb.SendTransactionResponse(transaction=to_proto(record), created=created)
@@ -123,13 +141,11 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         if which == "idempotency_key":
             if not _KEY.match(request.idempotency_key):
                 await _invalid(context, "idempotency_key", "1-200 printable ASCII characters")
-            record = await asyncio.to_thread(store.find, caller.name, request.idempotency_key)
+            record = await _read(context, store.find, caller.name, request.idempotency_key)
         elif which == "tx_hash":
             if not _HASH.match(request.tx_hash):
                 await _invalid(context, "tx_hash", "a 0x-prefixed 32-byte hex hash")
-            record = await asyncio.to_thread(
-                store.find_by_hash, caller.name, request.tx_hash.lower()
-            )
+            record = await _read(context, store.find_by_hash, caller.name, request.tx_hash.lower())
         else:
             await _invalid(context, "lookup", "give idempotency_key or tx_hash")
         if record is None:
@@ -162,8 +178,8 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         key = await self._key(context, caller, request.from_key)
         try:
             typed = json.loads(request.typed_data_json)
-        except json.JSONDecodeError as error:
-            await _invalid(context, "typed_data_json", f"not valid JSON ({error.msg})")
+        except (ValueError, RecursionError) as error:
+            await _invalid(context, "typed_data_json", f"not valid JSON ({json_reason(error)})")
         missing = (
             [k for k in ("types", "primaryType", "domain", "message") if k not in typed]
             if isinstance(typed, dict)
@@ -171,9 +187,12 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         )
         if missing:
             await _invalid(context, "typed_data_json", f"missing {', '.join(missing)}")
+        shape = _typed_data_shape(typed)
+        if shape is not None:
+            await _invalid(context, f"typed_data_json.{shape[0]}", shape[1])
         try:
             signed = key.sign_typed_data(typed)
-        except (ValueError, TypeError, KeyError) as error:
+        except TypedDataError as error:
             await _invalid(context, "typed_data_json", f"not valid EIP-712 data ({error})")
         return pb.SignTypedDataResponse(
             signature=signed.signature, signer_address=key.address, digest=signed.digest
@@ -192,7 +211,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         try:
             if request.send_initial and keys:
                 store = self.engine.store
-                for record in await asyncio.to_thread(store.find_many, caller.name, keys):
+                for record in await _read(context, store.find_many, caller.name, keys):
                     yield self._message(record)
                     if record.status in TERMINAL:
                         open_keys.discard(record.idempotency_key)
@@ -247,10 +266,44 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
                 raise AbiError("abi_json", "required with contract_address")
             try:
                 abi = json.loads(request.abi_json)
-            except json.JSONDecodeError as error:
-                raise AbiError("abi_json", f"not valid JSON ({error.msg})") from None
+            except (ValueError, RecursionError) as error:
+                raise AbiError("abi_json", f"not valid JSON ({json_reason(error)})") from None
             return parse_abi(abi, address, address)
         raise AbiError("target", "give contract_name or contract_address")
+
+
+async def _read(
+    context: grpc.aio.ServicerContext[Any, Any], read: Callable[..., T], *args: Any
+) -> T:
+    """A store read off the event loop; a database that does not answer is UNAVAILABLE."""
+    try:
+        return await asyncio.to_thread(read, *args)
+    except _DATABASE_UNAVAILABLE as error:
+        log.warning("%s: database unavailable: %s", read.__name__, error)
+        await _abort(context, grpc.StatusCode.UNAVAILABLE, "database unavailable")
+
+
+def _typed_data_shape(typed: dict[str, Any]) -> tuple[str, str] | None:
+    """The part of EIP-712 data whose JSON type is wrong, and what it must be; None if none.
+    eth_account fails on these with errors that do not say where (``'int' object has no
+    attribute 'copy'``)."""
+    types = typed["types"]
+    if not isinstance(types, dict):
+        return "types", "an object of type names to lists of {name, type}"
+    for name, fields in types.items():
+        if not isinstance(fields, list) or not all(
+            isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and isinstance(item.get("type"), str)
+            for item in fields
+        ):
+            return f"types.{name}", "a list of {name, type} objects with string values"
+    if not isinstance(typed["primaryType"], str):
+        return "primaryType", "a type name"
+    for part in ("domain", "message"):
+        if not isinstance(typed[part], dict):
+            return part, "an object"
+    return None
 
 
 def _fingerprint(*parts: object) -> str:
@@ -267,7 +320,12 @@ async def _abort(
 async def _invalid(
     context: grpc.aio.ServicerContext[Any, Any], field: str, message: str
 ) -> NoReturn:
-    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
+    detail = f"{field}: {message}"
+    if len(detail) > _MAX_DETAIL:
+        # A reason may quote the caller's value, and a status whose trailer passes gRPC's
+        # metadata limit (8 KiB) reaches the caller as RESOURCE_EXHAUSTED instead.
+        detail = detail[: _MAX_DETAIL - 3] + "..."
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from chargenet.signer.models import AccountRow, AttemptRow, TransactionRow, utcn
 from chargenet.signer.records import Attempt, Request, Status, TxRecord
 
 OPEN = (Status.PENDING.value, Status.MINED.value)
+T = TypeVar("T")
 
 
 class IdempotencyConflict(Exception):
@@ -118,6 +120,14 @@ class SignerStore:
         Set-based statements (one lookup, one multi-row insert each) because this runs for every
         transaction the signer sends.
         """
+        return _again_if_raced(lambda: self._insert_batch(address, requests, sign))
+
+    def _insert_batch(
+        self,
+        address: str,
+        requests: Sequence[Request],
+        sign: Callable[[Request, int], Attempt],
+    ) -> list[tuple[TxRecord, bool]]:
         with self.db.session() as session:
             account = _lock_account(session, address)
             if account is None:
@@ -176,6 +186,9 @@ class SignerStore:
 
     def insert_refused(self, request: Request, reason: str | None, error: str | None) -> TxRecord:
         """A request refused before signing (its estimate reverted): FAILED, no nonce used."""
+        return _again_if_raced(lambda: self._insert_refused(request, reason, error))
+
+    def _insert_refused(self, request: Request, reason: str | None, error: str | None) -> TxRecord:
         with self.db.session() as session:
             existing = session.scalar(
                 sa.select(TransactionRow).where(
@@ -249,6 +262,17 @@ class SignerStore:
             for row in rows:
                 if len(row) != 7:
                     session.execute(sa.update(TransactionRow), [row])
+
+
+def _again_if_raced(insert: Callable[[], T]) -> T:
+    """Run an insert, and once more if it met a unique key: another replica inserted the same
+    idempotency key after our look-up, and our insert waited for its commit. Tried again, the
+    look-up sees that row and answers as for any repeat (the record, or IdempotencyConflict for
+    a different request) instead of failing."""
+    try:
+        return insert()
+    except sa.exc.IntegrityError:
+        return insert()
 
 
 def _lock_account(session: Session, address: str) -> AccountRow | None:
