@@ -16,6 +16,7 @@ from chargenet.cli.main import main as cli
 from chargenet.core.pricing import (
     AuthMethod,
     Cdr,
+    CdrDimensionType,
     CdrLocation,
     CdrToken,
     MeterSample,
@@ -160,6 +161,31 @@ def test_cdr_dimension_costs_add_up_to_the_total_in_cents() -> None:
     result = price_samples(tariff, samples, end=START + timedelta(minutes=90))
     assert result.total_excl_vat == Fraction("14.5622")
     assert cdr.total_cost.incl_vat == result.total_incl_vat_decimal == Decimal("17.33")
+
+
+def test_cdr_total_time_is_the_whole_session_and_parking_a_part_of_it() -> None:
+    # OCPI 2.2.1 CDR: total_time is the session's whole duration (charging and not charging),
+    # total_parking_time the part not charging; in the periods, TIME is charging and
+    # PARKING_TIME is not. 67.5 min charging, then parked until 90 min after the start.
+    tariff = load_tariff("tariff_step_size.json")
+    end = START + timedelta(minutes=90)
+    cdr = make_cdr(tariff, samples_crossing_power_and_clock(), end)
+    assert (cdr.start_date_time, cdr.end_date_time) == (START, end)
+    assert cdr.total_time == Decimal("1.5")
+    assert cdr.total_parking_time == Decimal("0.375")
+
+    def volumes(kind: CdrDimensionType) -> Decimal:
+        found = (p.volume(kind) for p in cdr.charging_periods)
+        return sum((v for v in found if v is not None), Decimal(0))
+
+    assert volumes(CdrDimensionType.TIME) == Decimal("1.125")
+    assert volumes(CdrDimensionType.PARKING_TIME) == cdr.total_parking_time
+    assert price_samples(tariff, samples_crossing_power_and_clock(), end=end).to_json()[
+        "total_time"
+    ] == Decimal("1.5")
+    # Without parking, the whole session is charging time.
+    charged = make_cdr(tariff, samples_crossing_power_and_clock())
+    assert (charged.total_time, charged.total_parking_time) == (Decimal("1.125"), Decimal(0))
 
 
 def test_cdr_hash_is_keccak_of_the_documented_canonical_form() -> None:

@@ -13,7 +13,9 @@ energy rounded to 1 mWh (6 decimals of kWh) at each period end, so the periods a
 exact total and a ``min_kwh`` boundary stays on a period boundary. Period start times are to the
 microsecond; re-pricing a CDR takes each period's length from these timestamps (exact) and only
 its split between charging and parking from the TIME / PARKING_TIME volumes, which are shown to
-six decimals of an hour.
+six decimals of an hour. As OCPI 2.2.1 defines them, ``total_time`` is the whole session (start
+to end, charging and not), ``total_parking_time`` the part of it not charging, and a period's TIME
+and PARKING_TIME its charging and not charging time.
 """
 
 from __future__ import annotations
@@ -210,7 +212,7 @@ def build_cdr(
         total_fixed_cost=_cost(result, TariffDimensionType.FLAT),
         total_energy=_kwh(result.energy_wh),
         total_energy_cost=_cost(result, TariffDimensionType.ENERGY),
-        total_time=_hours(result.charging_seconds),
+        total_time=_hours(result.session_seconds),
         total_time_cost=_cost(result, TariffDimensionType.TIME),
         total_parking_time=_hours(result.parking_seconds),
         total_parking_cost=_cost(result, TariffDimensionType.PARKING_TIME),

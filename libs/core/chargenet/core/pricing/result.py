@@ -11,7 +11,7 @@ from typing import Any
 from chargenet.core.pricing.money import ZERO, minor_unit, to_decimal, units_to_amount
 from chargenet.core.pricing.rounding import NOTHING, Rounded, Rounding, VatRate
 from chargenet.core.pricing.tariff import TariffDimensionType
-from chargenet.core.pricing.usage import Interval, Range
+from chargenet.core.pricing.usage import Interval, Range, seconds_between
 
 D = TariffDimensionType
 _BASE = {D.ENERGY: 1000, D.TIME: 3600, D.PARKING_TIME: 3600, D.FLAT: 1}
@@ -124,6 +124,12 @@ class PriceResult:
     rounding: Rounding  # items: one per part, then the clamp adjustment when there is one
 
     @property
+    def session_seconds(self) -> Fraction:
+        """The whole session, start to end, charging and parked: OCPI's CDR ``total_time``
+        (``total_parking_time`` is the parked part of it, ``charging_seconds`` the rest)."""
+        return seconds_between(self.start, self.end)
+
+    @property
     def total_excl_vat_units(self) -> int:
         """Token base units of the total excl. VAT, rounded once to the currency's minor unit."""
         return self.rounding.total.excl_vat_units
@@ -182,7 +188,7 @@ class PriceResult:
             "start_date_time": self.start,
             "end_date_time": self.end,
             "total_energy": to_decimal(self.energy_wh / 1000),
-            "total_time": to_decimal(self.charging_seconds / 3600),
+            "total_time": to_decimal(self.session_seconds / 3600),
             "total_parking_time": to_decimal(self.parking_seconds / 3600),
             "total_cost": self._price_json(
                 self.rounding.total, self.total_excl_vat, self.total_incl_vat
