@@ -388,6 +388,56 @@ def test_a_time_zone_zoneinfo_does_not_know_is_refused_with_a_reason(
     )
 
 
+def test_numbers_the_index_or_the_chain_cannot_hold_are_refused_before_sending(
+    api: tuple[TestClient, Any], chain: Chain
+) -> None:
+    """OCPP ids go to int4 columns and the power to the contract's uint32: beyond them the
+    transaction was sent and storing the documents failed (500, the documents lost, each retry
+    the same), or the signer could not encode the call (502)."""
+    http, (indexer, signer, db, cpo_address) = api
+    station = "DE*NUM*E0001"
+
+    def changed(change: Any) -> dict[str, Any]:
+        document = location(station)
+        change(document["evses"][0], document["evses"][0]["connectors"])
+        return document
+
+    refused = {
+        "evses.0.connectors.0.ocpp_connector_id": changed(
+            lambda _e, c: c[0].update(ocpp_connector_id=2**31)
+        ),
+        "evses.0.ocpp_evse_id": changed(lambda e, _c: e.update(ocpp_evse_id=2**31)),
+        "evses.0.connectors.1.max_electric_power": changed(
+            lambda _e, c: c[1].update(max_electric_power=2**32)
+        ),
+        "not an OCPP connector number": changed(lambda _e, c: c[0].update(id=str(2**31))),
+        "above the chain's 4294967295 W": changed(
+            lambda _e, c: c[0].update(max_voltage=1_000_000, max_amperage=10_000)
+        ),
+    }
+    before, nonce = _counts(db), chain.w3.eth.get_transaction_count(cpo_address)
+    for reason, document in refused.items():
+        answer = _register(http, station, location=document)
+        assert answer.status_code == 422, (reason, answer.text)
+        assert reason in answer.json()["detail"], answer.text
+    assert _counts(db) == before
+    assert chain.w3.eth.get_transaction_count(cpo_address) == nonce  # nothing sent
+
+    # The bounds themselves fit the index and the chain.
+    largest = changed(
+        lambda e, c: (
+            e.update(ocpp_evse_id=2**31 - 1),
+            c[0].update(ocpp_connector_id=2**31 - 1),
+            c[1].update(max_electric_power=2**32 - 1),
+        )
+    )
+    answer = _register(http, station, location=largest)
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    assert http.get(f"/v1/stations/{station}").json()["max_power_w"] == 2**32 - 1
+
+
 def test_cpo_updates_and_retires_through_the_signer(api: tuple[TestClient, Any]) -> None:
     http, (indexer, signer, _db, _address) = api
     auth = {"authorization": f"Bearer {CPO}"}

@@ -114,6 +114,10 @@ def _time_zone(name: str) -> str:
     return name
 
 
+#: The index's Integer columns (PostgreSQL's int4) hold the OCPP numbering.
+INT32_MAX = 2**31 - 1
+#: StationRegistry.StationInfo.maxPowerW is a uint32.
+UINT32_MAX = 2**32 - 1
 Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Latitude = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,2}\.[0-9]{5,7}$")]
@@ -137,10 +141,13 @@ class ConnectorDoc(_Ocpi):
     power_type: PowerType
     max_voltage: int = Field(gt=0)
     max_amperage: int = Field(gt=0)
-    max_electric_power: int | None = Field(default=None, gt=0)
+    # Bounded here, before anything is sent: beyond the columns or the chain's uint32 the
+    # transaction went out and storing its documents failed (500), or the signer could not
+    # encode it (502), and every retry failed the same way.
+    max_electric_power: int | None = Field(default=None, gt=0, le=UINT32_MAX)
     #: chargenet: the OCPP connector id (1.6: per charge point; 2.0.1: within the EVSE). Taken
     #: from ``id`` when that is a number.
-    ocpp_connector_id: int | None = Field(default=None, ge=1)
+    ocpp_connector_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
     @property
     def power_w(self) -> int:
@@ -156,7 +163,7 @@ class EvseDoc(_Ocpi):
     #: chargenet: the OCPP identity of the charge point this EVSE belongs to.
     charge_point_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     #: chargenet: the OCPP 2.0.1 EVSE id; absent for OCPP 1.6 charge points.
-    ocpp_evse_id: int | None = Field(default=None, ge=1)
+    ocpp_evse_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 class LocationDoc(_Ocpi):
@@ -263,12 +270,18 @@ def check_location(document: dict[str, Any]) -> CheckedLocation:
             seen.add((evse.uid, connector.id))
             ocpp_id = connector.ocpp_connector_id
             if ocpp_id is None:
-                if not connector.id.isdigit() or int(connector.id) < 1:
+                if not connector.id.isdigit() or not 1 <= int(connector.id) <= INT32_MAX:
                     raise Unprocessable(
                         f"location: connector {evse.uid}/{connector.id}: give ocpp_connector_id"
-                        " (the id is not an OCPP connector number)"
+                        f" (the id is not an OCPP connector number, 1 to {INT32_MAX})"
                     )
                 ocpp_id = int(connector.id)
+            if connector.power_w > UINT32_MAX:
+                raise Unprocessable(
+                    f"location: connector {evse.uid}/{connector.id}: {connector.power_w} W"
+                    f" (voltage x amperage x phases) is above the chain's {UINT32_MAX} W;"
+                    " give max_electric_power"
+                )
             rows.append(
                 ConnectorRow(
                     evse_uid=evse.uid,
