@@ -83,16 +83,27 @@ class NetworkClient:
     def __init__(self, endpoints: Endpoints, jwt_secret: str = DEVELOPMENT_SECRET) -> None:
         self.endpoints = endpoints
         self.jwt_secret = jwt_secret
-        # A watched session holds a connection for its stream (see SessionWatch).
-        limits = httpx.Limits(max_connections=500, max_keepalive_connections=500)
-        self.wallet = httpx.AsyncClient(base_url=endpoints.wallet, timeout=60, limits=limits)
+        self.wallet = httpx.AsyncClient(base_url=endpoints.wallet, timeout=60)
         self.registry = httpx.AsyncClient(base_url=endpoints.registry, timeout=60)
         self.invoicing = httpx.AsyncClient(base_url=endpoints.invoicing, timeout=60)
+        self._phones: dict[str, httpx.AsyncClient] = {}
         #: Session watches whose stream failed or ended early, so they polled (see SessionWatch).
         self.stream_fallbacks = 0
 
+    def phone(self, driver: Driver) -> httpx.AsyncClient:
+        """The driver's own connections to the wallet, as each driver's app has. One pool for
+        hundreds of drivers, each holding a session's event stream open, cost the simulated
+        drivers most of their CPU: httpx looks over every connection of its pool at each
+        request and response."""
+        phone = self._phones.get(driver.driver_id)
+        if phone is None:
+            phone = httpx.AsyncClient(base_url=self.endpoints.wallet, timeout=60)
+            self._phones[driver.driver_id] = phone
+        return phone
+
     async def aclose(self) -> None:
-        for client in (self.wallet, self.registry, self.invoicing):
+        phones, self._phones = list(self._phones.values()), {}
+        for client in (self.wallet, self.registry, self.invoicing, *phones):
             await client.aclose()
 
     # -- CPOs and stations -----------------------------------------------------------------------
@@ -157,7 +168,7 @@ class NetworkClient:
 
     async def top_up(self, driver: Driver, amount: int) -> dict[str, Any]:
         """A card payment turned into tokens in the driver's escrow deposit; waits until there."""
-        answer = await self.wallet.post(
+        answer = await self.phone(driver).post(
             "/v1/wallet/topups",
             json={"payment_reference": f"pay-{uuid.uuid4().hex}", "amount": amount},
             headers=driver.headers,
@@ -171,11 +182,11 @@ class NetworkClient:
         return await eventually(f"top-up of {driver.email}", deposited, 90)
 
     async def balance(self, driver: Driver) -> dict[str, Any]:
-        return _ok(await self.wallet.get("/v1/wallet", headers=driver.headers), 200)
+        return _ok(await self.phone(driver).get("/v1/wallet", headers=driver.headers), 200)
 
     # -- sessions --------------------------------------------------------------------------------
     async def request_session(self, driver: Driver, station_id: str, max_amount: int) -> str:
-        answer = await self.wallet.post(
+        answer = await self.phone(driver).post(
             "/v1/sessions",
             json={"station_id": station_id, "connector_id": "1", "max_amount": max_amount},
             headers={**driver.headers, "Idempotency-Key": uuid.uuid4().hex},
@@ -183,10 +194,12 @@ class NetworkClient:
         return str(_ok(answer, 201)["session_id"])
 
     async def session(self, driver: Driver, session_id: str) -> dict[str, Any]:
-        return _ok(await self.wallet.get(f"/v1/sessions/{session_id}", headers=driver.headers), 200)
+        answer = await self.phone(driver).get(f"/v1/sessions/{session_id}", headers=driver.headers)
+        return _ok(answer, 200)
 
     async def stop_session(self, driver: Driver, session_id: str) -> dict[str, Any]:
-        answer = await self.wallet.post(f"/v1/sessions/{session_id}/stop", headers=driver.headers)
+        phone = self.phone(driver)
+        answer = await phone.post(f"/v1/sessions/{session_id}/stop", headers=driver.headers)
         return _ok(answer, 202)
 
     async def wait_state(
@@ -236,7 +249,7 @@ class SessionWatch:
         self._views: AsyncGenerator[dict[str, Any], None] | None = None
 
     async def __aenter__(self) -> SessionWatch:
-        stream = self._client.wallet.stream(
+        stream = self._client.phone(self._driver).stream(
             "GET", f"/v1/sessions/{self._session_id}/stream", headers=self._driver.headers
         )
         try:
