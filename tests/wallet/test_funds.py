@@ -100,6 +100,34 @@ def test_bad_top_ups_are_refused(env: World) -> None:
     )
 
 
+def test_amounts_must_be_json_integers(env: World) -> None:
+    """Money is an integer of token base units: a float was rounded (9007199254740993.0 topped
+    up 9007199254740992) and a string taken as a number. Refused with a reason, nothing kept:
+    the reference still takes the same request with an integer."""
+    driver = env.driver()
+    assert env.top_up(driver, 10 * EUR).status_code == 201
+    supply = env.supply()
+    for amount in ("9007199254740993.0", "5000000.0", '"5000000"', "true"):
+        for path, reference in (("topups", "payment_reference"), ("payouts", "payout_reference")):
+            answer = env.wallet.post(
+                f"/v1/wallet/{path}",
+                content=f'{{"{reference}": "strict-{path}", "amount": {amount}}}',
+                headers={**driver.headers, "content-type": "application/json"},
+            )
+            assert answer.status_code == 422, (path, amount, answer.text)
+            [error] = answer.json()["detail"]
+            assert error["loc"] == ["body", "amount"], error
+            assert error["msg"] == "Input should be a valid integer", error
+    assert env.supply() == supply and env.deposit(driver.address) == 10 * EUR
+    assert "strict-topups" not in env.payments.captured
+    assert "strict-payouts" not in env.payments.paid_out
+
+    assert env.top_up(driver, 5 * EUR, reference="strict-topups").status_code == 201
+    body = {"payout_reference": "strict-payouts", "amount": 3 * EUR}
+    assert env.wallet.post("/v1/wallet/payouts", json=body, headers=driver.headers).is_success
+    assert env.deposit(driver.address) == 12 * EUR
+
+
 def test_payout_burns_exactly_once(env: World) -> None:
     driver: Driver = env.driver()
     assert env.top_up(driver, 10 * EUR).status_code == 201

@@ -353,6 +353,30 @@ def test_maximum_above_balance_is_refused_with_a_reason(
     )
 
 
+def test_maximum_amount_must_be_a_json_integer(env: World, station: str, driver: Driver) -> None:
+    """A float max_amount was rounded to an integer and a string taken as a number: money is an
+    integer of token base units, anything else is refused with a reason and requests nothing."""
+    for amount in ("5000000.0", "9007199254740993.0", '"5000000"', "true"):
+        answer = env.wallet.post(
+            "/v1/sessions",
+            content=f'{{"station_id": "{station}", "connector_id": "1", "max_amount": {amount}}}',
+            headers={
+                **driver.headers,
+                "Idempotency-Key": "strict-max",
+                "content-type": "application/json",
+            },
+        )
+        assert answer.status_code == 422, (amount, answer.text)
+        [error] = answer.json()["detail"]
+        assert error["loc"] == ["body", "max_amount"], error
+        assert error["msg"] == "Input should be a valid integer", error
+    published(env)
+    assert [e for e in env.session_events() if e.data.get("driver_id") == driver.driver_id] == []
+    # The key was not used up: the same request with an integer goes through.
+    answer = request(env, driver, station, key="strict-max", max_amount=5 * EUR)
+    assert answer.status_code == 201, answer.text
+
+
 def test_maximum_in_kwh_is_priced_by_the_tariff(env: World, station: str, driver: Driver) -> None:
     answer = request(env, driver, station, key="kwh", max_kwh="10")
     assert answer.status_code == 201, answer.text

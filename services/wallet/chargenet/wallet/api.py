@@ -19,7 +19,7 @@ from chargenet.wallet.accounts import Accounts
 from chargenet.wallet.auth import CurrentPrincipal, TokenAuthority
 from chargenet.wallet.billing import Billing, BillingBody
 from chargenet.wallet.chain import ChainReader
-from chargenet.wallet.funds import Funds, promised
+from chargenet.wallet.funds import Funds, TokenAmount, promised
 from chargenet.wallet.models import Driver, Payout, TopUp
 from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions, view
 from chargenet.wallet.signals import SessionSignals
@@ -36,13 +36,13 @@ class AccountBody(BaseModel):
 class TopUpBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     payment_reference: str = Field(min_length=1, max_length=120)
-    amount: int = Field(gt=0)
+    amount: TokenAmount
 
 
 class PayoutBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     payout_reference: str = Field(min_length=1, max_length=120)
-    amount: int = Field(gt=0)
+    amount: TokenAmount
 
 
 def _state(request: Request, name: str) -> Any:

@@ -19,9 +19,10 @@ import re
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
+from pydantic import Field
 
 from chargenet.core.chain import permit_typed_data
 from chargenet.core.db import Database
@@ -63,6 +64,11 @@ class ServiceUnavailable(ChargenetError):
 class ChainStepFailed(ChargenetError):
     status_code = 502
     code = "chain_step_failed"
+
+
+#: An amount of token base units in a request body. Strict: lax mode took a float or a string
+#: for an integer, so 9007199254740993.0 topped up 9007199254740992 and "5" passed as money.
+TokenAmount = Annotated[int, Field(gt=0, strict=True)]
 
 
 def check_amount(amount: int, field: str = "amount") -> int:

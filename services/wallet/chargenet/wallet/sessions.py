@@ -42,7 +42,7 @@ from chargenet.core.signer_client import SignerClient, SignerError
 from chargenet.wallet import metrics
 from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader, Snapshot
-from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, check_amount
+from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, TokenAmount, check_amount
 from chargenet.wallet.models import BillingDetails, ChargingSession, Driver, request_stop
 from chargenet.wallet.registry_client import (
     Connector,
@@ -101,7 +101,7 @@ class SessionRequestBody(BaseModel):
     station_id: str = Field(min_length=1, max_length=66)
     connector_id: str = Field(min_length=1, max_length=36)
     evse_uid: str | None = Field(default=None, min_length=1, max_length=36)
-    max_amount: int | None = Field(default=None, gt=0)
+    max_amount: TokenAmount | None = None
     max_kwh: Decimal | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
 
     @model_validator(mode="after")
