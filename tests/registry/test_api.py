@@ -22,6 +22,7 @@ from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.chain import load_artifact
 from chargenet.core.db import Database
 from chargenet.core.envelope import make_envelope
+from chargenet.core.errors import Conflict, Unprocessable
 from chargenet.core.events import ChargePointDisconnected, ConnectorStatusChanged
 from chargenet.core.pricing import canonical_hash
 from chargenet.core.signer_client import SignerClient
@@ -436,6 +437,38 @@ def test_numbers_the_index_or_the_chain_cannot_hold_are_refused_before_sending(
     signer.wait([answer.json()["idempotency_key"]])
     indexer.catch_up()
     assert http.get(f"/v1/stations/{station}").json()["max_power_w"] == 2**32 - 1
+
+
+def test_a_corrected_registration_goes_through_after_a_refused_one(
+    api: tuple[TestClient, Any],
+) -> None:
+    """The signer keeps a refused call under its key; keyed by the station alone, the corrected
+    request then met that key and got a 502 "signer unavailable", for good."""
+    http, (indexer, signer, _db, _address) = api
+    station = "DE*FIX*E0001"
+    refused = _register(http, station, operators=["0x" + "00" * 20])
+    assert refused.status_code == 422 and "ZeroAddress" in refused.json()["detail"], refused.text
+    again = _register(http, station, operators=["0x" + "00" * 20])
+    assert again.status_code == 422  # the same request, the same answer
+
+    corrected = _register(http, station)
+    assert corrected.status_code == 202, corrected.text
+    retry = _register(http, station)
+    assert retry.json()["tx_hash"] == corrected.json()["tx_hash"]  # still one transaction
+    signer.wait([corrected.json()["idempotency_key"]])
+    indexer.catch_up()
+    assert http.get(f"/v1/stations/{station}").json()["active"] is True
+
+    # A different call under a key already used is a conflict to report, not the signer down.
+    writer = http.app.state.writer  # type: ignore[attr-defined]
+    key = "registry:register:DE*FIX*E0002:conflict"
+    raw_id = "0x" + b"DE*FIX*E0002".ljust(32, b"\0").hex()
+    info = corrected.json()["station_info"]
+    with pytest.raises(Unprocessable):
+        writer.send(key, "cpo-1", "register", [raw_id, info, ["0x" + "00" * 20]])
+    with pytest.raises(Conflict) as conflict:
+        writer.send(key, "cpo-1", "register", [raw_id, info, []])
+    assert conflict.value.status_code == 409 and key in conflict.value.detail
 
 
 def test_cpo_updates_and_retires_through_the_signer(api: tuple[TestClient, Any]) -> None:

@@ -14,6 +14,7 @@ from chargenet.registry.cpo import (
     ChainWriter,
     attach_location,
     attach_tariff,
+    call_key,
     check_station_id,
     new_change,
     owned_station,
@@ -152,8 +153,9 @@ async def register_station(request: Request, who: CurrentPrincipal) -> dict[str,
     with db.session() as session:
         if session.get(Station, station_id) is not None:
             raise Conflict(f"station {station_id} is already registered")
-    key = f"registry:register:{station_id}"
-    tx = writer.send(key, cpo_id, "register", ["0x" + raw_id.hex(), change.info(), operators])
+    args = ["0x" + raw_id.hex(), change.info(), operators]
+    key = call_key("register", station_id, args)
+    tx = writer.send(key, cpo_id, "register", args)
     with db.session() as session:
         store_location(session, station_id, location)
         store_document(session, "tariff", tariff.document, tariff.hash)

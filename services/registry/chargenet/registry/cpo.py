@@ -8,11 +8,13 @@ retry sends the same idempotency key, so the signer returns the first transactio
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
 from eth_utils.crypto import keccak
 from sqlalchemy.orm import Session
@@ -72,6 +74,15 @@ class StationChange:
 
     def fingerprint(self) -> str:
         return keccak(text=repr(sorted(self.info().items()))).hex()[:16]
+
+
+def call_key(operation: str, station_id: str, args: list[Any]) -> str:
+    """The signer's idempotency key of a registry call: the same call is one transaction (a retry
+    gets it back), a different one is a new operation. By the station alone, a call the signer
+    refused (kept under its key) would also refuse every corrected request after it."""
+    # Every string in a call is hex (ids, hashes, addresses), whose case changes nothing sent.
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":")).lower()
+    return f"registry:{operation}:{station_id}:{keccak(text=canonical).hex()[:16]}"
 
 
 def check_hash(value: str, what: str) -> str:
@@ -145,6 +156,13 @@ class ChainWriter:
                 idempotency_key, self.key_of(cpo_id), function, args, contract=self.contract
             )
         except SignerError as error:
+            if error.code is grpc.StatusCode.ALREADY_EXISTS:
+                # Another request's call under this key (e.g. another CPO's, same station and
+                # documents): the caller's to resolve, not the signer down.
+                raise Conflict(
+                    f"{function}: a different request already went to the signer under"
+                    f" {idempotency_key}"
+                ) from None
             raise SignerUnavailable(f"the signer refused {function}: {error.detail}") from None
         if tx.error or tx.revert_reason:
             raise Unprocessable(f"{function} would fail on chain: {tx.revert_reason or tx.error}")
