@@ -44,6 +44,10 @@ class Decision:
     grant: Grant | None = None
 
 
+#: Closed transactions remembered, newest kept: a charge point may repeat a transaction message
+#: whose answer it missed, long after its session closed (the topic's replay refills it).
+CLOSED_LIMIT = 100_000
+
 #: The ``sessions`` events the table is built from; the topic's meter values (most of it) are
 #: passed over by the bus unparsed.
 APPLIED_TYPES = frozenset(
@@ -58,6 +62,7 @@ class AuthorizationTable:
         self._sessions: dict[str, Grant] = {}
         self._by_token: dict[str, list[Grant]] = {}
         self._by_transaction: dict[tuple[str, str], Grant] = {}
+        self._closed: dict[tuple[str, str], None] = {}
 
     def __len__(self) -> int:
         with self._lock:
@@ -115,7 +120,11 @@ class AuthorizationTable:
             if not grants:
                 self._by_token.pop(grant.id_token, None)
             if grant.transaction_id is not None:
-                self._by_transaction.pop((grant.charge_point_id, grant.transaction_id), None)
+                key = (grant.charge_point_id, grant.transaction_id)
+                self._by_transaction.pop(key, None)
+                self._closed[key] = None
+                if len(self._closed) > CLOSED_LIMIT:
+                    del self._closed[next(iter(self._closed))]
 
     def decide(
         self,
@@ -148,3 +157,8 @@ class AuthorizationTable:
     def by_transaction(self, charge_point_id: str, transaction_id: str) -> Grant | None:
         with self._lock:
             return self._by_transaction.get((charge_point_id, transaction_id))
+
+    def closed(self, charge_point_id: str, transaction_id: str) -> bool:
+        """Whether the transaction's session was withdrawn (stopped, settled, given up)."""
+        with self._lock:
+            return (charge_point_id, transaction_id) in self._closed

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chargenet.gateway import handlers16, handlers201, ocppj
 from chargenet.gateway.context import GatewayContext
-from chargenet.gateway.handlers_common import Payload
+from chargenet.gateway.handlers_common import Payload, UnknownTransaction
 from chargenet.gateway.inline_socket import InlineServerConnection
 from chargenet.gateway.metrics import HANDLER_LATENCY, MESSAGES, REJECTED_FRAMES
 from chargenet.gateway.ocppj import ErrorKind, FrameError, OcppVersion
@@ -244,7 +244,8 @@ class ChargePointConnection:
     def _handler_failed(self, call: ocppj.Call, error: Exception) -> None:
         if isinstance(error, FrameError):
             error.message_id = call.message_id
-            self._reject("schema", error)
+            unknown = isinstance(error, UnknownTransaction)
+            self._reject("unknown_transaction" if unknown else "schema", error)
         elif isinstance(error, KeyError | TypeError | ValueError | ArithmeticError):
             # Only a relaxed (unchecked) payload can get here: it lacked what the handler needs.
             failure = FrameError(ErrorKind.FORMAT, f"{call.action}: unusable payload ({error!r})")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from chargenet.core.envelope import EventData
-from chargenet.gateway.authz import AuthorizationTable, Decision, Verdict
+from chargenet.gateway.authz import AuthorizationTable, Decision, Grant, Verdict
 from chargenet.gateway.publisher import EventPublisher
 from chargenet.gateway.schemas import SchemaRegistry
 from chargenet.gateway.settings import GatewaySettings
 from chargenet.gateway.transactions import WaitingTransactions
 
 _GRACE_POLL_SECONDS = 0.05
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -47,13 +50,29 @@ class GatewayContext:
     ) -> Decision:
         """Like :meth:`AuthorizationTable.decide`, but gives an ``escrow_opened`` event still on
         its way over the bus (it races the remote start command) a short grace period."""
+        return await self._within_grace(
+            lambda: self.authz.decide(
+                charge_point_id, id_token, transaction_id=transaction_id, connector_id=connector_id
+            ),
+            lambda decision: decision.verdict is not Verdict.UNKNOWN,
+        )
+
+    async def bound_grant(self, charge_point_id: str, transaction_id: str) -> Grant | None:
+        """The grant a transaction is bound to, with the same grace for its ``started`` event:
+        after a restart the table's replay of the topic may still be on its way, and so may
+        another replica's start. None if it is closed or still unknown then."""
+        authz = self.authz
+        return await self._within_grace(
+            lambda: authz.by_transaction(charge_point_id, transaction_id),
+            lambda grant: grant is not None or authz.closed(charge_point_id, transaction_id),
+        )
+
+    async def _within_grace(self, look: Callable[[], T], found: Callable[[T], bool]) -> T:
         deadline = time.monotonic() + self.settings.authorize_grace_seconds
         while True:
-            decision = self.authz.decide(
-                charge_point_id, id_token, transaction_id=transaction_id, connector_id=connector_id
-            )
-            if decision.verdict is not Verdict.UNKNOWN or time.monotonic() >= deadline:
-                return decision
+            value = look()
+            if found(value) or time.monotonic() >= deadline:
+                return value
             await asyncio.sleep(_GRACE_POLL_SECONDS)
 
 

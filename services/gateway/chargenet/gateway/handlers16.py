@@ -1,17 +1,21 @@
 """OCPP 1.6J: what the gateway answers to each CALL from a charge point, and what it publishes.
 
-Each handler answers at once; events are handed to the bus without waiting for it. Payloads have
-passed the schema check (unless the action is relaxed, hence the defensive ``.get``s).
+Each handler answers at once, unless an id token or a transaction it names may still be on its
+way over the bus (then after a short grace); events are handed to the bus without waiting for it.
+Payloads have passed the schema check (unless the action is relaxed, hence the defensive
+``.get``s).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus
 
-from chargenet.gateway.authz import Decision, Verdict
+from chargenet.gateway.authz import Decision, Grant, Verdict
 from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.events import (
     ConnectorStatusChanged,
@@ -25,8 +29,14 @@ from chargenet.gateway.handlers_common import (
     acknowledge,
     emit_reading,
     heartbeat,
+    session_once_bound,
 )
-from chargenet.gateway.meter import parse_time, read_v16, whole
+from chargenet.gateway.meter import Reading, parse_time, read_v16, whole
+
+log = logging.getLogger(__name__)
+
+#: The transaction id of a refused start (1.6 requires one): it never names a session.
+_REFUSED = 0
 
 _STATUS = {
     Verdict.ACCEPTED: AuthorizationStatus.accepted,
@@ -90,8 +100,7 @@ async def start_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> P
     decision = await ctx.decide(cp, id_tag, connector_id=connector)
     grant = decision.grant
     if grant is None or not (decision.verdict is Verdict.ACCEPTED or _retried_start(decision)):
-        # 1.6 requires a transaction id even for a refused start; 0 never names a session.
-        return {"transactionId": 0, "idTagInfo": {"status": _STATUS[decision.verdict]}}
+        return {"transactionId": _REFUSED, "idTagInfo": {"status": _STATUS[decision.verdict]}}
     transaction_id = transaction_id_for(grant.session_id)
     if grant.transaction_id is None:
         ctx.authz.bind(grant.session_id, str(transaction_id), int(payload["meterStart"]))
@@ -109,10 +118,34 @@ async def start_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> P
     return {"transactionId": transaction_id, "idTagInfo": {"status": AuthorizationStatus.accepted}}
 
 
-def stop_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def stop_transaction(
+    ctx: GatewayContext, cp: str, payload: Payload
+) -> Payload | Awaitable[Payload]:
     transaction_id = str(payload["transactionId"])
     grant = ctx.authz.by_transaction(cp, transaction_id)
-    if grant is not None:
+    if grant is None and not _placed(ctx, cp, transaction_id):
+        return _stop_once_bound(ctx, cp, payload, transaction_id)
+    return _stop(ctx, cp, payload, grant, transaction_id)
+
+
+def _placed(ctx: GatewayContext, cp: str, transaction_id: str) -> bool:
+    """Whether a transaction without a grant is known to have none: nothing to wait for."""
+    return transaction_id == str(_REFUSED) or ctx.authz.closed(cp, transaction_id)
+
+
+async def _stop_once_bound(
+    ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str
+) -> Payload:
+    grant = await session_once_bound(ctx, cp, transaction_id)
+    return _stop(ctx, cp, payload, grant, transaction_id)
+
+
+def _stop(
+    ctx: GatewayContext, cp: str, payload: Payload, grant: Grant | None, transaction_id: str
+) -> Payload:
+    if grant is None:
+        log.info("%s: stop of transaction %s, which has no open session", cp, transaction_id)
+    else:
         reading = read_v16(payload.get("transactionData") or [])
         ctx.emit(
             SessionStopped(
@@ -133,18 +166,30 @@ def stop_transaction(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
     return {}
 
 
-def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload:
+def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload | Awaitable[Payload]:
     transaction = payload.get("transactionId")
     if transaction is None:
-        return {}
-    grant = ctx.authz.by_transaction(cp, str(transaction))
-    if grant is None:
         return {}
     reading = read_v16(payload.get("meterValue") or [])
     energy = whole(reading.energy_wh)
     if energy is None:
         return {}  # no register reading to bill against (e.g. only diagnostics)
-    emit_reading(ctx, cp, grant, str(transaction), energy, reading, datetime.now(UTC))
+    transaction_id = str(transaction)
+    grant = ctx.authz.by_transaction(cp, transaction_id)
+    if grant is None:
+        if _placed(ctx, cp, transaction_id):
+            return {}
+        return _meter_once_bound(ctx, cp, transaction_id, energy, reading)
+    emit_reading(ctx, cp, grant, transaction_id, energy, reading, datetime.now(UTC))
+    return {}
+
+
+async def _meter_once_bound(
+    ctx: GatewayContext, cp: str, transaction_id: str, energy_wh: int, reading: Reading
+) -> Payload:
+    grant = await session_once_bound(ctx, cp, transaction_id)
+    if grant is not None:
+        emit_reading(ctx, cp, grant, transaction_id, energy_wh, reading, datetime.now(UTC))
     return {}
 
 

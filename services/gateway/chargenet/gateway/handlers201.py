@@ -31,6 +31,7 @@ from chargenet.gateway.events import (
 from chargenet.gateway.handlers_common import (
     Handler,
     Payload,
+    UnknownTransaction,
     accept_boot,
     acknowledge,
     emit_reading,
@@ -86,35 +87,83 @@ def transaction_event(
     ctx: GatewayContext, cp: str, payload: Payload
 ) -> Payload | Awaitable[Payload]:
     transaction_id = str(payload["transactionInfo"]["transactionId"])
-    token = payload.get("idToken")
     grant = ctx.authz.by_transaction(cp, transaction_id)
-    if grant is None and isinstance(token, dict):
-        # The first event with a token decides the transaction: it may have to wait.
-        return _first_with_token(ctx, cp, payload, transaction_id, token)
-    reading = read_v201(payload.get("meterValue") or [])
-    if grant is None:
-        _without_session(ctx, cp, payload, transaction_id, whole(reading.energy_wh))
-        return {}
+    if grant is not None:
+        return _with_session(ctx, cp, payload, grant, transaction_id)
+    if not _placed(ctx, cp, payload, transaction_id):
+        return _once_placed(ctx, cp, payload, transaction_id)
+    return _no_session(ctx, cp, payload, transaction_id)
+
+
+def _with_session(
+    ctx: GatewayContext, cp: str, payload: Payload, grant: Grant, transaction_id: str
+) -> Payload:
     answer: Payload = {}
-    if isinstance(token, dict):
+    if isinstance(payload.get("idToken"), dict):
         answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
-    _report(ctx, cp, payload, grant, transaction_id, reading)
+    _report(ctx, cp, payload, grant, transaction_id, read_v201(payload.get("meterValue") or []))
     return answer
 
 
-def _without_session(
-    ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str, energy_wh: int | None
-) -> None:
+def _placed(ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str) -> bool:
+    """Whether this replica knows, without waiting, that no session stands behind the
+    transaction: it begins with this event, it began here without one, or its session closed."""
+    return (
+        payload["eventType"] == TransactionEventEnumType.started
+        or (cp, transaction_id) in ctx.waiting
+        or ctx.authz.closed(cp, transaction_id)
+    )
+
+
+async def _once_placed(
+    ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str
+) -> Payload:
+    """An Updated or Ended of a transaction this replica has not seen begin: after a restart
+    (the table's replay) or from another replica's charge point, its start may be on its way."""
+    grant = await ctx.bound_grant(cp, transaction_id)
+    if grant is not None:
+        return _with_session(ctx, cp, payload, grant, transaction_id)
+    closed = ctx.authz.closed(cp, transaction_id)
+    if payload["eventType"] == TransactionEventEnumType.ended and not closed:
+        raise UnknownTransaction(transaction_id)  # its final reading would be lost
+    token = payload.get("idToken")
+    if isinstance(token, dict):
+        return await _first_with_token(ctx, cp, payload, transaction_id, token)
+    if closed:
+        _without_session(ctx, cp, payload, transaction_id)
+        return {}
+    # Not refused: a cable plugged in before the token (on another replica, or before a restart)
+    # sends these too, and the station would retry each before its next message, the token's.
+    # A later reading covers the energy of this one.
+    log.info(
+        "%s: reading of transaction %s, which has no session (yet), left out", cp, transaction_id
+    )
+    return {}
+
+
+def _no_session(
+    ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str
+) -> Payload | Awaitable[Payload]:
+    token = payload.get("idToken")
+    if isinstance(token, dict):
+        # The first event with a token decides the transaction: it may have to wait.
+        return _first_with_token(ctx, cp, payload, transaction_id, token)
+    _without_session(ctx, cp, payload, transaction_id)
+    return {}
+
+
+def _without_session(ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str) -> None:
     """An event of a transaction no session stands behind: not yet (the cable came first: its
     first reading may become the meter start), or no more."""
     waiting = ctx.waiting
+    energy_wh = whole(read_v201(payload.get("meterValue") or []).energy_wh)
     if payload["eventType"] == TransactionEventEnumType.ended:
         waiting.ended(cp, transaction_id)
     elif energy_wh is not None and (late := waiting.start_now(cp, transaction_id)) is not None:
         # Its lock went (the escrow's start deadline passed) while the start waited for this
         # reading: the escrow stops a transaction that starts after it gave up on it.
         _publish_start(ctx, cp, transaction_id, late, energy_wh)
-    else:
+    elif not ctx.authz.closed(cp, transaction_id):
         waiting.seen(cp, transaction_id, energy_wh)
 
 
@@ -131,6 +180,9 @@ async def _first_with_token(
     answer: Payload = {"idTokenInfo": {"status": _STATUS[decision.verdict]}}
     grant = decision.grant
     if decision.verdict is not Verdict.ACCEPTED or grant is None:
+        # Known here without a session, as if it had no token: its end is not retried, and
+        # another token may still bind it.
+        _without_session(ctx, cp, payload, transaction_id)
         return answer
     reading = read_v201(payload.get("meterValue") or [])
     # A reading from before the token (the cable first) is the transaction's first.

@@ -10,12 +10,33 @@ from chargenet.gateway.authz import Grant
 from chargenet.gateway.context import GatewayContext, now_text
 from chargenet.gateway.events import ChargePointBooted, MeterReading
 from chargenet.gateway.meter import Reading, whole
+from chargenet.gateway.ocppj import ErrorKind, FrameError
 
 Payload = dict[str, Any]
 #: A handler answers at once, or returns an awaitable when it has to wait (an id token whose
 #: escrow event is still on its way). Such an awaitable must not have done anything yet (a
 #: coroutine): the connection drops it and runs the handler again on its reading task.
 Handler = Callable[[GatewayContext, str, Payload], Payload | Awaitable[Payload]]
+
+
+class UnknownTransaction(FrameError):
+    """A transaction message the gateway cannot place. Answered with success it would be lost
+    for good (the charge point never sends it again); a CALLERROR InternalError makes the charge
+    point retry it (OCPP 1.6 §4.10; 2.0.1 likewise for TransactionEvent), until the table knows
+    the transaction, or until its own attempts run out for one nothing stands behind."""
+
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__(
+            ErrorKind.INTERNAL, f"transaction {transaction_id[:64]} is not known (yet): retry"
+        )
+
+
+async def session_once_bound(ctx: GatewayContext, cp: str, transaction_id: str) -> Grant | None:
+    """The grant of a transaction the table did not know, once it does; None if it is closed."""
+    grant = await ctx.bound_grant(cp, transaction_id)
+    if grant is None and not ctx.authz.closed(cp, transaction_id):
+        raise UnknownTransaction(transaction_id)
+    return grant
 
 
 def accept_boot(

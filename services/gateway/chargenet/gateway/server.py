@@ -94,6 +94,8 @@ class Gateway:
                 [self.commands_topic], f"gateway-{cpo}-{replica}", self._router.on_envelope
             )
         )
+        # Serving starts once the consumers are assigned, before the table's replay caught up: a
+        # transaction message it cannot place yet is refused, to be retried (UnknownTransaction).
         for subscription in self._subscriptions:
             subscription.wait_assigned()
         self._server = await serve(

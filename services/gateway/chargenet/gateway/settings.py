@@ -49,7 +49,8 @@ class GatewaySettings(CoreSettings):
     relaxed_schema_actions: list[str] = Field(default_factory=list)
     heartbeat_interval_seconds: int = Field(default=300, ge=10)
     call_timeout_seconds: float = Field(default=30.0, gt=0)
-    #: How long Authorize/Start waits for an escrow_opened event still in flight on the bus.
+    #: How long Authorize/Start waits for an escrow_opened event still in flight on the bus, and
+    #: a transaction's message for its started event (then it is refused, to be retried).
     authorize_grace_seconds: float = Field(default=2.0, ge=0)
     #: The gateway publishes every meter value and status of a fleet. Each partition's batch is
     #: its own produce request, and the broker's cost is per request: at 3,000 events/s it spent

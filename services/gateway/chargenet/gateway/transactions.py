@@ -40,6 +40,9 @@ class WaitingTransactions:
     def __len__(self) -> int:
         return len(self._first) + len(self._starts)
 
+    def __contains__(self, key: Key) -> bool:
+        return key in self._first or key in self._starts
+
     def seen(self, charge_point_id: str, transaction_id: str, energy_wh: int | None) -> None:
         """An event of a transaction without a session, with its reading (None: none)."""
         key = (charge_point_id, transaction_id)
