@@ -33,9 +33,15 @@ def numbers(db: Database) -> dict[str, list[int]]:
 
 
 def settle_concurrently(
-    db: Database, make_settled: Factory, wrap: Wrap, threads: int, per_thread: int
+    db: Database,
+    make_settled: Factory,
+    wrap: Wrap,
+    threads: int,
+    per_thread: int,
+    batch: int = 1,
 ) -> None:
-    """``threads`` consumers settle sessions of two CPOs at once; each event is delivered twice."""
+    """``threads`` consumers settle sessions of two CPOs at once; each event is delivered twice,
+    ``batch`` at a time (the bus's batch handler) or one by one."""
     consumer = SessionsConsumer(db, SUPPLIERS, URL)
     events = [
         wrap(make_settled(f"s-{t}-{i}", cpo_id="CPO-A" if i % 3 else "CPO-B"))
@@ -48,9 +54,15 @@ def settle_concurrently(
     def work(offset: int) -> None:
         barrier.wait()
         try:
-            for envelope in events[offset::threads]:
-                consumer(envelope)
-                consumer(envelope)  # a redelivery
+            mine = events[offset::threads]
+            if batch == 1:
+                for envelope in mine:
+                    consumer(envelope)
+                    consumer(envelope)  # a redelivery
+            for start in range(0, len(mine) if batch > 1 else 0, batch):
+                chunk = mine[start : start + batch]
+                consumer.batch(chunk)
+                consumer.batch(chunk[::-1])  # a redelivery
         except BaseException as error:  # reported below, not lost in the thread
             errors.append(error)
 
@@ -86,6 +98,36 @@ def test_gapless_under_concurrent_settlements_postgres(
 ) -> None:
     settle_concurrently(postgres_db, make_settled, wrap, threads=6, per_thread=6)
     assert_gapless(postgres_db, 36)
+
+
+@pytest.mark.postgres
+def test_gapless_under_concurrent_batches_of_settlements_postgres(
+    postgres_db: Database, make_settled: Factory, wrap: Wrap
+) -> None:
+    settle_concurrently(postgres_db, make_settled, wrap, threads=4, per_thread=9, batch=4)
+    assert_gapless(postgres_db, 36)
+
+
+def test_a_batch_of_settlements_issues_each_once_in_order_and_refusals_give_numbers_back(
+    sqlite_db: Database, make_settled: Factory, wrap: Wrap
+) -> None:
+    consumer = SessionsConsumer(sqlite_db, SUPPLIERS, URL)
+    first = make_settled("s-1")
+    consumer.batch(
+        [
+            wrap(first, event_id="e-1"),
+            wrap(first, event_id="e-1"),  # a repeat in the batch
+            wrap(make_settled("s-bad", amount_delta=1)),
+            wrap(make_settled("s-2")),
+            wrap(first, event_id="e-2"),  # the escrow republished under a new id
+        ]
+    )
+    consumer.batch([wrap(first, event_id="e-1")])  # the bus redelivers
+    assert numbers(sqlite_db) == {"CPO1": [1, 2]}
+    with sqlite_db.session() as session:
+        issued = session.scalars(sa.select(Invoice).order_by(Invoice.sequence)).all()
+        assert [i.session_id for i in issued] == ["s-1", "s-2"]
+        assert session.get(RefusedSettlement, "s-bad") is not None
 
 
 def test_a_redelivered_or_republished_event_makes_no_second_invoice(

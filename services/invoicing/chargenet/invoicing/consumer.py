@@ -4,14 +4,15 @@ whatever the bus redelivers."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import groupby
 
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
-from chargenet.core.db.inbox import apply_once
+from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.envelope import Envelope
 from chargenet.core.logging import bind
 from chargenet.core.metrics import counter
@@ -54,6 +55,35 @@ class SessionsConsumer:
             with bind(session_id=envelope.subject, event_id=envelope.id):
                 if not apply_once(self.db, CONSUMER, envelope, self._apply):
                     INVOICES.labels(outcome="duplicate").inc()
+
+    def batch(self, envelopes: Sequence[Envelope]) -> None:
+        """The bus's batch handler: each run of requests or settlements fetched together in one
+        transaction (settlements that come together, a burst of stops, paid a commit, an inbox
+        claim and a counter lock each). If it raises, the bus hands them over one by one."""
+        for kind, run in groupby(envelopes, key=lambda e: e.type):
+            events = list(run)
+            if kind == SessionRequested.event_type:
+                apply_batch_once(self.db, BUYERS, events, self._record_all)
+            elif kind == SessionSettled.event_type:
+                fresh = apply_batch_once(self.db, CONSUMER, events, self._apply_all)
+                if repeated := len(events) - len(fresh):
+                    INVOICES.labels(outcome="duplicate").inc(repeated)
+
+    def _record_all(self, session: Session, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            with bind(session_id=envelope.subject, event_id=envelope.id):
+                self._record(session, envelope)
+
+    def _apply_all(self, session: Session, envelopes: list[Envelope]) -> None:
+        # By CPO (stable: each CPO's in the order they came): each CPO's number series is
+        # locked until the commit, and two replicas taking two CPOs' in opposite orders would
+        # deadlock.
+        settled = sorted(
+            ((e, e.payload(SessionSettled)) for e in envelopes), key=lambda pair: pair[1].cpo_id
+        )
+        for envelope, event in settled:
+            with bind(session_id=envelope.subject, event_id=envelope.id):
+                self._issue(session, event)
 
     def _record(self, session: Session, envelope: Envelope) -> None:
         record_buyer(session, envelope.payload(SessionRequested), self.default_country)

@@ -56,7 +56,11 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
         bus.ensure_topics([*CONSUMES, InvoiceIssued.topic])
         consumer.reissue()
         subscription = bus.subscribe(
-            CONSUMES, settings.invoicing_consumer_group, consumer, types=APPLIED_TYPES
+            CONSUMES,
+            settings.invoicing_consumer_group,
+            consumer,
+            batch_handler=consumer.batch,
+            types=APPLIED_TYPES,
         )
         relay.start(settings.outbox_poll_seconds)
         try:
