@@ -37,6 +37,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -375,40 +376,82 @@ STEPS = (
 )
 
 
+Marks = dict[str, dict[str, datetime]]  # session id -> step -> when it ended
+
+
+def wallet_event_marks(db: sa.Connection, marks: Marks, kind: str) -> dict[str, str]:
+    """Each session's ``kind`` event (e.g. ``requested``) from the wallet's outbox: when it was
+    stored and published (``wallet_row``, ``wallet_published``). Returns event id -> session."""
+    events: dict[str, str] = {}
+    for key, created, published, payload in db.execute(
+        sa.text(
+            "SELECT key, created_at, published_at, payload FROM outbox "
+            "WHERE topic = 'sessions' AND key = ANY(:ids)"
+        ),
+        {"ids": list(marks)},
+    ):
+        envelope = json.loads(bytes(payload))
+        if envelope["type"].endswith(f".{kind}.v1"):
+            marks[key].update(wallet_row=created, wallet_published=published)
+            events[envelope["id"]] = key
+    return events
+
+
+def escrow_marks(db: sa.Connection, marks: Marks, events: dict[str, str], action: str) -> None:
+    """When the escrow handled each session's event (``escrow_inbox``) and stored and
+    published its ``action`` command (``command_row``, ``command_published``)."""
+    for event_id, processed in db.execute(
+        sa.text("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY(:ids)"),
+        {"ids": list(events)},
+    ):
+        marks[events[event_id]]["escrow_inbox"] = processed
+    for created, published, payload in db.execute(
+        sa.text(
+            "SELECT created_at, published_at, payload FROM outbox "
+            "WHERE topic LIKE '%gateway-commands%'"
+        )
+    ):
+        data = json.loads(bytes(payload))["data"]
+        session = data.get("session_id")
+        if data.get("action") == action and session in marks:
+            marks[session].update(command_row=created, command_published=published)
+
+
+def step_lines(path: str, steps: Sequence[tuple[str, str]], first: str, marks: Marks) -> list[str]:
+    """Median and p99 of each step (label, its end) over the sessions that have both ends."""
+    lines = [f"{path} of {len(marks)} sessions, ms (median / p99 of each step):"]
+    ends = [first] + [end for _label, end in steps]
+    for (label, end), previous in zip(steps, ends, strict=False):
+        spans = [
+            (m[end] - m[previous]).total_seconds()
+            for m in marks.values()
+            if m.get(end) and m.get(previous)
+        ]
+        if spans:
+            p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
+            lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
+    return lines
+
+
 def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
     """Median and p99 of each step of the start path over the level's started sessions."""
     base = sa.make_url(postgres_url)
-    marks: dict[str, dict[str, datetime]] = {
+    marks: Marks = {
         session: {"requested": requested, **({"arrived": arrived} if arrived else {})}
         for session, (requested, arrived) in level.timeline.items()
     }
     ids = list(marks)
     if not ids:
         return []
-    requested_events: dict[str, str] = {}
     open_ops: dict[str, list[str]] = {}  # the escrow's open operation -> its sessions
     wallet = sa.create_engine(base.set(database=f"{prefix}_wallet"))
     escrow = sa.create_engine(base.set(database=f"{prefix}_escrow"))
     signer = sa.create_engine(base.set(database=f"{prefix}_signer"))
     try:
         with wallet.connect() as db:
-            for key, created, published, payload in db.execute(
-                sa.text(
-                    "SELECT key, created_at, published_at, payload FROM outbox "
-                    "WHERE topic = 'sessions' AND key = ANY(:ids)"
-                ),
-                {"ids": ids},
-            ):
-                envelope = json.loads(bytes(payload))
-                if envelope["type"].endswith(".requested.v1"):
-                    marks[key].update(wallet_row=created, wallet_published=published)
-                    requested_events[envelope["id"]] = key
+            requested = wallet_event_marks(db, marks, "requested")
         with escrow.connect() as db:
-            for event_id, processed in db.execute(
-                sa.text("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY(:ids)"),
-                {"ids": list(requested_events)},
-            ):
-                marks[requested_events[event_id]]["escrow_inbox"] = processed
+            escrow_marks(db, marks, requested, "RemoteStartTransaction")
             for session, op, created, updated in db.execute(
                 sa.text(
                     "SELECT s.session_id, o.id, o.created_at, o.updated_at FROM escrow_sessions s "
@@ -418,16 +461,6 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
             ):
                 marks[session].update(op_staged=created, op_final=updated)
                 open_ops.setdefault(op, []).append(session)
-            for created, published, payload in db.execute(
-                sa.text(
-                    "SELECT created_at, published_at, payload FROM outbox "
-                    "WHERE topic LIKE '%gateway-commands%'"
-                )
-            ):
-                data = json.loads(bytes(payload))["data"]
-                session = data.get("session_id")
-                if data.get("action") == "RemoteStartTransaction" and session in marks:
-                    marks[session].update(command_row=created, command_published=published)
         with signer.connect() as db:
             # The operation's id is its idempotency key at the signer.
             for key, created, updated in db.execute(
@@ -443,17 +476,8 @@ def profile(level: Level, postgres_url: str, prefix: str) -> list[str]:
         wallet.dispose()
         escrow.dispose()
         signer.dispose()
-    lines = [f"start path of {len(ids)} sessions, ms (median / p99 of each step):"]
+    lines = step_lines("start path", STEPS, "requested", marks)
     ends = ["requested"] + [end for _label, end in STEPS]
-    for (label, end), previous in zip(STEPS, ends, strict=False):
-        spans = [
-            (m[end] - m[previous]).total_seconds()
-            for m in marks.values()
-            if m.get(end) and m.get(previous)
-        ]
-        if spans:
-            p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
-            lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
     # The p99 is a few sessions: where theirs went, step by step, says which steps made it.
     whole = [m for m in marks.values() if all(m.get(end) for end in ends)]
     whole.sort(key=lambda m: m["arrived"] - m["requested"], reverse=True)
@@ -483,7 +507,7 @@ def settlements(burst: Burst, postgres_url: str, prefix: str) -> list[str]:
     and how many settlement transactions carried its sessions."""
     base = sa.make_url(postgres_url)
     ids = list(burst.stops)
-    marks: dict[str, dict[str, datetime]] = {
+    marks: Marks = {
         session: {
             "stopped": stopped,
             **burst.at_station.get(session, {}),
@@ -491,37 +515,13 @@ def settlements(burst: Burst, postgres_url: str, prefix: str) -> list[str]:
         }
         for session, stopped in burst.stops.items()
     }
-    stop_events: dict[str, str] = {}
     wallet = sa.create_engine(base.set(database=f"{prefix}_wallet"))
     escrow = sa.create_engine(base.set(database=f"{prefix}_escrow"))
     try:
         with wallet.connect() as db:
-            for key, created, published, payload in db.execute(
-                sa.text(
-                    "SELECT key, created_at, published_at, payload FROM outbox "
-                    "WHERE topic = 'sessions' AND key = ANY(:ids)"
-                ),
-                {"ids": ids},
-            ):
-                envelope = json.loads(bytes(payload))
-                if envelope["type"].endswith(".stop_requested.v1"):
-                    marks[key].update(wallet_row=created, wallet_published=published)
-                    stop_events[envelope["id"]] = key
+            stops = wallet_event_marks(db, marks, "stop_requested")
         with escrow.connect() as db:
-            for event_id, processed in db.execute(
-                sa.text("SELECT event_id, processed_at FROM inbox WHERE event_id = ANY(:ids)"),
-                {"ids": list(stop_events)},
-            ):
-                marks[stop_events[event_id]]["escrow_inbox"] = processed
-            for published, payload in db.execute(
-                sa.text(
-                    "SELECT published_at, payload FROM outbox WHERE topic LIKE '%gateway-commands%'"
-                )
-            ):
-                data = json.loads(bytes(payload))["data"]
-                session = data.get("session_id")
-                if data.get("action") == "RemoteStopTransaction" and session in marks:
-                    marks[session]["command_published"] = published
+            escrow_marks(db, marks, stops, "RemoteStopTransaction")
             rows = db.execute(
                 sa.text(
                     "SELECT session_id, close_op, stopped_at, updated_at FROM escrow_sessions "
@@ -534,17 +534,7 @@ def settlements(burst: Burst, postgres_url: str, prefix: str) -> list[str]:
         escrow.dispose()
     for session, _op, priced, settled in rows:
         marks[session].update(priced=priced, settled=settled)
-    lines = [f"stop path of {len(ids)} sessions, ms (median / p99 of each step):"]
-    ends = ["stopped"] + [end for _label, end in STOP_STEPS]
-    for (label, end), previous in zip(STOP_STEPS, ends, strict=False):
-        spans = [
-            (m[end] - m[previous]).total_seconds()
-            for m in marks.values()
-            if m.get(end) and m.get(previous)
-        ]
-        if spans:
-            p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
-            lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
+    lines = step_lines("stop path", STOP_STEPS, "stopped", marks)
     sizes = sorted(Counter(op for _s, op, _p, _t in rows).values(), reverse=True)
     lines.append(f"settlement transactions: {len(sizes)}, sessions in each: {sizes}")
     return lines

@@ -287,19 +287,32 @@ def test_typed_data_health_and_lookup_by_hash(signer: tuple[InProcessSigner, lis
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
+#: A head transaction not mined within a second gets a fee bump.
+BUMP_AFTER_1_S = {"CHARGENET_SIGNER_STUCK_AFTER_SECONDS": "1"}
+
+
+def resent(client: SignerClient, key: str, first: Transaction) -> Transaction:
+    """The record once its hash is no longer the first attempt's (a fee bump), or once it is
+    no longer pending; the last seen after 30 s."""
+    deadline = time.monotonic() + 30
+    current = first
+    while (
+        current.tx_hash == first.tx_hash
+        and current.status is TxStatus.PENDING
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+        current = client.get_transaction(idempotency_key=key)
+    return current
+
+
 def test_stuck_transaction_is_resent_with_a_higher_fee(
     w3: Web3, probe: str, rpc_url: str, tmp_path: Path
 ) -> None:
     """Automining off and a base fee above the offer: the head transaction cannot be mined;
     the signer re-sends it at the same nonce with a higher fee, and the old hash is REPLACED."""
     keys = fresh_keys(w3, 1)
-    env = signer_env(
-        f"sqlite:///{tmp_path}/signer.db",
-        keys,
-        probe,
-        rpc_url,
-        CHARGENET_SIGNER_STUCK_AFTER_SECONDS="1",
-    )
+    env = signer_env(f"sqlite:///{tmp_path}/signer.db", keys, probe, rpc_url, **BUMP_AFTER_1_S)
     with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
         rpc(w3, "evm_setAutomine", False)
         try:
@@ -308,12 +321,7 @@ def test_stuck_transaction_is_resent_with_a_higher_fee(
             # (twice a base fee of a few wei, plus a 1 gwei tip).
             rpc(w3, "hardhat_setNextBlockBaseFeePerGas", hex(100 * 10**9))
             rpc(w3, "evm_mine")
-            deadline = time.monotonic() + 30
-            current = first
-            while current.tx_hash == first.tx_hash and time.monotonic() < deadline:
-                time.sleep(0.2)
-                current = client.get_transaction(idempotency_key="stuck")
-            assert current.tx_hash != first.tx_hash, "no re-send with a higher fee"
+            assert resent(client, "stuck", first).tx_hash != first.tx_hash, "no fee bump"
             rpc(w3, "evm_mine")
         finally:
             rpc(w3, "evm_setAutomine", True)
@@ -335,13 +343,7 @@ def test_refused_fee_bump_keeps_the_attempt_the_node_holds(
     geth refuses with "insufficient funds"; Hardhat words a shortfall its own way, so the bump is
     signed for another chain id, which Hardhat refuses with an answer on the same list."""
     keys = fresh_keys(w3, 1)
-    env = signer_env(
-        f"sqlite:///{tmp_path}/signer.db",
-        keys,
-        probe,
-        rpc_url,
-        CHARGENET_SIGNER_STUCK_AFTER_SECONDS="1",
-    )
+    env = signer_env(f"sqlite:///{tmp_path}/signer.db", keys, probe, rpc_url, **BUMP_AFTER_1_S)
     with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
         engine = running.app.engine
         assert engine is not None
@@ -350,16 +352,7 @@ def test_refused_fee_bump_keeps_the_attempt_the_node_holds(
         try:
             first = client.send_transaction("held", "k0", "bump", [1, TAG], contract="Probe")
             engine.config = replace(config, chain_id=config.chain_id + 1)
-            deadline = time.monotonic() + 30
-            current = first
-            while (
-                current.tx_hash == first.tx_hash
-                and current.status is TxStatus.PENDING
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.1)
-                current = client.get_transaction(idempotency_key="held")
-            assert current.tx_hash != first.tx_hash, "no fee bump"
+            assert resent(client, "held", first).tx_hash != first.tx_hash, "no fee bump"
             time.sleep(0.5)  # the node's refusal of the bump is answered
             rpc(w3, "evm_mine")
         finally:
