@@ -12,6 +12,7 @@ from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.envelope import Envelope, make_envelope
 from chargenet.core.events import GatewayCommand, gateway_commands_topic
 from chargenet.core.ocpp_sim import ChargePoint16, ChargePoint201, Protocol, open_socket
+from chargenet.gateway.events import ConnectionClaimed
 from tests.gateway.conftest import CPO, endpoint, eventually, running_gateway
 
 COMMANDS_16: list[tuple[str, dict[str, Any], str]] = [
@@ -146,6 +147,39 @@ def test_deadlines_and_absent_charge_points(bus: InMemoryBus) -> None:
             await asyncio.sleep(0.2)
             gone = await result_of(bus, issue(bus, command("CP-1", "Reset", {"type": "Soft"})))
             assert gone["status"] == "error" and gone["error"] == "not connected"
+
+    asyncio.run(scenario())
+
+
+def test_a_socket_a_newer_claim_replaced_runs_no_command_while_it_closes(
+    bus: InMemoryBus,
+) -> None:
+    """The charge point reconnected elsewhere and a command follows the claim at once: the old
+    socket is still open (its close handshake under way), but only the new owner may run it. The
+    old one ran it too, and its answer (often an error from the closing socket) was a second,
+    contradictory result for the same command."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus, replica_id="replica-b") as b:
+            cp_on_b = await ChargePoint16.connect(endpoint(b), "CP-1")
+            await cp_on_b.boot()
+            await eventually(lambda: "CP-1" in b.connections)
+            held = b.connections["CP-1"]
+            # Replica A's claim of a newer connection, and a command right behind it.
+            claim = ConnectionClaimed(
+                charge_point_id="CP-1",
+                replica_id="replica-a",
+                connection_id=uuid.uuid4().hex,
+                connected_at=held.connected_at + timedelta(seconds=1),
+            )
+            bus.publish(
+                gateway_commands_topic(CPO), make_envelope(claim, subject="CP-1", source="tests/a")
+            )
+            reset = issue(bus, command("CP-1", "Reset", {"type": "Soft"}))
+            await eventually(lambda: "CP-1" not in b.connections)
+            await asyncio.sleep(0.5)
+            assert [e for e in bus.events("gateway-results") if e.subject == reset] == []
+            assert [c.action for c in cp_on_b.received] == []
 
     asyncio.run(scenario())
 

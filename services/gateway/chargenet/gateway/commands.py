@@ -99,6 +99,8 @@ class CommandRouter:
         self.loop = loop
         #: charge point id -> (replica id, connection id or None once released), from the topic.
         self.owners: dict[str, tuple[str, str | None]] = {}
+        #: charge point id -> the latest claim of its socket seen on the topic.
+        self.claims: dict[str, ConnectionClaimed] = {}
         self._tasks: set[concurrent.futures.Future[None]] = set()
 
     # -- called on the bus consumer thread ---------------------------------------------------
@@ -108,6 +110,7 @@ class CommandRouter:
         elif envelope.type == ConnectionClaimed.event_type:
             claim = ConnectionClaimed.model_validate(envelope.data)
             self.owners[claim.charge_point_id] = (claim.replica_id, claim.connection_id)
+            self.claims[claim.charge_point_id] = claim
             self._submit(self._on_claim(claim))
         elif envelope.type == ConnectionReleased.event_type:
             release = ConnectionReleased.model_validate(envelope.data)
@@ -126,7 +129,8 @@ class CommandRouter:
         if command.deadline < datetime.now(UTC) - REPLAY_HORIZON:
             return  # history replayed by a new replica: answered or timed out long ago
         cp = command.charge_point_id
-        if cp in self.connections:
+        held = self.connections.get(cp)
+        if held is not None and not _superseded(held, self.claims.get(cp)):
             log.info("%s %s for %s: executing here", command.action, command.command_id, cp)
             self._submit(self.execute(command))
         elif self.owners.get(cp) == (self.ctx.replica_id, None):
@@ -144,9 +148,7 @@ class CommandRouter:
     # -- on the event loop -------------------------------------------------------------------
     async def _on_claim(self, claim: ConnectionClaimed) -> None:
         held = self.connections.get(claim.charge_point_id)
-        if held is None or held.connection_id == claim.connection_id:
-            return
-        if (held.connected_at, held.connection_id) < (claim.connected_at, claim.connection_id):
+        if held is not None and _superseded(held, claim):
             held.replaced = True
             await held.close(
                 CLOSE_REPLACED, f"replaced by a newer connection on {claim.replica_id}"
@@ -224,3 +226,15 @@ class CommandRouter:
     def cancel_all(self) -> None:
         for future in list(self._tasks):
             future.cancel()
+
+
+def _superseded(held: ChargePointConnection, claim: ConnectionClaimed | None) -> bool:
+    """Whether a newer connection of the charge point, here or on another replica, claimed it.
+    A superseded socket stays in ``connections`` until its close handshake ends (up to the close
+    timeout for a peer gone quiet); a command run on it would answer a second time, against the
+    new owner's answer (an error from the closing socket could cancel a session that charges)."""
+    if held.replaced:
+        return True
+    if claim is None or claim.connection_id == held.connection_id:
+        return False
+    return (held.connected_at, held.connection_id) < (claim.connected_at, claim.connection_id)
