@@ -146,7 +146,7 @@ class ChainReader:
         token, deposit, *last = (_int(answer) for answer in answers)
         balance = Balance(token=token, deposit=deposit, block=block)
         with self._lock:
-            self._balances[address] = (started, balance)
+            _keep_recent(self._balances, address, (started, balance))
         return Snapshot(balance=balance, timestamp=timestamp, last_nonce=last[0] if last else None)
 
     def forget(self, address: str) -> None:
@@ -212,8 +212,21 @@ class ChainReader:
             key=lambda e: (e.block, e.log_index),
         )
         with self._lock:
-            self._history[address] = (head, merged)
+            _keep_recent(self._history, address, (head, merged))
         return list(merged)
+
+
+#: Drivers whose balance and history a process keeps: the most recently read. Kept for every
+#: driver it ever served, the histories grew without end in a long-running wallet.
+CACHED_DRIVERS = 10_000
+
+
+def _keep_recent(cache: dict[str, Any], key: str, value: Any) -> None:
+    """Store ``value`` as the most recent entry, dropping the least recent past the limit."""
+    cache.pop(key, None)
+    cache[key] = value
+    if len(cache) > CACHED_DRIVERS:
+        cache.pop(next(iter(cache)))
 
 
 def _topic0(contract: Any, event_name: str) -> str:

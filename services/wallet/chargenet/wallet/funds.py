@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections import defaultdict
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -31,6 +29,7 @@ from chargenet.core.errors import ChargenetError, Conflict, Unprocessable
 from chargenet.core.signer_client import SignerClient, SignerError, Transaction, TxStatus
 from chargenet.wallet import metrics
 from chargenet.wallet.chain import ChainReader
+from chargenet.wallet.locks import KeyedLocks
 from chargenet.wallet.models import MAX_AMOUNT, ChargingSession, Driver, Payout, TopUp
 from chargenet.wallet.payments import PaymentError, PaymentProvider
 from chargenet.wallet.settings import WalletSettings
@@ -89,18 +88,6 @@ def promised(db: Database, driver_id: str) -> int:
     return int(total or 0)
 
 
-class _KeyedLocks:
-    """One lock per key (a driver, a reference), created on demand."""
-
-    def __init__(self) -> None:
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._guard = threading.Lock()
-
-    def __call__(self, key: str) -> threading.Lock:
-        with self._guard:
-            return self._locks[key]
-
-
 class Funds:
     def __init__(
         self,
@@ -124,15 +111,15 @@ class Funds:
         self._minter_address: str | None = None
         # Within one replica, a driver's permits are signed one at a time (they share the
         # token's permit nonce) and a reference is worked on by one request at a time.
-        self._driver_locks = _KeyedLocks()
-        self._reference_locks = _KeyedLocks()
+        self._driver_locks = KeyedLocks()
+        self._reference_locks = KeyedLocks()
 
     # -- top-up ----------------------------------------------------------------------------------
 
     def top_up(self, driver: Driver, reference: str, amount: int) -> TopUp:
         check_amount(amount)
         _check_reference(reference, "payment_reference")
-        with self._reference_locks(f"topup:{reference}"):
+        with self._reference_locks.hold(f"topup:{reference}"):
             row = self.find_topup(reference)
             if row is None:
                 try:
@@ -172,7 +159,7 @@ class Funds:
                 return self._update_topup(ref, status="failed", error=_why(tx))
             row = self._update_topup(ref, status="minted", mint_tx=tx.tx_hash)
         while row.status == "minted":
-            with self._driver_locks(driver.driver_id):
+            with self._driver_locks.hold(driver.driver_id):
                 if row.permit is None:
                     permit = self._sign_permit(driver, self.chain.escrow.address, row.amount)
                     row = self._update_topup(ref, permit=json.dumps(permit))
@@ -230,7 +217,7 @@ class Funds:
     def pay_out(self, driver: Driver, reference: str, amount: int) -> Payout:
         check_amount(amount)
         _check_reference(reference, "payout_reference")
-        with self._reference_locks(f"payout:{reference}"):
+        with self._reference_locks.hold(f"payout:{reference}"):
             row = self._payout(reference)
             if row is None:
                 balance = self.chain.balance(driver.address, fresh=True)
@@ -285,7 +272,7 @@ class Funds:
                     return self._update_payout(ref, status="failed", error=_why(tx))
             row = self._update_payout(ref, status="withdrawn")
         while row.status == "withdrawn":
-            with self._driver_locks(driver.driver_id):
+            with self._driver_locks.hold(driver.driver_id):
                 if row.permit is None:
                     permit = self._sign_permit(driver, self._minter_addr(), row.amount)
                     row = self._update_payout(ref, permit=json.dumps(permit))

@@ -19,7 +19,6 @@ import json
 import re
 import threading
 import uuid
-from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from chargenet.wallet import metrics
 from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader, Snapshot
 from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, TokenAmount, check_amount
+from chargenet.wallet.locks import KeyedLocks
 from chargenet.wallet.models import BillingDetails, ChargingSession, Driver, request_stop
 from chargenet.wallet.registry_client import (
     Connector,
@@ -198,7 +198,7 @@ class Sessions:
         self._max_open = settings.wallet_max_open_sessions
         self._currency = settings.wallet_currency
         self._cpo_ids = settings.cpo_ids()
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks = KeyedLocks()
         self._guard = threading.Lock()
         #: The registry's last answer per station (see ``request``).
         self._stations: dict[str, Station] = {}
@@ -237,11 +237,7 @@ class Sessions:
                 known = None  # what was known refuses: the fresh answer decides, as below
         if known is None:
             plan = self._decide(station_call.result(), body)
-        lock = self._lock(driver.driver_id)
-        waited = not lock.acquire(blocking=False)
-        if waited:
-            lock.acquire()
-        try:
+        with self._locks.hold(driver.driver_id) as waited:
             # A request of the same driver went first: what it locked on chain since our read
             # may no longer count as promised, so the balance is read again after it.
             chain = self._snapshot(driver) if waited else chain_call.result()
@@ -257,8 +253,6 @@ class Sessions:
                 if repeated is None:
                     raise
                 return repeated, False
-        finally:
-            lock.release()
         self.relay.notify()
         metrics.SESSION_REQUESTS.labels(outcome="requested").inc()
         return row, True
@@ -473,10 +467,6 @@ class Sessions:
         if row is not None:
             metrics.SESSION_REQUESTS.labels(outcome="repeated").inc()
         return row
-
-    def _lock(self, driver_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks[driver_id]
 
     # -- read and stop ---------------------------------------------------------------------------
 
