@@ -6,6 +6,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
+from chargenet.wallet.funds import Funds
 from tests.wallet.harness import Driver, World
 
 EUR = 1_000_000
@@ -165,3 +168,40 @@ def test_ops_routes(env: World) -> None:
     metrics = env.wallet.get("/metrics").text
     assert 'chargenet_wallet_topups_total{outcome="deposited"}' in metrics
     assert "chargenet_wallet_operation_seconds_bucket" in metrics
+
+
+def test_one_reference_on_two_replicas_at_once_is_one_top_up(
+    env: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference lock is per process: two replicas both find no top-up, both capture (the
+    provider is idempotent by reference) and both insert. The second insert met the first's
+    row and answered 500; it now carries on with that row."""
+    app_state = env.wallet.app.state  # type: ignore[attr-defined]
+    funds: Funds = app_state.funds
+    replica = Funds(env.settings, funds.db, funds.signer, funds.chain, funds.provider)
+    driver = env.driver()
+    account = app_state.accounts.find(driver.driver_id)
+    both_captured = threading.Barrier(2)
+    capture = env.payments.capture
+
+    def capture_together(*args: Any) -> Any:
+        both_captured.wait(timeout=10)
+        return capture(*args)
+
+    monkeypatch.setattr(env.payments, "capture", capture_together)
+    answers: list[Any] = []
+
+    def top_up(on: Funds) -> None:
+        try:
+            answers.append(on.top_up(account, "pay-two-replicas", 3 * EUR))
+        except Exception as error:  # reported below, not lost in the thread
+            answers.append(error)
+
+    threads = [threading.Thread(target=top_up, args=(f,)) for f in (funds, replica)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [getattr(a, "status", a) for a in answers] == ["deposited", "deposited"]
+    assert len(mints_to(env, driver.address)) == 1
+    assert env.deposit(driver.address) == 3 * EUR

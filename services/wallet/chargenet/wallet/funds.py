@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import Field
+from sqlalchemy.exc import IntegrityError
 
 from chargenet.core.chain import permit_typed_data
 from chargenet.core.db import Database
@@ -88,6 +90,9 @@ def promised(db: Database, driver_id: str) -> int:
     return int(total or 0)
 
 
+_Row = TypeVar("_Row", TopUp, Payout)
+
+
 class Funds:
     def __init__(
         self,
@@ -128,7 +133,7 @@ class Funds:
                     metrics.TOPUPS.labels(outcome="refused").inc()
                     raise Unprocessable(f"payment_reference: {error}") from None
                 row = self._insert_topup(driver, reference, amount)
-            elif row.driver_id != driver.driver_id or row.amount != amount:
+            if row.driver_id != driver.driver_id or row.amount != amount:
                 metrics.TOPUPS.labels(outcome="conflict").inc()
                 raise Conflict(f"payment_reference: {reference} was used for another top-up")
             elif row.status in ("deposited", "failed"):
@@ -192,16 +197,16 @@ class Funds:
             return session.get(TopUp, reference)
 
     def _insert_topup(self, driver: Driver, reference: str, amount: int) -> TopUp:
-        with self.db.session() as session:
-            row = TopUp(
-                payment_reference=reference,
-                driver_id=driver.driver_id,
-                amount=amount,
-                status="captured",
-                deposit_attempt=0,
-            )
-            session.add(row)
-        return row
+        """The new top-up, or the one another replica stored under the reference meanwhile (the
+        reference lock is per process; the provider's capture is idempotent by reference)."""
+        row = TopUp(
+            payment_reference=reference,
+            driver_id=driver.driver_id,
+            amount=amount,
+            status="captured",
+            deposit_attempt=0,
+        )
+        return self._insert_once(row, lambda: self.find_topup(reference))
 
     def _update_topup(self, reference: str, **changes: Any) -> TopUp:
         with self.db.session() as session:
@@ -230,7 +235,7 @@ class Funds:
                 row = self._insert_payout(
                     driver, reference, amount, withdraw=max(0, amount - balance.token)
                 )
-            elif row.driver_id != driver.driver_id or row.amount != amount:
+            if row.driver_id != driver.driver_id or row.amount != amount:
                 raise Conflict(f"payout_reference: {reference} was used for another payout")
             if row.status not in ("paid", "failed"):
                 started = time.perf_counter()
@@ -321,16 +326,26 @@ class Funds:
             return session.get(Payout, reference)
 
     def _insert_payout(self, driver: Driver, reference: str, amount: int, withdraw: int) -> Payout:
-        with self.db.session() as session:
-            row = Payout(
-                payout_reference=reference,
-                driver_id=driver.driver_id,
-                amount=amount,
-                status="requested",
-                withdraw_amount=withdraw,
-                permit_attempt=0,
-            )
-            session.add(row)
+        """The new payout, or the one another replica stored under the reference meanwhile."""
+        row = Payout(
+            payout_reference=reference,
+            driver_id=driver.driver_id,
+            amount=amount,
+            status="requested",
+            withdraw_amount=withdraw,
+            permit_attempt=0,
+        )
+        return self._insert_once(row, lambda: self._payout(reference))
+
+    def _insert_once(self, row: _Row, stored: Callable[[], _Row | None]) -> _Row:
+        try:
+            with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            found = stored()
+            if found is None:
+                raise
+            return found
         return row
 
     def _update_payout(self, reference: str, **changes: Any) -> Payout:
