@@ -24,6 +24,7 @@ from chargenet.core.db import Database
 from chargenet.core.envelope import make_envelope
 from chargenet.core.errors import Conflict, Unprocessable
 from chargenet.core.events import ChargePointDisconnected, ConnectorStatusChanged
+from chargenet.core.http import MAX_REQUEST_BODY_BYTES
 from chargenet.core.pricing import canonical_hash
 from chargenet.core.signer_client import SignerClient
 from chargenet.registry.main import create_app
@@ -387,6 +388,23 @@ def test_a_time_zone_zoneinfo_does_not_know_is_refused_with_a_reason(
     assert http.get("/v1/stations/DE*TZ*E0001").json()["location"]["document"]["time_zone"] == (
         "UTC"
     )
+
+
+def test_a_body_above_the_limit_is_refused_unread_and_nothing_is_kept(
+    api: tuple[TestClient, Any], chain: Chain
+) -> None:
+    """The location and tariff models keep fields they do not know, and every variant of a
+    document is a row: with no limit on a request body, a CPO's client could make the registry
+    read and keep any amount."""
+    http, (_indexer, _signer, db, cpo_address) = api
+    before, nonce = _counts(db), chain.w3.eth.get_transaction_count(cpo_address)
+    station = "DE*BIG*E0001"
+    huge = location(station) | {"padding": "x" * MAX_REQUEST_BODY_BYTES}
+    answer = _register(http, station, location=huge)
+    assert answer.status_code == 413, answer.text
+    assert _counts(db) == before
+    assert chain.w3.eth.get_transaction_count(cpo_address) == nonce  # nothing sent
+    assert _register(http, station).status_code == 202
 
 
 def test_numbers_the_index_or_the_chain_cannot_hold_are_refused_before_sending(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -51,6 +52,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"error": error.code, "detail": error.detail}, status_code=error.status_code
         )
+
+
+#: The largest request body a REST service reads (413 above it). The largest legitimate one is
+#: a station's OCPI location document, a few kB even with dozens of EVSEs; without a limit a
+#: client could make a service read any amount into memory (and the registry keep it).
+MAX_REQUEST_BODY_BYTES = 1 << 20
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def rest_app(title: str, lifespan: Lifespan | None = None) -> FastAPI:
+    """A REST service's app: its request bodies bounded, its domain errors mapped to HTTP."""
+    app = FastAPI(title=title, lifespan=lifespan, max_body_size=MAX_REQUEST_BODY_BYTES)
+    install_error_handlers(app)
+    return app
 
 
 def ops_app(title: str, readiness_checks: dict[str, ReadinessCheck] | None = None) -> FastAPI:

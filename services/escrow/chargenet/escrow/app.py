@@ -17,7 +17,7 @@ from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.db.retention import Retention
 from chargenet.core.events import Topic
-from chargenet.core.http import install_error_handlers, ops_router
+from chargenet.core.http import ops_router, rest_app
 from chargenet.core.settings import fail
 from chargenet.core.signer_client import SignerClient, signer_client
 from chargenet.escrow.chain import ChainReader
@@ -118,7 +118,6 @@ def create_app(service: EscrowService) -> FastAPI:
         finally:
             service.stop()
 
-    app = FastAPI(title="chargenet escrow", lifespan=lifespan)
-    install_error_handlers(app)
+    app = rest_app("chargenet escrow", lifespan)
     app.include_router(ops_router({"escrow": service.ready}))
     return app

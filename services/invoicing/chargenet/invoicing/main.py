@@ -15,7 +15,7 @@ from chargenet.core.db import Database
 from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.db.retention import Retention
-from chargenet.core.http import install_error_handlers, ops_router, serve
+from chargenet.core.http import ops_router, rest_app, serve
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
 from chargenet.invoicing.api import refused_router, router
 from chargenet.invoicing.consumer import APPLIED_TYPES, SessionsConsumer
@@ -69,11 +69,10 @@ def create_app(settings: InvoicingSettings, bus: EventBus, db: Database) -> Fast
             subscription.close()
             relay.stop()
 
-    app = FastAPI(title="chargenet invoicing", lifespan=lifespan)
+    app = rest_app("chargenet invoicing", lifespan)
     app.state.db = db
     app.state.jwt_secret = settings.invoicing_jwt_secret.get_secret_value()
     app.state.consumer = consumer
-    install_error_handlers(app)
     app.include_router(ops_router({"database": db.check}))
     app.include_router(router)
     app.include_router(refused_router)

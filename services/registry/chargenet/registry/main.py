@@ -25,7 +25,7 @@ from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.db.retention import Retention
 from chargenet.core.events import Topic
-from chargenet.core.http import install_error_handlers, ops_router, serve
+from chargenet.core.http import ops_router, rest_app, serve
 from chargenet.core.settings import (
     ConfigurationError,
     exit_on_configuration_error,
@@ -138,7 +138,7 @@ def create_app(
             relay.stop()
             await app.state.console.aclose()
 
-    app = FastAPI(title="chargenet registry", lifespan=lifespan)
+    app = rest_app("chargenet registry", lifespan)
     app.state.db = db
     app.state.jwt_secret = settings.registry_jwt_secret.get_secret_value()
     app.state.writer = (
@@ -148,7 +148,6 @@ def create_app(
     )
     app.state.consumer = consumer
     app.state.indexer = indexer
-    install_error_handlers(app)
     app.include_router(ops_router({"database": db.check}))
     app.include_router(router)
     # The CPO console (issue 11): pages under /console; see chargenet.registry.console.

@@ -45,7 +45,7 @@ from chargenet.core.db.migrations import upgrade_to_head
 from chargenet.core.db.outbox import OutboxRelay
 from chargenet.core.db.retention import Retention
 from chargenet.core.events import Topic
-from chargenet.core.http import install_error_handlers, ops_router
+from chargenet.core.http import ops_router, rest_app
 from chargenet.core.signer_client import SignerClient
 from chargenet.wallet.accounts import Accounts
 from chargenet.wallet.api import router
@@ -116,7 +116,7 @@ def create_app(
             app.state.sessions.close()
             await app.state.driver_app.config.aclose()
 
-    app = FastAPI(title="chargenet wallet", lifespan=lifespan)
+    app = rest_app("chargenet wallet", lifespan)
     app.state.settings = settings
     app.state.db = db
     app.state.chain = chain
@@ -132,7 +132,6 @@ def create_app(
     app.state.sessions = Sessions(
         settings, db, signer, chain, registry, relay, app.state.billing, signals
     )
-    install_error_handlers(app)
 
     def chain_answers() -> None:
         chain.w3.eth.get_block("latest")
