@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from ocpp.v16 import call
+
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.ocpp_sim import ChargePoint16
 from chargenet.gateway.handlers16 import transaction_id_for
@@ -81,6 +83,50 @@ def test_no_energy_without_a_lock(bus: InMemoryBus) -> None:
             assert started[0].subject == opened.subject
             assert started[0].data["transaction_id"] == str(transaction)
             assert started[0].data["meter_start_wh"] == 1000
+
+    asyncio.run(scenario())
+
+
+def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
+    bus: InMemoryBus,
+) -> None:
+    """A charger back from offline sends its queued readings in one MeterValues: each is a
+    reading of its own (all but the last were lost). Entries of one timestamp are one reading,
+    as chargers that send the signed value in an entry of its own need."""
+
+    def energy(wh: int) -> dict[str, str]:
+        return {"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            opened = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", opened)
+            cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
+            await cp.boot()
+            await eventually(lambda: len(gateway.authz) == 1)
+            transaction, _ = await cp.start_transaction(1, "TOKEN-1", meter_start=1000)
+            signed = {"value": OCMF, "format": "SignedData", "context": "Sample.Periodic"}
+            queued = [
+                {"timestamp": "2026-11-30T10:00:00Z", "sampledValue": [energy(1500)]},
+                {"timestamp": "2026-11-30T10:15:00Z", "sampledValue": [energy(2600)]},
+                {"timestamp": "2026-11-30T10:15:00Z", "sampledValue": [signed]},
+            ]
+            await cp.call(
+                call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
+                suppress=False,
+            )
+            await cp.close()
+            meter = await eventually(
+                lambda: (
+                    len(found := events_of(bus, "sessions", "chargenet.session.meter.v1")) == 2
+                    and found
+                )
+            )
+            assert [(m.data["energy_wh"], m.data["signed_data"]) for m in meter] == [
+                (1500, None),
+                (2600, OCMF),
+            ]
+            assert [m.data["measured_at"][11:16] for m in meter] == ["10:00", "10:15"]
 
     asyncio.run(scenario())
 

@@ -31,7 +31,7 @@ from chargenet.gateway.handlers_common import (
     heartbeat,
     session_once_bound,
 )
-from chargenet.gateway.meter import Reading, parse_time, read_v16, whole
+from chargenet.gateway.meter import Reading, parse_time, read_v16, read_v16_each, whole
 
 log = logging.getLogger(__name__)
 
@@ -170,26 +170,42 @@ def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload | Aw
     transaction = payload.get("transactionId")
     if transaction is None:
         return {}
-    reading = read_v16(payload.get("meterValue") or [])
-    energy = whole(reading.energy_wh)
-    if energy is None:
-        return {}  # no register reading to bill against (e.g. only diagnostics)
+    # Only register readings are billed against (not, e.g., diagnostics alone).
+    readings = [
+        (energy, reading)
+        for reading in read_v16_each(payload.get("meterValue") or [])
+        if (energy := whole(reading.energy_wh)) is not None
+    ]
+    if not readings:
+        return {}
     transaction_id = str(transaction)
     grant = ctx.authz.by_transaction(cp, transaction_id)
     if grant is None:
         if _placed(ctx, cp, transaction_id):
             return {}
-        return _meter_once_bound(ctx, cp, transaction_id, energy, reading)
-    emit_reading(ctx, cp, grant, transaction_id, energy, reading, datetime.now(UTC))
+        return _meter_once_bound(ctx, cp, transaction_id, readings)
+    _emit_readings(ctx, cp, grant, transaction_id, readings)
     return {}
 
 
+def _emit_readings(
+    ctx: GatewayContext,
+    cp: str,
+    grant: Grant,
+    transaction_id: str,
+    readings: list[tuple[int, Reading]],
+) -> None:
+    now = datetime.now(UTC)
+    for energy_wh, reading in readings:
+        emit_reading(ctx, cp, grant, transaction_id, energy_wh, reading, now)
+
+
 async def _meter_once_bound(
-    ctx: GatewayContext, cp: str, transaction_id: str, energy_wh: int, reading: Reading
+    ctx: GatewayContext, cp: str, transaction_id: str, readings: list[tuple[int, Reading]]
 ) -> Payload:
     grant = await session_once_bound(ctx, cp, transaction_id)
     if grant is not None:
-        emit_reading(ctx, cp, grant, transaction_id, energy_wh, reading, datetime.now(UTC))
+        _emit_readings(ctx, cp, grant, transaction_id, readings)
     return {}
 
 

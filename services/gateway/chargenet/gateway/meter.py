@@ -74,6 +74,17 @@ def read_v16(meter_values: list[dict[str, Any]]) -> Reading:
     return reading
 
 
+def read_v16_each(meter_values: list[dict[str, Any]]) -> list[Reading]:
+    """One reading per moment of a 1.6 ``meterValue`` array. A charger back from offline sends
+    its queued readings in one MeterValues; read as one, all but the last were lost, and the
+    tariff priced the gap between the two readings it kept as if charged evenly. Entries of one
+    timestamp stay one reading: some chargers put the signed value in an entry of its own."""
+    moments: dict[object, list[dict[str, Any]]] = {}
+    for meter_value in meter_values:
+        moments.setdefault(meter_value.get("timestamp"), []).append(meter_value)
+    return [read_v16(entries) for entries in moments.values()]
+
+
 def read_v201(meter_values: list[dict[str, Any]]) -> Reading:
     reading = Reading()
     for meter_value in meter_values:
