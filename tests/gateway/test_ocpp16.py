@@ -8,8 +8,10 @@ from datetime import timedelta
 from ocpp.v16 import call
 
 from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.envelope import Envelope
 from chargenet.core.ocpp_sim import ChargePoint16
 from chargenet.gateway.handlers16 import transaction_id_for
+from chargenet.gateway.server import Gateway
 from tests.gateway.conftest import endpoint, escrow_opened, events_of, eventually, running_gateway
 
 # An OCMF record as a meter would sign it; the gateway must carry it byte for byte.
@@ -87,6 +89,18 @@ def test_no_energy_without_a_lock(bus: InMemoryBus) -> None:
     asyncio.run(scenario())
 
 
+async def charging(bus: InMemoryBus, gateway: Gateway) -> tuple[Envelope, ChargePoint16, int]:
+    """CP-1 connected and charging for TOKEN-1's session (meter start 1000 Wh): the session's
+    opening event, the charge point and its transaction."""
+    opened = escrow_opened("CP-1", "TOKEN-1")
+    bus.publish("sessions", opened)
+    cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
+    await cp.boot()
+    await eventually(lambda: len(gateway.authz) == 1)
+    transaction, _ = await cp.start_transaction(1, "TOKEN-1", meter_start=1000)
+    return opened, cp, transaction
+
+
 def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
     bus: InMemoryBus,
 ) -> None:
@@ -99,12 +113,7 @@ def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
 
     async def scenario() -> None:
         async with running_gateway(bus) as gateway:
-            opened = escrow_opened("CP-1", "TOKEN-1")
-            bus.publish("sessions", opened)
-            cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
-            await cp.boot()
-            await eventually(lambda: len(gateway.authz) == 1)
-            transaction, _ = await cp.start_transaction(1, "TOKEN-1", meter_start=1000)
+            _opened, cp, transaction = await charging(bus, gateway)
             signed = {"value": OCMF, "format": "SignedData", "context": "Sample.Periodic"}
             queued = [
                 {"timestamp": "2026-11-30T10:00:00Z", "sampledValue": [energy(1500)]},
@@ -134,12 +143,7 @@ def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
 def test_transaction_with_signed_meter_values_kept_byte_exact(bus: InMemoryBus) -> None:
     async def scenario() -> None:
         async with running_gateway(bus) as gateway:
-            opened = escrow_opened("CP-1", "TOKEN-1")
-            bus.publish("sessions", opened)
-            cp = await ChargePoint16.connect(endpoint(gateway), "CP-1")
-            await cp.boot()
-            await eventually(lambda: len(gateway.authz) == 1)
-            transaction, _ = await cp.start_transaction(1, "TOKEN-1", meter_start=1000)
+            opened, cp, transaction = await charging(bus, gateway)
             await cp.meter_values(1, transaction, 2500, power_w=11000, signed=OCMF)
             await cp.stop_transaction(transaction, 4200, signed=[OCMF, OCMF + "2"])
             # The lock is used up: the token cannot start again.
