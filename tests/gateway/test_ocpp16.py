@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from ocpp.v16 import call
 
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.envelope import Envelope
 from chargenet.core.ocpp_sim import ChargePoint16
 from chargenet.gateway.handlers16 import transaction_id_for
+from chargenet.gateway.metrics import UNREAD_SIGNED_READINGS
 from chargenet.gateway.server import Gateway
 from tests.gateway.conftest import endpoint, escrow_opened, events_of, eventually, running_gateway
 
@@ -138,6 +142,109 @@ def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
             assert [m.data["measured_at"][11:16] for m in meter] == ["10:00", "10:15"]
 
     asyncio.run(scenario())
+
+
+def ocmf_record(*readings: str) -> str:
+    """A signed OCMF record with these RD entries (JSON objects as a meter writes them)."""
+    payload = '{"FV":"1.0","GI":"SIM","PG":"T1","RD":[' + ",".join(readings) + "]}"
+    return f'OCMF|{payload}|{{"SA":"ECDSA-secp256r1-SHA256","SD":"3045022100c1"}}'
+
+
+def signed_alone(moment: str, value: str) -> dict[str, Any]:
+    """A 1.6 meter value whose only sampled value is a signed one (no plain register reading)."""
+    return {
+        "timestamp": moment,
+        "sampledValue": [{"value": value, "format": "SignedData", "context": "Transaction.Begin"}],
+    }
+
+
+def test_a_signed_value_sent_alone_is_a_reading_of_the_energy_it_signs(bus: InMemoryBus) -> None:
+    """Chargers that send an OCMF record without a plain register reading (the begin record on
+    its own): the reading is the record's own energy, its import register (1.8.0) or else its
+    first reading in kWh or Wh, and the record is kept byte-exact; it was dropped."""
+    begin = ocmf_record(
+        '{"TM":"2026-11-30T10:00:00,000+0000 S","TX":"B","RV":1.0005,"RI":"1-b:1.8.0","RU":"kWh"}'
+    )
+    both_ways = ocmf_record(
+        '{"TM":"2026-11-30T10:15:00,000+0000 S","TX":"T","RV":7.5,"RI":"1-b:2.8.0","RU":"kWh"}',
+        '{"TM":"2026-11-30T10:15:00,000+0000 S","TX":"T","RV":2600,"RI":"01-00:01.08.00.FF",'
+        '"RU":"Wh"}',
+    )
+    no_register_code = ocmf_record(
+        '{"TM":"2026-11-30T10:30:00,000+0000 S","TX":"T","RV":3.2,"RU":"kWh"}'
+    )
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            opened, cp, transaction = await charging(bus, gateway)
+            queued = [
+                signed_alone("2026-11-30T10:00:00Z", begin),
+                signed_alone("2026-11-30T10:15:00Z", both_ways),
+                signed_alone("2026-11-30T10:30:00Z", no_register_code),
+            ]
+            await cp.call(
+                call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
+                suppress=False,
+            )
+            await cp.close()
+            meter = await eventually(
+                lambda: (
+                    len(found := events_of(bus, "sessions", "chargenet.session.meter.v1")) == 3
+                    and found
+                )
+            )
+            assert [(m.data["energy_wh"], m.data["signed_data"]) for m in meter] == [
+                (1000, begin),  # 1000.5 Wh: whole Wh, half to even
+                (2600, both_ways),
+                (3200, no_register_code),
+            ]
+            assert {m.subject for m in meter} == {opened.subject}
+
+    asyncio.run(scenario())
+
+
+def test_a_signed_value_with_no_energy_of_its_own_is_left_out_logged_and_counted(
+    bus: InMemoryBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A signed value alone that is not OCMF, or signs no energy, still cannot be billed
+    against; it may be the session's signed begin, so leaving it out is not silent. One the JSON
+    parser refuses (a number too long) is the same, not a failed MeterValues."""
+    not_energy = ocmf_record(
+        '{"TM":"2026-11-30T10:05:00,000+0000 S","TX":"T","RV":12,"RI":"1-b:3.8.0","RU":"varh"}'
+    )
+    too_long = ocmf_record(
+        '{"TM":"2026-11-30T10:10:00,000+0000 S","TX":"T","RV":1' + "0" * 5000 + ',"RU":"Wh"}'
+    )
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            _opened, cp, transaction = await charging(bus, gateway)
+            before = UNREAD_SIGNED_READINGS._value.get()
+            plain = {"value": "2600", "measurand": "Energy.Active.Import.Register", "unit": "Wh"}
+            queued = [
+                signed_alone("2026-11-30T10:00:00Z", "EDL40|not-ocmf"),
+                signed_alone("2026-11-30T10:05:00Z", not_energy),
+                signed_alone("2026-11-30T10:10:00Z", too_long),
+                {"timestamp": "2026-11-30T10:15:00Z", "sampledValue": [plain]},
+            ]
+            await cp.call(
+                call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
+                suppress=False,
+            )
+            await cp.close()
+            meter = await eventually(
+                lambda: events_of(bus, "sessions", "chargenet.session.meter.v1")
+            )
+            assert [m.data["energy_wh"] for m in meter] == [2600]
+            assert UNREAD_SIGNED_READINGS._value.get() == before + 3
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    left_out = [r.getMessage() for r in caplog.records if "has no energy" in r.getMessage()]
+    assert len(left_out) == 3
+    assert "starts with 'OCMF|'" in left_out[0]
+    assert "no reading in kWh or Wh" in left_out[1]
+    assert "Exceeds the limit" in left_out[2]
 
 
 def test_transaction_with_signed_meter_values_kept_byte_exact(bus: InMemoryBus) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
+from typing import Any
 
 from ocpp.v16.enums import Action, AuthorizationStatus, DataTransferStatus
 
@@ -32,6 +33,7 @@ from chargenet.gateway.handlers_common import (
     session_once_bound,
 )
 from chargenet.gateway.meter import Reading, parse_time, read_v16, read_v16_each, whole
+from chargenet.gateway.metrics import UNREAD_SIGNED_READINGS
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +172,10 @@ def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload | Aw
     transaction = payload.get("transactionId")
     if transaction is None:
         return {}
-    # Only register readings are billed against (not, e.g., diagnostics alone).
-    readings = [
-        (energy, reading)
-        for reading in read_v16_each(payload.get("meterValue") or [])
-        if (energy := whole(reading.energy_wh)) is not None
-    ]
+    transaction_id = str(transaction)
+    readings = _register_readings(cp, transaction_id, payload.get("meterValue") or [])
     if not readings:
         return {}
-    transaction_id = str(transaction)
     grant = ctx.authz.by_transaction(cp, transaction_id)
     if grant is None:
         if _placed(ctx, cp, transaction_id):
@@ -186,6 +183,28 @@ def meter_values(ctx: GatewayContext, cp: str, payload: Payload) -> Payload | Aw
         return _meter_once_bound(ctx, cp, transaction_id, readings)
     _emit_readings(ctx, cp, grant, transaction_id, readings)
     return {}
+
+
+def _register_readings(
+    cp: str, transaction_id: str, meter_values: list[dict[str, Any]]
+) -> list[tuple[int, Reading]]:
+    """Each moment's reading with its energy. Only register readings are billed against (not,
+    e.g., diagnostics alone); a signed value left out is logged and counted, as it may be a
+    session's signed begin or end, which the escrow then misses."""
+    readings = []
+    for reading in read_v16_each(meter_values):
+        energy = whole(reading.energy_wh)
+        if energy is not None:
+            readings.append((energy, reading))
+        elif reading.signed:
+            UNREAD_SIGNED_READINGS.inc()
+            log.warning(
+                "%s: signed reading of transaction %s has no energy (%s): left out",
+                cp,
+                transaction_id,
+                reading.signed_problem,
+            )
+    return readings
 
 
 def _emit_readings(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from chargenet.core import ocmf
+
 ENERGY = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
 _SCALE = {"Wh": Decimal(1), "kWh": Decimal(1000), "W": Decimal(1), "kW": Decimal(1000)}
+#: OBIS 1.8.0, active energy imported, as meters write it: 1-b:1.8.0, 1-0:1.8.0, 01-00:01.08.00.FF.
+_IMPORT_REGISTER = re.compile(r"0*1-\w+:0*1\.0*8\.0*0(?:[.*]\w+)?")
 
 
 @dataclass(slots=True)
@@ -19,6 +24,9 @@ class Reading:
     #: Signed readings exactly as sent (1.6 SignedData values, 2.0.1 signedMeterData).
     signed: list[str] = field(default_factory=list)
     time: datetime | None = None
+    #: Why a signed value sent without a register reading gave no energy either: the reading is
+    #: left out then, and whoever leaves it out says so.
+    signed_problem: str | None = None
 
 
 def whole(value: Decimal | int | float | str | None) -> int | None:
@@ -82,7 +90,36 @@ def read_v16_each(meter_values: list[dict[str, Any]]) -> list[Reading]:
     moments: dict[object, list[dict[str, Any]]] = {}
     for meter_value in meter_values:
         moments.setdefault(meter_value.get("timestamp"), []).append(meter_value)
-    return [read_v16(entries) for entries in moments.values()]
+    return [_signed_energy_if_none(read_v16(entries)) for entries in moments.values()]
+
+
+def _signed_energy_if_none(reading: Reading) -> Reading:
+    """Some chargers send a signed value with no plain register reading beside it (an OCMF begin
+    record on its own). Without an energy the reading is left out, and with it the signed begin
+    the escrow's verification needs first; the record signs the energy itself (the last record,
+    as it is the one the reading keeps)."""
+    if reading.energy_wh is not None or not reading.signed:
+        return reading
+    # The record is the charger's text: JSON too deep or a number too long for the parser
+    # (ValueError, as OcmfFormatError is) is a record without an energy too, not a failed
+    # MeterValues the charger would retry.
+    try:
+        reading.energy_wh = ocmf_energy_wh(reading.signed[-1])
+    except (ValueError, RecursionError) as error:
+        reading.signed_problem = str(error)[:200]
+    return reading
+
+
+def ocmf_energy_wh(record: str) -> Decimal:
+    """The register an OCMF record signs, in Wh: its import register (1.8.0) reading, else its
+    first reading in kWh or Wh. Raises :class:`~chargenet.core.ocmf.OcmfFormatError` if none."""
+    readings = [r for r in ocmf.parse(record).readings if r.unit in ("kWh", "Wh")]
+    if not readings:
+        raise ocmf.OcmfFormatError("no reading in kWh or Wh")
+    imported = [
+        r for r in readings if isinstance(r.obis, str) and _IMPORT_REGISTER.fullmatch(r.obis)
+    ]
+    return (imported or readings)[0].wh
 
 
 def read_v201(meter_values: list[dict[str, Any]]) -> Reading:

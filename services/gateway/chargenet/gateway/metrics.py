@@ -36,6 +36,10 @@ REFUSED_CONNECTIONS = counter(
 PUBLISH_FAILURES = counter(
     "chargenet_gateway_publish_failures", "Events the bus refused (logged with their ids)"
 )
+UNREAD_SIGNED_READINGS = counter(
+    "chargenet_gateway_unread_signed_readings",
+    "Signed meter values without a register reading whose record gave no energy: left out",
+)
 DISCONNECTS = counter(
     "chargenet_gateway_disconnects", "Charge point sockets closed, by reason", ("reason",)
 )
