@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.envelope import make_envelope
@@ -222,5 +223,65 @@ def test_a_start_that_outwaited_its_lock_is_still_told_to_the_escrow(bus: InMemo
             await station.stop_transaction("tx-1", 82_000)
             await station.close()
             assert session_events(bus, opened.subject) == [("started", 80_000)]
+
+    asyncio.run(scenario())
+
+
+def test_a_closed_transactions_repeated_end_leaves_the_tokens_next_lock_alone(
+    bus: InMemoryBus,
+) -> None:
+    """An Ended (or Updated) with the token, for a transaction whose session closed, is a repeat
+    whose answer was lost: answered as the first time, nothing published. Decided again, it
+    bound the same token's next lock at this charge point to the old transaction and ended it
+    there; the driver's next start was refused."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus) as gateway:
+            first = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", first)
+            station = await ChargePoint201.connect(endpoint(gateway), "CP-1")
+            await station.boot()
+            await eventually(lambda: len(gateway.authz) == 1)
+            transaction, _ = await station.start_transaction("TOKEN-1", energy_wh=100)
+
+            def end() -> Any:
+                return station.transaction_event(
+                    "Ended",
+                    transaction,
+                    trigger="StopAuthorized",
+                    id_token="TOKEN-1",
+                    energy_wh=1700,
+                    stopped_reason="Local",
+                )
+
+            ended = await end()
+            assert ended.id_token_info["status"] == "Accepted"
+            second = escrow_opened("CP-1", "TOKEN-1")
+            bus.publish("sessions", second)
+            await eventually(lambda: len(gateway.authz) == 1)
+            published = len(bus.events("sessions"))
+
+            assert (await end()).id_token_info == ended.id_token_info
+            assert len(bus.events("sessions")) == published
+            assert len(gateway.authz) == 1  # the second lock, not bound to anything
+            late = await station.transaction_event(
+                "Updated", transaction, trigger="Authorized", id_token="TOKEN-1", energy_wh=1700
+            )
+            assert late.id_token_info == ended.id_token_info
+            assert len(bus.events("sessions")) == published
+            assert gateway.authz.by_transaction("CP-1", transaction) is None
+
+            again, status = await station.start_transaction("TOKEN-1", energy_wh=1700)
+            assert status == "Accepted"
+            await station.close()
+            await eventually(
+                lambda: session_events(bus, second.subject) == [("started", 1700), ("meter", 1700)]
+            )
+            assert session_events(bus, first.subject) == [
+                ("started", 100),
+                ("meter", 100),
+                ("stopped", 1700),
+            ]
+            assert gateway.authz.by_transaction("CP-1", again).session_id == second.subject
 
     asyncio.run(scenario())

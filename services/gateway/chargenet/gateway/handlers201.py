@@ -90,6 +90,8 @@ def transaction_event(
     grant = ctx.authz.by_transaction(cp, transaction_id)
     if grant is not None:
         return _with_session(ctx, cp, payload, grant, transaction_id)
+    if _closed(ctx, cp, payload, transaction_id):
+        return _after_close(ctx, cp, payload, transaction_id)
     if not _placed(ctx, cp, payload, transaction_id):
         return _once_placed(ctx, cp, payload, transaction_id)
     return _no_session(ctx, cp, payload, transaction_id)
@@ -98,20 +100,40 @@ def transaction_event(
 def _with_session(
     ctx: GatewayContext, cp: str, payload: Payload, grant: Grant, transaction_id: str
 ) -> Payload:
-    answer: Payload = {}
-    if isinstance(payload.get("idToken"), dict):
-        answer["idTokenInfo"] = {"status": AuthorizationStatusEnumType.accepted}
     _report(ctx, cp, payload, grant, transaction_id, read_v201(payload.get("meterValue") or []))
-    return answer
+    return _bound_answer(payload)
+
+
+def _bound_answer(payload: Payload) -> Payload:
+    """The answer to an event of a transaction bound to a session: its token was decided when
+    the transaction was bound."""
+    if isinstance(payload.get("idToken"), dict):
+        return {"idTokenInfo": {"status": AuthorizationStatusEnumType.accepted}}
+    return {}
+
+
+def _closed(ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str) -> bool:
+    """An Updated or Ended of a transaction whose session closed: a repeat whose answer was lost,
+    or one the escrow closed first."""
+    return payload["eventType"] != TransactionEventEnumType.started and ctx.authz.closed(
+        cp, transaction_id
+    )
+
+
+def _after_close(ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str) -> Payload:
+    """Answered as while its session was open, and its token not decided again: that would bind
+    the token's next lock at this charge point (the driver's next session) to a transaction that
+    is over, and an Ended would end that session there."""
+    _without_session(ctx, cp, payload, transaction_id)
+    return _bound_answer(payload)
 
 
 def _placed(ctx: GatewayContext, cp: str, payload: Payload, transaction_id: str) -> bool:
     """Whether this replica knows, without waiting, that no session stands behind the
-    transaction: it begins with this event, it began here without one, or its session closed."""
+    transaction: it begins with this event, or it began here without one."""
     return (
         payload["eventType"] == TransactionEventEnumType.started
         or (cp, transaction_id) in ctx.waiting
-        or ctx.authz.closed(cp, transaction_id)
     )
 
 
@@ -123,15 +145,13 @@ async def _once_placed(
     grant = await ctx.bound_grant(cp, transaction_id)
     if grant is not None:
         return _with_session(ctx, cp, payload, grant, transaction_id)
-    closed = ctx.authz.closed(cp, transaction_id)
-    if payload["eventType"] == TransactionEventEnumType.ended and not closed:
+    if _closed(ctx, cp, payload, transaction_id):
+        return _after_close(ctx, cp, payload, transaction_id)
+    if payload["eventType"] == TransactionEventEnumType.ended:
         raise UnknownTransaction(transaction_id)  # its final reading would be lost
     token = payload.get("idToken")
     if isinstance(token, dict):
         return await _first_with_token(ctx, cp, payload, transaction_id, token)
-    if closed:
-        _without_session(ctx, cp, payload, transaction_id)
-        return {}
     # Not refused: a cable plugged in before the token (on another replica, or before a restart)
     # sends these too, and the station would retry each before its next message, the token's.
     # A later reading covers the energy of this one.
