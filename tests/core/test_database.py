@@ -3,11 +3,14 @@ dropped meanwhile is replaced unseen, and one in steady use costs no round trip.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from chargenet.core.db import Database
+from chargenet.core.settings import CoreSettings
 
 
 def _backend(db: Database) -> int:
@@ -50,5 +53,23 @@ def test_a_connection_in_steady_use_is_not_pinged(
         with pytest.raises(DBAPIError):
             _backend(db)
         assert _backend(db) != first
+    finally:
+        db.dispose()
+
+
+def test_the_pool_keeps_as_many_connections_as_the_settings_say(postgres_database: str) -> None:
+    """A load that needs N connections at once, with N kept, reuses them: a connection beyond
+    the kept ones would be closed on return and opened anew (a server process) every time."""
+    settings = CoreSettings(database_url=postgres_database, database_pool_size=8)
+    db = Database.from_settings(settings)
+
+    def backends_at_once() -> set[int]:
+        with ExitStack() as stack:
+            connections = [stack.enter_context(db.engine.connect()) for _ in range(8)]
+            return {c.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() for c in connections}
+
+    try:
+        first = backends_at_once()
+        assert backends_at_once() == first and len(first) == 8
     finally:
         db.dispose()

@@ -91,6 +91,12 @@ class CoreSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = None
 
     database_url: str = "sqlite:///:memory:"
+    #: Connections a process keeps open to a database server, and how many more it may open for
+    #: a moment. One beyond the kept ones is closed when it comes back, so a load that needs more
+    #: at once than are kept pays a new connection (a server process forked, a login) per
+    #: transaction: keep at least as many as the process's threads that use the database at once.
+    database_pool_size: int = Field(default=20, ge=1, le=500)
+    database_max_overflow: int = Field(default=20, ge=0, le=500)
     #: How often the outbox relay looks for events without being woken. A commit that stages
     #: events wakes its own process's relay at once, so this only catches what another process
     #: committed (an operator's tool, a relay that failed a batch); each look is a locking query.

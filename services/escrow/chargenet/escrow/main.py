@@ -15,7 +15,7 @@ def main() -> int:
     try:
         settings = load_settings(EscrowSettings)
         core_logging.configure(settings.log_level, json_lines=settings.log_json, service="escrow")
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         migrate(db)
         bus = create_bus(settings)
         service = EscrowService(settings, db, bus)

@@ -85,7 +85,7 @@ def main() -> int:
         core_logging.configure(
             settings.log_level, json_lines=settings.log_json, service="invoicing"
         )
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         migrate(db)
         bus = create_bus(settings)
         app = create_app(settings, bus, db)

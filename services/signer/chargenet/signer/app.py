@@ -61,7 +61,7 @@ class SignerApp:
 
     async def start(self) -> int:
         settings = self.settings
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         await asyncio.to_thread(upgrade_to_head, db, VERSIONS)
         keys = load_key_ring(settings)
         policy = Policy.from_json(settings.signer_callers.get_secret_value())

@@ -35,7 +35,7 @@ def main() -> int:
             w3 = connect(settings.chain_rpc_url)
         except (ConnectionError, ValueError) as error:
             raise fail(f"CHARGENET_CHAIN_RPC_URL: {error}") from None
-        db = Database(settings.database_url)
+        db = Database.from_settings(settings)
         migrate(db)
         bus = create_bus(settings)
         signer = signer_client(settings)

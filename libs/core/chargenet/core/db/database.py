@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
+from chargenet.core.settings import CoreSettings
+
 
 def insert_new(table: sa.Table) -> dict[str, sa.Insert]:
     """An insert that leaves a row whose key is already there, by dialect name (each backend
@@ -96,6 +98,18 @@ class Database:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> Database:
+        """The service's database, its pool sized by the settings (a server's; SQLite's is
+        not a pool of connections to a server)."""
+        if settings.database_url.startswith("sqlite"):
+            return cls(settings.database_url)
+        return cls(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
