@@ -37,7 +37,7 @@ from chargenet.escrow.chain import Station
 from chargenet.escrow.metrics import FINISHED, TRANSITIONS
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.settings import EscrowSettings
-from chargenet.escrow.states import State, check
+from chargenet.escrow.states import SWEPT_FOR_REFUND, State, check
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,9 @@ class Tx:
         check(row.session_id, current, target)
         row.state = target.value
         row.updated_at = utcnow()
+        # Refundable on chain from its expiry on: the sweeper's first read is then. A session
+        # leaving these states is not read again (clearing an unset value writes nothing).
+        row.refund_check_at = row.expiry if target in SWEPT_FOR_REFUND else None
         if (work := _STATE_WORK.get(target)) is not None:
             self.work.add(work)
         if reason is not None:

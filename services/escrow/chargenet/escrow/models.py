@@ -14,6 +14,8 @@ from sqlalchemy.types import TypeDecorator
 from chargenet.core.db.tables import utcnow
 
 ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+REFUND_CHECK_INDEX = "ix_escrow_sessions_refund_check_at"
+REFUND_CHECK_PENDING = "refund_check_at IS NOT NULL"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -45,6 +47,14 @@ class SessionRow(EscrowBase):
     __tablename__ = "escrow_sessions"
     __table_args__ = (
         sa.UniqueConstraint("driver_id", "idempotency_key", name="uq_escrow_driver_idempotency"),
+        # Partial: only the sessions the sweeper waits on have a check time, so the others'
+        # updates (every transition) write no entry.
+        sa.Index(
+            REFUND_CHECK_INDEX,
+            "refund_check_at",
+            sqlite_where=sa.text(REFUND_CHECK_PENDING),
+            postgresql_where=sa.text(REFUND_CHECK_PENDING),
+        ),
     )
 
     session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -88,6 +98,12 @@ class SessionRow(EscrowBase):
     cdr_hash: Mapped[str | None] = mapped_column(sa.String(66), nullable=True)
     meter_verified: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: When the sweeper next reads the escrow of a session in ``SWEPT_FOR_REFUND`` on chain, on
+    #: the chain's clock: its expiry at first, later after a back-off. None: not to be read (the
+    #: session is in another state, or the chain closed its escrow).
+    refund_check_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    #: Refunds the sweeper sent for it; the wait before it reads the escrow again doubles with each.
+    refunds_sent: Mapped[int] = mapped_column(sa.Integer, default=0)
 
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

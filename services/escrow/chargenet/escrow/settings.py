@@ -65,6 +65,13 @@ class EscrowSettings(CoreSettings):
     #: point, an expiry near) or rare (an outcome the stream missed while it reconnected): a
     #: few seconds more change nothing, and every sweep is four transactions, idle or not.
     escrow_sweep_seconds: float = Field(default=5.0, gt=0, le=600)
+    #: A FAILED session's escrow still open on chain past its expiry is refunded by the sweeper.
+    #: While it stays open (the refund did not land), it is read again after this long, doubling
+    #: with each refund sent, up to ``escrow_refund_retry_max_seconds``; one the chain closed is
+    #: not read again. A sweep reads at most ``escrow_refund_checks_per_sweep``, longest due first.
+    escrow_refund_retry_seconds: float = Field(default=60.0, gt=0)
+    escrow_refund_retry_max_seconds: float = Field(default=3600.0, gt=0)
+    escrow_refund_checks_per_sweep: int = Field(default=50, ge=1, le=1000)
 
     #: The MSP's OCPI identity on the CDR token (country code, party id).
     escrow_msp_country_code: str = Field(default="DE", pattern=r"^[A-Z]{2}$")

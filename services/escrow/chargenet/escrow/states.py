@@ -51,6 +51,9 @@ LOCKED = frozenset(
         State.CANCELLING,
     }
 )
+#: States whose escrow the sweeper refunds once it expired, if it is still open on chain: a
+#: FAILED session, or a CANCELLING one whose cancel never came back.
+SWEPT_FOR_REFUND = frozenset({State.CANCELLING, State.FAILED})
 
 ALLOWED: dict[State, frozenset[State]] = {
     State.REQUESTED: frozenset({State.OPENING, State.REJECTED}),

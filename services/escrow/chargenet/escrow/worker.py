@@ -11,7 +11,8 @@ transaction that records the request (``SessionHandlers._open_requested``), so a
 waits for no tick of this worker. Outcomes arrive on the signer's stream
 (``Operations.follow``, its own thread). Every ``escrow_sweep_seconds`` the sweeper asks about
 operations the stream did not report, cancels starts past their deadline, settles sessions
-whose charge point went silent, makes sure nothing stays locked past its expiry, and updates
+whose charge point went silent, makes sure nothing stays locked past its expiry (refunding a
+FAILED session's escrow still open on chain, each read only when its check is due), and updates
 the gauges.
 """
 
@@ -21,18 +22,19 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from chargenet.core.chain import SessionState
 from chargenet.escrow.chain import ChainReader
-from chargenet.escrow.core import ALL_WORK, EscrowCore, Work, utcnow
+from chargenet.escrow.core import ALL_WORK, EscrowCore, Tx, Work, utcnow
 from chargenet.escrow.handlers import cancel, close
 from chargenet.escrow.metrics import SESSIONS, SETTLEMENT_LAG
 from chargenet.escrow.models import ChainOp, SessionRow
 from chargenet.escrow.operations import Operations, in_flight, open_or_wait, stage, stage_close
-from chargenet.escrow.states import LIVE, State
+from chargenet.escrow.settings import EscrowSettings
+from chargenet.escrow.states import LIVE, SWEPT_FOR_REFUND, State
 
 log = logging.getLogger(__name__)
 
@@ -229,33 +231,49 @@ class Worker:
         self._gauges()
 
     def _refund_expired(self) -> None:
-        """A FAILED (or stuck CANCELLING) session still open on chain past its expiry: refund."""
+        """Refund the escrow of a FAILED (or stuck CANCELLING) session still open on chain past
+        its expiry. Each session's escrow is read when its ``refund_check_at`` comes, a bounded
+        batch per sweep, longest due first: reading every one at every sweep cost a node call per
+        session that ever failed, for ever."""
+        settings = self.core.settings
         with self.core.tx() as tx:
-            rows = list(
-                tx.session.scalars(
-                    self.core.select_for_work(
-                        sa.select(SessionRow).where(
-                            SessionRow.state.in_([State.FAILED.value, State.CANCELLING.value])
-                        )
-                    )
-                )
-            )
-            if not rows:
+            first_due = tx.session.scalar(_FIRST_REFUND_CHECK)
+            if first_due is None:
                 return  # the common case: no node round trip every sweep
             # The chain's clock decides an expiry, not ours (a test node's may run ahead).
-            chain_now = self.reader.chain_time()
-            for row in rows:
-                if row.expiry.timestamp() > chain_now:
-                    continue
-                op = tx.session.get(ChainOp, row.close_op) if row.close_op else None
-                if op is not None and op.status in ("new", "sent"):
-                    continue
-                if self.reader.session(bytes.fromhex(row.chain_session_id[2:])).state is not (
-                    SessionState.OPEN
-                ):
-                    continue
-                row.attempts += 1
-                stage_close(self.core, tx, [row], "refund")
+            chain_now = datetime.fromtimestamp(self.reader.chain_time(), UTC)
+            if first_due > chain_now:
+                return
+            due = due_for_refund_check(chain_now, settings.escrow_refund_checks_per_sweep)
+            for row in tx.session.scalars(self.core.select_for_work(due)):
+                self._check_refund(tx, row, chain_now)
+
+    def _check_refund(self, tx: Tx, row: SessionRow, chain_now: datetime) -> None:
+        """Refund the session's escrow if it is still open on chain, and say when to look next."""
+        settings = self.core.settings
+        op = tx.session.get(ChainOp, row.close_op) if row.close_op else None
+        if op is not None and op.status in ("new", "sent"):
+            # Its outcome moves the session on; until then it need not head every sweep's batch.
+            row.refund_check_at = chain_now + timedelta(
+                seconds=settings.escrow_refund_retry_seconds
+            )
+            return
+        escrow = self.reader.session(bytes.fromhex(row.chain_session_id[2:]))
+        if escrow.state is not SessionState.OPEN:
+            # Final: past its expiry an escrow can no longer be opened, and a closed one (settled,
+            # cancelled or refunded) stays closed. The session needs its operator, not the node.
+            row.refund_check_at = None
+            log.warning(
+                "session %s stays %s: its escrow is %s on chain, nothing left to refund",
+                row.session_id,
+                row.state,
+                escrow.state.name,
+            )
+            return
+        row.attempts += 1
+        row.refunds_sent += 1
+        row.refund_check_at = chain_now + refund_back_off(settings, row.refunds_sent)
+        stage_close(self.core, tx, [row], "refund")
 
     def _gauges(self) -> None:
         # Only the states a session passes through: counting the settled ones too would read
@@ -302,3 +320,39 @@ def due_for_sweep(now: datetime, margin: timedelta, silence: timedelta) -> sa.Se
             ),
         )
     )
+
+
+#: The earliest check the sweeper has to make, if any (one index entry: the partial index holds
+#: only the sessions it waits on).
+_FIRST_REFUND_CHECK = (
+    sa.select(SessionRow.refund_check_at)
+    .where(
+        SessionRow.state.in_([state.value for state in SWEPT_FOR_REFUND]),
+        SessionRow.refund_check_at.is_not(None),
+    )
+    .order_by(SessionRow.refund_check_at)
+    .limit(1)
+)
+
+
+def due_for_refund_check(chain_now: datetime, limit: int) -> sa.Select[SessionRow]:
+    """The FAILED (or stuck CANCELLING) sessions whose escrow the sweeper reads now: their check
+    is due on the chain's clock; at most ``limit``, longest due first, so a backlog of failures
+    costs each sweep a bounded number of node calls and none waits behind newer ones."""
+    return (
+        sa.select(SessionRow)
+        .where(
+            SessionRow.state.in_([state.value for state in SWEPT_FOR_REFUND]),
+            SessionRow.refund_check_at <= chain_now,
+        )
+        .order_by(SessionRow.refund_check_at)
+        .limit(limit)
+    )
+
+
+def refund_back_off(settings: EscrowSettings, refunds_sent: int) -> timedelta:
+    """How long an escrow still open after ``refunds_sent`` refunds waits to be read again:
+    ``escrow_refund_retry_seconds``, doubling with each refund, at most the maximum."""
+    doublings = min(refunds_sent - 1, 30)  # 2**30 minutes exceed any maximum; no float overflow
+    seconds = settings.escrow_refund_retry_seconds * 2**doublings
+    return timedelta(seconds=min(seconds, settings.escrow_refund_retry_max_seconds))
