@@ -30,6 +30,7 @@ from chargenet.core.pricing import (
     price_cdr,
     price_samples,
 )
+from chargenet.core.pricing.canonical import _canonical, _encode
 from chargenet.core.pricing.cdr import GeoLocation
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ocpi"
@@ -203,6 +204,18 @@ def test_cdr_hash_is_keccak_of_the_documented_canonical_form() -> None:
     assert cdr_hash(Cdr.model_validate_json(reordered)) == cdr_hash(cdr)
     changed = cdr.model_copy(update={"total_energy": Decimal("41.501")})
     assert cdr_hash(changed) != cdr_hash(cdr)
+
+
+def test_the_quick_canonical_path_writes_what_the_general_one_does() -> None:
+    documents = [
+        make_cdr(load_tariff(name), samples_crossing_power_and_clock()).model_dump(mode="python")
+        for name in ("tariff_complex.json", "tariff_max_power.json", "tariff_step_size.json")
+    ]
+    saturday = (FIXTURES / "cdr_complex_saturday.json").read_text()
+    documents.append(json.loads(saturday, parse_float=Decimal))
+    documents.append({"é": ["\u2028", None, -Decimal("0.00"), Decimal("1E+2"), True, (1, 2)]})
+    for document in documents:
+        assert _canonical(document) == _encode(document, indent=None, level=0, canonical=True)
 
 
 def test_credit_cdr_negates_costs_and_points_at_the_original() -> None:

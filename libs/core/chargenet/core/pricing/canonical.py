@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
+from json.encoder import encode_basestring
 from typing import Any
 
 from eth_utils.crypto import keccak
@@ -34,7 +35,7 @@ from chargenet.core.pricing.money import plain
 def canonical_json(document: BaseModel | Mapping[str, Any]) -> bytes:
     """The canonical bytes of a model (dumped in python mode) or of a plain mapping."""
     value = document.model_dump(mode="python") if isinstance(document, BaseModel) else document
-    return _encode(value, indent=None, level=0, canonical=True).encode()
+    return _canonical(value).encode()
 
 
 def canonical_hash(document: BaseModel | Mapping[str, Any]) -> bytes:
@@ -112,6 +113,29 @@ def _encode(value: Any, *, indent: int | None, level: int, canonical: bool) -> s
         encoded = [_encode(v, indent=indent, level=level + 1, canonical=canonical) for v in value]
         return _wrap("[", "]", encoded, indent, level)
     raise TypeError(f"cannot encode {type(value).__name__} as canonical JSON")
+
+
+def _canonical(value: Any) -> str:
+    """``_encode(value, canonical=True)``, quicker for the types a dumped model is made of (every
+    settlement hashes its CDR: some 160 values, 0.6 ms through ``_encode``). A type it does not
+    know here (an enum, another mapping or sequence) goes the general way."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is dict:
+        items = sorted((str(k), v) for k, v in value.items() if v is not None)
+        return "{" + ",".join(encode_basestring(k) + ":" + _canonical(v) for k, v in items) + "}"
+    if kind is list:
+        return "[" + ",".join([_canonical(v) for v in value]) + "]"
+    if kind is int:
+        return str(value)
+    if kind is Decimal and value.is_finite():
+        return plain(value)
+    if kind is datetime:
+        return encode_basestring(format_datetime(value))
+    if isinstance(value, Enum):
+        return _canonical(value.value)
+    return _encode(value, indent=None, level=0, canonical=True)
 
 
 def _as_written(value: Decimal) -> str:
