@@ -20,7 +20,7 @@ from chargenet.wallet.auth import CurrentPrincipal, TokenAuthority
 from chargenet.wallet.billing import Billing, BillingBody
 from chargenet.wallet.chain import ChainReader
 from chargenet.wallet.funds import Funds, TokenAmount, promised
-from chargenet.wallet.models import Driver, Payout, TopUp
+from chargenet.wallet.models import ChargingSession, Driver, Payout, TopUp
 from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions, view
 from chargenet.wallet.signals import SessionSignals
 
@@ -268,14 +268,21 @@ def stop_session(request: Request, driver: CurrentDriver, session_id: str) -> di
 def stream_session(request: Request, driver: CurrentDriver, session_id: str) -> StreamingResponse:
     """Server-Sent Events: the session's view on every change, until it is final."""
     sessions: Sessions = _state(request, "sessions")
-    sessions.get(driver, session_id)  # 404 / 403 before the stream starts
-    return session_stream(request, sessions, driver, session_id)
+    row = sessions.get(driver, session_id)  # 404 / 403 before the stream starts
+    return session_stream(request, sessions, driver, session_id, first=row)
 
 
 def session_stream(
-    request: Request, sessions: Sessions, driver: Driver, session_id: str
+    request: Request,
+    sessions: Sessions,
+    driver: Driver,
+    session_id: str,
+    *,
+    first: ChargingSession | None = None,
 ) -> StreamingResponse:
-    """The session's Server-Sent Events (REST and the driver app's cookie-signed page alike)."""
+    """The session's Server-Sent Events (REST and the driver app's cookie-signed page alike).
+    ``first``: the row as the caller just read it, sent first instead of read again (a change
+    committed before the stream watches the session reaches it by the signals' version poll)."""
     settings = _state(request, "settings")
     return StreamingResponse(
         _events(
@@ -284,6 +291,7 @@ def session_stream(
             driver,
             session_id,
             settings.wallet_stream_keepalive_seconds,
+            first,
         ),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -296,6 +304,7 @@ async def _events(
     driver: Driver,
     session_id: str,
     keepalive: float,
+    first: ChargingSession | None = None,
 ) -> AsyncIterator[str]:
     # The row (its version) is what is sent: any replica's consumer may have applied the event,
     # and the database is where they all meet. The row is read again when the signals say it
@@ -310,7 +319,11 @@ async def _events(
             changed.clear()
             row = signals.latest(session_id)
             if row is None or row.version <= sent:
-                row = await asyncio.to_thread(sessions.get, driver, session_id)
+                if first is not None:
+                    row = first
+                else:
+                    row = await asyncio.to_thread(sessions.get, driver, session_id)
+            first = None  # only ever the first row: it is older than anything read after it
             signals.seen(session_id, row.version)
             if row.version > sent:
                 sent = row.version
