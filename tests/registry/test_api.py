@@ -516,3 +516,24 @@ def test_cpo_updates_and_retires_through_the_signer(api: tuple[TestClient, Any])
     listed = http.get("/v1/stations", params={"limit": 100}).json()["stations"]
     assert "DE*API*E0010" not in {s["station_id"] for s in listed}
     assert http.delete("/v1/cpo/stations/DE*API*E0010", headers=auth).status_code == 409
+
+
+def test_the_console_overview_lists_a_station_whose_documents_this_registry_lacks(
+    api: tuple[TestClient, Any],
+) -> None:
+    """A station on chain whose location this registry never stored (registered on chain
+    directly, or its documents lost): the overview answered 500 for its CPO, whose stations all
+    went unlisted."""
+    http, (indexer, signer, db, _address) = api
+    station = "DE*DOC*E0001"
+    answer = _register(http, station, location=location(station))
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    with db.session() as session:
+        session.execute(sa.delete(Location).where(Location.station_id == station))
+    indexer.catch_up()
+    signed = http.post("/console/signin", data={"token": CPO}, follow_redirects=False)
+    assert signed.status_code == 303
+    page = http.get("/console/")
+    assert page.status_code == 200, page.text
+    assert f'<tr data-station="{station}">' in page.text
