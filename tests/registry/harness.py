@@ -8,17 +8,20 @@ installation that ``scripts/components/components.sh`` set up.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from eth_utils.crypto import keccak
 from web3 import Web3
 
@@ -61,7 +64,7 @@ def _hardhat_project() -> Path:
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -81,7 +84,7 @@ def _rpc(url: str, method: str, params: Sequence[Any] = ()) -> Any:
 def private_hardhat() -> Iterator[str]:
     """A Hardhat node on a free port for the duration; yields its URL."""
     project = _hardhat_project()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     bootstrap = project / "node_modules" / "hardhat" / "internal" / "cli" / "bootstrap.js"
     env = {**os.environ, "HARDHAT_DISABLE_TELEMETRY_PROMPT": "true"}
@@ -180,3 +183,35 @@ def _post(provider: Any, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     with urllib.request.urlopen(request, timeout=300) as response:
         answers: list[dict[str, Any]] = json.loads(response.read())
         return answers
+
+
+@contextmanager
+def served(
+    app: Any, port: int = 0, closing: Callable[[], Awaitable[None]] | None = None
+) -> Iterator[str]:
+    """``app`` behind uvicorn (on a free port by default), as in production: the server decodes
+    the path once (Starlette's TestClient twice). Its lifespan already runs in a TestClient.
+
+    ``closing`` runs on the server's loop once it stopped: clients the app's handlers pooled
+    connections in on that loop cannot close them from the lifespan's."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        await server.serve()
+        if closing is not None:
+            await closing()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), name="served", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

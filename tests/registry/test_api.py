@@ -5,12 +5,17 @@ input, each refused with a 4xx and a reason, with nothing written."""
 from __future__ import annotations
 
 import copy
+import html
 import json
+import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from eth_account import Account
@@ -32,7 +37,7 @@ from chargenet.registry.models import Document, Location
 from chargenet.registry.settings import RegistrySettings
 from chargenet.signer.settings import DEVELOPMENT_MNEMONIC
 from tests.registry.conftest import Chain, indexer_for
-from tests.registry.harness import TARIFF
+from tests.registry.harness import TARIFF, served
 from tests.signer.harness import inprocess_signer
 
 pytestmark = pytest.mark.hardhat
@@ -516,6 +521,122 @@ def test_cpo_updates_and_retires_through_the_signer(api: tuple[TestClient, Any])
     listed = http.get("/v1/stations", params={"limit": 100}).json()["stations"]
     assert "DE*API*E0010" not in {s["station_id"] for s in listed}
     assert http.delete("/v1/cpo/stations/DE*API*E0010", headers=auth).status_code == 409
+
+
+# A station id is any printable ASCII: '/', '#', '?' and '%' are as legal as '*'.
+ODD = "FR*ABC/1#2"
+ENDS_LIKE_A_ROUTE = "FR*ABC/1#2/tariff"  # PUT to it is its update, not ODD's tariff
+QUERY_AND_PERCENT = "FR*ABC?%41"  # unquoted: station FR*ABC, query "%41"
+
+
+def _cpo_path(station: str, rest: str = "") -> str:
+    return f"/v1/cpo/stations/{quote(station, safe='')}{rest}"
+
+
+def _detail(http: httpx.Client, station: str) -> dict[str, Any]:
+    answer = http.get(f"/v1/stations/{quote(station, safe='')}")
+    assert answer.status_code == 200, answer.text
+    detail: dict[str, Any] = answer.json()
+    return detail
+
+
+def test_cpo_routes_take_a_station_id_holding_url_delimiters(
+    api: tuple[TestClient, Any],
+) -> None:
+    """Over real HTTP, as in production, where the server decodes %2F before routing: each CPO
+    route reaches the station the encoded id names, even one whose id ends like a sub-route."""
+    http, (indexer, signer, _db, _address) = api
+    stations = (ODD, ENDS_LIKE_A_ROUTE, QUERY_AND_PERCENT)
+    keys = [_register(http, s, location=location(s)).json()["idempotency_key"] for s in stations]
+    signer.wait(keys)
+    indexer.catch_up()
+    auth = {"authorization": f"Bearer {CPO}"}
+    with served(http.app) as url, httpx.Client(base_url=url, headers=auth) as cpo:
+        assert [_detail(cpo, s)["station_id"] for s in stations] == list(stations)
+        tariff = cpo.put(_cpo_path(ODD, "/tariff"), content=json.dumps(TARIFF))
+        assert tariff.status_code == 204, tariff.text
+        moved = cpo.put(_cpo_path(ODD, "/location"), content=json.dumps(location(ODD)))
+        assert moved.status_code == 204, moved.text
+
+        slower = location(ENDS_LIKE_A_ROUTE)
+        slower["evses"][0]["connectors"][1]["max_electric_power"] = 50_000
+        body = {"location": slower, "tariff": TARIFF, "meter_key_hash": METER}
+        updated = cpo.put(_cpo_path(ENDS_LIKE_A_ROUTE), content=json.dumps(body))
+        assert updated.status_code == 202, updated.text
+        retired = cpo.delete(_cpo_path(QUERY_AND_PERCENT))
+        assert retired.status_code == 202, retired.text
+        assert [updated.json()["station_id"], retired.json()["station_id"]] == [
+            ENDS_LIKE_A_ROUTE,
+            QUERY_AND_PERCENT,
+        ]
+        signer.wait([updated.json()["idempotency_key"], retired.json()["idempotency_key"]])
+        indexer.catch_up()
+        assert _detail(cpo, ENDS_LIKE_A_ROUTE)["max_power_w"] == 50_000
+        assert _detail(cpo, QUERY_AND_PERCENT)["active"] is False
+        odd = _detail(cpo, ODD)
+        assert (odd["max_power_w"], odd["active"]) == (150_000, True)
+
+
+def test_a_station_path_none_of_the_routes_takes_is_refused_with_a_reason(
+    api: tuple[TestClient, Any],
+) -> None:
+    """An id whose '/' was sent unencoded names no station route; an id that is none at all is
+    refused on each CPO route alike."""
+    http, _ = api
+    auth = {"authorization": f"Bearer {CPO}"}
+    with served(http.app) as url, httpx.Client(base_url=url, headers=auth) as cpo:
+        for method, path in (
+            ("GET", "/v1/stations/FR*ABC/1%232"),
+            ("PUT", "/v1/cpo/stations/FR*ABC/1%232/tariff"),
+            ("DELETE", "/v1/cpo/stations/FR*ABC/1%232"),
+        ):
+            answer = cpo.request(method, path, content=json.dumps(TARIFF))
+            assert answer.status_code == 404, (method, path, answer.text)
+            assert "a station id is one path segment" in answer.json()["detail"]
+        spaced = quote("no spaces allowed", safe="")
+        for rest in ("/tariff", "/location"):
+            answer = cpo.put(f"/v1/cpo/stations/{spaced}{rest}", content=json.dumps(TARIFF))
+            assert answer.status_code == 422, (rest, answer.text)
+            assert "printable ASCII characters without spaces" in answer.json()["detail"]
+
+
+def test_console_pages_take_a_station_id_holding_url_delimiters(
+    api: tuple[TestClient, Any],
+) -> None:
+    """The console links to a station's form with its id as one encoded segment, and the form
+    updates that station."""
+    http, (indexer, signer, _db, _address) = api
+    station = "FR*CON/1#2?%41"
+    answer = _register(http, station, location=location(station))
+    assert answer.status_code == 202, answer.text
+    signer.wait([answer.json()["idempotency_key"]])
+    indexer.catch_up()
+    segment = quote(station, safe="")
+    with served(http.app) as url, httpx.Client(base_url=url) as browser:
+        assert browser.post("/console/signin", data={"token": CPO}).status_code == 303
+        edit = f"/console/stations/{segment}/edit"
+        assert f'href="{edit}"' in browser.get("/console/").text
+        page = browser.get(edit)
+        assert page.status_code == 200, page.text
+        assert f'action="/console/stations/{segment}"' in page.text
+        inputs = re.findall(r'name="(\w+)" value="([^"]*)"', page.text)
+        fields = {name: html.unescape(value) for name, value in inputs}
+        assert fields["station_id"] == station
+        sent = browser.post(f"/console/stations/{segment}", data={**fields, "power_kw": "11"})
+        assert sent.status_code == 303, sent.text
+        assert sent.headers["location"] == "/console/?notice=submitted"
+
+        cut = browser.get("/console/stations/FR*CON/1%232%3F%2541/edit")
+        assert cut.status_code == 404 and "a station id is one path segment" in cut.text
+
+    def updated() -> bool:
+        indexer.catch_up()
+        return bool(_detail(http, station)["max_power_w"] == 11_000)
+
+    deadline = time.monotonic() + 30
+    while not updated():
+        assert time.monotonic() < deadline, "the console's update was not indexed"
+        time.sleep(0.2)
 
 
 def test_the_console_overview_lists_a_station_whose_documents_this_registry_lacks(

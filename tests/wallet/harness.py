@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from eth_account import Account
 from fastapi.testclient import TestClient
@@ -224,7 +225,9 @@ class World:
         )
 
     def retire(self, station_id: str) -> None:
-        answer = self.registry.delete(f"/v1/cpo/stations/{station_id}", headers=cpo_headers())
+        answer = self.registry.delete(
+            f"/v1/cpo/stations/{quote(station_id, safe='')}", headers=cpo_headers()
+        )
         assert answer.status_code == 202, answer.text
         wait_for(
             f"{station_id} retired",

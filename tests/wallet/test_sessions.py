@@ -9,15 +9,13 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from chargenet.core.chain import session_id as chain_session_id
 from chargenet.core.errors import NotFound
@@ -34,6 +32,7 @@ from chargenet.core.pricing import canonical_hash
 from chargenet.wallet.models import ChargingSession
 from chargenet.wallet.registry_client import RegistryClient, Station, chain_station_id
 from chargenet.wallet.web.backend import Stations
+from tests.registry.harness import served
 from tests.wallet.harness import (
     CPO_ID,
     TARIFF,
@@ -313,22 +312,6 @@ def _found(client: RegistryClient, station_id: str) -> Station | None:
 async def _page_detail(url: str, station_id: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=url) as http:
         return await Stations(http).detail(station_id)
-
-
-@contextmanager
-def served(app: Any) -> Iterator[str]:
-    """``app`` behind uvicorn on a free port; its lifespan already runs in the TestClient."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="registry-http", daemon=True)
-    thread.start()
-    wait_for("the registry served", lambda: server.started)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_maximum_above_balance_is_refused_with_a_reason(

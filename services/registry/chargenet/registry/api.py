@@ -29,8 +29,11 @@ from chargenet.registry.documents import (
 )
 from chargenet.registry.models import Document, Station
 from chargenet.registry.query import Filters, Near, detail, search, summary
+from chargenet.registry.station_paths import ONE_SEGMENT, StationId
 
 router = APIRouter(prefix="/v1", tags=["stations"])
+#: Where a path segment is a station id (see chargenet.registry.station_paths).
+STATION_PREFIXES = ("/v1/stations/", "/v1/cpo/stations/")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 MAX_PAGE = 100
 MAX_OFFSET = 10_000
@@ -91,10 +94,8 @@ def list_stations(
         }
 
 
-# ":path": an id may hold "/" (any printable ASCII is one); a client sends it quoted as %2F,
-# which the server decodes before routing, so a plain parameter would see two segments.
-@router.get("/stations/{station_id:path}")
-def get_station(request: Request, station_id: str) -> dict[str, Any]:
+@router.get("/stations/{station_id}")
+def get_station(request: Request, station_id: StationId) -> dict[str, Any]:
     with _db(request).session() as session:
         station = session.get(Station, station_id)
         if station is None:
@@ -164,7 +165,7 @@ async def register_station(request: Request, who: CurrentPrincipal) -> dict[str,
 
 @router.put("/cpo/stations/{station_id}", status_code=202)
 async def update_station(
-    request: Request, who: CurrentPrincipal, station_id: str
+    request: Request, who: CurrentPrincipal, station_id: StationId
 ) -> dict[str, Any]:
     cpo_id = _cpo(who)
     raw_id = check_station_id(station_id)
@@ -185,7 +186,9 @@ async def update_station(
 
 
 @router.delete("/cpo/stations/{station_id}", status_code=202)
-def retire_station(request: Request, who: CurrentPrincipal, station_id: str) -> dict[str, Any]:
+def retire_station(
+    request: Request, who: CurrentPrincipal, station_id: StationId
+) -> dict[str, Any]:
     cpo_id = _cpo(who)
     raw_id = check_station_id(station_id)
     writer, db = _writer(request), _db(request)
@@ -198,19 +201,28 @@ def retire_station(request: Request, who: CurrentPrincipal, station_id: str) -> 
 
 
 @router.put("/cpo/stations/{station_id}/location", status_code=204)
-async def put_location(request: Request, who: CurrentPrincipal, station_id: str) -> None:
+async def put_location(request: Request, who: CurrentPrincipal, station_id: StationId) -> None:
     cpo_id = _cpo(who)
+    check_station_id(station_id)
     location = check_location(parse_json(await request.body(), "location"))
     address = _writer(request).address_of(cpo_id)
     attach_location(_db(request), station_id, address, location)
 
 
 @router.put("/cpo/stations/{station_id}/tariff", status_code=204)
-async def put_tariff(request: Request, who: CurrentPrincipal, station_id: str) -> None:
+async def put_tariff(request: Request, who: CurrentPrincipal, station_id: StationId) -> None:
     cpo_id = _cpo(who)
+    check_station_id(station_id)
     tariff = check_tariff(parse_json(await request.body(), "tariff"))
     address = _writer(request).address_of(cpo_id)
     attach_tariff(_db(request), station_id, address, tariff)
+
+
+# Last, after every station route: a path none of them took, e.g. an id whose '/' was not encoded.
+@router.get("/stations/{rest:path}", include_in_schema=False)
+@router.api_route("/cpo/stations/{rest:path}", methods=["PUT", "DELETE"], include_in_schema=False)
+def unrouted_station(request: Request) -> None:
+    raise NotFound(f"no route {request.method} {request.url.path}: {ONE_SEGMENT}")
 
 
 def _accepted(

@@ -33,13 +33,14 @@ from chargenet.core.settings import (
     load_settings,
 )
 from chargenet.core.signer_client import SignerClient, signer_client
-from chargenet.registry.api import router
-from chargenet.registry.console import mount_console
+from chargenet.registry.api import STATION_PREFIXES, router
+from chargenet.registry.console import CONSOLE_STATION_PREFIXES, mount_console
 from chargenet.registry.cpo import ChainWriter
 from chargenet.registry.indexer import Indexer
 from chargenet.registry.metrics import API_LATENCY
 from chargenet.registry.rpc import ChainReader
 from chargenet.registry.settings import RegistrySettings
+from chargenet.registry.station_paths import StationPaths
 from chargenet.registry.status import CONSUMES, HANDLED, StatusConsumer
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
@@ -152,6 +153,7 @@ def create_app(
     app.include_router(router)
     # The CPO console (issue 11): pages under /console; see chargenet.registry.console.
     mount_console(app)
+    app.add_middleware(StationPaths, prefixes=(*STATION_PREFIXES, *CONSOLE_STATION_PREFIXES))
 
     @app.middleware("http")
     async def _latency(

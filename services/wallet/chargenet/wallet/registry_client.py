@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from chargenet.core.errors import Conflict, NotFound, Unprocessable
+from chargenet.wallet.station_paths import path_segment
 
 #: Connector statuses (OCPP 1.6 and 2.0.1) in which a new session cannot start, and why.
 _REFUSED_STATUS = {
@@ -101,7 +101,7 @@ def chain_station_id(station_id: str) -> str:
 def station_path(station_id: str) -> str:
     """The registry's detail route of a station. A station id is any printable ASCII: unquoted,
     '#', '?', '%' or '/' in it would name another station's route (``FR#1`` reads ``FR``)."""
-    return f"/v1/stations/{quote(station_id, safe='')}"
+    return f"/v1/stations/{path_segment(station_id)}"
 
 
 class RegistryClient:

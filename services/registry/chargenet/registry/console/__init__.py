@@ -17,9 +17,9 @@ from pydantic import model_validator
 
 from chargenet.core.settings import CoreSettings, load_settings
 from chargenet.core.web import mount_shared_static
-from chargenet.registry.console.routes import HERE, Console, router
+from chargenet.registry.console.routes import CONSOLE_STATION_PREFIXES, HERE, Console, router
 
-__all__ = ["ConsoleSettings", "mount_console"]
+__all__ = ["CONSOLE_STATION_PREFIXES", "ConsoleSettings", "mount_console"]
 
 
 class ConsoleSettings(CoreSettings):

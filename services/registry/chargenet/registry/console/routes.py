@@ -31,9 +31,12 @@ from chargenet.registry.console.session import COOKIE, PATH, Operator, operator,
 from chargenet.registry.cpo import ChainWriter
 from chargenet.registry.models import EscrowSession, Station
 from chargenet.registry.query import Filters, detail, search
+from chargenet.registry.station_paths import ONE_SEGMENT, StationId, path_segment
 
 HERE = Path(__file__).parent
 router = APIRouter(prefix="/console", include_in_schema=False)
+#: Where a path segment is a station id (see chargenet.registry.station_paths).
+CONSOLE_STATION_PREFIXES = ("/console/stations/",)
 templates = Jinja2Templates(
     env=jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -41,6 +44,7 @@ templates = Jinja2Templates(
         undefined=jinja2.StrictUndefined,
     )
 )
+templates.env.filters["path_segment"] = path_segment
 NOTICES = {
     "submitted": "Sent on chain: the station shows here once the transaction is confirmed "
     "and indexed (usually seconds).",
@@ -300,7 +304,7 @@ async def new_station(request: Request) -> Response:
 
 
 @router.get("/stations/{station_id}/edit")
-async def edit_station(request: Request, station_id: str) -> Response:
+async def edit_station(request: Request, station_id: StationId) -> Response:
     who = operator(request)
     if who is None:
         return _signin()
@@ -312,13 +316,17 @@ async def edit_station(request: Request, station_id: str) -> Response:
     return _form_page(request, who, form, update=True)
 
 
-async def _submit(request: Request, update: bool) -> Response:
+async def _submit(request: Request, station_id: str | None) -> Response:
+    """Register (``station_id`` None) or update the station the URL names."""
     who = operator(request)
     if who is None:
         return _signin()
     values = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     who.check(values.get("csrf"))
     form = StationForm.of(values)
+    update = station_id is not None
+    if station_id is not None:
+        form.station_id = station_id  # the URL names the station, not a field one can edit
     try:
         body = documents(form)
     except FormError as error:
@@ -326,10 +334,10 @@ async def _submit(request: Request, update: bool) -> Response:
         return _form_page(request, who, form, update=update, status=422)
     headers = {"Authorization": f"Bearer {who.token}"}
     api = _console(request).api
-    if update:
+    if station_id is not None:
         body.pop("station_id")
         answer = await api.put(
-            f"/v1/cpo/stations/{quote(form.station_id)}", json=body, headers=headers
+            f"/v1/cpo/stations/{path_segment(station_id)}", json=body, headers=headers
         )
     else:
         answer = await api.post("/v1/cpo/stations", json=body, headers=headers)
@@ -342,9 +350,16 @@ async def _submit(request: Request, update: bool) -> Response:
 
 @router.post("/stations")
 async def register(request: Request) -> Response:
-    return await _submit(request, update=False)
+    return await _submit(request, None)
 
 
 @router.post("/stations/{station_id}")
-async def update(request: Request, station_id: str) -> Response:
-    return await _submit(request, update=True)
+async def update(request: Request, station_id: StationId) -> Response:
+    return await _submit(request, station_id)
+
+
+# Last, after every station page: a path none of them took, e.g. an id whose '/' was not encoded.
+@router.api_route("/stations/{rest:path}", methods=["GET", "POST"])
+async def unrouted_station(request: Request) -> Response:
+    error = f"No such page: {ONE_SEGMENT}."
+    return _page(request, "error.html", operator(request), status=404, error=error)

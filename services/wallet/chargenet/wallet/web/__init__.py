@@ -13,9 +13,10 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from chargenet.core.web import mount_shared_static
+from chargenet.wallet.station_paths import StationPaths
 from chargenet.wallet.web.backend import WalletApi
 from chargenet.wallet.web.config import DriverAppConfig, DriverAppSettings, Tiles
-from chargenet.wallet.web.routes import HERE, DriverApp, router
+from chargenet.wallet.web.routes import HERE, STATION_PREFIXES, DriverApp, router
 
 __all__ = ["DriverAppConfig", "DriverAppSettings", "Tiles", "mount_driver_app"]
 
@@ -25,6 +26,7 @@ def mount_driver_app(app: FastAPI, config: DriverAppConfig, currency: str) -> No
     mount_shared_static(app, "/app")
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="driver-static")
     app.include_router(router)
+    app.add_middleware(StationPaths, prefixes=STATION_PREFIXES)
 
     @app.get("/", include_in_schema=False)
     def _root() -> RedirectResponse:

@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from chargenet.core.errors import ChargenetError
 from chargenet.wallet.api import current_driver, session_stream
 from chargenet.wallet.sessions import FINAL_STATES
+from chargenet.wallet.station_paths import ONE_SEGMENT, StationId, path_segment
 from chargenet.wallet.web import money
 from chargenet.wallet.web.account import BILLING_FIELDS, COUNTRIES, country_name, invalid_field
 from chargenet.wallet.web.backend import ApiError, Invoices, Stations, WalletApi
@@ -32,6 +33,8 @@ from chargenet.wallet.web.stations import CONNECTORS, POWERS, station_view
 
 HERE = Path(__file__).parent
 router = APIRouter(prefix="/app", include_in_schema=False)
+#: Where a path segment is a station id (see chargenet.wallet.station_paths).
+STATION_PREFIXES = ("/app/stations/",)
 templates = Jinja2Templates(
     env=jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -39,6 +42,7 @@ templates = Jinja2Templates(
         undefined=jinja2.StrictUndefined,
     )
 )
+templates.env.filters["path_segment"] = path_segment
 NOTICES = {
     "welcome": "Your account is ready. Top up to start charging.",
     "signed-in": "You are signed in.",
@@ -428,11 +432,18 @@ async def _station_page(
 
 
 @router.get("/stations/{station_id}")
-async def station(request: Request, station_id: str) -> Response:
+async def station(request: Request, station_id: StationId) -> Response:
     signed = signed_in(request)
     if signed is None:
         return _to_signin(request)
     return await _station_page(request, signed, station_id)
+
+
+# After the station page: a path it did not take, e.g. a station id whose '/' was not encoded.
+@router.get("/stations/{rest:path}")
+async def unrouted_station(request: Request) -> Response:
+    error = f"No such page: {ONE_SEGMENT}."
+    return _page(request, "error.html", signed_in(request), status=404, error=error)
 
 
 # -- sessions ------------------------------------------------------------------------------------
