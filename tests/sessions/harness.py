@@ -46,6 +46,7 @@ from chargenet.core.signer_client.permissions import (
     registry_caller,
     wallet_caller,
 )
+from chargenet.core.web.station_paths import path_segment
 from chargenet.escrow.app import EscrowService
 from chargenet.escrow.app import migrate as migrate_escrow
 from chargenet.escrow.models import SessionRow
@@ -168,7 +169,9 @@ class Stack:
         assert answer.status_code == 202, answer.text
         wait_for(
             f"station {station_id} indexed",
-            lambda: self.registry.get(f"/v1/stations/{station_id}").status_code == 200,
+            lambda: (
+                self.registry.get(f"/v1/stations/{path_segment(station_id)}").status_code == 200
+            ),
             60,
         )
         return station_id, cp_id
@@ -188,7 +191,9 @@ class Stack:
         wait_for(
             f"{cp_id} online",
             lambda: (
-                connector_status(self.registry.get(f"/v1/stations/{station_id}").json())
+                connector_status(
+                    self.registry.get(f"/v1/stations/{path_segment(station_id)}").json()
+                )
                 == (True, "Available")
             ),
             30,
@@ -196,11 +201,15 @@ class Stack:
         return cp
 
     def retire(self, station_id: str) -> None:
-        answer = self.registry.delete(f"/v1/cpo/stations/{station_id}", headers=cpo_headers())
+        answer = self.registry.delete(
+            f"/v1/cpo/stations/{path_segment(station_id)}", headers=cpo_headers()
+        )
         assert answer.status_code == 202, answer.text
         wait_for(
             f"{station_id} retired",
-            lambda: not self.registry.get(f"/v1/stations/{station_id}").json()["active"],
+            lambda: (
+                not self.registry.get(f"/v1/stations/{path_segment(station_id)}").json()["active"]
+            ),
             60,
         )
 

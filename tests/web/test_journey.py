@@ -23,6 +23,7 @@ from chargenet.cli.network.client import station_for
 from chargenet.cli.network.fleet import ChargingProfile, SimStation, meter_for
 from chargenet.cli.network.plan import demo_cpos
 from chargenet.core.auth import Role, issue_token
+from chargenet.core.web.station_paths import path_segment
 from tests.web.harness import Network, browser, chromium_missing, network, snap
 
 pytestmark = [
@@ -266,5 +267,5 @@ def _driver_journey(
     shots += snap(console, "console-update")
     console.get_by_role("button", name="Send update on chain").click()
     expect(console.get_by_role("status")).to_contain_text("Sent on chain")
-    page.goto(f"{world.wallet}/app/stations/{station_id}")
+    page.goto(f"{world.wallet}/app/stations/{path_segment(station_id)}")
     reload_until(page, 'table.tariff td:text("0.714 EUR per session")')

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from chargenet.core.auth import CurrentPrincipal, Principal, Role
 from chargenet.core.db import Database
 from chargenet.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from chargenet.core.web.station_paths import ONE_SEGMENT, StationId
 from chargenet.registry.cpo import (
     ChainWriter,
     attach_location,
@@ -29,10 +30,9 @@ from chargenet.registry.documents import (
 )
 from chargenet.registry.models import Document, Station
 from chargenet.registry.query import Filters, Near, detail, search, summary
-from chargenet.registry.station_paths import ONE_SEGMENT, StationId
 
 router = APIRouter(prefix="/v1", tags=["stations"])
-#: Where a path segment is a station id (see chargenet.registry.station_paths).
+#: Where a path segment is a station id (see chargenet.core.web.station_paths).
 STATION_PREFIXES = ("/v1/stations/", "/v1/cpo/stations/")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 MAX_PAGE = 100

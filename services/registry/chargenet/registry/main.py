@@ -33,6 +33,7 @@ from chargenet.core.settings import (
     load_settings,
 )
 from chargenet.core.signer_client import SignerClient, signer_client
+from chargenet.core.web.station_paths import StationPaths
 from chargenet.registry.api import STATION_PREFIXES, router
 from chargenet.registry.console import CONSOLE_STATION_PREFIXES, mount_console
 from chargenet.registry.cpo import ChainWriter
@@ -40,7 +41,6 @@ from chargenet.registry.indexer import Indexer
 from chargenet.registry.metrics import API_LATENCY
 from chargenet.registry.rpc import ChainReader
 from chargenet.registry.settings import RegistrySettings
-from chargenet.registry.station_paths import StationPaths
 from chargenet.registry.status import CONSUMES, HANDLED, StatusConsumer
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "versions"

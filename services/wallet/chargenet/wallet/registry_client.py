@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from chargenet.core.errors import Conflict, NotFound, Unprocessable
-from chargenet.wallet.station_paths import path_segment
+from chargenet.core.web.station_paths import path_segment
 
 #: Connector statuses (OCPP 1.6 and 2.0.1) in which a new session cannot start, and why.
 _REFUSED_STATUS = {

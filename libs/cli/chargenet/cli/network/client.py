@@ -24,6 +24,7 @@ from chargenet.cli.network.plan import CP_PASSWORD, Cpo
 from chargenet.core.auth import Role, issue_token
 from chargenet.core.ocpp_sim import Endpoint
 from chargenet.core.settings import DEVELOPMENT_SECRET
+from chargenet.core.web.station_paths import path_segment
 
 T = TypeVar("T")
 #: Where a session ends. ``cancelled`` is not among them: the escrow's cancel is followed by the
@@ -130,13 +131,15 @@ class NetworkClient:
             _ok(answer, 202)
 
         async def indexed() -> bool:
-            return (await self.registry.get(f"/v1/stations/{station_id}")).status_code == 200
+            return (
+                await self.registry.get(f"/v1/stations/{path_segment(station_id)}")
+            ).status_code == 200
 
         await eventually(f"station {station_id} indexed", indexed, 60)
         return station_id
 
     async def connector(self, station_id: str) -> tuple[bool, str | None]:
-        detail = _ok(await self.registry.get(f"/v1/stations/{station_id}"), 200)
+        detail = _ok(await self.registry.get(f"/v1/stations/{path_segment(station_id)}"), 200)
         location = detail.get("location") or {}
         points = location.get("charge_points") or [{}]
         evses = location.get("evses") or [{"connectors": [{}]}]

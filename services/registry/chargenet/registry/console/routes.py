@@ -25,17 +25,17 @@ from fastapi.templating import Jinja2Templates
 
 from chargenet.core.errors import ChargenetError
 from chargenet.core.pricing.money import TOKEN_DECIMALS, minor_unit, round_half_up
+from chargenet.core.web.station_paths import ONE_SEGMENT, StationId, path_segment
 from chargenet.registry.console.chart import per_day, revenue_chart
 from chargenet.registry.console.forms import STANDARDS, FormError, StationForm, documents, prefill
 from chargenet.registry.console.session import COOKIE, PATH, Operator, operator, verify
 from chargenet.registry.cpo import ChainWriter
 from chargenet.registry.models import EscrowSession, Station
 from chargenet.registry.query import Filters, detail, search
-from chargenet.registry.station_paths import ONE_SEGMENT, StationId, path_segment
 
 HERE = Path(__file__).parent
 router = APIRouter(prefix="/console", include_in_schema=False)
-#: Where a path segment is a station id (see chargenet.registry.station_paths).
+#: Where a path segment is a station id (see chargenet.core.web.station_paths).
 CONSOLE_STATION_PREFIXES = ("/console/stations/",)
 templates = Jinja2Templates(
     env=jinja2.Environment(

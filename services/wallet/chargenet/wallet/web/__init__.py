@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from chargenet.core.web import mount_shared_static
-from chargenet.wallet.station_paths import StationPaths
+from chargenet.core.web.station_paths import StationPaths
 from chargenet.wallet.web.backend import WalletApi
 from chargenet.wallet.web.config import DriverAppConfig, DriverAppSettings, Tiles
 from chargenet.wallet.web.routes import HERE, STATION_PREFIXES, DriverApp, router

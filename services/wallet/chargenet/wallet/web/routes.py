@@ -20,9 +20,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from chargenet.core.errors import ChargenetError
+from chargenet.core.web.station_paths import ONE_SEGMENT, StationId, path_segment
 from chargenet.wallet.api import current_driver, session_stream
 from chargenet.wallet.sessions import FINAL_STATES
-from chargenet.wallet.station_paths import ONE_SEGMENT, StationId, path_segment
 from chargenet.wallet.web import money
 from chargenet.wallet.web.account import BILLING_FIELDS, COUNTRIES, country_name, invalid_field
 from chargenet.wallet.web.backend import ApiError, Invoices, Stations, WalletApi
@@ -33,7 +33,7 @@ from chargenet.wallet.web.stations import CONNECTORS, POWERS, station_view
 
 HERE = Path(__file__).parent
 router = APIRouter(prefix="/app", include_in_schema=False)
-#: Where a path segment is a station id (see chargenet.wallet.station_paths).
+#: Where a path segment is a station id (see chargenet.core.web.station_paths).
 STATION_PREFIXES = ("/app/stations/",)
 templates = Jinja2Templates(
     env=jinja2.Environment(

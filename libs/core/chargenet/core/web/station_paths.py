@@ -5,10 +5,8 @@ decode %2F before routing, so ``PUT /v1/cpo/stations/A%2Ftariff`` (update statio
 would reach the route of station A's tariff, and a ``:path`` parameter cannot tell the two apart
 either. Under the station routes' prefixes the path is therefore routed as it was sent: each
 segment decoded and encoded again whole, so an id's '/' stays inside its segment, and the route
-takes the id as :data:`StationId`, which decodes it once.
-
-The registry has the same module (``chargenet.registry.station_paths``) for its routes; keep
-the two in step.
+takes the id as :data:`StationId`, which decodes it once. The registry's routes and console and
+the wallet's station page use it.
 """
 
 from __future__ import annotations
