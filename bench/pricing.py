@@ -1,5 +1,7 @@
 """CPU to price a running session after one more meter sample, by the session's length so far:
 pricing all its samples again (what the escrow and the wallet did) against the running price.
+Then the CPU to hash a CDR (what every settlement puts on chain): canonical JSON through the
+general encoder against its quick path, and keccak.
 
     uv run python bench/pricing.py
 
@@ -16,9 +18,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from chargenet.core.pricing import MeterSample, RunningPrice, price_samples
+from eth_utils.crypto import keccak
+
+from chargenet.core.pricing import MeterSample, RunningPrice, cdr_hash, price_samples
+from chargenet.core.pricing.canonical import _encode
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "pricing"))
+from test_cdr_and_models import load_tariff, make_cdr, samples_crossing_power_and_clock
 from test_running import RESTRICTED  # the tests' tariff with every rule: defined once
 
 LENGTHS = (15, 60, 360, 600)
@@ -62,6 +68,16 @@ def main() -> int:
         )
         whole = _cpu_ms(lambda s=samples: _running_session(s), max(2, 120 // count))
         print(f"| {count} | {again:.2f} | {whole / count:.3f} |")
+    cdr = make_cdr(load_tariff("tariff_complex.json"), samples_crossing_power_and_clock())
+
+    def general() -> bytes:
+        document = cdr.model_dump(mode="python")
+        return bytes(keccak(_encode(document, indent=None, level=0, canonical=True).encode()))
+
+    assert general() == cdr_hash(cdr)
+    print("\nCPU us to hash the tests' complex-tariff CDR (model dump, canonical JSON, keccak)")
+    print(f"general encoder: {_cpu_ms(general, 2000) * 1000:.0f}")
+    print(f"quick path (cdr_hash): {_cpu_ms(lambda: cdr_hash(cdr), 2000) * 1000:.0f}")
     return 0
 
 
