@@ -105,6 +105,23 @@ async def charging(bus: InMemoryBus, gateway: Gateway) -> tuple[Envelope, Charge
     return opened, cp, transaction
 
 
+async def meter_events(
+    bus: InMemoryBus, cp: ChargePoint16, transaction: int, queued: list[dict[str, Any]], count: int
+) -> list[Envelope]:
+    """Send ``queued`` in one MeterValues, close, and wait for ``count`` meter reading events."""
+    await cp.call(
+        call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
+        suppress=False,
+    )
+    await cp.close()
+    return await eventually(
+        lambda: (
+            len(found := events_of(bus, "sessions", "chargenet.session.meter.v1")) == count
+            and found
+        )
+    )
+
+
 def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
     bus: InMemoryBus,
 ) -> None:
@@ -124,17 +141,7 @@ def test_readings_sent_together_are_a_reading_each_and_a_moments_entries_one(
                 {"timestamp": "2026-11-30T10:15:00Z", "sampledValue": [energy(2600)]},
                 {"timestamp": "2026-11-30T10:15:00Z", "sampledValue": [signed]},
             ]
-            await cp.call(
-                call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
-                suppress=False,
-            )
-            await cp.close()
-            meter = await eventually(
-                lambda: (
-                    len(found := events_of(bus, "sessions", "chargenet.session.meter.v1")) == 2
-                    and found
-                )
-            )
+            meter = await meter_events(bus, cp, transaction, queued, 2)
             assert [(m.data["energy_wh"], m.data["signed_data"]) for m in meter] == [
                 (1500, None),
                 (2600, OCMF),
@@ -182,17 +189,7 @@ def test_a_signed_value_sent_alone_is_a_reading_of_the_energy_it_signs(bus: InMe
                 signed_alone("2026-11-30T10:15:00Z", both_ways),
                 signed_alone("2026-11-30T10:30:00Z", no_register_code),
             ]
-            await cp.call(
-                call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
-                suppress=False,
-            )
-            await cp.close()
-            meter = await eventually(
-                lambda: (
-                    len(found := events_of(bus, "sessions", "chargenet.session.meter.v1")) == 3
-                    and found
-                )
-            )
+            meter = await meter_events(bus, cp, transaction, queued, 3)
             assert [(m.data["energy_wh"], m.data["signed_data"]) for m in meter] == [
                 (1000, begin),  # 1000.5 Wh: whole Wh, half to even
                 (2600, both_ways),
@@ -227,14 +224,7 @@ def test_a_signed_value_with_no_energy_of_its_own_is_left_out_logged_and_counted
                 signed_alone("2026-11-30T10:10:00Z", too_long),
                 {"timestamp": "2026-11-30T10:15:00Z", "sampledValue": [plain]},
             ]
-            await cp.call(
-                call.MeterValues(connector_id=1, transaction_id=transaction, meter_value=queued),
-                suppress=False,
-            )
-            await cp.close()
-            meter = await eventually(
-                lambda: events_of(bus, "sessions", "chargenet.session.meter.v1")
-            )
+            meter = await meter_events(bus, cp, transaction, queued, 1)
             assert [m.data["energy_wh"] for m in meter] == [2600]
             assert UNREAD_SIGNED_READINGS._value.get() == before + 3
 
