@@ -119,6 +119,8 @@ contract ChargingEscrow {
     error AmountAboveMaximum(bytes32 sessionId, uint96 amount, uint96 maximum);
     error NotExpired(bytes32 sessionId, uint40 expiry);
     error NonceNotIncreasing(uint64 lastNonce, uint64 requested);
+    error InvalidRecipient(address to);
+    error MissingCdrHash(bytes32 sessionId);
 
     constructor(ChargeToken token_, StationRegistry registry_) {
         if (address(token_) == address(0) || address(registry_) == address(0)) revert ZeroAddress();
@@ -157,6 +159,8 @@ contract ChargingEscrow {
     /// @notice Pays `amount` of the caller's escrow balance out as tokens to `to`.
     function withdraw(address to, uint128 amount) external {
         if (to == address(0)) revert ZeroAddress();
+        // Tokens sent to the escrow itself would belong to no balance, and nothing takes them out.
+        if (to == address(this)) revert InvalidRecipient(to);
         if (amount == 0) revert ZeroAmount();
         Account storage account = _accounts[msg.sender];
         uint128 balance = account.balance;
@@ -222,6 +226,7 @@ contract ChargingEscrow {
     /// @notice Settles a session (station CPO or operator): pays `amount` to the CPO's escrow
     /// balance, returns the rest of the maximum to the driver's, records the CDR hash.
     function settle(bytes32 sessionId, uint96 amount, bytes32 cdrHash) external {
+        if (cdrHash == bytes32(0)) revert MissingCdrHash(sessionId);
         (address driver, uint64 nonce) = _parse(sessionId);
         uint256[RING_SIZE] storage ring = _sessions[driver];
         uint256 slot = nonce % RING_SIZE;
@@ -247,6 +252,7 @@ contract ChargingEscrow {
         for (uint256 i; i < count; ++i) {
             SettleRequest calldata request = requests[i];
             bytes32 sessionId = request.sessionId;
+            if (request.cdrHash == bytes32(0)) revert MissingCdrHash(sessionId);
             (address driver, uint64 nonce) = _parse(sessionId);
             uint256[RING_SIZE] storage ring = _sessions[driver];
             uint256 slot = nonce % RING_SIZE;

@@ -137,10 +137,14 @@ contract StationRegistry {
         );
     }
 
-    /// @notice Allows or disallows an operator key (owner only).
+    /// @notice Allows or disallows an operator key (owner only). A retired station's keys can
+    /// still be revoked, not added: they can settle its open sessions (`settlerOf`), so a leaked
+    /// one must be able to go.
     function setOperator(bytes32 id, address operator, bool allowed) external {
-        (uint32 index, Station storage record) = _active(id);
+        uint32 index = _indexOf(id);
+        Station storage record = _stations[index];
         if (msg.sender != record.cpo) revert NotStationOwner(id, msg.sender);
+        if (allowed && !record.active) revert StationRetiredError(id);
         _setOperator(index, id, operator, allowed);
     }
 

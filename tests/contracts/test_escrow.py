@@ -58,6 +58,13 @@ def test_deposit_and_withdraw(env: Any) -> None:
     )
     env.fails(escrow.withdraw(env.stranger, 0), env.stranger, "ZeroAmount")
     env.fails(escrow.withdraw("0x" + "00" * 20, 1), env.stranger, "ZeroAddress")
+    # To the escrow itself the tokens would belong to no balance, and nothing takes them out.
+    env.fails(
+        escrow.withdraw(env.escrow.address, 1),
+        env.stranger,
+        "InvalidRecipient",
+        env.escrow.address,
+    )
 
 
 def test_deposit_with_permit_is_relayed_and_checked(env: Any) -> None:
@@ -413,6 +420,8 @@ def test_settle_reverts_for_strangers_excess_and_repeats(env: Any) -> None:
         env.MAXIMUM + 1,
         env.MAXIMUM,
     )
+    # The CDR's hash is what the record is checked against later: a settlement carries one.
+    env.fails(settle(auth.session_id, 1, b"\0" * 32), env.cpo, "MissingCdrHash", auth.session_id)
     env.send(settle(auth.session_id, env.MAXIMUM, CDR), env.cpo)  # exactly the maximum is fine
     env.fails(settle(auth.session_id, 1, CDR), env.cpo, "SessionNotOpen", auth.session_id)
     never = session_id(env.drivers[1].address, 7)
@@ -489,6 +498,8 @@ def test_settle_batch_credits_each_cpo_and_is_atomic(env: Any) -> None:
     env.fails(env.escrow.functions.settleBatch(over), env.operator, "AmountAboveMaximum")
     twice = [*requests, requests[0]]
     env.fails(env.escrow.functions.settleBatch(twice), env.operator, "SessionNotOpen")
+    unhashed = [*requests[:3], (auths[3].session_id, 1, b"\0" * 32)]
+    env.fails(env.escrow.functions.settleBatch(unhashed), env.operator, "MissingCdrHash")
     env.fails(env.escrow.functions.settleBatch([]), env.operator, "EmptyBatch")
     assert all(env.state(a.session_id) == SessionState.OPEN for a in auths)
 

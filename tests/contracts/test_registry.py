@@ -108,3 +108,9 @@ def test_retire_is_owner_only_and_final(env: Any) -> None:
     env.fails(registry.setOperator(env.STATION, env.stranger, True), env.cpo, "StationRetiredError")
     # Open sessions there can still be closed by the same keys.
     assert registry.settlerOf(index, env.operator).call() == env.cpo
+    # So a key can still be revoked (a leaked one would settle them all), by the owner only.
+    env.fails(
+        registry.setOperator(env.STATION, env.operator, False), env.operator, "NotStationOwner"
+    )
+    env.send(registry.setOperator(env.STATION, env.operator, False), env.cpo)
+    assert registry.settlerOf(index, env.operator).call() == "0x" + "00" * 20
