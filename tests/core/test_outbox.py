@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -128,3 +129,56 @@ def test_rows_past_their_retention_are_pruned_and_nothing_unpublished_is(db: Dat
     assert remaining() == ([waiting.id], 5)
     assert prune(db, retention, now=utcnow() + timedelta(hours=3), batch=2) == Pruned(0, 5)
     assert remaining() == ([waiting.id], 0)
+
+
+class _SlowAcknowledgement(InMemoryBus):
+    """A replica's producer: its events reach the broker only when it flushes, and its flush
+    waits for ``gate`` (the broker's acknowledgement taking a while)."""
+
+    def __init__(self, broker: InMemoryBus, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.broker, self.gate = broker, gate
+        self.buffered: list[tuple[str, Envelope]] = []
+        self.flushing = threading.Event()
+
+    def publish(self, topic: str, envelope: Envelope) -> None:
+        self.buffered.append((topic, envelope))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        self.flushing.set()
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        for topic, envelope in self.buffered:
+            self.broker.publish(topic, envelope)
+        self.buffered.clear()
+
+
+def test_relays_in_two_replicas_keep_one_keys_order(postgres_database: str) -> None:
+    """Replica A's relay holds a session's event while the broker acknowledges it; the next event
+    of that session, committed meanwhile, must not reach the topic first through replica B."""
+    db = Database(postgres_database)
+    upgrade_to_head(db)
+    broker, gate = InMemoryBus(), threading.Event()
+    slow, quick = _SlowAcknowledgement(broker, gate), _SlowAcknowledgement(broker)
+
+    def emit(reason: str) -> str:
+        with unit_of_work(db, "tests") as uow:
+            event = SessionCancelled(session_id="s-1", reason=reason)
+            return uow.emit(event, subject="s-1").id
+
+    try:
+        first = emit("first")
+        replica_a = threading.Thread(target=OutboxRelay(db, slow).relay_once)
+        replica_a.start()
+        assert slow.flushing.wait(10)
+        second = emit("second")
+        replica_b = threading.Thread(target=OutboxRelay(db, quick).relay_once)
+        replica_b.start()
+        time.sleep(0.3)  # replica B at work meanwhile (it used to publish the second event now)
+        gate.set()
+        replica_a.join(10)
+        replica_b.join(10)
+        assert [e.id for e in broker.events(Topic.SESSIONS)] == [first, second]
+    finally:
+        gate.set()
+        db.dispose()

@@ -35,6 +35,9 @@ _OUTBOX = cast(sa.Table, OutboxMessage.__table__)
 #: Relays running in this process, woken when a transaction that staged events commits.
 _RELAYS: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 _STAGED = "chargenet.outbox.staged"
+#: The relays' transaction-scoped lock on PostgreSQL (each service has a database of its own, so
+#: one key serves all; the number is arbitrary and only has to differ from other advisory locks).
+_ONE_RELAY_AT_A_TIME = sa.text("SELECT pg_advisory_xact_lock(7071002519)")
 #: How often a relay prunes the tables past their retention (``core.db.retention``).
 PRUNE_EVERY_SECONDS = 600.0
 #: Delete batches per table in one idle moment of a relay.
@@ -96,8 +99,9 @@ def unit_of_work(db: Database, source: str) -> Iterator[UnitOfWork]:
 class OutboxRelay:
     """Publishes committed outbox rows in order, then marks them published.
 
-    Several relays may run against one PostgreSQL database: ``FOR UPDATE SKIP LOCKED`` hands each
-    batch to one of them.
+    Several relays may run against one PostgreSQL database (a service's replicas): one at a time
+    takes a batch, publishes it and marks it, under a transaction-scoped advisory lock, so the
+    events of one key reach the bus in the order they were committed.
     """
 
     def __init__(
@@ -131,14 +135,17 @@ class OutboxRelay:
         the queries themselves.
         """
         with self.db.session() as session:
+            if self.db.is_postgres:
+                # One relay at a time per database, until its batch is acknowledged and marked.
+                # Replicas skipping each other's locked rows published one key's later event
+                # while an earlier one still waited for the broker's acknowledgement.
+                session.execute(_ONE_RELAY_AT_A_TIME)
             query = (
                 sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.payload)
                 .where(_OUTBOX.c.published_at.is_(None))
                 .order_by(_OUTBOX.c.seq)
                 .limit(self.batch_size)
             )
-            if self.db.is_postgres:
-                query = query.with_for_update(skip_locked=True)
             rows = session.execute(query).all()
             if not rows:
                 return 0
