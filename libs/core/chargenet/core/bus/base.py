@@ -172,9 +172,34 @@ def deliver(
                 MAX_HANDLER_ATTEMPTS,
             )
             time.sleep(backoff * attempt)
-    dead_letter(topic + DEAD_LETTER_SUFFIX, envelope)
-    CONSUMED(topic, "dead_lettered").inc()
-    return True
+    parked = park(
+        lambda: dead_letter(topic + DEAD_LETTER_SUFFIX, envelope),
+        what=f"{envelope.type} {envelope.id}",
+        stopping=stopping,
+        backoff=backoff,
+    )
+    if parked:
+        CONSUMED(topic, "dead_lettered").inc()
+    return parked
+
+
+def park(
+    send: Callable[[], None], *, what: str, stopping: Callable[[], bool], backoff: float
+) -> bool:
+    """Dead-letter something, trying until the bus has it; False if stopping first. Its offset is
+    committed next, so a dead letter the broker refused (a missing ACL, a size limit) would lose
+    the event: that is waited out like a dependency that is down."""
+    waits = 0
+    while True:
+        try:
+            send()
+            return True
+        except Exception as error:
+            if stopping():
+                return False
+            waits += 1
+            log.warning("dead-lettering %s failed, trying again: %s", what, error)
+            time.sleep(min(backoff * waits, MAX_TRANSIENT_WAIT_SECONDS))
 
 
 def deliver_batch(

@@ -29,6 +29,8 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from chargenet.core.bus.base import (
+    CONSUMED,
+    DEAD_LETTER_SUFFIX,
     MAX_BATCH,
     PUBLISHED,
     TYPE_HEADER,
@@ -38,6 +40,7 @@ from chargenet.core.bus.base import (
     Subscription,
     deliver_batch,
     done_of_fetched,
+    park,
 )
 from chargenet.core.envelope import Envelope
 from chargenet.core.settings import CoreSettings, KafkaSecurity, fail
@@ -58,6 +61,10 @@ _BATCH = MAX_BATCH
 #: number of groups reading a topic, for nothing - a handled event not yet committed is only
 #: redelivered after a crash, and the inbox drops it.
 _COMMIT_EVERY_SECONDS = 0.2
+#: How long a dead letter may wait for the broker's acknowledgement before it is tried again.
+_PARK_TIMEOUT_SECONDS = 10.0
+#: On a parked record that was not an event: why it could not be read.
+UNREADABLE_HEADER = "chargenet_unreadable"
 
 
 def security_config(settings: CoreSettings) -> dict[str, str]:
@@ -259,8 +266,34 @@ class KafkaBus(EventBus):
         return subscription
 
     def dead_letter(self, topic: str, envelope: Envelope) -> None:
+        """Park a poison event; returns once the broker has it (see ``base.park``)."""
+        headers: list[tuple[str, str | bytes | None]] = [(TYPE_HEADER, envelope.type.encode())]
+        self.park(topic, envelope.subject.encode(), envelope.to_bytes(), headers)
+
+    def park(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]],
+    ) -> None:
+        """Send one record to a dead-letter topic and wait for the broker's acknowledgement;
+        raises if it was refused or not acknowledged in time."""
         self._ensure_named([topic])
-        self._produce(topic, envelope)
+        # The producer reports failures only ("delivery.report.only.error"): none by the time
+        # the queue is empty means the broker has it.
+        refused: list[KafkaError | None] = []
+        self._producer.produce(
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            on_delivery=lambda error, _message: refused.append(error),
+        )
+        if self._producer.flush(_PARK_TIMEOUT_SECONDS):
+            raise TimeoutError(f"Kafka did not acknowledge a dead letter to {topic} in time")
+        if refused and refused[0] is not None:
+            raise KafkaException(refused[0])
 
     def close(self) -> None:
         for subscription in self._subscriptions:
@@ -373,7 +406,14 @@ class _KafkaSubscription(Subscription):
         for position, message in enumerate(valid):
             if self._passed_over(message):
                 continue
-            envelope = Envelope.from_bytes(message.value() or b"")
+            try:
+                envelope = Envelope.from_bytes(message.value() or b"")
+            except ValueError as error:
+                # Not an event at all (a tombstone, another tool's record): parked as it came,
+                # so it neither stops this consumer nor hides the events behind it.
+                if not self._park_unreadable(message, error):
+                    return False
+                continue
             if self.types is None or envelope.type in self.types:
                 wanted.append(position)
                 items.append((message.topic() or "", envelope))
@@ -392,6 +432,31 @@ class _KafkaSubscription(Subscription):
         if time.monotonic() - self._committed_at >= _COMMIT_EVERY_SECONDS:
             self._commit_handled()
         return not self._stopped.is_set()
+
+    def _park_unreadable(self, message: Message, error: ValueError) -> bool:
+        topic = message.topic() or ""
+        log.error(
+            "consumer %s: %s[%s]@%s is not an event, dead-lettered: %s",
+            self.group,
+            topic,
+            message.partition(),
+            message.offset(),
+            str(error)[:300],
+        )
+        sent = message.headers() or []
+        pairs = sent.items() if isinstance(sent, dict) else sent
+        headers: list[tuple[str, str | bytes | None]] = [(str(n), v) for n, v in pairs]
+        headers.append((UNREADABLE_HEADER, str(error)[:1000].encode()))
+        name = topic + DEAD_LETTER_SUFFIX
+        parked = park(
+            lambda: self.bus.park(name, message.key(), message.value(), headers),
+            what=f"{topic}@{message.offset()}",
+            stopping=self._stopped.is_set,
+            backoff=0.2,
+        )
+        if parked:
+            CONSUMED(topic.removeprefix(self.bus.topic_prefix), "unreadable").inc()
+        return parked
 
     def _passed_over(self, message: Message) -> bool:
         """An event of a type this subscription does not want, told by its header alone

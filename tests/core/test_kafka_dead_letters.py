@@ -1,0 +1,95 @@
+"""Dead letters on Kafka: a record that is not an event is parked and the consumer goes on; a
+poison event's offset is committed only once the broker has its dead letter."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from chargenet.core.bus.kafka import UNREADABLE_HEADER, KafkaBus
+from chargenet.core.envelope import Envelope
+
+pytestmark = pytest.mark.kafka
+
+
+def event(seq: int, pad: int = 0) -> Envelope:
+    data = {"seq": seq, "pad": "x" * pad}
+    return Envelope(type="chargenet.test.tick.v1", source="tests", subject="k", data=data)
+
+
+def eventually(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, bytes]]]:
+    settings = {"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader"}
+    reader = Consumer({**settings, "auto.offset.reset": "earliest"})
+    reader.subscribe([topic])
+    found: list[tuple[bytes | None, dict[str, bytes]]] = []
+    deadline = time.monotonic() + 15
+    while not found and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is not None and message.error() is None:
+            found.append((message.value(), dict(message.headers() or [])))
+    reader.close()
+    return found
+
+
+def test_a_record_that_is_no_event_is_parked_and_the_events_behind_it_handled(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    bus = KafkaBus(kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    bus.ensure_topics(["t"])
+    foreign = Producer({"bootstrap.servers": kafka_bootstrap})
+    foreign.produce(topic_prefix + "t", key=b"k", value=b"not an event")  # another tool's record
+    foreign.flush(10)
+    bus.publish("t", event(1))
+    bus.flush()
+    seen: list[int] = []
+    consumer = bus.subscribe(["t"], "g", lambda e: seen.append(e.data["seq"]))
+    try:
+        assert consumer.wait_assigned()
+        assert eventually(lambda: seen == [1]), f"the event behind the record: {seen}"
+    finally:
+        bus.close()
+    [(value, headers)] = records(kafka_bootstrap, topic_prefix + "t.dlq")
+    assert value == b"not an event" and UNREADABLE_HEADER in headers
+
+
+def test_a_poison_event_is_not_committed_while_the_broker_refuses_its_dead_letter(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The dead-letter topic takes no record this large (as a missing write ACL would refuse
+    every one): the event must stay uncommitted, to be dead-lettered once the broker takes it."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    small = NewTopic(topic_prefix + "t.dlq", 1, 1, config={"max.message.bytes": "2000"})
+    for created in admin.create_topics([small]).values():
+        created.result()
+    bus = KafkaBus(kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    bus.ensure_topics(["t"])
+    attempts: list[str] = []
+
+    def poisoned(envelope: Envelope) -> None:
+        attempts.append(envelope.id)
+        raise RuntimeError("poison")
+
+    bus.publish("t", event(0, pad=5000))
+    bus.flush()
+    consumer = bus.subscribe(["t"], "g", poisoned)
+    assert consumer.wait_assigned()
+    assert eventually(lambda: len(attempts) >= 5)
+    time.sleep(2)  # the dead letter refused meanwhile, and tried again
+    consumer.close()
+    bus.close()
+    group = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": "g"})
+    [position] = group.committed([TopicPartition(topic_prefix + "t", 0)], timeout=10)
+    group.close()
+    assert position.offset < 1, "committed although its dead letter never reached the broker"
