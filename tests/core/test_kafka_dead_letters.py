@@ -1,5 +1,6 @@
 """Dead letters on Kafka: a record that is not an event is parked and the consumer goes on; a
-poison event's offset is committed only once the broker has its dead letter."""
+poison event's offset is committed only once the broker has its dead letter; topics keep records
+well inside the inbox's retention."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
 from chargenet.core.bus.kafka import UNREADABLE_HEADER, KafkaBus
@@ -93,3 +94,19 @@ def test_a_poison_event_is_not_committed_while_the_broker_refuses_its_dead_lette
     [position] = group.committed([TopicPartition(topic_prefix + "t", 0)], timeout=10)
     group.close()
     assert position.offset < 1, "committed although its dead letter never reached the broker"
+
+
+def test_the_topics_the_bus_creates_keep_records_well_inside_the_inboxs_retention(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Kafka deletes whole segments: a record lives up to its retention plus a segment's span
+    (7 + 7 days by default), as long as the inbox keeps an applied event's id (14 days). A day's
+    segments leave a week's margin; a broker whose retention is longer needs a longer inbox."""
+    bus = KafkaBus(kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    bus.ensure_topics(["t"])
+    bus.close()
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic_prefix + "t")
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    [described] = admin.describe_configs([resource]).values()
+    config = {name: entry.value for name, entry in described.result().items()}
+    assert int(config["segment.ms"]) <= 24 * 3600 * 1000

@@ -61,6 +61,11 @@ _BATCH = MAX_BATCH
 #: number of groups reading a topic, for nothing - a handled event not yet committed is only
 #: redelivered after a crash, and the inbox drops it.
 _COMMIT_EVERY_SECONDS = 0.2
+#: The topics this bus creates. Kafka deletes whole segments, so a record lives up to the topic's
+#: retention plus a segment's span (by default 7 days each, 14 in all: the inbox's retention,
+#: ``core.db.retention``, past which a re-read event - a group whose offsets expired, reading from
+#: the earliest - would be applied again). Segments of a day keep records 8 days at most.
+TOPIC_CONFIG = {"segment.ms": str(24 * 3600 * 1000)}
 #: How long a dead letter may wait for the broker's acknowledgement before it is tried again.
 _PARK_TIMEOUT_SECONDS = 10.0
 #: On a parked record that was not an event: why it could not be read.
@@ -206,7 +211,9 @@ class KafkaBus(EventBus):
             return
         existing = self._admin.list_topics(timeout=30).topics
         new = [
-            NewTopic(name, num_partitions=self.partitions, replication_factor=1)
+            NewTopic(
+                name, num_partitions=self.partitions, replication_factor=1, config=TOPIC_CONFIG
+            )
             for name in wanted
             if name not in existing
         ]

@@ -4,7 +4,9 @@ Every event a service publishes stays in its outbox, and every event a consumer 
 row in its inbox; without pruning both grow with every session, forever. A published outbox row
 is only history once the bus has it. An inbox row must outlive the bus's own retention: a
 redelivered event older than its inbox row would be applied a second time, so the default (14
-days) is twice Kafka's default topic retention (7 days). Nothing unpublished is ever pruned.
+days) is well past the longest a record lives on the topics the bus creates (Kafka's default 7
+days' retention plus a day's segment, ``bus.kafka.TOPIC_CONFIG``). Nothing unpublished is ever
+pruned.
 """
 
 from __future__ import annotations
