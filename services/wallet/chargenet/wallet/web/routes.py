@@ -518,10 +518,10 @@ async def stream(request: Request, session_id: str) -> Response:
     sessions = request.app.state.sessions
     try:
         driver = await asyncio.to_thread(current_driver, request, signed.principal)
-        await asyncio.to_thread(sessions.get, driver, session_id)
+        row = await asyncio.to_thread(sessions.get, driver, session_id)
     except ChargenetError as error:
         return Response(error.detail, status_code=error.status_code, media_type="text/plain")
-    return session_stream(request, sessions, driver, session_id)
+    return session_stream(request, sessions, driver, session_id, first=row)
 
 
 @router.post("/sessions/{session_id}/stop")
