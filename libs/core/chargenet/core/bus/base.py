@@ -71,6 +71,11 @@ class EventBus(abc.ABC):
     def flush(self, timeout: float = 30.0) -> None:
         """Block until every queued event is acknowledged by the bus; raises if one failed."""
 
+    def refuses(self, error: Exception) -> bool:
+        """Whether a failed publish or flush was the bus refusing that event for good (too
+        large, not allowed on its topic), which sending again cannot change, unlike an outage."""
+        return False
+
     @abc.abstractmethod
     def subscribe(
         self,

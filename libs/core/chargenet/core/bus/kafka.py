@@ -66,6 +66,17 @@ _COMMIT_EVERY_SECONDS = 0.2
 #: ``core.db.retention``, past which a re-read event - a group whose offsets expired, reading from
 #: the earliest - would be applied again). Segments of a day keep records 8 days at most.
 TOPIC_CONFIG = {"segment.ms": str(24 * 3600 * 1000)}
+#: Errors with which the broker (or the client, before sending) refuses one record for good. Not
+#: a timeout: after an outage the same record goes through.
+_REFUSALS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_EXCEPTION,
+    }
+)
 #: How long a dead letter may wait for the broker's acknowledgement before it is tried again.
 _PARK_TIMEOUT_SECONDS = 10.0
 #: On a parked record that was not an event: why it could not be read.
@@ -201,6 +212,9 @@ class KafkaBus(EventBus):
             raise errors[0]
         if pending:
             raise TimeoutError(f"{pending} events not acknowledged by Kafka after {timeout}s")
+
+    def refuses(self, error: Exception) -> bool:
+        return isinstance(error, KafkaException) and error.args[0].code() in _REFUSALS
 
     def ensure_topics(self, topics: Sequence[str]) -> None:
         self._ensure_named([self._name(t) for t in topics])

@@ -27,8 +27,13 @@ from chargenet.core.db.database import Database
 from chargenet.core.db.retention import Retention, prune
 from chargenet.core.db.tables import OutboxMessage, utcnow
 from chargenet.core.envelope import Envelope, EventData, make_envelope
+from chargenet.core.metrics import counter
 
 log = logging.getLogger(__name__)
+OUTBOX_REFUSED = counter(
+    "chargenet_outbox_refused_events",
+    "Outbox events the bus refused for good (kept in the outbox with the reason)",
+)
 
 
 _OUTBOX = cast(sa.Table, OutboxMessage.__table__)
@@ -149,16 +154,56 @@ class OutboxRelay:
             rows = session.execute(query).all()
             if not rows:
                 return 0
-            for _seq, topic, payload in rows:
-                self.bus.publish(topic, Envelope.from_bytes(payload))
-            self.bus.flush()
-            published = [row.seq for row in rows]
+            refused: dict[int, str] = {}
+            try:
+                for _seq, topic, payload in rows:
+                    self.bus.publish(topic, Envelope.from_bytes(payload))
+                self.bus.flush()
+                published = [row.seq for row in rows]
+            except Exception as error:
+                if not self.bus.refuses(error):
+                    raise  # an outage: the whole batch again later
+                # The bus refused one of them for good; only one at a time tells which. Sent
+                # again for ever, it held back every event after it (and resent the rest).
+                published, refused = self._one_at_a_time([tuple(row) for row in rows])
             if self._after_publish is not None:
                 self._after_publish(published)
-            session.execute(
-                sa.update(_OUTBOX).where(_OUTBOX.c.seq.in_(published)).values(published_at=utcnow())
-            )
-            return len(rows)
+            now = utcnow()
+            if published:
+                session.execute(
+                    sa.update(_OUTBOX).where(_OUTBOX.c.seq.in_(published)).values(published_at=now)
+                )
+            for seq, reason in refused.items():
+                session.execute(
+                    sa.update(_OUTBOX)
+                    .where(_OUTBOX.c.seq == seq)
+                    .values(published_at=now, refused=reason)
+                )
+            return len(published) + len(refused)
+
+    def _one_at_a_time(
+        self, rows: Sequence[tuple[int, str, bytes]]
+    ) -> tuple[list[int], dict[int, str]]:
+        """Publish rows one by one: the seqs the bus took, and those it refused for good with
+        why (logged and counted: an operator's matter, the event stays in the outbox). An outage
+        midway stops here; what went out so far is kept."""
+        published: list[int] = []
+        refused: dict[int, str] = {}
+        for seq, topic, payload in rows:
+            try:
+                self.bus.publish(topic, Envelope.from_bytes(payload))
+                self.bus.flush()
+            except Exception as error:
+                if not self.bus.refuses(error):
+                    if published or refused:
+                        break
+                    raise
+                log.error("the bus refused outbox event %s on %s for good: %s", seq, topic, error)
+                OUTBOX_REFUSED.inc()
+                refused[seq] = f"{type(error).__name__}: {error}"[:2000]
+                continue
+            published.append(seq)
+        return published, refused
 
     def drain(self) -> int:
         total = 0

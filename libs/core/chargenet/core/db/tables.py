@@ -36,6 +36,10 @@ class OutboxMessage(CoreBase):
     payload: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     published_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+    #: Why the bus refused this event for good (see ``OutboxRelay``); it then counts as
+    #: published, so that the events after it go out, and stays here for an operator for the
+    #: outbox's retention.
+    refused: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
 
 
 class InboxMessage(CoreBase):
