@@ -464,9 +464,7 @@ class _KafkaSubscription(Subscription):
             message.offset(),
             str(error)[:300],
         )
-        sent = message.headers() or []
-        pairs = sent.items() if isinstance(sent, dict) else sent
-        headers: list[tuple[str, str | bytes | None]] = [(str(n), v) for n, v in pairs]
+        headers = _headers(message)
         headers.append((UNREADABLE_HEADER, str(error)[:1000].encode()))
         name = topic + DEAD_LETTER_SUFFIX
         parked = park(
@@ -484,10 +482,7 @@ class _KafkaSubscription(Subscription):
         (events published before the header existed are parsed and checked instead)."""
         if self.types is None:
             return False
-        headers = message.headers() or []
-        # A consumed message's headers come as a list; the stubs also allow a producer's dict.
-        pairs = headers.items() if isinstance(headers, dict) else headers
-        for name, value in pairs:
+        for name, value in _headers(message):
             if name == TYPE_HEADER:
                 text = value.decode() if isinstance(value, bytes) else value
                 return text is not None and text not in self.types
@@ -524,3 +519,10 @@ class _KafkaSubscription(Subscription):
         self._stopped.set()
         if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(timeout=30)
+
+
+def _headers(message: Message) -> list[tuple[str, str | bytes | None]]:
+    """A consumed message's headers (they come as a list; the stubs also allow a dict)."""
+    sent = message.headers() or []
+    pairs = sent.items() if isinstance(sent, dict) else sent
+    return [(str(name), value) for name, value in pairs]
