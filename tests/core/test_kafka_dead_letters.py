@@ -1,6 +1,6 @@
 """Dead letters on Kafka: a record that is not an event is parked and the consumer goes on; a
-poison event's offset is committed only once the broker has its dead letter; topics keep records
-well inside the inbox's retention."""
+poison event is parked with its handler's error, and its offset is committed only once the broker
+has its dead letter; topics keep records well inside the inbox's retention."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 from confluent_kafka.cimpl import NewTopic
 
-from chargenet.core.bus.kafka import UNREADABLE_HEADER, KafkaBus
+from chargenet.core.bus.kafka import HANDLER_ERROR_HEADER, UNREADABLE_HEADER, KafkaBus
 from chargenet.core.envelope import Envelope
 
 pytestmark = pytest.mark.kafka
@@ -30,12 +30,14 @@ def eventually(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
     return condition()
 
 
-def records(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict[str, bytes]]]:
+def records(
+    bootstrap: str, topic: str, seconds: float = 15
+) -> list[tuple[bytes | None, dict[str, bytes]]]:
     settings = {"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader"}
     reader = Consumer({**settings, "auto.offset.reset": "earliest"})
     reader.subscribe([topic])
     found: list[tuple[bytes | None, dict[str, bytes]]] = []
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + seconds
     while not found and time.monotonic() < deadline:
         message = reader.poll(0.5)
         if message is not None and message.error() is None:
@@ -63,6 +65,27 @@ def test_a_record_that_is_no_event_is_parked_and_the_events_behind_it_handled(
         bus.close()
     [(value, headers)] = records(kafka_bootstrap, topic_prefix + "t.dlq")
     assert value == b"not an event" and UNREADABLE_HEADER in headers
+
+
+def test_a_poison_event_is_parked_with_the_error_its_handler_raised(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    bus = KafkaBus(kafka_bootstrap, topic_prefix=topic_prefix, partitions=1)
+    bus.ensure_topics(["t", "t.dlq"])
+
+    def poisoned(envelope: Envelope) -> None:
+        raise ValueError(f"tariff of {envelope.subject} has no price")
+
+    bus.publish("t", event(7))
+    bus.flush()
+    consumer = bus.subscribe(["t"], "g", poisoned)
+    try:
+        assert consumer.wait_assigned()
+        [(value, headers)] = records(kafka_bootstrap, topic_prefix + "t.dlq", seconds=30)
+    finally:
+        bus.close()
+    assert value is not None and Envelope.from_bytes(value).data["seq"] == 7
+    assert headers[HANDLER_ERROR_HEADER] == b"ValueError: tariff of k has no price"
 
 
 def test_a_poison_event_is_not_committed_while_the_broker_refuses_its_dead_letter(

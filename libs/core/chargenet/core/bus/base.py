@@ -101,6 +101,13 @@ class EventBus(abc.ABC):
         change nothing when it raises (one transaction does that), and both must be idempotent.
         """
 
+    def dead_letter(self, topic: str, envelope: Envelope, reason: str) -> None:
+        """Park a poison event on its dead-letter topic; returns once the bus has it. ``reason``
+        is the handler's last error, for whoever looks at the dead letter (a bus that carries
+        no headers only logs it)."""
+        self.publish(topic, envelope)
+        self.flush()
+
     @abc.abstractmethod
     def ensure_topics(self, topics: Sequence[str]) -> None:
         """Create topics that do not exist yet (with the configured partition count)."""
@@ -127,6 +134,8 @@ def is_transient(error: BaseException) -> bool:
 
 
 DEAD_LETTER_SUFFIX = ".dlq"
+#: The longest reason a dead letter carries (the error's start says what failed).
+DEAD_LETTER_REASON_CHARS = 1000
 #: The most events a batch handler is given at once.
 MAX_BATCH = 500
 
@@ -136,7 +145,7 @@ def deliver(
     envelope: Envelope,
     *,
     topic: str,
-    dead_letter: Callable[[str, Envelope], None],
+    dead_letter: Callable[[str, Envelope, str], None],
     stopping: Callable[[], bool],
     backoff: float = 0.2,
 ) -> bool:
@@ -145,6 +154,7 @@ def deliver(
     Returns True once the event is handled or dead-lettered (so its offset may be committed).
     """
     attempt = waits = 0
+    reason = ""
     while attempt < MAX_HANDLER_ATTEMPTS:
         try:
             handler(envelope)
@@ -169,6 +179,7 @@ def deliver(
                 time.sleep(min(backoff * waits, MAX_TRANSIENT_WAIT_SECONDS))
                 continue
             attempt += 1
+            reason = f"{type(error).__name__}: {error}"[:DEAD_LETTER_REASON_CHARS]
             log.exception(
                 "handler failed on %s %s (attempt %d/%d)",
                 envelope.type,
@@ -178,7 +189,7 @@ def deliver(
             )
             time.sleep(backoff * attempt)
     parked = park(
-        lambda: dead_letter(topic + DEAD_LETTER_SUFFIX, envelope),
+        lambda: dead_letter(topic + DEAD_LETTER_SUFFIX, envelope, reason),
         what=f"{envelope.type} {envelope.id}",
         stopping=stopping,
         backoff=backoff,
@@ -212,7 +223,7 @@ def deliver_batch(
     batch_handler: BatchHandler | None,
     items: Sequence[tuple[str, Envelope]],
     *,
-    dead_letter: Callable[[str, Envelope], None],
+    dead_letter: Callable[[str, Envelope, str], None],
     stopping: Callable[[], bool],
     backoff: float = 0.2,
 ) -> int:

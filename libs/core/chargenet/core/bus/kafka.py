@@ -30,6 +30,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from chargenet.core.bus.base import (
     CONSUMED,
+    DEAD_LETTER_REASON_CHARS,
     DEAD_LETTER_SUFFIX,
     MAX_BATCH,
     PUBLISHED,
@@ -81,6 +82,8 @@ _REFUSALS = frozenset(
 _PARK_TIMEOUT_SECONDS = 10.0
 #: On a parked record that was not an event: why it could not be read.
 UNREADABLE_HEADER = "chargenet_unreadable"
+#: On a parked event: the last error its handler raised.
+HANDLER_ERROR_HEADER = "chargenet_handler_error"
 
 
 def security_config(settings: CoreSettings) -> dict[str, str]:
@@ -286,9 +289,13 @@ class KafkaBus(EventBus):
         subscription.start()
         return subscription
 
-    def dead_letter(self, topic: str, envelope: Envelope) -> None:
-        """Park a poison event; returns once the broker has it (see ``base.park``)."""
-        headers: list[tuple[str, str | bytes | None]] = [(TYPE_HEADER, envelope.type.encode())]
+    def dead_letter(self, topic: str, envelope: Envelope, reason: str) -> None:
+        """Park a poison event with its handler's last error; returns once the broker has it
+        (see ``base.park``)."""
+        headers: list[tuple[str, str | bytes | None]] = [
+            (TYPE_HEADER, envelope.type.encode()),
+            (HANDLER_ERROR_HEADER, reason.encode()),
+        ]
         self.park(topic, envelope.subject.encode(), envelope.to_bytes(), headers)
 
     def park(
@@ -465,7 +472,7 @@ class _KafkaSubscription(Subscription):
             str(error)[:300],
         )
         headers = _headers(message)
-        headers.append((UNREADABLE_HEADER, str(error)[:1000].encode()))
+        headers.append((UNREADABLE_HEADER, str(error)[:DEAD_LETTER_REASON_CHARS].encode()))
         name = topic + DEAD_LETTER_SUFFIX
         parked = park(
             lambda: self.bus.park(name, message.key(), message.value(), headers),

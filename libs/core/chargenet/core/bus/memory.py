@@ -200,7 +200,7 @@ class _MemorySubscription(Subscription):
                 self.handler,
                 self.batch_handler,
                 [(taken[i][0][0], taken[i][2]) for i in wanted],
-                dead_letter=self.bus.publish,
+                dead_letter=self.bus.dead_letter,
                 stopping=self._stopped.is_set,
             )
             done = done_of_fetched(len(taken), wanted, handled)
