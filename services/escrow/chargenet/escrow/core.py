@@ -142,9 +142,12 @@ class Tx:
         of the escrow's CPU per meter value."""
         if not self._unwritten:
             return
-        if self.session.new:
-            self.session.flush()  # a session row added in this transaction comes first (its key)
-        self.session.execute(_INSERT_SAMPLE, self._unwritten)
+        if any(isinstance(added, SessionRow) for added in self.session.new):
+            # A session row added in this transaction comes first (the samples' foreign key);
+            # anything else waits for the commit's one flush instead of one per stop.
+            self.session.flush()
+        with self.session.no_autoflush:
+            self.session.execute(_INSERT_SAMPLE, self._unwritten)
         self._unwritten = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

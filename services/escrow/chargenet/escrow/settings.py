@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Self
@@ -104,5 +105,12 @@ class EscrowSettings(CoreSettings):
         return overrides.get(cpo_id) or self.escrow_settler_key_template.format(cpo_id=cpo_id)
 
     def meter_keys(self) -> dict[str, str]:
-        keys: dict[str, str] = json.loads(self.escrow_meter_keys)
-        return {k.lower(): v for k, v in keys.items()}
+        """Station id (lower case) -> meter key; not to be changed (read at every settlement,
+        parsed once)."""
+        return _meter_keys(self.escrow_meter_keys)
+
+
+@functools.lru_cache(maxsize=4)
+def _meter_keys(configured: str) -> dict[str, str]:
+    keys: dict[str, str] = json.loads(configured)
+    return {k.lower(): v for k, v in keys.items()}

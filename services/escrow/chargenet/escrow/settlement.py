@@ -15,12 +15,13 @@ its hash on chain covers the amount settled and anyone can still recompute the u
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from eth_utils.crypto import keccak
 from pydantic import ValidationError
@@ -43,7 +44,7 @@ from chargenet.core.pricing import (
 )
 from chargenet.core.pricing.cap import capped, settleable_maximum
 from chargenet.core.pricing.money import units_to_amount
-from chargenet.escrow.models import MeterSampleRow, SessionRow
+from chargenet.escrow.models import SessionRow
 from chargenet.escrow.settings import EscrowSettings
 
 #: Request-data keys the escrow adds from the chain at request time (not from the wallet).
@@ -61,6 +62,22 @@ CAP_REMARK = (
 )
 
 
+class StoredSample(Protocol):
+    """A stored register reading as settlement reads it: a ``MeterSampleRow``, or the row of a
+    select of its columns (no ORM objects to build for every reading of every stop)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def measured_at(self) -> datetime: ...
+    @property
+    def energy_wh(self) -> int: ...
+    @property
+    def power_w(self) -> int | None: ...
+    @property
+    def signed_data(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Settlement:
     price: int  # the tariff's price incl. VAT, before the cap
@@ -71,7 +88,7 @@ class Settlement:
     signed: list[str]
 
 
-def samples_of(rows: Sequence[MeterSampleRow]) -> list[MeterSample]:
+def samples_of(rows: Sequence[StoredSample]) -> list[MeterSample]:
     """The register readings in time order; a reading that goes backwards is dropped (it cannot
     be billed, and one bad frame must not make the whole session unpriceable)."""
     ordered = sorted(rows, key=lambda r: (r.measured_at, r.energy_wh))
@@ -83,10 +100,10 @@ def samples_of(rows: Sequence[MeterSampleRow]) -> list[MeterSample]:
     return samples
 
 
-def running_price(row: SessionRow, rows: Sequence[MeterSampleRow]) -> RunningPrice:
+def running_price(row: SessionRow, rows: Sequence[StoredSample]) -> RunningPrice:
     """The session's running price over all its stored samples."""
     request = row.request_data()
-    tariff = Tariff.model_validate(request["tariff"])
+    tariff = _tariff(request["tariff"])
     running = RunningPrice(tariff, time_zone=request.get("time_zone") or "UTC")
     for sample in samples_of(rows):
         running.add(sample)
@@ -95,7 +112,7 @@ def running_price(row: SessionRow, rows: Sequence[MeterSampleRow]) -> RunningPri
 
 def settle_session(
     row: SessionRow,
-    rows: Sequence[MeterSampleRow],
+    rows: Sequence[StoredSample],
     settings: EscrowSettings,
     *,
     end: datetime | None,
@@ -103,7 +120,7 @@ def settle_session(
 ) -> Settlement:
     """Price the session and build its CDR; ``end`` adds parking after the last reading."""
     request = row.request_data()
-    tariff = Tariff.model_validate(request["tariff"])
+    tariff = _tariff(request["tariff"])
     samples = samples_of(rows)
     if not samples:
         raise NothingToSettle("no meter reading at all")
@@ -118,7 +135,7 @@ def settle_session(
     except PricingError as error:
         raise NothingToSettle(str(error)) from None
     signed = _signed_records(rows)
-    key = meter_key(row, settings)
+    key = meter_key(row, request, settings)
     verified, remark, attached = False, None, None
     if key is not None and signed:
         try:
@@ -154,7 +171,7 @@ def settle_session(
             contract_id=_ocpi_id(row.driver_id),
         ),
         auth_method=AuthMethod.COMMAND,
-        location=location_of(row),
+        location=location_of(row, request),
         tariff=tariff,
         result=result,
         last_updated=now,
@@ -171,31 +188,45 @@ def settle_session(
     )
 
 
-def meter_key(row: SessionRow, settings: EscrowSettings) -> str | None:
-    """The station's meter public key (hex DER) if one is known and matches the chain's hash."""
-    request = row.request_data()
+def meter_key(row: SessionRow, request: dict[str, Any], settings: EscrowSettings) -> str | None:
+    """The station's meter public key (hex DER) if one is known and matches the chain's hash;
+    ``request`` is the row's request data."""
     station: dict[str, Any] = request.get(STATION_KEY) or {}
     registered = str(station.get("meter_key_hash", "")).lower()
     for candidate in (
         request.get("meter_public_key"),
         settings.meter_keys().get(row.station_id.lower()),
     ):
-        if not isinstance(candidate, str) or not candidate:
-            continue
-        try:
-            digest = "0x" + keccak(bytes.fromhex(candidate.removeprefix("0x"))).hex()
-        except ValueError:
-            continue
-        if digest == registered:
+        if isinstance(candidate, str) and candidate and _key_hash(candidate) == registered:
             return candidate
     return None
 
 
-def location_of(row: SessionRow) -> CdrLocation:
-    """The OCPI location the wallet sent with the request (``location``), else one built from
-    what the chain states about the station. Address fields the chain does not hold are marked
-    as such rather than guessed."""
-    request = row.request_data()
+# Every settlement looks these up; a few stations' keys and tariffs serve many sessions.
+@functools.lru_cache(maxsize=1024)
+def _key_hash(key_hex: str) -> str | None:
+    """The keccak of a hex DER key as the registry states it (None if it is not hex)."""
+    try:
+        return "0x" + keccak(bytes.fromhex(key_hex.removeprefix("0x"))).hex()
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _validated_tariff(document: str) -> Tariff:
+    return Tariff.model_validate_json(document)
+
+
+def _tariff(given: dict[str, Any]) -> Tariff:
+    """The request's tariff, validated once per distinct document (models are not changed
+    after validation: the pricing engine only reads them)."""
+    return _validated_tariff(json.dumps(given, sort_keys=True, separators=(",", ":")))
+
+
+def location_of(row: SessionRow, request: dict[str, Any]) -> CdrLocation:
+    """The OCPI location the wallet sent with the request (``location``, in the row's request
+    data ``request``), else one built from what the chain states about the station. Address
+    fields the chain does not hold are marked as such rather than guessed."""
     given = request.get("location")
     if isinstance(given, dict):
         return CdrLocation.model_validate(given)
@@ -221,7 +252,7 @@ def location_of(row: SessionRow) -> CdrLocation:
     )
 
 
-def _signed_records(rows: Sequence[MeterSampleRow]) -> list[str]:
+def _signed_records(rows: Sequence[StoredSample]) -> list[str]:
     seen: set[str] = set()
     records: list[str] = []
     for row in sorted(rows, key=lambda r: (r.measured_at, r.id or 0)):

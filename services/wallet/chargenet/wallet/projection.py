@@ -145,8 +145,11 @@ class SessionProjection:
         rows = session.scalars(_LOCK_SESSIONS, {"ids": sorted(by_session)}).all()
         # A session missing here is not one this wallet requested (another MSP's, a test's).
         kept = priced if priced is not None else []
-        for row in rows:
-            _Fold(session, row, self.prices, kept).apply(by_session[row.session_id])
+        # Meter points are written and read by statements, not the unit of work: the rows'
+        # changes go out in the commit's one flush, not in one before every point statement.
+        with session.no_autoflush:
+            for row in rows:
+                _Fold(session, row, self.prices, kept).apply(by_session[row.session_id])
         return list(rows)
 
 
