@@ -6,11 +6,11 @@ and session-start latency (REST request to the RemoteStart arriving at the charg
     uv run python bench/e2e.py --warmup 3           # a warm broker first (not counted)
 
 Starts its own stack (``chargenet up``'s supervisor: a process per service, two gateway replicas
-per CPO, Kafka, PostgreSQL, the Hardhat node with automine) on shifted ports, registers one
-station per concurrent driver, and runs each level: every driver requests a session, waits until
+per CPO, Kafka, PostgreSQL, the Hardhat node with automine) on shifted ports, registers two
+stations per concurrent driver, and runs each level: every driver requests a session, waits until
 its charge point charges, stops at once (or after ``--charge-seconds``) and waits for the
-settlement, then starts the next. Prints one line per level and a Markdown table for
-bench/RESULTS.md.
+settlement, then starts the next at its other station. Prints one line per level and a Markdown
+table for bench/RESULTS.md.
 
 Two loads, both closed loops of N drivers:
 - ``--charge-seconds 0`` (the default): back-to-back sessions that stop as soon as they charge.
@@ -76,6 +76,12 @@ BUSY_PAUSE_SECONDS = 0.25
 SLOWEST = 3
 
 
+def stations_needed(levels: Sequence[int], burst: int) -> int:
+    """Two stations a driver at every level and in the warm-up's 10 (see ``run_level``), one a
+    driver in the burst."""
+    return max([*(2 * count for count in levels), 20, burst])
+
+
 #: Any state at or past charging (a poll can miss a short-lived one).
 PAST_START = ("charging", "stopping", "stopped", "priced", "settled", "refunded", "failed")
 
@@ -123,9 +129,10 @@ async def run_level(
                 await asyncio.sleep(BUSY_PAUSE_SECONDS)
         raise NetworkError(f"{station_id} still occupied after {BUSY_RETRIES} tries")
 
-    async def one(driver: Driver, station_id: str, first: float) -> None:
+    async def one(driver: Driver, own: list[str], first: float) -> None:
         await asyncio.sleep(first)
-        for _ in range(per_driver):
+        for number in range(per_driver):
+            station_id = own[number % len(own)]
             try:
                 session, requested, clock = await request(driver, station_id)
                 # The session's event stream, as the driver app follows it (polling only if the
@@ -151,11 +158,14 @@ async def run_level(
     # Drivers who charge a while arrive spread over one session's length, as drivers do; all
     # at once, each session's start would meet all the others' every time round.
     spread = charge_seconds / len(drivers)
+    # Each driver takes turns at its stations (two when there are enough), so its next session
+    # does not wait for the last one's Available status to reach the registry.
+    count = len(drivers)
     started = time.monotonic()
     await asyncio.gather(
         *(
-            one(d, station_id, index * spread)
-            for index, (d, (station_id, _s)) in enumerate(zip(drivers, stations, strict=False))
+            one(d, [station_id for station_id, _s in stations[index::count]], index * spread)
+            for index, d in enumerate(drivers)
         )
     )
     level.seconds = time.monotonic() - started
@@ -274,7 +284,7 @@ async def bench(
             arrivals[event.id_token] = event.at
 
     stations: list[tuple[str, SimStation]] = []
-    wanted = max([*levels, burst])
+    wanted = stations_needed(levels, burst)
     try:
         for index in range(wanted):
             cpo = stack.cpos[index % 2]
@@ -323,7 +333,7 @@ async def bench(
             warm = Level(count)
             current.append(warm)
             await run_level(
-                client, stations[:count], drivers[:count], warmup, waiting, warm, arrivals
+                client, stations[: 2 * count], drivers[:count], warmup, waiting, warm, arrivals
             )
             print(f"warm-up: {warm.sessions} sessions in {warm.seconds:.1f} s (not counted)")
         results = []
@@ -333,7 +343,7 @@ async def bench(
             before = reading(stack.processes)
             await run_level(
                 client,
-                stations[:count],
+                stations[: 2 * count],
                 drivers[:count],
                 per_driver,
                 waiting,
@@ -585,7 +595,7 @@ def main() -> int:
     print(f"load average at the start: {os.getloadavg()}", flush=True)
     run_dir = os.path.join(os.getcwd(), ".run", "bench-e2e")
     prefix = f"bench_{uuid.uuid4().hex[:6]}"
-    per_cpo = (max([*levels, args.burst]) + 1) // 2
+    per_cpo = (stations_needed(levels, args.burst) + 1) // 2
     from pathlib import Path
 
     # The previous run's ports (another engineer's, taken in turn under the bench lock) may
