@@ -23,6 +23,7 @@ from chargenet.registry.cpo import (
     store_location,
 )
 from chargenet.registry.documents import (
+    UINT32_MAX,
     ConnectorType,
     check_location,
     check_tariff,
@@ -59,7 +60,7 @@ def list_stations(
     lon: Annotated[float | None, Query(ge=-180, le=180, description="degrees")] = None,
     radius_km: Annotated[float, Query(gt=0, le=MAX_RADIUS_KM)] = 10.0,
     connector_type: ConnectorType | None = None,
-    min_power_w: Annotated[int | None, Query(ge=0)] = None,
+    min_power_w: Annotated[int | None, Query(ge=0, le=UINT32_MAX)] = None,
     available_now: bool = False,
     cpo: Annotated[str | None, Query(description="the CPO's address")] = None,
     include_retired: bool = False,

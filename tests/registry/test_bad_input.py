@@ -1,0 +1,98 @@
+"""Client input the registry's API must refuse with a 4xx and a reason (never a 500, never
+accepted): found by an audit of its routes. No signer here: everything is checked before a
+station change would go to it, so a request that gets past the checks answers 409."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chargenet.core.auth import Role, issue_token
+from chargenet.core.bus.memory import InMemoryBus
+from chargenet.core.db import Database
+from chargenet.registry.main import create_app, migrate
+from chargenet.registry.settings import RegistrySettings
+from tests.registry.harness import TARIFF
+
+SECRET = "registry-test-secret-0123456789-abcdef"
+CPO = {"authorization": f"Bearer {issue_token('cpo-1', Role.CPO, SECRET)}"}
+STATION = "DE*BAD*E0001"
+METER = "0x" + "ab" * 32
+ADDRESS = "0x" + "a1" * 20
+
+
+def _client(db: Database) -> TestClient:
+    settings = RegistrySettings(
+        registry_address="0x" + "11" * 20,
+        registry_jwt_secret=SECRET,
+        registry_cpo_keys=json.dumps({"cpo-1": "cpo1"}),
+    )
+    return TestClient(create_app(settings, InMemoryBus(), db))
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> Iterator[TestClient]:
+    db = Database(f"sqlite:///{tmp_path}/registry.db")
+    migrate(db)
+    with _client(db) as client:
+        yield client
+    db.dispose()
+
+
+@pytest.fixture
+def postgres_http(postgres_database: str) -> Iterator[TestClient]:
+    db = Database(postgres_database)
+    migrate(db)
+    with _client(db) as client:
+        yield client
+    db.dispose()
+
+
+def location(**changes: Any) -> dict[str, Any]:
+    connector = {
+        "id": "1",
+        "standard": "IEC_62196_T2",
+        "format": "SOCKET",
+        "power_type": "AC_3_PHASE",
+        "max_voltage": 230,
+        "max_amperage": 32,
+    }
+    return {
+        "id": STATION,
+        "name": "Bad input",
+        "coordinates": {"latitude": "52.520008", "longitude": "13.404954"},
+        "charge_point_id": "CP-BAD-1",
+        "evses": [{"uid": "E1", "connectors": [connector]}],
+        **changes,
+    }
+
+
+def register(http: TestClient, content: str | None = None, **changes: Any) -> Any:
+    body = {
+        "station_id": STATION,
+        "location": location(),
+        "tariff": TARIFF,
+        "meter_key_hash": METER,
+        **changes,
+    }
+    return http.post("/v1/cpo/stations", content=content or json.dumps(body), headers=CPO)
+
+
+def test_the_checks_pass_a_good_registration_to_the_missing_signer(http: TestClient) -> None:
+    answer = register(http)
+    assert answer.status_code == 409 and "no signer" in answer.json()["detail"], answer.text
+
+
+@pytest.mark.parametrize("power", [2**32, 2**63, 2**64])
+def test_a_minimum_power_above_the_chains_uint32_is_refused(http: TestClient, power: int) -> None:
+    """No station has more than the contract's uint32 watts; from 2**63 on the database could
+    not bind the number (500)."""
+    answer = http.get("/v1/stations", params={"min_power_w": power})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["query", "min_power_w"]
+    assert http.get("/v1/stations", params={"min_power_w": 2**32 - 1}).status_code == 200
