@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -96,3 +97,16 @@ def test_a_minimum_power_above_the_chains_uint32_is_refused(http: TestClient, po
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"] == ["query", "min_power_w"]
     assert http.get("/v1/stations", params={"min_power_w": 2**32 - 1}).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/stations/{}", "/v1/documents/{}"])
+def test_an_id_no_station_or_document_can_have_is_refused_with_a_reason(
+    postgres_http: TestClient, path: str
+) -> None:
+    """A NUL in the id: PostgreSQL cannot take it as text, and the lookup answered 500."""
+    for bad in ("A\0B", "\0", "0x" + "ab" * 31 + "\0\0"):
+        answer = postgres_http.get(path.format(quote(bad, safe="")))
+        assert answer.status_code == 422, (bad, answer.text)
+        assert answer.json()["error"] == "unprocessable"
+    absent = postgres_http.get(path.format("DE*NONE*1" if "stations" in path else METER))
+    assert absent.json()["error"] == "not_found"

@@ -16,6 +16,7 @@ from chargenet.registry.cpo import (
     attach_location,
     attach_tariff,
     call_key,
+    check_hash,
     check_station_id,
     new_change,
     owned_station,
@@ -97,6 +98,7 @@ def list_stations(
 
 @router.get("/stations/{station_id}")
 def get_station(request: Request, station_id: StationId) -> dict[str, Any]:
+    check_station_id(station_id)  # e.g. a NUL, which PostgreSQL cannot even compare
     with _db(request).session() as session:
         station = session.get(Station, station_id)
         if station is None:
@@ -106,8 +108,9 @@ def get_station(request: Request, station_id: StationId) -> dict[str, Any]:
 
 @router.get("/documents/{document_hash}")
 def get_document(request: Request, document_hash: str) -> Response:
+    digest = check_hash(document_hash, "document hash")
     with _db(request).session() as session:
-        document = session.get(Document, document_hash.lower())
+        document = session.get(Document, digest)
         if document is None:
             raise NotFound(f"no document {document_hash}")
         body = document.body
