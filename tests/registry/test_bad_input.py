@@ -110,3 +110,14 @@ def test_an_id_no_station_or_document_can_have_is_refused_with_a_reason(
         assert answer.json()["error"] == "unprocessable"
     absent = postgres_http.get(path.format("DE*NONE*1" if "stations" in path else METER))
     assert absent.json()["error"] == "not_found"
+
+
+def test_an_address_with_a_trailing_newline_is_refused(http: TestClient) -> None:
+    """``$`` matches before a final newline: the search answered an empty page for it, and a
+    registration took it as an operator and sent it to the signer."""
+    search = http.get("/v1/stations", params={"cpo": ADDRESS + "\n"})
+    assert search.status_code == 422 and "cpo" in search.json()["detail"], search.text
+    answer = register(http, operators=[ADDRESS + "\n"])
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("operators: ")
+    assert register(http, operators=[ADDRESS]).status_code == 409  # past the checks

@@ -36,7 +36,7 @@ from chargenet.registry.query import Filters, Near, detail, search, summary
 router = APIRouter(prefix="/v1", tags=["stations"])
 #: Where a path segment is a station id (see chargenet.core.web.station_paths).
 STATION_PREFIXES = ("/v1/stations/", "/v1/cpo/stations/")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 MAX_PAGE = 100
 MAX_OFFSET = 10_000
 MAX_RADIUS_KM = 500.0
@@ -71,7 +71,7 @@ def list_stations(
 ) -> dict[str, Any]:
     if (lat is None) != (lon is None):
         raise Unprocessable("lat and lon go together")
-    if cpo is not None and not _ADDRESS.match(cpo):
+    if cpo is not None and not _ADDRESS.fullmatch(cpo):
         raise Unprocessable(f"cpo {cpo!r} is not a 0x-prefixed 20-byte address")
     near = Near(lat, lon, radius_km) if lat is not None and lon is not None else None
     if sort == "distance" and near is None:
@@ -150,7 +150,7 @@ async def register_station(request: Request, who: CurrentPrincipal) -> dict[str,
     location, tariff, meter = _documents(body)
     operators = body.get("operators", [])
     if not isinstance(operators, list) or not all(
-        isinstance(o, str) and _ADDRESS.match(o) for o in operators
+        isinstance(o, str) and _ADDRESS.fullmatch(o) for o in operators
     ):
         raise Unprocessable("operators: a list of 0x-prefixed 20-byte addresses")
     change = new_change(station_id, location, tariff, meter)
