@@ -121,3 +121,32 @@ def test_an_address_with_a_trailing_newline_is_refused(http: TestClient) -> None
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith("operators: ")
     assert register(http, operators=[ADDRESS]).status_code == 409  # past the checks
+
+
+def _with_extra(value: str) -> str:
+    """A registration whose location carries one more member (kept, not read), as raw JSON."""
+    body = json.dumps({"station_id": STATION, "location": location(note=0), "tariff": TARIFF})
+    return body.replace('"note": 0', f'"note": {value}')[:-1] + f', "meter_key_hash": "{METER}"}}'
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        # json.loads recurses per level, and py_ecc (imported with web3) lets it go 100,000
+        # deep: past the thread's stack, the process died (SIGSEGV).
+        ("[" * 200_000 + "]" * 200_000, "nested deeper than"),
+        ("NaN", "NaN is not a number"),
+        ("-Infinity", "-Infinity is not a number"),
+        ("1e999999999", "too long"),  # the canonical hash's plain notation overflowed: 500
+        ("1e99999", "too long"),  # or was 100,000 digits, stored
+        ("1" * 5000, "too long"),  # Python's limit on an int's digits: 500
+    ],
+    ids=["deep", "nan", "infinity", "huge exponent", "long plain notation", "long integer"],
+)
+def test_json_the_documents_cannot_hold_is_refused_with_a_reason(
+    http: TestClient, value: str, reason: str
+) -> None:
+    answer = register(http, _with_extra(value))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("request: ") and reason in answer.text
+    assert register(http, _with_extra('[[{"a": 1.5e3}]]')).status_code == 409  # past the checks

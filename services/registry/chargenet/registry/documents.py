@@ -11,11 +11,13 @@ connector above the station's maximum power.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cache
+from itertools import accumulate
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
@@ -210,11 +212,53 @@ class CheckedTariff:
     tariff_id: str
 
 
+#: How deep a request's JSON may nest (a location nests 5 levels). json.loads recurses once per
+#: level, and py_ecc (imported with web3) raises the recursion limit to 100,000: past the
+#: thread's stack, a deeper body crashed the process.
+MAX_JSON_DEPTH = 32
+#: The longest number, in the plain notation the canonical hash writes it in (1e999999 would be
+#: a million digits; beyond the decimal context's exponents hashing failed).
+MAX_NUMBER_CHARS = 100
+# A string, to its closing quote or the end of the text: always matches, so one pass.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*"?')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _depth(text: str) -> int:
+    brackets = _JSON_BRACKET.findall(_JSON_STRING.sub("", text))
+    return max(accumulate((1 if b in "[{" else -1 for b in brackets), initial=0))
+
+
+def _integer(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text)} characters is too long")
+    return int(text)
+
+
+def _decimal(text: str) -> Decimal:
+    value = Decimal(text)
+    _sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):  # Decimal takes "NaN"; JSON's grammar does not
+        raise ValueError(f"{text} is not a number")
+    plain = len(digits) + exponent if exponent >= 0 else max(len(digits), -exponent) + 1
+    if plain > MAX_NUMBER_CHARS:
+        raise ValueError(f"{text[:20]}: a number of {plain} digits written plainly is too long")
+    return value
+
+
+def _constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON has")
+
+
 def parse_json(raw: bytes | str, what: str) -> dict[str, Any]:
     """JSON with numbers as exact decimals (a float would change the canonical hash)."""
     try:
-        value = json.loads(raw, parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw))
+        depth = _depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels ({depth})")
+        value = json.loads(text, parse_float=_decimal, parse_int=_integer, parse_constant=_constant)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
         raise Unprocessable(f"{what}: not JSON ({error})") from None
     if not isinstance(value, dict):
         raise Unprocessable(f"{what}: expected a JSON object")
