@@ -150,3 +150,13 @@ def test_json_the_documents_cannot_hold_is_refused_with_a_reason(
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith("request: ") and reason in answer.text
     assert register(http, _with_extra('[[{"a": 1.5e3}]]')).status_code == 409  # past the checks
+
+
+def test_a_nul_character_is_refused_before_sending(http: TestClient) -> None:
+    """A location's name (and EVSE uids, charge point ids) go to PostgreSQL text columns, which
+    take no NUL: the transaction was sent, then storing the documents failed (500), lost."""
+    text = "Alex\0anderplatz"
+    for changes in ({"name": text}, {"charge_point_id": text}, {text: 1}):
+        answer = register(http, location=location(**changes))
+        assert answer.status_code == 422, (changes, answer.text)
+        assert "NUL" in answer.json()["detail"], answer.text

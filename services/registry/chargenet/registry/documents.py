@@ -250,6 +250,20 @@ def _constant(name: str) -> None:
     raise ValueError(f"{name} is not a number JSON has")
 
 
+def _check_text(value: Any) -> None:
+    """No NUL in a string: PostgreSQL's text columns take none (as a ValueError)."""
+    if isinstance(value, str):
+        if "\0" in value:
+            raise ValueError(f"{value[:40]!r} holds a NUL character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
 def parse_json(raw: bytes | str, what: str) -> dict[str, Any]:
     """JSON with numbers as exact decimals (a float would change the canonical hash)."""
     try:
@@ -260,6 +274,10 @@ def parse_json(raw: bytes | str, what: str) -> dict[str, Any]:
         value = json.loads(text, parse_float=_decimal, parse_int=_integer, parse_constant=_constant)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError included
         raise Unprocessable(f"{what}: not JSON ({error})") from None
+    try:
+        _check_text(value)
+    except ValueError as error:
+        raise Unprocessable(f"{what}: {error}") from None
     if not isinstance(value, dict):
         raise Unprocessable(f"{what}: expected a JSON object")
     return value
