@@ -160,3 +160,16 @@ def test_a_nul_character_is_refused_before_sending(http: TestClient) -> None:
         answer = register(http, location=location(**changes))
         assert answer.status_code == 422, (changes, answer.text)
         assert "NUL" in answer.json()["detail"], answer.text
+
+
+@pytest.mark.parametrize("connector_id", ["\u00b2", "\u0661", "\uff11"])
+def test_a_connector_id_of_other_than_ascii_digits_is_no_ocpp_number(
+    http: TestClient, connector_id: str
+) -> None:
+    """str.isdigit() holds for '²' (int() refused it: 500) and for other scripts' digits (int()
+    took Arabic-Indic one as connector 1)."""
+    document = location()
+    document["evses"][0]["connectors"][0]["id"] = connector_id
+    answer = register(http, location=document)
+    assert answer.status_code == 422, answer.text
+    assert "not an OCPP connector number" in answer.json()["detail"]

@@ -332,7 +332,8 @@ def check_location(document: dict[str, Any]) -> CheckedLocation:
             seen.add((evse.uid, connector.id))
             ocpp_id = connector.ocpp_connector_id
             if ocpp_id is None:
-                if not connector.id.isdigit() or not 1 <= int(connector.id) <= INT32_MAX:
+                digits = connector.id.isascii() and connector.id.isdigit()
+                if not digits or not 1 <= int(connector.id) <= INT32_MAX:
                     raise Unprocessable(
                         f"location: connector {evse.uid}/{connector.id}: give ocpp_connector_id"
                         f" (the id is not an OCPP connector number, 1 to {INT32_MAX})"
