@@ -19,6 +19,8 @@ from chargenet.invoicing.pdf import render_pdf
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 refused_router = APIRouter(prefix="/v1/refused-settlements", tags=["invoices"])
+#: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite: beyond it a query fails (500).
+MAX_OFFSET = 2**63 - 1
 
 
 def _owned_by(who: Principal) -> sa.ColumnElement[bool]:
@@ -58,7 +60,7 @@ def list_invoices(
     request: Request,
     who: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     db: Database = request.app.state.db
     with db.session() as session:
@@ -100,7 +102,7 @@ def list_refused(
     request: Request,
     who: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """A CPO's settlements no invoice was issued for, with the reason (e.g. no supplier)."""
     if who.role is not Role.CPO:
