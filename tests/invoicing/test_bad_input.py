@@ -32,3 +32,11 @@ def test_an_offset_beyond_the_databases_integers_is_refused(client: TestClient, 
         assert answer.status_code == 422, (offset, answer.text)
     largest = client.get(route, params={"offset": 2**63 - 1}, headers=auth("CPO1", Role.CPO))
     assert largest.status_code == 200, largest.text
+
+
+@pytest.mark.parametrize("suffix", ["", "/pdf", "/xml"])
+def test_an_invoice_number_holding_a_nul_is_not_found(client: TestClient, suffix: str) -> None:
+    """PostgreSQL cannot compare a text with a NUL in it: a 500."""
+    answer = client.get(f"/v1/invoices/INV-CPO1%00{suffix}", headers=auth("CPO1", Role.CPO))
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"] == "not_found"

@@ -44,6 +44,8 @@ def _summary(invoice: Invoice) -> dict[str, Any]:
 
 
 def _get(request: Request, who: Principal, number: str) -> Invoice:
+    if "\0" in number:  # no invoice number holds one, and PostgreSQL cannot compare it (500)
+        raise NotFound(f"no invoice {number}")
     db: Database = request.app.state.db
     with db.session() as session:
         invoice = session.scalars(
