@@ -173,3 +173,29 @@ def test_a_connector_id_of_other_than_ascii_digits_is_no_ocpp_number(
     answer = register(http, location=document)
     assert answer.status_code == 422, answer.text
     assert "not an OCPP connector number" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("power_kw", "1e5000"), ("power_kw", "1e999999999"), ("minute_price", "1e999999")],
+)
+def test_the_console_form_refuses_a_number_too_large_with_a_reason(
+    http: TestClient, field: str, value: str
+) -> None:
+    """The form scaled it (kW to W, per minute to per hour) past the decimal context or
+    Python's int digits: a 500 page."""
+    assert http.post("/console/signin", data={"token": CPO["authorization"][7:]}).status_code
+    page = http.get("/console/stations/new").text
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {
+        "csrf": csrf,
+        "station_id": STATION,
+        "name": "Bad input",
+        "latitude": "52.520008",
+        "longitude": "13.404954",
+        "charge_point_id": "CP-BAD-1",
+        field: value,
+    }
+    answer = http.post("/console/stations", data=form, follow_redirects=False)
+    assert answer.status_code == 422, answer.text
+    assert "at most" in answer.text

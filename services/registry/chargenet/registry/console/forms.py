@@ -56,6 +56,11 @@ class StationForm:
         return form
 
 
+#: The largest number a field takes (a power in kW, a price): scaled (kW to W, per minute to
+#: per hour), a much larger one overflowed the decimal context or Python's int digits (a 500).
+MAXIMUM = Decimal(1_000_000)
+
+
 def _decimal(text: str, name: str, *, minimum: Decimal = Decimal(0)) -> Decimal:
     try:
         value = Decimal(text.replace(",", "."))
@@ -63,6 +68,8 @@ def _decimal(text: str, name: str, *, minimum: Decimal = Decimal(0)) -> Decimal:
         raise FormError(f"{name}: {text!r} is not a number") from None
     if not value.is_finite() or value < minimum:
         raise FormError(f"{name}: must be {minimum} or more")
+    if value > MAXIMUM:
+        raise FormError(f"{name}: at most {MAXIMUM}")
     return value
 
 
