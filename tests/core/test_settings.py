@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from chargenet.core.settings import ConfigurationError, CoreSettings, load_settings
+from chargenet.gateway.settings import GatewaySettings
 from chargenet.wallet.settings import WalletSettings
 
 
@@ -85,3 +86,34 @@ def test_production_refuses_a_short_token_signing_key(monkeypatch: pytest.Monkey
     assert "32 bytes" in caught.value.message
     monkeypatch.setenv("CHARGENET_WALLET_JWT_SECRET", "x" * 32)
     assert load_settings(WalletSettings).wallet_jwt_secret.get_secret_value() == "x" * 32
+
+
+def test_production_asks_no_database_of_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway keeps no tables: production mode does not make an operator provision a
+    PostgreSQL database for it, while a service with a database still refuses SQLite."""
+    monkeypatch.delenv("CHARGENET_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CHARGENET_MODE", "production")
+    monkeypatch.setenv("CHARGENET_SIGNER_TOKEN", "a-real-token")
+    monkeypatch.setenv("CHARGENET_BUS", "kafka")
+    monkeypatch.setenv("CHARGENET_CHAIN_RPC_URL", "http://node:8545")
+    monkeypatch.setenv("CHARGENET_CHARGE_POINTS_JSON", "{}")
+    monkeypatch.setenv("CHARGENET_WALLET_JWT_SECRET", "x" * 32)
+    gateway = load_settings(GatewaySettings)
+    assert not gateway.uses_database
+    assert gateway.database_url.startswith("sqlite")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(WalletSettings)
+    assert "SQLite is refused in production mode" in caught.value.message
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(CoreSettings)
+    assert "SQLite is refused in production mode" in caught.value.message
+
+
+def test_the_cli_check_tries_no_database_for_the_gateway() -> None:
+    unreachable = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    result = run_cli("check", CHARGENET_SERVICE_NAME="gateway", CHARGENET_DATABASE_URL=unreachable)
+    assert result.returncode == 0, result.stderr
+    assert "database=none (the gateway has none)" in result.stdout
+    wallet = run_cli("check", CHARGENET_SERVICE_NAME="wallet", CHARGENET_DATABASE_URL=unreachable)
+    assert wallet.returncode == 2, wallet.stderr
+    assert "CHARGENET_DATABASE_URL" in wallet.stderr

@@ -120,6 +120,9 @@ def test_production_example_renders_one_gateway_per_cpo(
         cpo = env["CHARGENET_CPO_ID"]["value"]
         credentials = next(v for v in pod["volumes"] if v["name"] == "charge-points")
         assert credentials["secret"]["secretName"] == f"{cpo}-charge-points"
+        # A gateway keeps no database: neither it nor its check gets a DSN.
+        for container in containers(pod):
+            assert "CHARGENET_DATABASE_URL" not in env_of(container), f"{name} {container['name']}"
     profiles = {
         env_of(g["spec"]["template"]["spec"]["containers"][0])["CHARGENET_CPO_ID"]["value"]: env_of(
             g["spec"]["template"]["spec"]["containers"][0]
@@ -294,7 +297,8 @@ def test_every_pod_is_hardened(
 ) -> None:
     manifests = default_manifests if which == "default" else production_manifests
     pods = list(pod_specs(manifests))
-    assert len(pods) >= 12
+    # A Deployment per service and gateway, a migration Job per service (a gateway has none).
+    assert len(pods) >= 11
     for name, pod in pods:
         assert pod["automountServiceAccountToken"] is False, name
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -442,7 +446,10 @@ def test_every_service_pod_checks_its_dependencies_first(default_manifests: list
         # signer's own key material stays out of the check container.)
         assert check["envFrom"] == service["envFrom"][: len(check["envFrom"])]
         for variable in ("CHARGENET_DATABASE_URL", "CHARGENET_SIGNER_TOKEN"):
-            assert env_of(check)[variable] == env_of(service)[variable], name_of(manifest)
+            assert env_of(check).get(variable) == env_of(service).get(variable), name_of(manifest)
+        gateway = manifest["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+        # Every service but the gateway, which keeps none, checks its database.
+        assert ("CHARGENET_DATABASE_URL" in env_of(check)) is not gateway, name_of(manifest)
 
 
 def test_signer_runs_exactly_one_replica(production_manifests: list[Manifest]) -> None:
@@ -493,7 +500,9 @@ def test_secrets_are_referenced_never_inlined(production_manifests: list[Manifes
 def test_migrations_run_as_hooks_before_the_workloads(production_manifests: list[Manifest]) -> None:
     jobs = of_kind(production_manifests, "Job")
     migrated = sorted(job["spec"]["template"]["spec"]["containers"][0]["args"][1] for job in jobs)
-    assert migrated == sorted([*SERVICES, "gateway", "gateway"])
+    # One Job per service database; the gateways keep none.
+    assert migrated == sorted(SERVICES)
+    assert not [j for j in jobs if "gateway" in j["metadata"]["name"]]
     for job in jobs:
         annotations = job["metadata"]["annotations"]
         assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -573,9 +582,9 @@ def test_install_notes_render_and_name_every_secret(helm: Helm, tmp_path: Path) 
         "ionity-de-charge-points",
         "ionity-de-ocpp-tls",
         "fastned-nl-charge-points",
-        "gateway-fastned-nl-database-url",
     ):
         assert secret in notes, secret
+    assert "gateway-fastned-nl-database-url" not in notes  # a gateway keeps no database
     assert "fastned-nl: wss, Service chargenet-gateway-fastned-nl-ocpp, port 9000" in notes
 
 

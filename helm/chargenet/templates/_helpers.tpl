@@ -450,7 +450,8 @@ The ingress rule letting Prometheus scrape a pod's "http" port.
 The init container that runs `chargenet check` with the core settings of the service: it validates
 the configuration and reaches Kafka and the database, so a wrong DSN or an unreachable broker shows
 as one line in `kubectl describe`/`logs -c check` before the service starts.
-Call with (dict "root" $ "service" "wallet" "dbRef" $cfg.databaseSecret "dbKey" "wallet-database-url" "cfg" $cfg).
+Call with (dict "root" $ "service" "wallet" "dbRef" $cfg.databaseSecret "dbKey" "wallet-database-url" "cfg" $cfg);
+without dbKey (the gateway, which keeps no database) the container gets no DSN.
 */}}
 {{- define "chargenet.checkInitContainer" -}}
 {{- $root := .root -}}
@@ -465,7 +466,9 @@ initContainers:
     env:
       - name: CHARGENET_SERVICE_NAME
         value: {{ .service | quote }}
+      {{- if .dbKey }}
       {{- include "chargenet.databaseEnv" (dict "root" $root "ref" .dbRef "key" .dbKey) | nindent 6 }}
+      {{- end }}
       {{- with include "chargenet.secretEnv" $root | trim }}{{ . | nindent 6 }}{{- end }}
       {{- with include "chargenet.kafkaCredentialsEnv" (dict "root" $root "secret" .cfg.kafkaSecret) | trim }}{{ . | nindent 6 }}{{- end }}
       {{- include "chargenet.signerTokenEnv" (dict "root" $root "service" .service) | nindent 6 }}

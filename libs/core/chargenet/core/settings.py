@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +64,10 @@ class CoreSettings(BaseSettings):
         extra="ignore",
         validate_default=True,
     )
+
+    #: Whether the service keeps a database. One that keeps none (the gateway) overrides this, and
+    #: production mode then does not ask it for a PostgreSQL ``database_url`` it would never open.
+    uses_database: ClassVar[bool] = True
 
     mode: Mode = Mode.DEVELOPMENT
     service_name: str = "chargenet"
@@ -176,7 +180,7 @@ class CoreSettings(BaseSettings):
                 )
         if self.bus is BusKind.MEMORY:
             raise ValueError("bus: the in-process bus is refused in production mode; use kafka")
-        if self.database_url.startswith("sqlite"):
+        if self.uses_database and self.database_url.startswith("sqlite"):
             raise ValueError("database_url: SQLite is refused in production mode; use PostgreSQL")
         if self.chain_rpc_url.startswith("inprocess"):
             raise ValueError("chain_rpc_url: the in-process chain is refused in production mode")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from enum import IntEnum
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
@@ -22,6 +22,10 @@ class SecurityProfile(IntEnum):
 
 
 class GatewaySettings(CoreSettings):
+    #: No tables: credentials come from a file, the transaction id map is rebuilt from the
+    #: sessions topic and meter values are published. ``database_url`` is never opened.
+    uses_database: ClassVar[bool] = False
+
     service_name: str = "gateway"
 
     cpo_id: str = Field(default="cpo-dev", pattern=r"^[a-z0-9][a-z0-9_.\-]{0,62}$")
