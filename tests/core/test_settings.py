@@ -117,3 +117,9 @@ def test_the_cli_check_tries_no_database_for_the_gateway() -> None:
     wallet = run_cli("check", CHARGENET_SERVICE_NAME="wallet", CHARGENET_DATABASE_URL=unreachable)
     assert wallet.returncode == 2, wallet.stderr
     assert "CHARGENET_DATABASE_URL" in wallet.stderr
+
+
+def test_the_cli_migrates_no_database_for_the_gateway() -> None:
+    result = run_cli("migrate", "gateway", CHARGENET_DATABASE_URL="sqlite:///:memory:")
+    assert result.returncode == 2
+    assert "the gateway keeps no database" in result.stderr

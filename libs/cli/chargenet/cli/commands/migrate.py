@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 
+from chargenet.cli.commands.check import uses_database
 from chargenet.cli.commands.run import SERVICES
 from chargenet.core.db import Database
 from chargenet.core.db.migrations import service_versions, upgrade_to_head
-from chargenet.core.settings import CoreSettings, load_settings
+from chargenet.core.settings import CoreSettings, fail, load_settings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    if not uses_database(args.service):
+        # Its core tables would be made in whatever database the URL names, for nothing.
+        raise fail(f"the {args.service} keeps no database: nothing to migrate")
     settings = load_settings(CoreSettings)
     db = Database(settings.database_url)
     try:
