@@ -95,7 +95,7 @@ def test_a_minimum_power_above_the_chains_uint32_is_refused(http: TestClient, po
     not bind the number (500)."""
     answer = http.get("/v1/stations", params={"min_power_w": power})
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"][0]["loc"] == ["query", "min_power_w"]
+    assert answer.json()["errors"][0]["loc"] == ["query", "min_power_w"]
     assert http.get("/v1/stations", params={"min_power_w": 2**32 - 1}).status_code == 200
 
 

@@ -118,9 +118,10 @@ def test_amounts_must_be_json_integers(env: World) -> None:
                 headers={**driver.headers, "content-type": "application/json"},
             )
             assert answer.status_code == 422, (path, amount, answer.text)
-            [error] = answer.json()["detail"]
+            [error] = answer.json()["errors"]
             assert error["loc"] == ["body", "amount"], error
             assert error["msg"] == "Input should be a valid integer", error
+            assert answer.json()["detail"] == "body.amount: Input should be a valid integer"
     assert env.supply() == supply and env.deposit(driver.address) == 10 * EUR
     assert "strict-topups" not in env.payments.captured
     assert "strict-payouts" not in env.payments.paid_out

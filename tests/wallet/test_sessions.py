@@ -350,7 +350,7 @@ def test_maximum_amount_must_be_a_json_integer(env: World, station: str, driver:
             },
         )
         assert answer.status_code == 422, (amount, answer.text)
-        [error] = answer.json()["detail"]
+        [error] = answer.json()["errors"]
         assert error["loc"] == ["body", "max_amount"], error
         assert error["msg"] == "Input should be a valid integer", error
     published(env)

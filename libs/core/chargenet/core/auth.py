@@ -43,7 +43,7 @@ def decode_token(token: str, secret: str) -> Principal:
     subject, role = claims.get("sub"), claims.get("role")
     if not isinstance(subject, str) or not subject:
         raise Unauthorized("invalid token: sub must be a non-empty string")
-    if role not in {r.value for r in Role}:
+    if not isinstance(role, str) or role not in {r.value for r in Role}:
         raise Unauthorized("invalid token: role must be driver or cpo")
     return Principal(subject=subject, role=Role(role))
 

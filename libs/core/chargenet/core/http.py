@@ -7,9 +7,11 @@ from contextlib import AbstractAsyncContextManager
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from chargenet.core.errors import ChargenetError
+from chargenet.core.errors import ChargenetError, Unprocessable
 from chargenet.core.metrics import exposition
 
 ReadinessCheck = Callable[[], None]
@@ -51,6 +53,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(_request: Request, error: ChargenetError) -> JSONResponse:
         return JSONResponse(
             {"error": error.code, "detail": error.detail}, status_code=error.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own checks (a query value out of range, a body field of the wrong type) in
+        # the same shape as every other error, the reason readable; the list stays for tools.
+        problems = list(error.errors())
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
+            for problem in problems
+        )
+        return JSONResponse(
+            {
+                "error": Unprocessable.code,
+                "detail": reasons or "the request is not valid",
+                "errors": jsonable_encoder(problems),
+            },
+            status_code=Unprocessable.status_code,
         )
 
 

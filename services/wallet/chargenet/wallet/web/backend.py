@@ -29,14 +29,10 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         return f"the service answered {response.status_code}"
     detail = body.get("detail") if isinstance(body, dict) else None
+    # Every service answers its errors as {"error", "detail"} (core.http), its own checks and
+    # FastAPI's alike.
     if isinstance(detail, str):
         return detail
-    if isinstance(detail, list):  # FastAPI's validation errors: one line per field
-        parts = []
-        for item in detail:
-            where = ".".join(str(p) for p in item.get("loc", [])[1:]) or "request"
-            parts.append(f"{where}: {item.get('msg', 'invalid')}")
-        return "; ".join(parts)
     return f"the service answered {response.status_code}"
 
 
