@@ -3,6 +3,8 @@ FastAPI's own request checks and a token that names no valid role included."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Annotated
 
 import jwt
@@ -45,3 +47,40 @@ def test_a_token_whose_role_is_no_text_is_unauthorized_not_a_server_error() -> N
         answer = client().get("/me", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401, (role, answer.text)
         assert answer.json()["error"] == "unauthorized"
+
+
+def test_a_json_body_nested_deeper_than_the_stack_is_refused_and_the_service_lives() -> None:
+    """py_ecc (imported with web3) raises the recursion limit to 100,000; ``json.loads`` of a
+    body nested 200,000 deep then overflowed the C stack and the whole process died. Run in its
+    own process: the limit is the interpreter's."""
+    script = """
+import web3  # noqa: F401  (what raises the limit)
+from fastapi.testclient import TestClient
+from chargenet.core.http import http_server, rest_app
+
+app = rest_app("test")
+
+@app.post("/things")
+def things(body: dict) -> dict:
+    return body
+
+http_server(app, "127.0.0.1", 0)  # where a service starts serving
+client = TestClient(app)
+deep = client.post("/things", content="[" * 200_000 + "]" * 200_000,
+                   headers={"content-type": "application/json"})
+print(deep.status_code, deep.json()["error"])
+print(client.post("/things", json={"a": 1}).status_code)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["400", "bad_request", "200"], result.stdout
+
+
+def test_the_frameworks_own_refusals_are_in_the_services_error_shape() -> None:
+    answer = client().get("/nowhere")
+    assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
+    answer = client().post("/items")
+    assert (answer.status_code, answer.json()["error"]) == (405, "method_not_allowed")
+    assert "GET" in answer.headers["allow"]

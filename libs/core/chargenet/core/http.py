@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from chargenet.core.errors import ChargenetError, Unprocessable
 from chargenet.core.metrics import exposition
@@ -55,6 +57,15 @@ def install_error_handlers(app: FastAPI) -> None:
             {"error": error.code, "detail": error.detail}, status_code=error.status_code
         )
 
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request: Request, error: HTTPException) -> JSONResponse:
+        # The framework's own refusals (no such route, a body it cannot parse) in the one shape.
+        return JSONResponse(
+            {"error": _HTTP_CODES.get(error.status_code, "bad_request"), "detail": error.detail},
+            status_code=error.status_code,
+            headers=error.headers,
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own checks (a query value out of range, a body field of the wrong type) in
@@ -73,6 +84,16 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=Unprocessable.status_code,
         )
 
+
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "unprocessable",
+}
 
 #: The largest request body a REST service reads (413 above it). The largest legitimate one is
 #: a station's OCPI location document, a few kB even with dozens of EVSEs; without a limit a
@@ -104,8 +125,22 @@ def ops_app(title: str, readiness_checks: dict[str, ReadinessCheck] | None = Non
 KEEP_ALIVE_SECONDS = 75
 
 
+#: The interpreter's recursion limit while a service serves requests. py_ecc, imported with web3,
+#: raises it to 100,000 for its own use: a JSON body nested a few hundred thousand levels deep
+#: (well inside the body limit) then overflowed the C stack in ``json.loads`` and crashed the
+#: whole process. Within this limit such a body is refused (400) and nothing else recurses near it.
+SERVING_RECURSION_LIMIT = 4000
+
+
+def limit_recursion() -> None:
+    """Bring the recursion limit back to a serving process's (see ``SERVING_RECURSION_LIMIT``);
+    called where a process starts serving, after everything it needs is imported."""
+    sys.setrecursionlimit(SERVING_RECURSION_LIMIT)
+
+
 def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server to run inside the service's own event loop (``await server.serve()``)."""
+    limit_recursion()
     return uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, timeout_keep_alive=KEEP_ALIVE_SECONDS

@@ -29,7 +29,7 @@ from chargenet.cli.network.plan import Cpo, Plan, Ports, fresh_keys, fresh_token
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.chain import Deployment, deploy_chargenet
 from chargenet.core.db import Database
-from chargenet.core.http import KEEP_ALIVE_SECONDS
+from chargenet.core.http import KEEP_ALIVE_SECONDS, limit_recursion
 from chargenet.core.signer_client import SignerClient
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class Endpoints:
 
 async def _serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Start a uvicorn server on this loop and wait until it listens (its lifespan ran)."""
+    limit_recursion()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
