@@ -218,6 +218,7 @@ class _MemorySubscription(Subscription):
     def close(self, *, commit: bool = True) -> None:
         self._commit_on_close = commit
         self._stopped.set()
-        self.bus._leave(self)
+        # As a Kafka consumer does: finish (and commit) what it holds, then leave the group.
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
+        self.bus._leave(self)
