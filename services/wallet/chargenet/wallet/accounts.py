@@ -28,7 +28,8 @@ from chargenet.wallet.auth import hash_password, verify_password
 from chargenet.wallet.models import Driver
 from chargenet.wallet.settings import WalletSettings
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+#: No control characters: PostgreSQL cannot store a NUL in text (nor compare with one).
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]{2,}")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
 #: How long a driver's row is served from memory to the requests that name it by token.
@@ -67,7 +68,7 @@ class Accounts:
     def register(self, email: str, password: str) -> Driver:
         """A new driver with a password (the development issuer's accounts)."""
         email = email.strip().lower()
-        if not _EMAIL.match(email) or len(email) > 320:
+        if not _EMAIL.fullmatch(email) or len(email) > 320:
             raise Unprocessable("email: not an e-mail address")
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             raise Unprocessable(f"password: between {MIN_PASSWORD} and {MAX_PASSWORD} characters")
@@ -92,10 +93,12 @@ class Accounts:
             return found
 
     def authenticate(self, email: str, password: str) -> Driver:
-        with self.db.session() as session:
-            driver = session.scalars(
-                sa.select(Driver).where(Driver.email == email.strip().lower())
-            ).one_or_none()
+        driver = None
+        if "\0" not in email:  # no account has one, and PostgreSQL cannot compare it (500)
+            with self.db.session() as session:
+                driver = session.scalars(
+                    sa.select(Driver).where(Driver.email == email.strip().lower())
+                ).one_or_none()
         if driver is None or not verify_password(driver.password_hash, password):
             metrics.LOGINS.labels(outcome="refused").inc()
             raise Unauthorized("wrong e-mail address or password")

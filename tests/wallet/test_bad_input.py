@@ -1,0 +1,58 @@
+"""Client input the wallet's API must refuse with a 4xx and a reason (never a 500, never kept or
+sent on): found by an audit of its routes on PostgreSQL, which can neither store nor compare a
+NUL in text and binds no integer beyond a signed 64-bit one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.wallet.harness import World, world
+
+
+@pytest.fixture(scope="module")
+def env(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The wallet on a fresh PostgreSQL database, shared by this module's tests."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        with world(tmp_path_factory.mktemp("wallet"), wallet_database_url=url) as running:
+            assert running.wallet_db.is_postgres
+            yield running
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def refused(answer: Any, status: int = 422) -> str:
+    """The reason of a refusal in the services' one error shape."""
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert set(body) >= {"error", "detail"} and isinstance(body["detail"], str), body
+    return str(body["detail"])
+
+
+def count(env: World, table: Any, *where: Any) -> int:
+    with env.wallet_db.session() as session:
+        return int(session.scalar(sa.select(sa.func.count()).select_from(table).where(*where)))
+
+
+@pytest.mark.parametrize("email", ["dri\0ver@example.org", "driver@exam\0ple.org", "a@b.d\x01e"])
+def test_an_account_email_with_a_control_character_is_refused(env: World, email: str) -> None:
+    """A NUL reached the e-mail column: PostgreSQL cannot store it (500)."""
+    body = {"email": email, "password": "correct horse battery"}
+    assert refused(env.wallet.post("/v1/accounts", json=body)).startswith("email: ")
+
+
+def test_a_login_name_with_a_nul_is_a_wrong_e_mail_address(env: World) -> None:
+    """The sign-in compared it with the e-mail column: PostgreSQL cannot (500)."""
+    answer = env.login("dri\0ver@example.org", "correct horse battery")
+    assert refused(answer, 401) == "wrong e-mail address or password"
