@@ -56,3 +56,11 @@ def test_a_login_name_with_a_nul_is_a_wrong_e_mail_address(env: World) -> None:
     """The sign-in compared it with the e-mail column: PostgreSQL cannot (500)."""
     answer = env.login("dri\0ver@example.org", "correct horse battery")
     assert refused(answer, 401) == "wrong e-mail address or password"
+
+
+def test_a_top_up_reference_holding_a_nul_is_not_found(env: World) -> None:
+    """The lookup compared it with the reference column: PostgreSQL cannot (500)."""
+    driver = env.driver()
+    for reference in ("pay%00", "%00", "pay-1%00x"):
+        answer = env.wallet.get(f"/v1/wallet/topups/{reference}", headers=driver.headers)
+        assert refused(answer, 404).startswith("no top-up "), reference

@@ -193,6 +193,8 @@ class Funds:
         return row
 
     def find_topup(self, reference: str) -> TopUp | None:
+        if "\0" in reference:  # no reference holds one, and PostgreSQL cannot compare it (500)
+            return None
         with self.db.session() as session:
             return session.get(TopUp, reference)
 
