@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.wallet.harness import World, world
+from chargenet.wallet.models import Payout, TopUp
+from tests.wallet.harness import EUR, Driver, World, world
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,36 @@ def test_a_top_up_reference_holding_a_nul_is_not_found(env: World) -> None:
     for reference in ("pay%00", "%00", "pay-1%00x"):
         answer = env.wallet.get(f"/v1/wallet/topups/{reference}", headers=driver.headers)
         assert refused(answer, 404).startswith("no top-up "), reference
+
+
+@pytest.fixture(scope="module")
+def funded(env: World) -> Driver:
+    """A driver with 20 EUR in the escrow deposit."""
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    return driver
+
+
+def test_a_top_up_reference_with_a_trailing_newline_is_refused_before_the_payment(
+    env: World, funded: Driver
+) -> None:
+    """``$`` matched before a final newline: the payment was captured, then the signer refused
+    the reference in its idempotency key (503, on every repeat): paid, nothing minted."""
+    for reference in ("pay-newline\n", "pay-newline\r\n"):
+        body = {"payment_reference": reference, "amount": EUR}
+        answer = env.wallet.post("/v1/wallet/topups", json=body, headers=funded.headers)
+        assert refused(answer).startswith("payment_reference: "), reference
+        assert reference not in env.payments.captured
+        assert count(env, TopUp, TopUp.payment_reference == reference) == 0
+
+
+def test_a_payout_reference_with_a_trailing_newline_is_refused_before_anything_is_kept(
+    env: World, funded: Driver
+) -> None:
+    """The payout was stored, then the signer refused the reference (503 on every repeat)."""
+    before = env.deposit(funded.address)
+    body = {"payout_reference": "payout-newline\n", "amount": EUR}
+    answer = env.wallet.post("/v1/wallet/payouts", json=body, headers=funded.headers)
+    assert refused(answer).startswith("payout_reference: ")
+    assert count(env, Payout, Payout.driver_id == funded.driver_id) == 0
+    assert env.deposit(funded.address) == before and "payout-newline\n" not in env.payments.paid_out

@@ -418,10 +418,12 @@ def _why(tx: Transaction) -> str:
     return tx.revert_reason or tx.error or "failed on chain"
 
 
-_REFERENCE = re.compile(r"^[\x21-\x7e]{1,120}$")
+_REFERENCE = re.compile(r"[\x21-\x7e]{1,120}")
 
 
 def _check_reference(reference: str, field: str) -> None:
     # It becomes part of the signer's idempotency keys, which are printable ASCII.
-    if not _REFERENCE.match(reference):
+    # Whole: ``$`` matched before a final newline, and the signer refused the key (503) after
+    # the payment was captured.
+    if not _REFERENCE.fullmatch(reference):
         raise Unprocessable(f"{field}: 1-120 printable ASCII characters without spaces")
