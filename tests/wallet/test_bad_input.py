@@ -98,3 +98,13 @@ def test_a_payout_reference_with_a_trailing_newline_is_refused_before_anything_i
     assert refused(answer).startswith("payout_reference: ")
     assert count(env, Payout, Payout.driver_id == funded.driver_id) == 0
     assert env.deposit(funded.address) == before and "payout-newline\n" not in env.payments.paid_out
+
+
+def test_a_session_offset_beyond_a_signed_64_bit_integer_is_refused(env: World) -> None:
+    """OFFSET is a signed 64-bit integer: from 2**63 on, PostgreSQL could not bind it (500)."""
+    driver = env.driver()
+    for offset in (2**63, 2**64, 10**30):
+        answer = env.wallet.get("/v1/sessions", params={"offset": offset}, headers=driver.headers)
+        assert refused(answer).startswith("query.offset: "), offset
+    largest = env.wallet.get("/v1/sessions", params={"offset": 2**63 - 1}, headers=driver.headers)
+    assert largest.status_code == 200 and largest.json()["sessions"] == [], largest.text

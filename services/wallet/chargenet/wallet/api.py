@@ -25,6 +25,8 @@ from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions
 from chargenet.wallet.signals import SessionSignals
 
 router = APIRouter(prefix="/v1", tags=["wallet"])
+#: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite: beyond it a query fails (500).
+MAX_OFFSET = 2**63 - 1
 
 
 class AccountBody(BaseModel):
@@ -245,7 +247,7 @@ def list_sessions(
     request: Request,
     driver: CurrentDriver,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     sessions: Sessions = _state(request, "sessions")
     rows = sessions.list(driver, limit, offset)
