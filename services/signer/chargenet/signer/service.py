@@ -57,6 +57,10 @@ _DATABASE_UNAVAILABLE = (
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _WEI = re.compile(r"^[0-9]{1,78}$")
+#: The intrinsic gas of any transaction; a lower limit is refused by every node.
+_MIN_GAS = 21_000
+#: gas_limit is stored in a BIGINT.
+_MAX_GAS = 2**63 - 1
 _MAX_DETAIL = 1000
 _STATUS = {
     Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
@@ -105,6 +109,8 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             await _invalid(context, "value_wei", "a non-negative decimal integer of wei")
         if function.mutability != "payable" and int(value) != 0:
             await _invalid(context, "value_wei", f"{function.signature} is not payable")
+        if request.gas_limit != 0 and not _MIN_GAS <= request.gas_limit <= _MAX_GAS:
+            await _invalid(context, "gas_limit", f"0 (estimate) or {_MIN_GAS} to {_MAX_GAS} gas")
         send = Request(
             caller=caller.name,
             idempotency_key=request.idempotency_key,

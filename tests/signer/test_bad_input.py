@@ -1,0 +1,85 @@
+"""A caller's malformed request is refused at the RPC boundary with INVALID_ARGUMENT naming the
+field, before anything is stored or sent; the signer keeps serving (found by an audit)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from web3 import Web3
+
+from chargenet.core.signer_client._generated import signer_pb2 as pb
+from chargenet.core.signer_client._generated import signer_pb2_grpc
+from tests.signer.harness import PROBE, TOKEN, fresh_keys, inprocess_signer, signer_env
+
+pytestmark = pytest.mark.hardhat
+TAG = "0x" + "07" * 32
+BUMP: dict[str, Any] = next(f for f in PROBE["abi"] if f.get("name") == "bump")
+METADATA = (("authorization", f"Bearer {TOKEN}"),)
+
+
+@pytest.fixture
+def stub(w3: Web3, probe: str, rpc_url: str, postgres_database: str) -> Iterator[tuple[Any, str]]:
+    """A signer on PostgreSQL and the Hardhat node, and a raw stub (the client would refuse
+    some of these requests itself)."""
+    env = signer_env(postgres_database, fresh_keys(w3, 1), probe, rpc_url)
+    with inprocess_signer(env) as running, grpc.insecure_channel(running.url) as channel:
+        yield signer_pb2_grpc.SignerServiceStub(channel), probe  # type: ignore[no-untyped-call]
+
+
+def send(stub: Any, **fields: Any) -> pb.SendTransactionResponse:
+    request: dict[str, Any] = {
+        "idempotency_key": f"bad-{time.monotonic_ns()}",
+        "from_key": "k0",
+        "contract_name": "Probe",
+        "function": "bump",
+        "json_args": json.dumps([1, TAG]),
+    }
+    request.update(fields)
+    answer: pb.SendTransactionResponse = stub.SendTransaction(
+        pb.SendTransactionRequest(**request), metadata=METADATA, timeout=20
+    )
+    return answer
+
+
+def adhoc(probe: str, fragment: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Fields calling the probe by address with the caller's own ABI fragment."""
+    return {
+        "contract_name": None,
+        "contract_address": probe,
+        "abi_json": json.dumps([fragment]),
+        "function": fragment["name"],
+        **fields,
+    }
+
+
+def refused(stub: Any, **fields: Any) -> grpc.RpcError:
+    fields = {k: v for k, v in fields.items() if v is not None}
+    with pytest.raises(grpc.RpcError) as caught:
+        send(stub, **fields)
+    return caught.value
+
+
+def assert_invalid(error: grpc.RpcError, field: str) -> None:
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    assert error.details().startswith(f"{field}: "), error.details()
+
+
+def assert_still_sends(stub: Any) -> None:
+    answer = send(stub)
+    assert answer.created and answer.transaction.tx_hash
+
+
+def test_a_gas_limit_outside_what_a_transaction_can_use_is_invalid_argument(
+    stub: tuple[Any, str],
+) -> None:
+    """Past BIGINT the insert failed (UNKNOWN: bigint out of range); below 21,000 gas, the
+    intrinsic cost of any transaction, it was signed, stored and refused by the node."""
+    client, _ = stub
+    for gas in (2**63, 2**64 - 1, 1, 20_999):
+        assert_invalid(refused(client, gas_limit=gas), "gas_limit")
+    assert_still_sends(client)
