@@ -7,11 +7,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 
 from chargenet.wallet.models import Payout, TopUp
+from chargenet.wallet.web.cookies import COOKIE
 from tests.wallet.harness import EUR, Driver, World, world
 
 
@@ -108,3 +110,22 @@ def test_a_session_offset_beyond_a_signed_64_bit_integer_is_refused(env: World) 
         assert refused(answer).startswith("query.offset: "), offset
     largest = env.wallet.get("/v1/sessions", params={"offset": 2**63 - 1}, headers=driver.headers)
     assert largest.status_code == 200 and largest.json()["sessions"] == [], largest.text
+
+
+@pytest.mark.parametrize("session_id", ["\0", "a\0b", "00000000-0000-0000-0000-00000000000\0"])
+def test_a_session_id_holding_a_nul_is_not_found(env: World, session_id: str) -> None:
+    """Reading, stopping or streaming it compared it with the session column: PostgreSQL
+    cannot (500), the driver pages' live stream alike."""
+    driver = env.driver()
+    path = f"/v1/sessions/{quote(session_id, safe='')}"
+    stops = len(env.session_events(".stop_requested.v1"))
+    assert refused(env.wallet.get(path, headers=driver.headers), 404) == f"no session {session_id}"
+    assert refused(env.wallet.post(f"{path}/stop", headers=driver.headers), 404)
+    assert refused(env.wallet.get(f"{path}/stream", headers=driver.headers), 404)
+    assert len(env.session_events(".stop_requested.v1")) == stops
+    env.wallet.cookies.set(COOKIE, driver.token)
+    try:
+        page = env.wallet.get(f"/app/sessions/{quote(session_id, safe='')}/stream")
+    finally:
+        env.wallet.cookies.clear()
+    assert page.status_code == 404 and page.text == f"no session {session_id}", page.text

@@ -471,6 +471,7 @@ class Sessions:
     # -- read and stop ---------------------------------------------------------------------------
 
     def get(self, driver: Driver, session_id_: str) -> ChargingSession:
+        _check_id(session_id_)
         with self.db.session() as session:
             row = session.get(ChargingSession, session_id_)
         return _owned(row, driver, session_id_)
@@ -489,6 +490,7 @@ class Sessions:
 
     def stop(self, driver: Driver, session_id_: str) -> ChargingSession:
         """Ask to stop (once: a repeated stop publishes nothing more)."""
+        _check_id(session_id_)
         with unit_of_work(self.db, SOURCE) as uow:
             row = uow.session.get(ChargingSession, session_id_, with_for_update=self.db.is_postgres)
             row = _owned(row, driver, session_id_)
@@ -509,6 +511,12 @@ class Sessions:
         self.signals.committed([row])
         metrics.STOP_REQUESTS.labels(outcome="requested").inc()
         return row
+
+
+def _check_id(session_id_: str) -> None:
+    """404 for an id no session has that the database cannot compare (PostgreSQL: a NUL)."""
+    if "\0" in session_id_:
+        raise NotFound(f"no session {session_id_}")
 
 
 def _owned(row: ChargingSession | None, driver: Driver, session_id_: str) -> ChargingSession:
