@@ -83,3 +83,15 @@ def test_a_gas_limit_outside_what_a_transaction_can_use_is_invalid_argument(
     for gas in (2**63, 2**64 - 1, 1, 20_999):
         assert_invalid(refused(client, gas_limit=gas), "gas_limit")
     assert_still_sends(client)
+
+
+def test_a_value_past_uint256_is_invalid_argument(stub: tuple[Any, str]) -> None:
+    """78 digits passed the pattern: estimated, the node's refusal came back as UNAVAILABLE (which
+    the client retries); with a gas limit it was signed and stored, a nonce no node accepts."""
+    client, probe = stub
+    payable = {**BUMP, "stateMutability": "payable"}
+    for gas in (0, 100_000):
+        for value in (2**256, 10**78 - 1):
+            error = refused(client, **adhoc(probe, payable, value_wei=str(value), gas_limit=gas))
+            assert_invalid(error, "value_wei")
+    assert_still_sends(client)

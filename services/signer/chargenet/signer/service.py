@@ -105,8 +105,8 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         except AbiError as error:
             await _invalid(context, error.field, str(error).removeprefix(f"{error.field}: "))
         value = request.value_wei or "0"
-        if not _WEI.match(value):
-            await _invalid(context, "value_wei", "a non-negative decimal integer of wei")
+        if not _WEI.match(value) or int(value) >= 2**256:
+            await _invalid(context, "value_wei", "a decimal integer of wei from 0 to 2**256 - 1")
         if function.mutability != "payable" and int(value) != 0:
             await _invalid(context, "value_wei", f"{function.signature} is not payable")
         if request.gas_limit != 0 and not _MIN_GAS <= request.gas_limit <= _MAX_GAS:
