@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from chargenet.wallet.models import Payout, TopUp
+from chargenet.wallet.models import ChargingSession, Payout, TopUp
 from chargenet.wallet.web.cookies import COOKIE
 from tests.wallet.harness import EUR, Driver, World, world
 
@@ -129,3 +129,37 @@ def test_a_session_id_holding_a_nul_is_not_found(env: World, session_id: str) ->
     finally:
         env.wallet.cookies.clear()
     assert page.status_code == 404 and page.text == f"no session {session_id}", page.text
+
+
+@pytest.fixture(scope="module")
+def station(env: World) -> str:
+    """A registered station whose charge point is online and available."""
+    station_id = env.station()
+    env.charge_point_online(station_id)
+    return station_id
+
+
+def request_session(env: World, driver: Driver, key: str, **body: Any) -> Any:
+    return env.wallet.post(
+        "/v1/sessions", json=body, headers={**driver.headers, "Idempotency-Key": key}
+    )
+
+
+def nothing_requested(env: World, driver: Driver) -> bool:
+    """No session row of the driver, and no SessionRequested event for one."""
+    rows = count(env, ChargingSession, ChargingSession.driver_id == driver.driver_id)
+    events = env.session_events(".requested.v1")
+    return rows == 0 and not [e for e in events if e.data["driver_id"] == driver.driver_id]
+
+
+@pytest.mark.parametrize("kwh", ["\u0661", "\uff11\uff10", "\u0661.5", "1\u0660"])
+def test_a_max_kwh_of_other_than_ascii_digits_is_refused(
+    env: World, funded: Driver, station: str, kwh: str
+) -> None:
+    """Decimal() reads any script's digits: Arabic-Indic one ('\u0661') was taken as 1 kWh
+    and a session for it requested (and sent to the escrow)."""
+    answer = request_session(
+        env, funded, f"kwh-{uuid.uuid4().hex}", station_id=station, connector_id="1", max_kwh=kwh
+    )
+    assert refused(answer).startswith("body.max_kwh: "), answer.text
+    assert nothing_requested(env, funded)

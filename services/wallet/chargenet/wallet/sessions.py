@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 
 from chargenet.core.chain import open_session_typed_data, session_id
@@ -103,6 +103,14 @@ class SessionRequestBody(BaseModel):
     evse_uid: str | None = Field(default=None, min_length=1, max_length=36)
     max_amount: TokenAmount | None = None
     max_kwh: Decimal | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+
+    @field_validator("max_kwh", mode="before")
+    @classmethod
+    def _ascii_digits(cls, value: Any) -> Any:
+        # Decimal() reads any script's digits: '\u0661' (Arabic-Indic one) was 1 kWh.
+        if isinstance(value, str) and not value.isascii():
+            raise ValueError("a decimal number in ASCII digits, e.g. 12.5")
+        return value
 
     @model_validator(mode="after")
     def _one_maximum(self) -> SessionRequestBody:
