@@ -4,6 +4,7 @@ field, before anything is stored or sent; the signer keeps serving (found by an 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ import grpc
 import pytest
 from web3 import Web3
 
+from chargenet.core.http import limit_recursion
 from chargenet.core.signer_client._generated import signer_pb2 as pb
 from chargenet.core.signer_client._generated import signer_pb2_grpc
 from tests.signer.harness import PROBE, TOKEN, fresh_keys, inprocess_signer, signer_env
@@ -94,4 +96,50 @@ def test_a_value_past_uint256_is_invalid_argument(stub: tuple[Any, str]) -> None
         for value in (2**256, 10**78 - 1):
             error = refused(client, **adhoc(probe, payable, value_wei=str(value), gas_limit=gas))
             assert_invalid(error, "value_wei")
+    assert_still_sends(client)
+
+
+@pytest.fixture
+def serving_recursion_limit() -> Iterator[None]:
+    """The recursion limit of a serving process (its main sets it; py_ecc raised it to 100,000)."""
+    before = sys.getrecursionlimit()
+    limit_recursion()
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """An ABI input: a uint256 in a tuple in a tuple ... ``levels`` deep."""
+    item: dict[str, Any] = {"name": "a", "type": "uint256"}
+    for _ in range(levels):
+        item = {"name": "t", "type": "tuple", "components": [item]}
+    return item
+
+
+@pytest.mark.usefixtures("serving_recursion_limit")
+def test_input_types_that_cannot_be_encoded_are_invalid_argument_at_once(
+    stub: tuple[Any, str],
+) -> None:
+    """The caller's ABI names the types: a 5,000-digit size was UNKNOWN (int() refused it), a
+    tuple nested 1,500 deep UNKNOWN (RecursionError), 3,000 array dimensions held the event loop
+    for a minute, and uint99999999999999 computed 2**(10**14) forever."""
+    client, probe = stub
+    deep_tuple = nested(1500)
+    cases: list[tuple[dict[str, Any], list[Any], str]] = [
+        ({"name": "a", "type": "uint" + "9" * 5000}, [1], "function"),
+        ({"name": "a", "type": "uint99999999999999"}, [1], "function"),
+        ({"name": "a", "type": "uint256" + "[]" * 3000}, [[]], "function"),
+        (deep_tuple, [[1]], "abi_json"),
+        (nested(40), [[1]], "function"),
+    ]
+    for item, args, field in cases:
+        fragment = {**BUMP, "inputs": [item]}
+        started = time.monotonic()
+        error = refused(client, **adhoc(probe, fragment, json_args=json.dumps(args)))
+        assert_invalid(error, field)
+        error = refused(client, **adhoc(probe, fragment, abi_encoded_args=bytes(32)))
+        assert_invalid(error, field)
+        assert time.monotonic() - started < 5
     assert_still_sends(client)

@@ -18,6 +18,8 @@ from typing import Any
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError, EncodingError, ParseError
+from eth_abi.grammar import ABIType, TupleType
+from eth_abi.grammar import parse as parse_type
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -26,6 +28,10 @@ _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _ARRAY = re.compile(r"^(.*)\[(\d*)\]$")
 _INT = re.compile(r"^(u?)int(\d*)$")
 _BYTES_N = re.compile(r"^bytes(\d+)$")
+#: Tuples and array dimensions one inside another; eth_abi recurses once per level (and
+#: re-parses the rest of the type at each), so thousands of levels held the event loop for a
+#: minute or ran out of recursion.
+_MAX_NESTING = 32
 #: Digits of the largest int256/uint256 (2**256 - 1 has 78); Python's int() refuses past 4300.
 _MAX_DIGITS = 78
 
@@ -120,6 +126,8 @@ def parse_abi(abi: Any, label: str, address: str, field: str = "abi_json") -> Co
             )
     except (KeyError, TypeError) as error:
         raise AbiError(field, f"malformed ABI fragment ({error})") from None
+    except RecursionError:
+        raise AbiError(field, "components nested too deep") from None
     return Contract(label=label, address=address, functions=tuple(functions), errors=errors)
 
 
@@ -177,6 +185,12 @@ class ContractRegistry:
 
 def encode_call(function: Function, *, json_args: str | None, encoded: bytes | None) -> bytes:
     types = function.input_types
+    for index, kind in enumerate(types):
+        problem = type_problem(kind)
+        if problem is not None:
+            raise AbiError(
+                "function", f"input {index} of {function.name}: type {kind[:80]!r} {problem}"
+            )
     if encoded is not None:
         try:
             abi_decode(types, encoded, strict=True)
@@ -204,6 +218,33 @@ def encode_call(function: Function, *, json_args: str | None, encoded: bytes | N
         return function.selector + abi_encode(types, converted)
     except (EncodingError, ParseError, ValueError, OverflowError) as error:
         raise AbiError("json_args", str(error)) from None
+
+
+def type_problem(kind: str) -> str | None:
+    """Why eth_abi cannot encode ``kind`` (a canonical type), or None. Checked before any
+    conversion: sizes come from the caller's ABI (``uint99999999999999`` made ``_integer``
+    compute 2**(10**14))."""
+    depth = deepest = 0
+    for char in kind:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    if deepest > _MAX_NESTING:
+        return f"nests tuples deeper than {_MAX_NESTING}"
+    try:
+        parsed = parse_type(kind)
+        parsed.validate()
+    except Exception as error:  # eth_abi's ParseError, ABITypeError, parsimonious' errors
+        return f"is not an ABI type ({str(error)[:200]})"
+    levels: list[tuple[ABIType, int]] = [(parsed, 1)]
+    while levels:
+        node, level = levels.pop()
+        if level > _MAX_NESTING:
+            return f"nests tuples and arrays deeper than {_MAX_NESTING}"
+        if node.is_array:
+            levels.append((node.item_type, level + 1))
+        elif isinstance(node, TupleType):
+            levels.extend((component, level + 1) for component in node.components)
+    return None
 
 
 def _convert(item: dict[str, Any], value: Any, where: str) -> Any:
