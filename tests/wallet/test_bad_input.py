@@ -163,3 +163,14 @@ def test_a_max_kwh_of_other_than_ascii_digits_is_refused(
     )
     assert refused(answer).startswith("body.max_kwh: "), answer.text
     assert nothing_requested(env, funded)
+
+
+def test_an_idempotency_key_with_a_trailing_newline_is_refused(
+    env: World, funded: Driver, station: str
+) -> None:
+    """``$`` matched before a final newline: the key (which the driver pages pass on from a
+    form field) was stored and published with it."""
+    body = {"station_id": station, "connector_id": "1", "max_amount": EUR}
+    answer = request_session(env, funded, "session-key\n", **body)
+    assert refused(answer).startswith("Idempotency-Key: ")
+    assert nothing_requested(env, funded)

@@ -58,7 +58,7 @@ SOURCE = "wallet"
 CLOSED_STATES = ("settled", "refunded", "cancelled")
 #: States after which nothing more happens that the driver waits for.
 FINAL_STATES = ("settled", "refunded", "failed", "cancelled")
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 #: Power assumed to turn a kWh maximum into time when the connector states none (11 kW AC).
 DEFAULT_POWER_W = 11_000
 RING_SIZE = 8
@@ -222,7 +222,8 @@ class Sessions:
         self, driver: Driver, idempotency_key: str | None, body: SessionRequestBody
     ) -> tuple[ChargingSession, bool]:
         """The session for this key: (row, True) when created now, (row, False) when repeated."""
-        if idempotency_key is None or not _IDEMPOTENCY_KEY.match(idempotency_key):
+        # Whole: ``$`` matched before a final newline (the driver pages pass a form field on).
+        if idempotency_key is None or not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise Unprocessable("Idempotency-Key: a header of 1-200 printable ASCII characters")
         fingerprint = body.fingerprint()
         # The registry and the chain are asked while the database says whether the key is new:
