@@ -185,12 +185,11 @@ class ContractRegistry:
 
 def encode_call(function: Function, *, json_args: str | None, encoded: bytes | None) -> bytes:
     types = function.input_types
+    field = "abi_encoded_args" if encoded is not None else "json_args"
     for index, kind in enumerate(types):
         problem = type_problem(kind)
         if problem is not None:
-            raise AbiError(
-                "function", f"input {index} of {function.name}: type {kind[:80]!r} {problem}"
-            )
+            raise AbiError(field, f"input {index} of {function.name}: type {kind[:80]!r} {problem}")
     if encoded is not None:
         try:
             abi_decode(types, encoded, strict=True)
