@@ -174,3 +174,25 @@ def test_an_idempotency_key_with_a_trailing_newline_is_refused(
     answer = request_session(env, funded, "session-key\n", **body)
     assert refused(answer).startswith("Idempotency-Key: ")
     assert nothing_requested(env, funded)
+
+
+@pytest.mark.parametrize(
+    "station_id",
+    [
+        "DE*\u00c4*1",
+        "DE*CNT*\uff11",
+        "0x" + "zz" * 32,
+        "0x" + "ab" * 31 + "\0\0",
+        "0x" + "ab " * 21 + "a",
+    ],
+    ids=["umlaut", "fullwidth digit", "not hex", "nul", "spaces"],
+)
+def test_a_station_id_no_station_can_have_is_refused(
+    env: World, funded: Driver, station_id: str
+) -> None:
+    """It went to the registry, which refuses it (422): the wallet answered 503, as if the
+    registry were down."""
+    body = {"station_id": station_id, "connector_id": "1", "max_amount": EUR}
+    answer = request_session(env, funded, f"station-{uuid.uuid4().hex}", **body)
+    assert refused(answer).startswith("station_id: "), answer.text
+    assert nothing_requested(env, funded)

@@ -6,6 +6,7 @@ Starlette's ``TestClient``, which is one), so the wallet never reads the registr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,12 +89,21 @@ class Station:
             )
 
 
+_HEX_ID = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
 def chain_station_id(station_id: str) -> str:
     """The contract's bytes32 id of a registry station id (ASCII left-aligned, or 0x-hex)."""
-    if station_id.startswith("0x") and len(station_id) == 66:
+    # Only ids the registry has (else it refused them, 422, and the wallet answered 503).
+    if _HEX_ID.fullmatch(station_id):
         return station_id.lower()
     raw = station_id.encode("ascii", errors="replace")
-    if not raw or len(raw) > 32 or not all(0x21 <= b <= 0x7E for b in raw):
+    if (
+        not station_id.isascii()
+        or not raw
+        or len(raw) > 32
+        or not all(0x21 <= b <= 0x7E for b in raw)
+    ):
         raise Unprocessable("station_id: 1-32 printable ASCII characters without spaces")
     return "0x" + raw.ljust(32, b"\0").hex()
 
