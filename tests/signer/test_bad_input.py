@@ -144,3 +144,17 @@ def test_input_types_that_cannot_be_encoded_are_invalid_argument_at_once(
         assert_invalid(error, field or "abi_encoded_args")
         assert time.monotonic() - started < 5
     assert_still_sends(client)
+
+
+def test_a_function_signature_too_long_to_store_is_invalid_argument(
+    stub: tuple[Any, str],
+) -> None:
+    """The record keeps "<contract>.<signature>" in 300 characters: 40 uint256 inputs made
+    PostgreSQL refuse the insert (UNKNOWN: value too long), estimated or not."""
+    client, probe = stub
+    inputs = [{"name": f"a{i}", "type": "uint256"} for i in range(40)]
+    fragment = {**BUMP, "inputs": inputs}
+    for gas in (0, 100_000):
+        fields = adhoc(probe, fragment, json_args=json.dumps([1] * 40), gas_limit=gas)
+        assert_invalid(refused(client, **fields), "function")
+    assert_still_sends(client)

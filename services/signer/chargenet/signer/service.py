@@ -61,6 +61,8 @@ _WEI = re.compile(r"^[0-9]{1,78}$")
 _MIN_GAS = 21_000
 #: gas_limit is stored in a BIGINT.
 _MAX_GAS = 2**63 - 1
+#: The record's "<contract>.<signature>" column.
+_MAX_FUNCTION = 300
 _MAX_DETAIL = 1000
 _STATUS = {
     Status.PENDING: pb.TRANSACTION_STATUS_PENDING,
@@ -109,6 +111,11 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             await _invalid(context, "value_wei", "a decimal integer of wei from 0 to 2**256 - 1")
         if function.mutability != "payable" and int(value) != 0:
             await _invalid(context, "value_wei", f"{function.signature} is not payable")
+        label = f"{contract.label}.{function.signature}"
+        if len(label) > _MAX_FUNCTION:
+            await _invalid(
+                context, "function", f"{label[:80]}...: longer than {_MAX_FUNCTION} characters"
+            )
         if request.gas_limit != 0 and not _MIN_GAS <= request.gas_limit <= _MAX_GAS:
             await _invalid(context, "gas_limit", f"0 (estimate) or {_MIN_GAS} to {_MAX_GAS} gas")
         send = Request(
@@ -118,7 +125,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             from_key=key.alias,
             from_address=key.address,
             to_address=contract.address,
-            function=f"{contract.label}.{function.signature}",
+            function=label,
             data=data,
             value_wei=int(value),
             gas_limit=request.gas_limit,
