@@ -4,15 +4,23 @@ NUL in text and binds no integer beyond a signed 64-bit one."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import jwt
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import SecretStr
 
+from chargenet.wallet.auth import TokenAuthority
 from chargenet.wallet.models import ChargingSession, Payout, TopUp
+from chargenet.wallet.models import Driver as DriverRow
+from chargenet.wallet.settings import Issuer
 from chargenet.wallet.web.cookies import COOKIE
 from tests.wallet.harness import EUR, Driver, World, world
 
@@ -45,7 +53,7 @@ def refused(answer: Any, status: int = 422) -> str:
 
 def count(env: World, table: Any, *where: Any) -> int:
     with env.wallet_db.session() as session:
-        return int(session.scalar(sa.select(sa.func.count()).select_from(table).where(*where)))
+        return int(session.scalar(sa.select(sa.func.count()).select_from(table).where(*where)) or 0)
 
 
 @pytest.mark.parametrize("email", ["dri\0ver@example.org", "driver@exam\0ple.org", "a@b.d\x01e"])
@@ -196,3 +204,43 @@ def test_a_station_id_no_station_can_have_is_refused(
     answer = request_session(env, funded, f"station-{uuid.uuid4().hex}", **body)
     assert refused(answer).startswith("station_id: "), answer.text
     assert nothing_requested(env, funded)
+
+
+@pytest.fixture
+def external_issuer(env: World) -> Iterator[Any]:
+    """The wallet verifying an identity provider's RS256 tokens (accounts made on first use)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings = env.settings.model_copy(
+        update={
+            "wallet_auth_issuer": Issuer.EXTERNAL,
+            "wallet_jwt_public_key": SecretStr(public.decode()),
+        }
+    )
+    state = env.wallet.app.state  # type: ignore[attr-defined]
+    development = state.tokens
+    state.tokens = TokenAuthority(settings)
+    try:
+        yield key
+    finally:
+        state.tokens = development
+
+
+@pytest.mark.parametrize("subject", ["idp|\0", "idp|" + "4" * 197], ids=["nul", "too long"])
+def test_a_token_subject_no_account_can_have_is_refused(
+    env: World, external_issuer: Any, subject: str
+) -> None:
+    """The first request of an identity provider's driver looked the subject up and created
+    the account under it: with a NUL PostgreSQL cannot compare it, longer than the driver id
+    column (200) it cannot store it (500s)."""
+    now = int(time.time())
+    claims = {"sub": subject, "role": "driver", "iat": now, "exp": now + 60}
+    token = jwt.encode(claims, external_issuer, algorithm="RS256")
+    answer = env.wallet.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert refused(answer, 401).startswith("invalid token: sub ")
+    if "\0" not in subject:  # which PostgreSQL could not even look for
+        assert count(env, DriverRow, DriverRow.driver_id == subject) == 0
+    good = jwt.encode({**claims, "sub": "idp|" + "4" * 196}, external_issuer, algorithm="RS256")
+    assert env.wallet.get("/v1/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200

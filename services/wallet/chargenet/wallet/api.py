@@ -27,6 +27,8 @@ from chargenet.wallet.signals import SessionSignals
 router = APIRouter(prefix="/v1", tags=["wallet"])
 #: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite: beyond it a query fails (500).
 MAX_OFFSET = 2**63 - 1
+#: The driver id column's width: a token's subject is the driver's id.
+MAX_SUBJECT = 200
 
 
 class AccountBody(BaseModel):
@@ -54,6 +56,9 @@ def _state(request: Request, name: str) -> Any:
 def current_driver(request: Request, who: CurrentPrincipal) -> Driver:
     if who.role is not Role.DRIVER:
         raise Forbidden("only a driver token may use the wallet")
+    if "\0" in who.subject or len(who.subject) > MAX_SUBJECT:
+        # No account can have it: PostgreSQL cannot compare a NUL, nor store a longer id (500).
+        raise Unauthorized(f"invalid token: sub must be at most {MAX_SUBJECT} characters, no NUL")
     accounts: Accounts = _state(request, "accounts")
     tokens: TokenAuthority = _state(request, "tokens")
     driver = accounts.find(who.subject)
