@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -158,3 +159,39 @@ def test_a_function_signature_too_long_to_store_is_invalid_argument(
         fields = adhoc(probe, fragment, json_args=json.dumps([1] * 40), gas_limit=gas)
         assert_invalid(refused(client, **fields), "function")
     assert_still_sends(client)
+
+
+def test_a_huge_request_does_not_stall_other_callers(stub: tuple[Any, str]) -> None:
+    """Typed data with a million-element array took seconds to encode on the event loop, and
+    every other call waited for it; so did json_args of a million integers."""
+    client, probe = stub
+    typed = {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}],
+            "Big": [{"name": "a", "type": "uint256[]"}],
+        },
+        "primaryType": "Big",
+        "domain": {"name": "chargenet"},
+        "message": {"a": [1] * 1_000_000},
+    }
+    array = {**BUMP, "inputs": [{"name": "a", "type": "uint256[]"}]}
+    heavy = {
+        "SignTypedData": lambda: client.SignTypedData(
+            pb.SignTypedDataRequest(from_key="k0", typed_data_json=json.dumps(typed)),
+            metadata=METADATA,
+            timeout=120,
+        ),
+        "SendTransaction": lambda: send(
+            client, **adhoc(probe, array, json_args=json.dumps([[1] * 1_000_000]), gas_limit=10**6)
+        ),
+    }
+    for name, call in heavy.items():
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            running = pool.submit(call)
+            time.sleep(0.3)  # the heavy request is being worked on
+            waited = time.monotonic()
+            client.ListKeys(pb.ListKeysRequest(), metadata=METADATA, timeout=60)
+            answered = time.monotonic() - waited
+            running.result()
+        assert answered < 1.0, (name, answered, time.monotonic() - started)

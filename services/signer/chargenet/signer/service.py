@@ -99,7 +99,9 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             if not caller.may_call(contract.label, function.name):
                 await _deny(context, f"{caller.name} may not call {contract.label}.{function.name}")
             which = request.WhichOneof("arguments")
-            data = encode_call(
+            # Off the event loop: a million arguments take seconds, and other callers wait.
+            data = await asyncio.to_thread(
+                encode_call,
                 function,
                 json_args=request.json_args if which == "json_args" else None,
                 encoded=request.abi_encoded_args if which == "abi_encoded_args" else None,
@@ -204,7 +206,8 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         if shape is not None:
             await _invalid(context, f"typed_data_json.{shape[0]}", shape[1])
         try:
-            signed = key.sign_typed_data(typed)
+            # Off the event loop: a huge array takes seconds to encode, and other callers wait.
+            signed = await asyncio.to_thread(key.sign_typed_data, typed)
         except TypedDataError as error:
             await _invalid(context, "typed_data_json", f"not valid EIP-712 data ({error})")
         return pb.SignTypedDataResponse(
