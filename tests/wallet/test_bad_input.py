@@ -244,3 +244,42 @@ def test_a_token_subject_no_account_can_have_is_refused(
         assert count(env, DriverRow, DriverRow.driver_id == subject) == 0
     good = jwt.encode({**claims, "sub": "idp|" + "4" * 196}, external_issuer, algorithm="RS256")
     assert env.wallet.get("/v1/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+
+
+ALREADY_REFUSED = [
+    ("post", "/v1/wallet/topups", {"payment_reference": "p-1", "amount": 2**63}, 422, "amount: "),
+    ("post", "/v1/wallet/topups", {"payment_reference": "p-1", "amount": True}, 422, "body.amount"),
+    ("post", "/v1/wallet/topups", {"payment_reference": "p-1", "amount": "5"}, 422, "body.amount"),
+    ("post", "/v1/wallet/topups", {"payment_reference": "p-1", "amount": 5.0}, 422, "body.amount"),
+    ("post", "/v1/wallet/topups", {"payment_reference": "p\0", "amount": 5}, 422, "payment_"),
+    ("post", "/v1/wallet/topups", {"payment_reference": "p" * 10_000, "amount": 5}, 422, "body."),
+    ("post", "/v1/wallet/payouts", {"payout_reference": "o-1", "amount": 2**64}, 422, "amount: "),
+    ("post", "/v1/wallet/payouts", {"payout_reference": "o-1", "amount": -1}, 422, "body.amount"),
+    ("get", "/v1/wallet/topups/" + "p" * 10_000, None, 404, "no top-up "),
+    ("get", "/v1/wallet/history?limit=9223372036854775808", None, 422, "query.limit"),
+    ("get", "/v1/wallet/history?limit=%D9%A1", None, 422, "query.limit"),
+    ("get", "/v1/sessions?limit=%C2%B2", None, 422, "query.limit"),
+    ("get", "/v1/sessions?offset=%EF%BC%91", None, 422, "query.offset"),
+    ("get", "/v1/sessions/" + "s" * 10_000, None, 404, "no session "),
+    ("put", "/v1/me/billing", {"country": "DE", "name": "A\0B"}, 422, "name: "),
+    ("put", "/v1/me/billing", {"country": "DE", "city": "c" * 10_000}, 422, "body.city"),
+    ("put", "/v1/me/billing", {"country": "DE", "postcode": "1" * 21}, 422, "postcode: "),
+    ("put", "/v1/me/billing", {"country": "D\0"}, 422, "country: "),
+    ("put", "/v1/me/billing", {"country": "XX"}, 422, "country: "),
+    ("put", "/v1/me/billing", {"country": 49}, 422, "body.country"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "reason"), ALREADY_REFUSED)
+def test_what_the_audit_found_refused_already(
+    env: World, method: str, path: str, body: Any, status: int, reason: str
+) -> None:
+    """Amounts beyond a signed 64-bit integer or of the wrong type, references and billing
+    fields with a NUL or beyond their columns, non-ASCII digits in a query: a 4xx with a
+    reason, and nothing captured."""
+    driver = env.driver()
+    captured = set(env.payments.captured)
+    answer = env.wallet.request(method, path, json=body, headers=driver.headers)
+    assert refused(answer, status).startswith(reason), answer.text
+    assert set(env.payments.captured) == captured
+    assert count(env, Payout, Payout.driver_id == driver.driver_id) == 0
