@@ -25,6 +25,10 @@ def client() -> TestClient:
     def items(limit: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, int]:
         return {"limit": limit}
 
+    @app.post("/counts")
+    def counts(body: dict[str, int]) -> dict[str, int]:
+        return body
+
     @app.get("/me")
     def me(who: CurrentPrincipal) -> dict[str, str]:
         return {"subject": who.subject}
@@ -84,3 +88,15 @@ def test_the_frameworks_own_refusals_are_in_the_services_error_shape() -> None:
     answer = client().post("/items")
     assert (answer.status_code, answer.json()["error"]) == (405, "method_not_allowed")
     assert "GET" in answer.headers["allow"]
+
+
+def test_a_refused_value_the_answer_cannot_encode_is_still_a_422() -> None:
+    """A lone surrogate is valid JSON text but no UTF-8: echoed back, it made the 422 a 500."""
+    answer = client().post(
+        "/counts",
+        content='{"\\ud800": "\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "unprocessable"
+    assert "input" not in answer.json()["errors"][0]

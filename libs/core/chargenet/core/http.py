@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -70,12 +71,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own checks (a query value out of range, a body field of the wrong type) in
         # the same shape as every other error, the reason readable; the list stays for tools.
-        problems = list(error.errors())
+        # Without the input it echoed: what the client sent may not even encode (a lone
+        # surrogate in a string made the answer itself fail, a 500).
+        problems = [
+            {key: value for key, value in problem.items() if key in _PROBLEM_KEYS}
+            for problem in error.errors()
+        ]
         reasons = "; ".join(
             f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
             for problem in problems
         )
-        return JSONResponse(
+        return _AsciiJSONResponse(
             {
                 "error": Unprocessable.code,
                 "detail": reasons or "the request is not valid",
@@ -83,6 +89,17 @@ def install_error_handlers(app: FastAPI) -> None:
             },
             status_code=Unprocessable.status_code,
         )
+
+
+_PROBLEM_KEYS = frozenset({"type", "loc", "msg"})
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a field name the client sent (in ``loc``)
+    may hold a lone surrogate, which UTF-8 cannot encode."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 _HTTP_CODES = {
