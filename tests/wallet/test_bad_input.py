@@ -22,25 +22,19 @@ from chargenet.wallet.models import ChargingSession, Payout, TopUp
 from chargenet.wallet.models import Driver as DriverRow
 from chargenet.wallet.settings import Issuer
 from chargenet.wallet.web.cookies import COOKIE
+from tests.conftest import fresh_postgres_database
 from tests.wallet.harness import EUR, Driver, World, world
 
 
 @pytest.fixture(scope="module")
 def env(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The wallet on a fresh PostgreSQL database, shared by this module's tests."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        with world(tmp_path_factory.mktemp("wallet"), wallet_database_url=url) as running:
-            assert running.wallet_db.is_postgres
-            yield running
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with (
+        fresh_postgres_database(postgres_url) as url,
+        world(tmp_path_factory.mktemp("wallet"), wallet_database_url=url) as running,
+    ):
+        assert running.wallet_db.is_postgres
+        yield running
 
 
 def refused(answer: Any, status: int = 422) -> str:
