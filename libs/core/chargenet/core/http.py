@@ -6,9 +6,10 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Annotated
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,6 +19,10 @@ from chargenet.core.errors import ChargenetError, Unprocessable
 from chargenet.core.metrics import exposition
 
 ReadinessCheck = Callable[[], None]
+
+#: A list route's ``offset``: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite, and
+#: beyond it the query failed (a 500).
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
 def ops_router(readiness_checks: dict[str, ReadinessCheck] | None = None) -> APIRouter:

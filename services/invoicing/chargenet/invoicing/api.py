@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from chargenet.core.auth import CurrentPrincipal, Principal, Role
 from chargenet.core.db import Database
 from chargenet.core.errors import Forbidden, NotFound
+from chargenet.core.http import Offset
 from chargenet.invoicing.cii import cii_xml
 from chargenet.invoicing.document import money
 from chargenet.invoicing.issuing import load_document
@@ -19,8 +20,6 @@ from chargenet.invoicing.pdf import render_pdf
 
 router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
 refused_router = APIRouter(prefix="/v1/refused-settlements", tags=["invoices"])
-#: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite: beyond it a query fails (500).
-MAX_OFFSET = 2**63 - 1
 
 
 def _owned_by(who: Principal) -> sa.ColumnElement[bool]:
@@ -62,7 +61,7 @@ def list_invoices(
     request: Request,
     who: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     db: Database = request.app.state.db
     with db.session() as session:
@@ -104,7 +103,7 @@ def list_refused(
     request: Request,
     who: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """A CPO's settlements no invoice was issued for, with the reason (e.g. no supplier)."""
     if who.role is not Role.CPO:

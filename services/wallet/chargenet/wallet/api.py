@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chargenet.core.auth import Role
 from chargenet.core.errors import Forbidden, NotFound, Unauthorized
+from chargenet.core.http import Offset
 from chargenet.wallet.accounts import Accounts
 from chargenet.wallet.auth import CurrentPrincipal, TokenAuthority
 from chargenet.wallet.billing import Billing, BillingBody
@@ -25,8 +26,6 @@ from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions
 from chargenet.wallet.signals import SessionSignals
 
 router = APIRouter(prefix="/v1", tags=["wallet"])
-#: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite: beyond it a query fails (500).
-MAX_OFFSET = 2**63 - 1
 #: The driver id column's width: a token's subject is the driver's id.
 MAX_SUBJECT = 200
 
@@ -252,7 +251,7 @@ def list_sessions(
     request: Request,
     driver: CurrentDriver,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     sessions: Sessions = _state(request, "sessions")
     rows = sessions.list(driver, limit, offset)
