@@ -41,6 +41,7 @@ from chargenet.core.pricing import (
     cdr_hash,
     meter_sample,
     price_samples,
+    tariff_of,
 )
 from chargenet.core.pricing.cap import capped, settleable_maximum
 from chargenet.core.pricing.money import units_to_amount
@@ -212,15 +213,10 @@ def _key_hash(key_hex: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=256)
-def _validated_tariff(document: str) -> Tariff:
-    return Tariff.model_validate_json(document)
-
-
 def _tariff(given: dict[str, Any]) -> Tariff:
     """The request's tariff, validated once per distinct document (models are not changed
     after validation: the pricing engine only reads them)."""
-    return _validated_tariff(json.dumps(given, sort_keys=True, separators=(",", ":")))
+    return tariff_of(json.dumps(given, sort_keys=True, separators=(",", ":")))
 
 
 def location_of(row: SessionRow, request: dict[str, Any]) -> CdrLocation:

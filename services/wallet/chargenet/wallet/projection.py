@@ -8,8 +8,6 @@ so far is priced by the tariff engine from the meter samples, as the escrow's bu
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -41,8 +39,8 @@ from chargenet.core.pricing import (
     PricingError,
     RunningPrice,
     RunningPrices,
-    Tariff,
     meter_sample,
+    tariff_of,
 )
 from chargenet.wallet import metrics
 from chargenet.wallet.models import ChargingSession, MeterPoint, advance, request_stop
@@ -264,7 +262,7 @@ class _Fold:
                 cached = self.prices.get(row.session_id, covering=stored - len(new))
                 running = None if cached is None else cached.extended(new)
             if running is None:
-                running = RunningPrice(_tariff(row.tariff), time_zone=row.time_zone)
+                running = RunningPrice(tariff_of(row.tariff), time_zone=row.time_zone)
                 for sample in _stored_samples(self.session, row.session_id):
                     running.add(sample)
                 stored = running.count
@@ -318,12 +316,6 @@ def _visible(row: ChargingSession) -> tuple[Any, ...]:
         row.started_at,
         row.stopped_at,
     )
-
-
-@functools.lru_cache(maxsize=256)
-def _tariff(document: str) -> Tariff:
-    # Every meter value of a session prices with the same document: validated once.
-    return Tariff.model_validate(json.loads(document))
 
 
 def _stored_samples(session: Session, session_id: str) -> list[MeterSample]:

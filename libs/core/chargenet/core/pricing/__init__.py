@@ -58,6 +58,7 @@ from chargenet.core.pricing.tariff import (
     TariffDimensionType,
     TariffElement,
     TariffRestrictions,
+    tariff_of,
 )
 from chargenet.core.pricing.usage import (
     MeterSample,
@@ -139,6 +140,7 @@ __all__ = [
     "price_cdr",
     "price_samples",
     "tariff_hash",
+    "tariff_of",
     "to_units",
     "units_to_amount",
     "usage_from_cdr",

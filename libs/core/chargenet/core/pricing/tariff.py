@@ -7,6 +7,8 @@ session. Each check below names the field it rejects.
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
@@ -218,3 +220,10 @@ class Tariff(OcpiModel):
         if self.start_date_time is not None and moment < self.start_date_time:
             return False
         return self.end_date_time is None or moment < self.end_date_time
+
+
+@functools.lru_cache(maxsize=256)
+def tariff_of(document: str) -> Tariff:
+    """A tariff's JSON document, validated once per distinct text: every meter value and every
+    settlement of a station's sessions prices with the same one (the models are only read)."""
+    return Tariff.model_validate(json.loads(document))
