@@ -10,13 +10,13 @@ account's queue that has not moved for ``stuck_after`` seconds is re-sent with a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from chargenet.core.aio import wait_event
 from chargenet.signer.abi import decode_revert
 from chargenet.signer.engine import Engine, Lane
 from chargenet.signer.metrics import FEES, TRANSACTION_GAS, TRANSACTIONS
@@ -77,8 +77,7 @@ class Tracker:
             interval = engine.config.poll_seconds
             if not open_lanes:
                 interval = max(interval, _IDLE_POLL_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(engine.broadcasted.wait(), interval)
+            await wait_event(engine.broadcasted, interval)
 
     async def poll(self) -> None:
         engine = self.engine

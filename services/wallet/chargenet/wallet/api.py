@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from chargenet.core.aio import wait_event
 from chargenet.core.auth import Role
 from chargenet.core.errors import Forbidden, NotFound, Unauthorized
 from chargenet.core.http import Offset
@@ -341,5 +341,4 @@ async def _events(
             if time.monotonic() - quiet_since >= keepalive:
                 quiet_since = time.monotonic()
                 yield ": keep-alive\n\n"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), keepalive)
+            await wait_event(changed, keepalive)

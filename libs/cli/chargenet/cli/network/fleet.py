@@ -23,6 +23,7 @@ from typing import Any
 from ocpp.v16.enums import Action as Action16
 from ocpp.v201.enums import Action as Action201
 
+from chargenet.core.aio import wait_event
 from chargenet.core.ocpp_sim import ChargePoint16, ChargePoint201, Endpoint
 from chargenet.core.ocpp_sim.base import after
 from chargenet.core.ocpp_sim.meter import ALGORITHM, OcmfMeter
@@ -223,9 +224,7 @@ class SimStation:
         """Meter values until a remote stop (returns True) or the car is full (False)."""
         ticks = 0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.profile.tick_seconds)
-            if stop.is_set():
+            if await wait_event(stop, self.profile.tick_seconds):
                 return True
             energy = cp.meter_wh + self.profile.energy_step(self._rng)
             record = self.meter.update(energy)
