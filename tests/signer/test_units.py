@@ -149,6 +149,25 @@ def test_hd_keys_follow_bip44_and_are_derived_once() -> None:
         ring.get("operator")
 
 
+def test_on_demand_hd_keys_are_bounded_and_re_derived_alike() -> None:
+    # A caller allowed hd/* names any of 2**31 indexes: what it makes the ring derive must
+    # not stay in memory for good.
+    settings = SignerSettings(signer_hd_preload=2, signer_hd_cache_size=8)
+    ring = load_key_ring(settings)
+    first = ring.get("hd/100").address
+    for index in range(100, 150):
+        ring.get(f"hd/{index}")
+    assert len(ring.all()) == 2
+    assert ring.derived_cached == 8
+    # Evicted long ago, derived again: the same account, so its lane and nonces are the same.
+    assert ring.get("hd/100").address == first
+    assert ring.derived_cached == 8
+    # Preloaded keys are kept for good, whatever the traffic.
+    preloaded = ring.get("hd/0")
+    assert preloaded.address == HARDHAT_0 and ring.get("hd/0") is preloaded
+    assert ring.by_address(first) is not None and ring.by_address(HARDHAT_0) is preloaded
+
+
 def test_keys_from_environment_and_keystore(tmp_path: Path) -> None:
     env_key = Account.create()
     stored = Account.create()

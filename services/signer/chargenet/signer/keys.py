@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,7 @@ from typing import Any
 import coincurve
 import rlp  # type: ignore[import-untyped]
 from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
@@ -33,6 +35,9 @@ HD_ALIAS = re.compile(r"^hd/(0|[1-9][0-9]{0,9})$")
 _PRIVATE_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 #: BIP-32 indices below 2**31 are the non-hardened ones a path template may take.
 HD_MAX_INDEX = 2**31 - 1
+#: On-demand HD keys kept at once (``signer_hd_cache_size``): a caller allowed ``hd/*`` names
+#: any of 2**31 indices, so what it makes the ring derive must not stay for good.
+HD_CACHE_SIZE = 1024
 
 
 class KeySource(StrEnum):
@@ -135,14 +140,31 @@ def _hex(value: bytes) -> str:
 
 
 class KeyRing:
-    """Aliases to keys; HD keys are derived once, on first use, and kept."""
+    """Aliases to keys.
 
-    def __init__(self, *, hd_mnemonic: str = "", hd_path: str = "m/44'/60'/0'/0/{index}") -> None:
+    Keys added (configured, and HD keys preloaded at start) stay for good. Other ``hd/<index>``
+    keys are derived on first use and kept in an LRU of ``hd_cache_size``; an evicted one is
+    derived again, to the same address, when next asked for. Nothing may rely on getting the
+    same ``SigningKey`` object twice: the engine's lanes are keyed by address and hold their own
+    reference, so a lane's nonces never depend on a key staying cached."""
+
+    def __init__(
+        self,
+        *,
+        hd_mnemonic: str = "",
+        hd_path: str = "m/44'/60'/0'/0/{index}",
+        hd_cache_size: int = HD_CACHE_SIZE,
+    ) -> None:
         if "{index}" not in hd_path:
             raise KeyConfigurationError("signer_hd_path: must contain {index}")
+        if hd_cache_size < 1:
+            raise KeyConfigurationError("signer_hd_cache_size: at least 1")
         self._keys: dict[str, SigningKey] = {}
         self._by_address: dict[str, SigningKey] = {}
+        self._derived: OrderedDict[str, SigningKey] = OrderedDict()
+        self._hd_cache_size = hd_cache_size
         self._hd_mnemonic = hd_mnemonic
+        self._hd_seed: bytes | None = None
         self._hd_path = hd_path
         self._lock = threading.Lock()
 
@@ -154,6 +176,8 @@ class KeyRing:
         key = SigningKey(alias=alias, address=account.address, source=source, _account=account)
         self._keys[alias] = key
         self._by_address.setdefault(account.address, key)
+        with self._lock:
+            self._derived.pop(alias, None)
         return key
 
     def get(self, alias: str) -> SigningKey:
@@ -167,28 +191,58 @@ class KeyRing:
         if index > HD_MAX_INDEX:
             raise KeyError_(alias)
         with self._lock:
-            key = self._keys.get(alias)
-            if key is None:
-                try:
-                    account = Account.from_mnemonic(
-                        self._hd_mnemonic, account_path=self._hd_path.format(index=index)
-                    )
-                except ValueError:
-                    raise KeyConfigurationError(
-                        "signer_hd_mnemonic: not a valid BIP-39 mnemonic"
-                    ) from None
-                key = self.add(alias, account, KeySource.HD)
+            key = self._derived.get(alias)
+            if key is not None:
+                self._derived.move_to_end(alias)
+                return key
+            key = SigningKey(
+                alias=alias,
+                address=(account := self._derive(index)).address,
+                source=KeySource.HD,
+                _account=account,
+            )
+            self._derived[alias] = key
+            while len(self._derived) > self._hd_cache_size:
+                self._derived.popitem(last=False)
         return key
 
+    def _derive(self, index: int) -> LocalAccount:
+        # The seed is what the mnemonic stands for (holding it exposes nothing more), and
+        # stretching the mnemonic into it is most of a derivation's cost: done once, a
+        # re-derivation after an eviction is cheap.
+        if self._hd_seed is None:
+            try:
+                self._hd_seed = seed_from_mnemonic(self._hd_mnemonic, "")
+            except ValueError:
+                raise KeyConfigurationError(
+                    "signer_hd_mnemonic: not a valid BIP-39 mnemonic"
+                ) from None
+        private_key = key_from_seed(self._hd_seed, self._hd_path.format(index=index))
+        account: LocalAccount = Account.from_key(private_key)
+        return account
+
+    @property
+    def derived_cached(self) -> int:
+        """On-demand HD keys held now (at most ``hd_cache_size``)."""
+        return len(self._derived)
+
     def by_address(self, address: str) -> SigningKey | None:
-        return self._by_address.get(address)
+        key = self._by_address.get(address)
+        if key is not None:
+            return key
+        with self._lock:
+            return next((k for k in self._derived.values() if k.address == address), None)
 
     def all(self) -> list[SigningKey]:
+        """The keys held for good (configured and preloaded), not the on-demand HD ones: those
+        come and go with the cache, and a listing must not depend on who asked for what."""
         return sorted(self._keys.values(), key=lambda key: key.alias)
 
     def preload_hd(self, count: int) -> None:
         for index in range(count):
-            self.get(f"hd/{index}")
+            alias = f"hd/{index}"
+            if alias not in self._keys:
+                self.add(alias, self._derive(index), KeySource.HD)
 
 
 def parse_key_list(secret: str) -> Iterable[tuple[str, str]]:
@@ -222,6 +276,7 @@ def load_key_ring(settings: SignerSettings) -> KeyRing:
     ring = KeyRing(
         hd_mnemonic=settings.signer_hd_mnemonic.get_secret_value(),
         hd_path=settings.signer_hd_path,
+        hd_cache_size=settings.signer_hd_cache_size,
     )
     for alias, value in parse_key_list(settings.signer_keys.get_secret_value()):
         ring.add(alias, Account.from_key(value), KeySource.ENVIRONMENT)

@@ -41,6 +41,9 @@ class SignerSettings(CoreSettings):
     signer_hd_path: str = "m/44'/60'/0'/0/{index}"
     #: HD aliases loaded at start (``hd/0`` .. ``hd/<n-1>``); others are derived on first use.
     signer_hd_preload: int = Field(default=0, ge=0, le=10_000)
+    #: Other HD keys derived on demand and kept at once, least recently used evicted (and derived
+    #: again when asked for): what callers allowed ``hd/*`` make the signer hold stays bounded.
+    signer_hd_cache_size: int = Field(default=1024, ge=1, le=100_000)
 
     #: Callers as JSON: ``{"<service>": {"token": "...", "keys": ["operator", "hd/*"],
     #: "functions": ["ChargeToken.transfer", "*.settle"], "sign_typed_data": true}}``.
