@@ -199,3 +199,41 @@ def test_the_console_form_refuses_a_number_too_large_with_a_reason(
     answer = http.post("/console/stations", data=form, follow_redirects=False)
     assert answer.status_code == 422, answer.text
     assert "at most" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("connectors", "\uff12"),  # full-width 2
+        ("connectors", "\u0662"),  # Arabic-Indic 2
+        ("latitude", "\uff15\uff12.5"),
+        ("longitude", "1\u0663.4"),
+        ("power_kw", "\u0662\u0662"),
+        ("energy_price", "0.\u0663\u0669"),
+        ("minute_price", "\uff10,\uff11"),
+        ("session_fee", "\u09e7"),  # Bengali 1
+        ("vat", "\uff11\uff19"),
+    ],
+)
+def test_the_console_form_refuses_other_than_ascii_digits_with_a_reason(
+    http: TestClient, field: str, value: str
+) -> None:
+    """int() and Decimal() read any script's digits: a full-width or Arabic-Indic number was
+    taken as typed and the station sent on (past the checks: 409 with no signer)."""
+    assert http.post("/console/signin", data={"token": CPO["authorization"][7:]}).status_code
+    page = http.get("/console/stations/new").text
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = {
+        "csrf": csrf,
+        "station_id": STATION,
+        "name": "Bad input",
+        "latitude": "52.520008",
+        "longitude": "13.404954",
+        "charge_point_id": "CP-BAD-1",
+        "meter_key_hash": METER,
+    }
+    sent = http.post("/console/stations", data=form, follow_redirects=False)
+    assert sent.status_code == 409, sent.text  # the same form, ASCII: past the checks
+    answer = http.post("/console/stations", data={**form, field: value}, follow_redirects=False)
+    assert answer.status_code == 422, answer.text
+    assert "is not a number" in answer.text or "a whole number" in answer.text, answer.text

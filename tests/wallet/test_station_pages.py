@@ -10,10 +10,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from markupsafe import escape
 
+from chargenet.wallet.models import ChargingSession, TopUp
 from tests.registry.harness import free_port, served
-from tests.wallet.harness import World, world
+from tests.wallet.harness import EUR, World, world
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +70,56 @@ def test_a_station_page_path_with_the_id_unencoded_is_refused_with_a_reason(
         answer = browser.get("/app/stations/FR*ABC/1%232")
         assert answer.status_code == 404
         assert "a station id is one path segment" in answer.text
+
+
+def _csrf(html: str) -> str:
+    return html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def _rows(env: World, table: type[TopUp] | type[ChargingSession], driver_id: str) -> int:
+    with env.wallet_db.session() as session:
+        where = table.driver_id == driver_id
+        return int(session.scalar(sa.select(sa.func.count()).select_from(table).where(where)) or 0)
+
+
+@pytest.mark.parametrize("typed", ["\uff11\uff12", "\u0661\u0662", "1\u0660", "\u0665,50"])
+def test_a_number_on_the_pages_of_other_than_ascii_digits_is_refused(
+    pages: tuple[World, str], typed: str
+) -> None:
+    """float() and Decimal() read any script's digits: a full-width or Arabic-Indic amount was
+    topped up or locked for a session as typed, and a search went out for such a place."""
+    env, url = pages
+    station = env.station()
+    env.charge_point_online(station)
+    driver = env.driver()
+    assert env.top_up(driver, 20 * EUR).status_code == 201
+    topups = _rows(env, TopUp, driver.driver_id)
+    with httpx.Client(base_url=url) as browser:
+        form = {"email": driver.email, "password": "correct horse battery"}
+        assert browser.post("/app/signin", data=form).status_code == 303
+
+        form = {"amount": typed, "payment_reference": f"page-{secrets.token_hex(8)}"}
+        form["csrf"] = _csrf(browser.get("/app/").text)
+        answer = browser.post("/app/topup", data=form)
+        assert answer.status_code == 422 and "is not a number" in answer.text, answer.text
+        assert _rows(env, TopUp, driver.driver_id) == topups
+
+        page = browser.get(f"/app/stations/{quote(station, safe='')}").text
+        form = {
+            "station_id": station,
+            "connector": "E1/1",
+            "max_amount": typed,
+            "idempotency_key": secrets.token_hex(16),
+            "csrf": _csrf(page),
+        }
+        answer = browser.post("/app/sessions", data=form)
+        assert answer.status_code == 422 and "is not a number" in answer.text, answer.text
+        assert _rows(env, ChargingSession, driver.driver_id) == 0
+
+        for query in (
+            {"radius_km": typed, "lat": "52.5", "lon": "13.4"},
+            {"lat": typed, "lon": "13.4"},
+            {"lat": "52.5", "lon": typed},
+        ):
+            search = browser.get("/app/stations", params=query)
+            assert "is not a number" in search.text, (query, search.text)

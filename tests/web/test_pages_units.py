@@ -25,8 +25,10 @@ def test_amounts_typed_are_exact_whole_cents() -> None:
         ("-1", "more than zero"),
         ("0", "more than zero"),
         ("1.001", "2 decimals at most"),
-        ("NaN", "more than zero"),
+        ("NaN", "not a number"),
         ("1e9", "at most"),
+        ("\uff12\uff10", "not a number"),  # full-width digits: Decimal() read them as 20
+        ("1_000", "not a number"),
     ):
         with pytest.raises(money.AmountError, match=why):
             money.parse(bad, "EUR", field="Amount")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from chargenet.core.web.numbers import NotANumber, typed_decimal, typed_int
 
 STANDARDS: tuple[tuple[str, str], ...] = (
     ("IEC_62196_T2", "Type 2 (AC)"),
@@ -63,8 +65,8 @@ MAXIMUM = Decimal(1_000_000)
 
 def _decimal(text: str, name: str, *, minimum: Decimal = Decimal(0)) -> Decimal:
     try:
-        value = Decimal(text.replace(",", "."))
-    except InvalidOperation:
+        value = typed_decimal(text)
+    except NotANumber:
         raise FormError(f"{name}: {text!r} is not a number") from None
     if not value.is_finite() or value < minimum:
         raise FormError(f"{name}: must be {minimum} or more")
@@ -89,8 +91,8 @@ def documents(form: StationForm, now: datetime | None = None) -> dict[str, Any]:
     if form.standard not in dict(STANDARDS):
         raise FormError(f"Connector type: choose one of {', '.join(dict(STANDARDS).values())}")
     try:
-        count = int(form.connectors)
-    except ValueError:
+        count = typed_int(form.connectors)
+    except NotANumber:
         raise FormError("Connectors: a whole number from 1 to 8") from None
     if not 1 <= count <= 8:
         raise FormError("Connectors: a whole number from 1 to 8")

@@ -6,9 +6,10 @@ person types is parsed exactly (``Decimal``) and must be whole minor units of th
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from chargenet.core.pricing.money import TOKEN_DECIMALS, minor_unit, round_half_up
+from chargenet.core.web.numbers import NotANumber, typed_decimal
 
 #: The largest amount a form accepts, in currency units: a guard against typos, not a limit of
 #: the wallet (which checks balances itself).
@@ -30,12 +31,12 @@ def show(units: int | None, currency: str) -> str:
 
 def parse(text: str, currency: str, *, field: str) -> int:
     """A positive amount in the currency, as typed (``20``, ``20.5``, ``20,50``) -> base units."""
-    cleaned = text.strip().replace(" ", "").replace(",", ".")
-    if not cleaned:
+    cleaned = text.replace(" ", "")  # a thousands separator as some people type it
+    if not cleaned.strip():
         raise AmountError(f"{field}: enter an amount in {currency}")
     try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
+        amount = typed_decimal(cleaned)
+    except NotANumber:
         raise AmountError(f"{field}: {text!r} is not a number") from None
     if not amount.is_finite() or amount <= 0:
         raise AmountError(f"{field}: the amount must be more than zero")

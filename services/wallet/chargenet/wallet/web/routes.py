@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from chargenet.core.errors import ChargenetError
+from chargenet.core.web.numbers import NotANumber, typed_decimal
 from chargenet.core.web.station_paths import ONE_SEGMENT, StationId, path_segment
 from chargenet.wallet.api import current_driver, session_stream
 from chargenet.wallet.sessions import FINAL_STATES
@@ -117,8 +118,8 @@ def _safe_next(target: str | None) -> str:
 
 def _number(text: str, name: str, low: float, high: float) -> float:
     try:
-        value = float(text.strip().replace(",", "."))
-    except ValueError:
+        value = float(typed_decimal(text))
+    except NotANumber:
         raise ValueError(f"{name}: {text!r} is not a number") from None
     if not low <= value <= high:
         raise ValueError(f"{name}: between {low:g} and {high:g}")
