@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_utils.crypto import keccak
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from chargenet.cli.main import main as cli
 from chargenet.core.pricing import (
+    TOKEN_SCALE,
     AuthMethod,
     Cdr,
     CdrDimensionType,
@@ -288,6 +290,57 @@ def test_tariff_validation_errors_name_the_field() -> None:
     for extra, message in cases:
         with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
             Tariff.model_validate(base | extra)
+
+
+def test_tariff_prices_beyond_the_escrow_and_lists_beyond_a_sane_size_are_refused() -> None:
+    """A price of 1e30 per kWh, or a tariff of 20,000 elements, was accepted: no session at it
+    could be locked (the escrow's maximum is a uint96 of token base units), and every meter
+    value priced through all of it."""
+    base: dict[str, Any] = {"id": "t", "currency": "EUR", "last_updated": "2024-01-01T00:00:00Z"}
+    energy = {"type": "ENERGY", "price": "0.25", "vat": "19", "step_size": 1}
+    huge = "1e30"
+    cases: list[tuple[dict[str, Any], str]] = [
+        (
+            {"elements": [{"price_components": [{**energy, "price": huge}]}]},
+            "elements.0.price_components.0.price",
+        ),
+        (
+            {"elements": [{"price_components": [energy]}], "max_price": {"excl_vat": huge}},
+            "max_price.excl_vat",
+        ),
+        (
+            {
+                "elements": [{"price_components": [energy]}],
+                "min_price": {"excl_vat": 1, "incl_vat": huge},
+            },
+            "min_price.incl_vat",
+        ),
+        (
+            {"elements": [{"price_components": [energy]}], "preauthorize_amount": huge},
+            "preauthorize_amount",
+        ),
+        ({"elements": [{"price_components": [energy]}] * 20_000}, "elements"),
+        ({"elements": [{"price_components": [energy] * 20_000}]}, "elements.0.price_components"),
+        (
+            {
+                "elements": [{"price_components": [energy]}],
+                "tariff_alt_text": [{"language": "en", "text": "x"}] * 20_000,
+            },
+            "tariff_alt_text",
+        ),
+    ]
+    for extra, field in cases:
+        with pytest.raises(ValidationError) as refused:
+            Tariff.model_validate(base | extra)
+        [error] = refused.value.errors()
+        assert ".".join(str(p) for p in error["loc"]) == field, error
+        assert "at most" in error["msg"], error
+    # The largest price per unit still locks, VAT of 100 % included, within the uint96.
+    from chargenet.core.pricing.tariff import MAX_PRICE
+
+    top = {**energy, "price": str(MAX_PRICE), "vat": "100"}
+    tariff = Tariff.model_validate(base | {"elements": [{"price_components": [top]}]})
+    assert tariff.elements[0].price_components[0].price * 2 * TOKEN_SCALE <= 2**96 - 1
 
 
 def test_preauthorize_amount_from_ocpi_2_3() -> None:

@@ -237,3 +237,54 @@ def test_the_console_form_refuses_other_than_ascii_digits_with_a_reason(
     answer = http.post("/console/stations", data={**form, field: value}, follow_redirects=False)
     assert answer.status_code == 422, answer.text
     assert "is not a number" in answer.text or "a whole number" in answer.text, answer.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {
+                "tariff": {
+                    **TARIFF,
+                    "elements": [
+                        {"price_components": [{"type": "ENERGY", "price": 1e30, "step_size": 1}]}
+                    ],
+                }
+            },
+            "tariff: elements.0.price_components.0.price: ",
+        ),
+        (
+            {"tariff": {**TARIFF, "max_price": {"excl_vat": "1e30"}}},
+            "tariff: max_price.excl_vat: ",
+        ),
+        ({"tariff": {**TARIFF, "elements": TARIFF["elements"] * 2_000}}, "tariff: elements: "),
+        (
+            {
+                "tariff": {
+                    **TARIFF,
+                    "elements": [
+                        {"price_components": TARIFF["elements"][0]["price_components"] * 20_000}
+                    ],
+                }
+            },
+            "tariff: elements.0.price_components: ",
+        ),
+        ({"operators": [ADDRESS] * 20_000}, "operators: "),
+    ],
+    ids=["price 1e30", "max_price 1e30", "2,000 elements", "20,000 components", "operators"],
+)
+def test_a_tariff_or_registration_beyond_what_can_be_locked_or_sent_is_refused(
+    http: TestClient, changes: dict[str, Any], reason: str
+) -> None:
+    """A price of 1e30 EUR/kWh could never be locked in the escrow's uint96 of base units, and
+    20,000 elements or operators were taken (the registration past the checks: 409)."""
+    answer = register(http, **changes)
+    assert answer.status_code == 422, answer.text[:500]
+    detail = answer.json()["detail"]
+    assert detail.startswith(reason) and "at most" in detail, detail
+    tariff = changes.get("tariff")
+    if tariff is not None:
+        put = http.put(
+            f"/v1/cpo/stations/{quote(STATION, safe='')}/tariff", json=tariff, headers=CPO
+        )
+        assert put.status_code == 422 and put.json()["detail"].startswith(reason), put.text[:500]

@@ -37,6 +37,11 @@ router = APIRouter(prefix="/v1", tags=["stations"])
 #: Where a path segment is a station id (see chargenet.core.web.station_paths).
 STATION_PREFIXES = ("/v1/stations/", "/v1/cpo/stations/")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+#: Operator keys a registration may name: StationRegistry.register stores each in its own slot
+#: (about 25,000 gas apiece), so thousands would not fit a block and the transaction would fail
+#: after it was sent. A station has a gateway key or a few (more can be allowed on chain, one
+#: StationRegistry.setOperator at a time).
+MAX_OPERATORS = 64
 MAX_PAGE = 100
 MAX_OFFSET = 10_000
 MAX_RADIUS_KM = 500.0
@@ -153,6 +158,8 @@ async def register_station(request: Request, who: CurrentPrincipal) -> dict[str,
         isinstance(o, str) and _ADDRESS.fullmatch(o) for o in operators
     ):
         raise Unprocessable("operators: a list of 0x-prefixed 20-byte addresses")
+    if len(operators) > MAX_OPERATORS:
+        raise Unprocessable(f"operators: at most {MAX_OPERATORS} ({len(operators)} given)")
     change = new_change(station_id, location, tariff, meter)
     writer, db = _writer(request), _db(request)
     with db.session() as session:

@@ -14,7 +14,17 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from chargenet.core.pricing.money import TOKEN_SCALE
 
 TIME_OF_DAY = r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$"
 DATE = r"^([12][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
@@ -22,6 +32,33 @@ DATE = r"^([12][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 TimeOfDay = Annotated[str, StringConstraints(pattern=TIME_OF_DAY)]
 DateString = Annotated[str, StringConstraints(pattern=DATE)]
 NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+
+#: The escrow locks and settles a session in a uint96 of token base units.
+MAX_LOCK_UNITS = 2**96 - 1
+#: The largest price (per unit, or a tariff's min/max/preauthorized amount), in the currency: one
+#: unit of it with 100 % VAT still fits the escrow's uint96 in base units. Anything above could
+#: never be locked (every session at the station failed), and it is absurd anyway (~4e22 EUR).
+MAX_PRICE = Decimal(MAX_LOCK_UNITS // (2 * TOKEN_SCALE))
+#: Elements of a tariff: every meter value of every session is priced through all of them, and a
+#: real tariff has a handful (a weekly time-of-use grid of hours is 168).
+MAX_ELEMENTS = 256
+#: Price components of an element: OCPI has four dimensions and the engine reads the first of
+#: each; a few spare for what a CPO's system writes twice.
+MAX_COMPONENTS = 16
+#: Display texts of a tariff: one per language.
+MAX_ALT_TEXTS = 64
+
+
+def _at_most_max_price(value: Decimal) -> Decimal:
+    if value > MAX_PRICE:
+        raise ValueError(
+            f"at most {MAX_PRICE}: a price must fit the escrow's uint96 of token base units"
+        )
+    return value
+
+
+Amount = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(_at_most_max_price)]
+PriceAmount = Annotated[NonNegative, AfterValidator(_at_most_max_price)]
 
 
 class OcpiModel(BaseModel):
@@ -73,8 +110,8 @@ class TaxIncluded(StrEnum):
 class Price(OcpiModel):
     """OCPI Price: an amount excluding VAT and, optionally, including it."""
 
-    excl_vat: Decimal = Field(allow_inf_nan=False)
-    incl_vat: Decimal | None = Field(default=None, allow_inf_nan=False)
+    excl_vat: Amount
+    incl_vat: Amount | None = None
 
 
 class DisplayText(OcpiModel):
@@ -84,7 +121,7 @@ class DisplayText(OcpiModel):
 
 class PriceComponent(OcpiModel):
     type: TariffDimensionType
-    price: NonNegative
+    price: PriceAmount
     vat: NonNegative | None = None
     step_size: Annotated[int, Field(ge=0)]
 
@@ -147,7 +184,9 @@ class TariffRestrictions(OcpiModel):
 
 
 class TariffElement(OcpiModel):
-    price_components: Annotated[list[PriceComponent], Field(min_length=1)]
+    price_components: Annotated[
+        list[PriceComponent], Field(min_length=1, max_length=MAX_COMPONENTS)
+    ]
     restrictions: TariffRestrictions | None = None
 
     @model_validator(mode="after")
@@ -178,18 +217,18 @@ class Tariff(OcpiModel):
     id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     type: TariffType | None = None
-    tariff_alt_text: list[DisplayText] = Field(default_factory=list)
+    tariff_alt_text: list[DisplayText] = Field(default_factory=list, max_length=MAX_ALT_TEXTS)
     tariff_alt_url: str | None = None
     min_price: Price | None = None
     max_price: Price | None = None
-    elements: Annotated[list[TariffElement], Field(min_length=1)]
+    elements: Annotated[list[TariffElement], Field(min_length=1, max_length=MAX_ELEMENTS)]
     start_date_time: AwareDatetime | None = None
     end_date_time: AwareDatetime | None = None
     energy_mix: dict[str, Any] | None = None
     last_updated: AwareDatetime
     # OCPI 2.3 additions.
     tax_included: TaxIncluded | None = None
-    preauthorize_amount: NonNegative | None = None
+    preauthorize_amount: PriceAmount | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
