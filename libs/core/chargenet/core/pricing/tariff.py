@@ -110,6 +110,14 @@ class TaxIncluded(StrEnum):
 class Price(OcpiModel):
     """OCPI Price: an amount excluding VAT and, optionally, including it."""
 
+    excl_vat: Decimal = Field(allow_inf_nan=False)
+    incl_vat: Decimal | None = Field(default=None, allow_inf_nan=False)
+
+
+class TariffPrice(Price):
+    """A tariff's ``min_price`` or ``max_price``: bounded like a price (a CDR's totals, also
+    Prices, are what was settled, so the escrow bounded them already)."""
+
     excl_vat: Amount
     incl_vat: Amount | None = None
 
@@ -219,8 +227,8 @@ class Tariff(OcpiModel):
     type: TariffType | None = None
     tariff_alt_text: list[DisplayText] = Field(default_factory=list, max_length=MAX_ALT_TEXTS)
     tariff_alt_url: str | None = None
-    min_price: Price | None = None
-    max_price: Price | None = None
+    min_price: TariffPrice | None = None
+    max_price: TariffPrice | None = None
     elements: Annotated[list[TariffElement], Field(min_length=1, max_length=MAX_ELEMENTS)]
     start_date_time: AwareDatetime | None = None
     end_date_time: AwareDatetime | None = None
@@ -233,7 +241,7 @@ class Tariff(OcpiModel):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         for name in ("min_price", "max_price"):
-            bound: Price | None = getattr(self, name)
+            bound: TariffPrice | None = getattr(self, name)
             if bound is None:
                 continue
             if bound.excl_vat < 0 or (bound.incl_vat is not None and bound.incl_vat < 0):
