@@ -175,6 +175,21 @@ def test_a_connector_id_of_other_than_ascii_digits_is_no_ocpp_number(
     assert "not an OCPP connector number" in answer.json()["detail"]
 
 
+def console_form(http: TestClient) -> dict[str, str]:
+    """A CPO signed in to the console, and a new station's form with its CSRF token filled in."""
+    assert http.post("/console/signin", data={"token": CPO["authorization"][7:]}).status_code
+    page = http.get("/console/stations/new").text
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    return {
+        "csrf": csrf,
+        "station_id": STATION,
+        "name": "Bad input",
+        "latitude": "52.520008",
+        "longitude": "13.404954",
+        "charge_point_id": "CP-BAD-1",
+    }
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("power_kw", "1e5000"), ("power_kw", "1e999999999"), ("minute_price", "1e999999")],
@@ -184,18 +199,7 @@ def test_the_console_form_refuses_a_number_too_large_with_a_reason(
 ) -> None:
     """The form scaled it (kW to W, per minute to per hour) past the decimal context or
     Python's int digits: a 500 page."""
-    assert http.post("/console/signin", data={"token": CPO["authorization"][7:]}).status_code
-    page = http.get("/console/stations/new").text
-    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    form = {
-        "csrf": csrf,
-        "station_id": STATION,
-        "name": "Bad input",
-        "latitude": "52.520008",
-        "longitude": "13.404954",
-        "charge_point_id": "CP-BAD-1",
-        field: value,
-    }
+    form = {**console_form(http), field: value}
     answer = http.post("/console/stations", data=form, follow_redirects=False)
     assert answer.status_code == 422, answer.text
     assert "at most" in answer.text
@@ -220,18 +224,7 @@ def test_the_console_form_refuses_other_than_ascii_digits_with_a_reason(
 ) -> None:
     """int() and Decimal() read any script's digits: a full-width or Arabic-Indic number was
     taken as typed and the station sent on (past the checks: 409 with no signer)."""
-    assert http.post("/console/signin", data={"token": CPO["authorization"][7:]}).status_code
-    page = http.get("/console/stations/new").text
-    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    form = {
-        "csrf": csrf,
-        "station_id": STATION,
-        "name": "Bad input",
-        "latitude": "52.520008",
-        "longitude": "13.404954",
-        "charge_point_id": "CP-BAD-1",
-        "meter_key_hash": METER,
-    }
+    form = {**console_form(http), "meter_key_hash": METER}
     sent = http.post("/console/stations", data=form, follow_redirects=False)
     assert sent.status_code == 409, sent.text  # the same form, ASCII: past the checks
     answer = http.post("/console/stations", data={**form, field: value}, follow_redirects=False)
