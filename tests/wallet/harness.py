@@ -160,13 +160,18 @@ class World:
 
     # -- stations --------------------------------------------------------------------------------
 
-    def station(self, connectors: int = 1, station_id: str | None = None) -> str:
+    def station(
+        self,
+        connectors: int = 1,
+        station_id: str | None = None,
+        tariff: dict[str, Any] | None = None,
+    ) -> str:
         """Register a station through the registry's CPO API; wait until it is indexed."""
         station_id = station_id or f"DE*CNT*S{secrets.token_hex(4).upper()}"
         body = {
             "station_id": station_id,
             "location": location(station_id, connectors),
-            "tariff": TARIFF,
+            "tariff": tariff or TARIFF,
             "meter_key_hash": "0x" + canonical_hash({"meter": station_id}).hex(),
         }
         answer = self.registry.post("/v1/cpo/stations", json=body, headers=cpo_headers())

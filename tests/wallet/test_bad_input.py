@@ -17,13 +17,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 
+from chargenet.registry.documents import CheckedTariff, document_hash
 from chargenet.wallet.auth import TokenAuthority
 from chargenet.wallet.models import ChargingSession, Payout, TopUp
 from chargenet.wallet.models import Driver as DriverRow
 from chargenet.wallet.settings import Issuer
 from chargenet.wallet.web.cookies import COOKIE
 from tests.conftest import fresh_postgres_database
-from tests.wallet.harness import EUR, Driver, World, world
+from tests.wallet.harness import EUR, TARIFF, Driver, World, world
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,47 @@ def test_a_station_id_no_station_can_have_is_refused(
     body = {"station_id": station_id, "connector_id": "1", "max_amount": EUR}
     answer = request_session(env, funded, f"station-{uuid.uuid4().hex}", **body)
     assert refused(answer).startswith("station_id: "), answer.text
+    assert nothing_requested(env, funded)
+
+
+def _unchecked(document: dict[str, Any]) -> CheckedTariff:
+    """The registry's tariff check as it was before the Tariff model got its limits."""
+    return CheckedTariff(document=document, hash=document_hash(document), tariff_id=document["id"])
+
+
+@pytest.mark.parametrize(
+    ("tariff", "reason"),
+    [
+        ({**TARIFF, "elements": TARIFF["elements"] * 257}, "elements: "),
+        (
+            {
+                **TARIFF,
+                "elements": [
+                    {"price_components": [{"type": "ENERGY", "price": "1e30", "step_size": 1}]}
+                ],
+            },
+            "elements.0.price_components.0.price: ",
+        ),
+    ],
+    ids=["257 elements", "price 1e30"],
+)
+def test_a_stored_tariff_the_model_no_longer_takes_refuses_the_session_with_a_reason(
+    env: World, funded: Driver, monkeypatch: pytest.MonkeyPatch, tariff: Any, reason: str
+) -> None:
+    """A tariff registered before the Tariff model's limits fails validation when read back: a
+    session for max_kwh answered 500, one for max_amount was sent on for the escrow to refuse."""
+    with monkeypatch.context() as old_registry:
+        old_registry.setattr("chargenet.registry.api.check_tariff", _unchecked)
+        station_id = env.station(tariff=tariff)
+    env.charge_point_online(station_id)
+    detail = env.registry.get(f"/v1/stations/{quote(station_id, safe='')}")
+    assert detail.status_code == 200 and detail.json()["tariff"]["id"] == tariff["id"]
+    for maximum in ({"max_amount": EUR}, {"max_kwh": "5"}):
+        body = {"station_id": station_id, "connector_id": "1", **maximum}
+        answer = request_session(env, funded, f"legacy-{uuid.uuid4().hex}", **body)
+        detail_text = refused(answer, 409)
+        assert detail_text.startswith("the station's tariff is not valid: " + reason), detail_text
+        assert "at most" in detail_text, detail_text
     assert nothing_requested(env, funded)
 
 

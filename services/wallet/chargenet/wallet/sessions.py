@@ -26,7 +26,14 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.exc import IntegrityError
 
 from chargenet.core.chain import open_session_typed_data, session_id
@@ -36,7 +43,7 @@ from chargenet.core.db.outbox import OutboxRelay, unit_of_work
 from chargenet.core.db.tables import utcnow
 from chargenet.core.errors import ChargenetError, Conflict, Forbidden, NotFound, Unprocessable
 from chargenet.core.events import SessionRequested, StopRequested
-from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples
+from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples, tariff_of
 from chargenet.core.signer_client import SignerClient, SignerError
 from chargenet.wallet import metrics
 from chargenet.wallet.billing import Billing
@@ -123,6 +130,23 @@ class SessionRequestBody(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def station_tariff(station: Station) -> Tariff:
+    """The station's tariff, validated; 409 with the reasons when it does not validate.
+
+    A tariff registered before a limit of the Tariff model (e.g. at most 256 elements) still
+    stands in the registry, pinned on chain by its hash, but no session can be priced at it: the
+    escrow would refuse the session after it was requested.
+    """
+    assert station.tariff is not None
+    try:
+        return tariff_of(json.dumps(station.tariff, sort_keys=True, default=str))
+    except ValidationError as error:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()[:5]
+        )
+        raise Conflict(f"the station's tariff is not valid: {reasons}") from None
+
+
 def kwh_to_tokens(station: Station, power_w: int, kwh: Decimal, now: datetime) -> int:
     """What ``kwh`` cost at the station's tariff, charged from now at the connector's power.
 
@@ -131,8 +155,7 @@ def kwh_to_tokens(station: Station, power_w: int, kwh: Decimal, now: datetime) -
     energy when the car draws full power. The budget check stops the session at the maximum in
     tokens either way.
     """
-    assert station.tariff is not None
-    tariff = Tariff.model_validate(station.tariff)
+    tariff = station_tariff(station)
     watts = Decimal(power_w or DEFAULT_POWER_W)
     seconds = kwh * 1000 / watts * 3600
     samples = [
@@ -287,11 +310,11 @@ class Sessions:
         connector = station.connector(body.connector_id, body.evse_uid)
         try:
             station.check_startable(connector)
+            station_tariff(station)
         except Conflict:
             if count:
                 metrics.SESSION_REQUESTS.labels(outcome="station_refused").inc()
             raise
-        assert station.tariff is not None
         if body.max_amount is not None:
             maximum = check_amount(body.max_amount, "max_amount")
         else:
