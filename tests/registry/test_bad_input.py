@@ -281,3 +281,40 @@ def test_a_tariff_or_registration_beyond_what_can_be_locked_or_sent_is_refused(
             f"/v1/cpo/stations/{quote(STATION, safe='')}/tariff", json=tariff, headers=CPO
         )
         assert put.status_code == 422 and put.json()["detail"].startswith(reason), put.text[:500]
+
+
+def _evses(count: int, connectors: int = 1) -> list[dict[str, Any]]:
+    connector = location()["evses"][0]["connectors"][0]
+    return [
+        {
+            "uid": f"E{n}",
+            "connectors": [{**connector, "id": str(c)} for c in range(1, connectors + 1)],
+        }
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("evses", "reason"),
+    [(_evses(2_000), "location: evses: "), (_evses(1, 2_000), "location: evses.0.connectors: ")],
+    ids=["2,000 EVSEs", "2,000 connectors of an EVSE"],
+)
+def test_a_location_of_more_evses_or_connectors_than_a_station_has_is_refused(
+    http: TestClient, evses: list[dict[str, Any]], reason: str
+) -> None:
+    """A location's EVSEs and an EVSE's connectors had no bound but the 1 MiB body: tens of
+    thousands were validated one by one before the count on the chain's uint8 refused them,
+    with a reason that named no field."""
+    answer = register(http, location=location(evses=evses))
+    assert answer.status_code == 422, answer.text[:500]
+    detail = answer.json()["detail"]
+    assert detail.startswith(reason) and "at most" in detail, detail
+    put = http.put(
+        f"/v1/cpo/stations/{quote(STATION, safe='')}/location",
+        json=location(evses=evses),
+        headers=CPO,
+    )
+    assert put.status_code == 422 and put.json()["detail"].startswith(reason), put.text[:500]
+    # As many EVSEs as the chain counts connectors, and 16 connectors to an EVSE, pass.
+    for largest in (_evses(255), _evses(1, 16)):
+        assert register(http, location=location(evses=largest)).status_code == 409

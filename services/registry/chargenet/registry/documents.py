@@ -120,6 +120,14 @@ def _time_zone(name: str) -> str:
 INT32_MAX = 2**31 - 1
 #: StationRegistry.StationInfo.maxPowerW is a uint32.
 UINT32_MAX = 2**32 - 1
+#: Connectors of a station: StationRegistry.StationInfo.connectorCount is a uint8.
+MAX_CONNECTORS = 255
+#: EVSEs of a location: each has a connector at least, so more could never register. Bounded
+#: in the model, before each is validated (the body's 1 MiB held tens of thousands).
+MAX_EVSES = MAX_CONNECTORS
+#: Connectors of an EVSE: an OCPI EVSE charges one vehicle at a time, its connectors are the
+#: plugs and cables to choose from (e.g. CCS, CHAdeMO and Type 2); real ones have a few.
+MAX_EVSE_CONNECTORS = 16
 Id36 = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 TimeZone = Annotated[str, AfterValidator(_time_zone)]
 Latitude = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,2}\.[0-9]{5,7}$")]
@@ -161,7 +169,7 @@ class ConnectorDoc(_Ocpi):
 class EvseDoc(_Ocpi):
     uid: Id36
     evse_id: Annotated[str, StringConstraints(max_length=48)] | None = None
-    connectors: list[ConnectorDoc] = Field(min_length=1)
+    connectors: list[ConnectorDoc] = Field(min_length=1, max_length=MAX_EVSE_CONNECTORS)
     #: chargenet: the OCPP identity of the charge point this EVSE belongs to.
     charge_point_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     #: chargenet: the OCPP 2.0.1 EVSE id; absent for OCPP 1.6 charge points.
@@ -175,7 +183,7 @@ class LocationDoc(_Ocpi):
     time_zone: TimeZone | None = None
     #: chargenet: the charge point of every EVSE that does not name its own.
     charge_point_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    evses: list[EvseDoc] = Field(min_length=1)
+    evses: list[EvseDoc] = Field(min_length=1, max_length=MAX_EVSES)
 
 
 @dataclass(frozen=True)
@@ -358,8 +366,10 @@ def check_location(document: dict[str, Any]) -> CheckedLocation:
                     ocpp_connector_id=ocpp_id,
                 )
             )
-    if len(rows) > 255:
-        raise Unprocessable("location: at most 255 connectors per station (the chain's uint8)")
+    if len(rows) > MAX_CONNECTORS:
+        raise Unprocessable(
+            f"location: at most {MAX_CONNECTORS} connectors per station (the chain's uint8)"
+        )
     return CheckedLocation(
         document=document,
         hash=document_hash(document),
