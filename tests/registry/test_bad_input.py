@@ -318,3 +318,15 @@ def test_a_location_of_more_evses_or_connectors_than_a_station_has_is_refused(
     # As many EVSEs as the chain counts connectors, and 16 connectors to an EVSE, pass.
     for largest in (_evses(255), _evses(1, 16)):
         assert register(http, location=location(evses=largest)).status_code == 409
+
+
+def test_a_registration_naming_an_operator_twice_is_refused(http: TestClient) -> None:
+    """StationRegistry.register allows each operator given: the same key twice (or in another
+    letter case, the same address) was sent on and paid for twice."""
+    other = "0x" + "b2" * 20
+    for operators in ([ADDRESS, ADDRESS], [ADDRESS, other, ADDRESS.upper().replace("0X", "0x")]):
+        answer = register(http, operators=operators)
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("operators: ") and "twice" in detail, detail
+    assert register(http, operators=[ADDRESS, other]).status_code == 409  # past the checks

@@ -160,6 +160,12 @@ async def register_station(request: Request, who: CurrentPrincipal) -> dict[str,
         raise Unprocessable("operators: a list of 0x-prefixed 20-byte addresses")
     if len(operators) > MAX_OPERATORS:
         raise Unprocessable(f"operators: at most {MAX_OPERATORS} ({len(operators)} given)")
+    # An address in another letter case is the same key: the chain would set it twice, paid.
+    seen: set[str] = set()
+    for operator in operators:
+        if operator.lower() in seen:
+            raise Unprocessable(f"operators: {operator} is named twice")
+        seen.add(operator.lower())
     change = new_change(station_id, location, tariff, meter)
     writer, db = _writer(request), _db(request)
     with db.session() as session:
