@@ -21,6 +21,7 @@ from chargenet.core.pricing import (
     CdrDimensionType,
     CdrLocation,
     CdrToken,
+    DayOfWeek,
     MeterSample,
     Price,
     Tariff,
@@ -341,6 +342,53 @@ def test_tariff_prices_beyond_the_escrow_and_lists_beyond_a_sane_size_are_refuse
     top = {**energy, "price": str(MAX_PRICE), "vat": "100"}
     tariff = Tariff.model_validate(base | {"elements": [{"price_components": [top]}]})
     assert tariff.elements[0].price_components[0].price * 2 * TOKEN_SCALE <= 2**96 - 1
+
+
+def test_tariff_restrictions_beyond_what_a_session_can_reach_are_refused() -> None:
+    """Restriction values were bounded by their digits only: 1e90 kWh, a minimum duration of
+    thirty thousand years or a day listed 20,000 times were taken (the engine cuts every
+    session at each bound), and a day listed twice was refused naming no field."""
+    base: dict[str, Any] = {"id": "t", "currency": "EUR", "last_updated": "2024-01-01T00:00:00Z"}
+    energy = {"type": "ENERGY", "price": "0.25", "step_size": 1}
+
+    def restricted(**restrictions: Any) -> dict[str, Any]:
+        return base | {"elements": [{"price_components": [energy], "restrictions": restrictions}]}
+
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"max_kwh": "1e90"}, "max_kwh", "less than or equal to 10000"),
+        ({"min_kwh": 10_001}, "min_kwh", "less than or equal to 10000"),
+        ({"max_power": "1e6"}, "max_power", "less than or equal to 10000"),
+        ({"min_power": -1}, "min_power", "greater than or equal to 0"),
+        ({"max_current": 20_000}, "max_current", "less than or equal to 10000"),
+        ({"min_duration": 10**12}, "min_duration", "less than or equal to 2592000"),
+        ({"max_duration": 2_592_001}, "max_duration", "less than or equal to 2592000"),
+        ({"start_time": "9:00"}, "start_time", "pattern"),
+        ({"end_time": "23:60"}, "end_time", "pattern"),
+        ({"day_of_week": ["MONDAY", "MONDAY"]}, "day_of_week", "lists MONDAY twice"),
+        ({"day_of_week": ["MONDAY"] * 20_000}, "day_of_week", "at most 7"),
+    ]
+    for restrictions, field, message in cases:
+        with pytest.raises(ValidationError) as refused:
+            Tariff.model_validate(restricted(**restrictions))
+        [error] = refused.value.errors()
+        where = ".".join(str(p) for p in error["loc"])
+        assert where == f"elements.0.restrictions.{field}", error
+        assert message in error["msg"], error
+    # The largest values pass: 30 days of charging, 10 MWh, 10 MW, 10 kA, every day once.
+    largest = restricted(
+        min_kwh=0,
+        max_kwh=10_000,
+        min_power=0,
+        max_power=10_000,
+        min_current=0,
+        max_current=10_000,
+        min_duration=0,
+        max_duration=2_592_000,
+        start_time="00:00",
+        end_time="23:59",
+        day_of_week=[day.value for day in DayOfWeek],
+    )
+    assert Tariff.model_validate(largest).elements[0].restrictions is not None
 
 
 def test_preauthorize_amount_from_ocpi_2_3() -> None:

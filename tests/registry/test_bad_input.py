@@ -330,3 +330,25 @@ def test_a_registration_naming_an_operator_twice_is_refused(http: TestClient) ->
         detail = answer.json()["detail"]
         assert detail.startswith("operators: ") and "twice" in detail, detail
     assert register(http, operators=[ADDRESS, other]).status_code == 409  # past the checks
+
+
+@pytest.mark.parametrize(
+    ("restrictions", "field"),
+    [
+        ({"max_kwh": "1e90"}, "max_kwh"),
+        ({"min_power": 10**9}, "min_power"),
+        ({"max_current": 20_000}, "max_current"),
+        ({"min_duration": 10**12}, "min_duration"),
+        ({"day_of_week": ["SUNDAY", "SUNDAY"]}, "day_of_week"),
+    ],
+)
+def test_a_tariff_restriction_no_session_can_reach_is_refused(
+    http: TestClient, restrictions: dict[str, Any], field: str
+) -> None:
+    """Restriction values were bounded by their digits only (1e90 kWh, a minimum duration of
+    thirty thousand years), and a day listed twice was refused naming no field."""
+    element = {**TARIFF["elements"][0], "restrictions": restrictions}
+    answer = register(http, tariff={**TARIFF, "elements": [element]})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"tariff: elements.0.restrictions.{field}: "), detail

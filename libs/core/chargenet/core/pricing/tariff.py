@@ -47,6 +47,23 @@ MAX_ELEMENTS = 256
 MAX_COMPONENTS = 16
 #: Display texts of a tariff: one per language.
 MAX_ALT_TEXTS = 64
+#: Restriction values, above what any session reaches: a restriction beyond them never applies
+#: (or always does) and only cuts every session priced at the tariff once more. In kWh: ten
+#: times the largest battery on the road (a truck's, ~1 MWh).
+MAX_KWH = 10_000
+#: In kW and A: above the Megawatt Charging System's 3.75 MW and 3,000 A.
+MAX_POWER_KW = 10_000
+MAX_CURRENT_A = 10_000
+#: In seconds: 30 days, the longest escrow expiry the wallet gives a session (it is stopped
+#: before its expiry).
+MAX_DURATION_S = 30 * 24 * 3600
+
+
+def _each_day_once(days: list[DayOfWeek]) -> list[DayOfWeek]:
+    for day in set(days):
+        if days.count(day) > 1:
+            raise ValueError(f"lists {day.value} twice")
+    return days
 
 
 def _at_most_max_price(value: Decimal) -> Decimal:
@@ -142,20 +159,28 @@ class PriceComponent(OcpiModel):
         return self
 
 
+Kwh = Annotated[NonNegative, Field(le=MAX_KWH)]
+Power = Annotated[NonNegative, Field(le=MAX_POWER_KW)]
+Current = Annotated[NonNegative, Field(le=MAX_CURRENT_A)]
+Duration = Annotated[int, Field(ge=0, le=MAX_DURATION_S)]
+
+
 class TariffRestrictions(OcpiModel):
     start_time: TimeOfDay | None = None
     end_time: TimeOfDay | None = None
     start_date: DateString | None = None
     end_date: DateString | None = None
-    min_kwh: NonNegative | None = None
-    max_kwh: NonNegative | None = None
-    min_current: NonNegative | None = None
-    max_current: NonNegative | None = None
-    min_power: NonNegative | None = None
-    max_power: NonNegative | None = None
-    min_duration: Annotated[int, Field(ge=0)] | None = None
-    max_duration: Annotated[int, Field(ge=0)] | None = None
-    day_of_week: list[DayOfWeek] = Field(default_factory=list)
+    min_kwh: Kwh | None = None
+    max_kwh: Kwh | None = None
+    min_current: Current | None = None
+    max_current: Current | None = None
+    min_power: Power | None = None
+    max_power: Power | None = None
+    min_duration: Duration | None = None
+    max_duration: Duration | None = None
+    day_of_week: Annotated[
+        list[DayOfWeek], Field(max_length=len(DayOfWeek)), AfterValidator(_each_day_once)
+    ] = Field(default_factory=list)
     reservation: ReservationRestrictionType | None = None
 
     @model_validator(mode="after")
@@ -178,8 +203,6 @@ class TariffRestrictions(OcpiModel):
             low, high = getattr(self, low_name), getattr(self, high_name)
             if low is not None and high is not None and not low < high:
                 raise ValueError(f"{low_name} ({low}) must be below {high_name} ({high})")
-        if len(set(self.day_of_week)) != len(self.day_of_week):
-            raise ValueError("day_of_week lists a day twice")
         return self
 
     @property
