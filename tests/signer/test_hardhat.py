@@ -379,6 +379,8 @@ def test_a_taken_nonce_is_judged_lost_on_time_not_on_polls(
         probe,
         rpc_url,
         CHARGENET_SIGNER_POLL_SECONDS="0.02",
+        # The lane must stay: a new one would read the nonce from the chain, past the taken one.
+        CHARGENET_SIGNER_LANE_IDLE_SECONDS="600",
     )
     with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
         client.send_transaction("before", "k0", "bump", [1, TAG], contract="Probe")

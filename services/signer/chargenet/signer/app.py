@@ -83,6 +83,7 @@ class SignerApp:
             batch_size=settings.signer_batch_size,
             max_in_flight=settings.signer_max_in_flight,
             gas_margin_percent=settings.signer_gas_margin_percent,
+            lane_idle_seconds=settings.signer_lane_idle_seconds,
         )
         engine = Engine(SignerStore(db), rpc, keys, config)
         for name in contracts.names():

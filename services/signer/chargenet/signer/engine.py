@@ -56,6 +56,7 @@ class EngineConfig:
     batch_size: int
     max_in_flight: int
     gas_margin_percent: int
+    lane_idle_seconds: float
 
 
 @dataclass(eq=False)
@@ -71,6 +72,11 @@ class Lane:
     #: Committed batches waiting for their broadcast, in nonce order.
     outbox: asyncio.Queue[list[TxRecord]] = field(default_factory=asyncio.Queue)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Requests or batches the lane's tasks have taken off their queues and not finished with:
+    #: between a queue and ``open`` they are in neither.
+    busy: int = 0
+    #: When a sweep first found the lane idle (None: not idle at the last sweep).
+    idle_since: float | None = None
 
     @property
     def address(self) -> str:
@@ -78,6 +84,11 @@ class Lane:
 
     def pending(self) -> int:
         return sum(1 for record in self.open.values() if record.status is Status.PENDING)
+
+    def idle(self) -> bool:
+        """Nothing queued, nothing being signed or broadcast, no record awaiting its receipt or
+        confirmations: the lane holds nothing the store and the chain do not."""
+        return not self.open and not self.busy and self.queue.empty() and self.outbox.empty()
 
 
 @dataclass(eq=False)
@@ -156,6 +167,8 @@ class Engine:
                 self._notify(record)
                 return record, True
         lane = await self.lane(request.from_key)
+        # No await from here to the put: a lane is dropped only while its queue is empty, by a
+        # task on this loop, so the lane just found cannot go before the request is on it.
         future: asyncio.Future[tuple[TxRecord, bool]] = asyncio.get_running_loop().create_future()
         lane.queue.put_nowait((request, future))
         return await future
@@ -178,6 +191,8 @@ class Engine:
     # -- lanes -----------------------------------------------------------------------------------
 
     async def lane(self, alias: str) -> Lane:
+        """The account's lane, started if there is none (again, after an idle one was dropped:
+        its nonce then comes from the store, moved past the chain's pending count)."""
         key = self.keys.get(alias)
         lane = self.lanes.get(key.address)
         if lane is not None:
@@ -191,6 +206,29 @@ class Engine:
                 await asyncio.to_thread(self.store.ensure_account, key.address, count)
                 lane = self._start_lane(key, [])
         return lane
+
+    def drop_idle_lanes(self, now: float) -> int:
+        """Stop and forget lanes idle for ``lane_idle_seconds``; how many went.
+
+        One lane per account ever used would grow without bound with on-demand HD keys. An idle
+        lane holds no state of its own (the next nonce is in the store, open records are what
+        makes a lane not idle), so the next send to its account simply starts a new one.
+        Synchronous on purpose: nothing can queue on a lane between the check and its removal.
+        """
+        dropped = []
+        for lane in self.lanes.values():
+            if not lane.idle():
+                lane.idle_since = None
+                continue
+            if lane.idle_since is None:
+                lane.idle_since = now
+            if now - lane.idle_since >= self.config.lane_idle_seconds:
+                dropped.append(lane)
+        for lane in dropped:
+            del self.lanes[lane.address]
+            for task in lane.tasks:
+                task.cancel()
+        return len(dropped)
 
     def _start_lane(self, key: SigningKey, records: Sequence[TxRecord]) -> Lane:
         lane = Lane(key=key, queue=asyncio.Queue())
@@ -206,20 +244,29 @@ class Engine:
     async def _run_lane(self, lane: Lane) -> None:
         while True:
             first = await lane.queue.get()
-            while lane.pending() >= self.config.max_in_flight:
-                lane.room.clear()
-                await lane.room.wait()
-            batch = [first]
-            room = min(self.config.batch_size, self.config.max_in_flight - lane.pending())
-            while len(batch) < room and not lane.queue.empty():
-                batch.append(lane.queue.get_nowait())
+            lane.busy += 1
             try:
-                await self._send_batch(lane, batch)
-            except Exception as error:
-                log.exception("lane %s: batch failed", lane.key.alias)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
+                await self._take_batch(lane, first)
+            finally:
+                lane.busy -= 1
+
+    async def _take_batch(
+        self, lane: Lane, first: tuple[Request, asyncio.Future[tuple[TxRecord, bool]]]
+    ) -> None:
+        while lane.pending() >= self.config.max_in_flight:
+            lane.room.clear()
+            await lane.room.wait()
+        batch = [first]
+        room = min(self.config.batch_size, self.config.max_in_flight - lane.pending())
+        while len(batch) < room and not lane.queue.empty():
+            batch.append(lane.queue.get_nowait())
+        try:
+            await self._send_batch(lane, batch)
+        except Exception as error:
+            log.exception("lane %s: batch failed", lane.key.alias)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
 
     async def _run_broadcaster(self, lane: Lane) -> None:
         """Broadcasts committed batches while the lane signs and commits the next ones."""
@@ -227,6 +274,7 @@ class Engine:
             records = await lane.outbox.get()
             while not lane.outbox.empty():
                 records.extend(lane.outbox.get_nowait())
+            lane.busy += 1
             try:
                 await self.broadcast(lane, records)
             except Exception:
@@ -234,6 +282,8 @@ class Engine:
                 log.exception("lane %s: broadcast failed", lane.key.alias)
                 for record in records:
                     record.unsent = True
+            finally:
+                lane.busy -= 1
 
     async def _send_batch(
         self, lane: Lane, batch: list[tuple[Request, asyncio.Future[tuple[TxRecord, bool]]]]

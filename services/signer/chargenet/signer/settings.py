@@ -77,6 +77,10 @@ class SignerSettings(CoreSettings):
     signer_batch_size: int = Field(default=64, ge=1, le=1000)
     #: Pending transactions per account; senders wait beyond that.
     signer_max_in_flight: int = Field(default=512, ge=1)
+    #: An account's lane (its send queue) with nothing queued or open for this long is dropped,
+    #: and started again, its nonce read from the chain, at its next send: with on-demand HD
+    #: keys the accounts sent for are unbounded, the lanes held at once must not be.
+    signer_lane_idle_seconds: float = Field(default=60.0, ge=0)
     #: In development, on the in-process chain: fund every loaded key from the chain's accounts.
     signer_fund_dev_keys: bool = True
 

@@ -68,6 +68,8 @@ class Tracker:
                 log.warning("tracker: node unavailable: %s", error)
             except Exception:
                 log.exception("tracker: poll failed")
+            # Swept here because this loop wakes at least once a second anyway.
+            engine.drop_idle_lanes(time.monotonic())
             # One poll per interval serves every open transaction, however many there are; a
             # broadcast starts one at once (an automining node has decided by then, and on any
             # other chain it costs one batched call). With nothing open, only the head and the
