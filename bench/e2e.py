@@ -188,6 +188,11 @@ class Burst:
     at_station: dict[str, dict[str, datetime]] = field(default_factory=dict)
     seconds: float = 0.0
     settles: list[float] = field(default_factory=list)
+    #: Each settled session's own time, from its stop request to the driver seeing it settled,
+    #: in the order the stops were sent.
+    latencies: list[float] = field(default_factory=list)
+    #: Stops a second the drivers sent (0: all at once).
+    stop_rate: float = 0.0
     failures: list[str] = field(default_factory=list)
     cpu: str = ""
 
@@ -199,10 +204,12 @@ async def run_burst(
     charge_seconds: float,
     processes: dict[str, dict[str, Any]],
     at_station: dict[str, dict[str, datetime]],
+    stop_rate: float = 0.0,
 ) -> Burst:
     """``at_station``: charge point id -> its latest ``remote_stop`` and ``cp_stopped`` times,
-    filled by the stations' listener."""
-    burst = Burst()
+    filled by the stations' listener. ``stop_rate``: the stops come evenly spaced at that many a
+    second instead of all at once, an open load the stack must keep up with."""
+    burst = Burst(stop_rate=stop_rate)
     async with AsyncExitStack() as streams:
 
         async def start(driver: Driver, station_id: str) -> tuple[str, SessionWatch] | None:
@@ -236,9 +243,14 @@ async def run_burst(
         before = reading(processes)
         first = time.monotonic()
 
-        async def stop(driver: Driver, _cp: str, session: str, watch: SessionWatch) -> None:
+        async def stop(
+            index: int, driver: Driver, _cp: str, session: str, watch: SessionWatch
+        ) -> None:
+            if stop_rate:
+                await asyncio.sleep(first + index / stop_rate - time.monotonic())
             try:
                 burst.stops[session] = datetime.now(UTC)
+                asked = time.monotonic()
                 await client.stop_session(driver, session)
                 final = await watch.until(("settled", "refunded", "failed"))
                 burst.seen[session] = datetime.now(UTC)
@@ -249,8 +261,11 @@ async def run_burst(
                 burst.failures.append(f"{session}: {final['state']} {final['reason']}")
                 return
             burst.settles.append(time.monotonic() - first)
+            timed[index] = time.monotonic() - asked
 
-        await asyncio.gather(*(stop(*c) for c in charging))
+        timed: dict[int, float] = {}
+        await asyncio.gather(*(stop(i, *c) for i, c in enumerate(charging)))
+        burst.latencies = [timed[i] for i in sorted(timed)]
         burst.seconds = time.monotonic() - first
         for _d, charge_point, session, _w in charging:
             burst.at_station[session] = dict(at_station.get(charge_point, {}))
@@ -266,6 +281,7 @@ async def bench(
     charge_seconds: float = 0.0,
     meter_seconds: float = 0.3,
     burst: int = 0,
+    stop_rate: float = 0.0,
 ) -> tuple[list[Level], Burst | None]:
     client = NetworkClient(stack.endpoints, stack.jwt_secret)
     waiting: dict[str, datetime] = {}
@@ -363,6 +379,7 @@ async def bench(
                 charge_seconds,
                 stack.processes,
                 at_station,
+                stop_rate,
             )
         print(f"session waits that fell back to polling: {client.stream_fallbacks}", flush=True)
         return results, stopped
@@ -550,15 +567,32 @@ def settlements(burst: Burst, postgres_url: str, prefix: str) -> list[str]:
     return lines
 
 
+def middle_rate(settles: Sequence[float]) -> float:
+    """Settlements a second between the tenth and the ninetieth percent of them: the rate once
+    the pipeline is full, without the time its first session takes to cross it or the last
+    one's tail."""
+    ordered = sorted(settles)
+    low, high = len(ordered) // 10, len(ordered) * 9 // 10
+    span = ordered[high - 1] - ordered[low] if high - 1 > low else 0.0
+    return (high - 1 - low) / span if span else 0.0
+
+
 def describe_burst(burst: Burst) -> str:
     rate = len(burst.settles) / burst.seconds if burst.seconds else 0.0
-    s50, s99 = percentile(burst.settles, 0.5), percentile(burst.settles, 0.99)
+    l50, l99 = percentile(burst.latencies, 0.5), percentile(burst.latencies, 0.99)
+    halves = (
+        burst.latencies[: len(burst.latencies) // 2],
+        burst.latencies[len(burst.latencies) // 2 :],
+    )
+    how = f"at {burst.stop_rate:g} a second" if burst.stop_rate else "at once"
     return (
         f"burst: requested at once, {len(burst.sessions)} charging after "
         f"{burst.start_seconds:.1f} s\n  {burst.start_cpu}\n"
-        f"burst: {len(burst.sessions)} sessions stopped at once, {len(burst.settles)} settled in "
-        f"{burst.seconds:.1f} s: {rate:.2f} sessions/s (stop to settled p50 {s50:.2f} s, "
-        f"p99 {s99:.2f} s), {len(burst.failures)} failures"
+        f"burst: {len(burst.sessions)} sessions stopped {how}, {len(burst.settles)} settled in "
+        f"{burst.seconds:.1f} s: {rate:.2f} sessions/s, the middle 80 % "
+        f"{middle_rate(burst.settles):.2f} /s (a stop to its settlement p50 {l50:.2f} s, "
+        f"p99 {l99:.2f} s; p50 of the first and the second half {percentile(halves[0], 0.5):.2f}"
+        f" / {percentile(halves[1], 0.5):.2f} s), {len(burst.failures)} failures"
     )
 
 
@@ -587,6 +621,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--burst", type=int, default=0, help="then N sessions charging that all stop at once"
+    )
+    parser.add_argument(
+        "--stop-rate",
+        type=float,
+        default=0.0,
+        help="the burst's stops evenly spaced, this many a second (default: all at once)",
     )
     parser.add_argument("--port-offset", type=int, default=15_000)
     args = parser.parse_args()
@@ -630,6 +670,7 @@ def main() -> int:
                 charge_seconds=args.charge_seconds,
                 meter_seconds=args.meter_seconds,
                 burst=args.burst,
+                stop_rate=args.stop_rate,
             )
         )
         profiles = [profile(level, components.postgres_url, prefix) for level in results]
