@@ -584,7 +584,13 @@ def describe_burst(burst: Burst) -> str:
         burst.latencies[: len(burst.latencies) // 2],
         burst.latencies[len(burst.latencies) // 2 :],
     )
-    how = f"at {burst.stop_rate:g} a second" if burst.stop_rate else "at once"
+    sent = sorted(burst.stops.values())
+    spread = (sent[-1] - sent[0]).total_seconds() if len(sent) > 1 else 0.0
+    how = (
+        f"at {burst.stop_rate:g} a second (sent at {(len(sent) - 1) / spread:.1f})"
+        if burst.stop_rate and spread
+        else "at once"
+    )
     return (
         f"burst: requested at once, {len(burst.sessions)} charging after "
         f"{burst.start_seconds:.1f} s\n  {burst.start_cpu}\n"
