@@ -52,6 +52,20 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
+def hd_env(tmp_path: Path, probe: str, rpc_url: str, mnemonic: str, **more: str) -> dict[str, str]:
+    """An in-process signer's environment that derives its keys from ``mnemonic`` and drops a
+    lane as soon as it is idle."""
+    return signer_env(
+        f"sqlite:///{tmp_path}/signer.db",
+        [],
+        probe,
+        rpc_url,
+        CHARGENET_SIGNER_HD_MNEMONIC=mnemonic,
+        CHARGENET_SIGNER_LANE_IDLE_SECONDS="0",
+        **more,
+    )
+
+
 def lanes_of(engine: Engine, accounts: list[LocalAccount]) -> int:
     return sum(1 for account in accounts if account.address in engine.lanes)
 
@@ -64,15 +78,7 @@ def test_idle_lanes_are_dropped_and_come_back_at_the_chain_nonce(
     nonce from the chain again, past what was sent with the key meanwhile."""
     mnemonic, accounts = hd_accounts(12)
     fund(w3, accounts)
-    env = signer_env(
-        f"sqlite:///{tmp_path}/signer.db",
-        [],
-        probe,
-        rpc_url,
-        CHARGENET_SIGNER_HD_MNEMONIC=mnemonic,
-        CHARGENET_SIGNER_HD_CACHE_SIZE="4",
-        CHARGENET_SIGNER_LANE_IDLE_SECONDS="0",
-    )
+    env = hd_env(tmp_path, probe, rpc_url, mnemonic, CHARGENET_SIGNER_HD_CACHE_SIZE="4")
     with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
         engine = running.app.engine
         assert engine is not None
@@ -104,14 +110,7 @@ def test_a_lane_awaiting_receipts_is_kept(
     idle otherwise, stays until their receipts are in."""
     mnemonic, accounts = hd_accounts(1)
     fund(w3, accounts)
-    env = signer_env(
-        f"sqlite:///{tmp_path}/signer.db",
-        [],
-        probe,
-        rpc_url,
-        CHARGENET_SIGNER_HD_MNEMONIC=mnemonic,
-        CHARGENET_SIGNER_LANE_IDLE_SECONDS="0",
-    )
+    env = hd_env(tmp_path, probe, rpc_url, mnemonic)
     with inprocess_signer(env) as running, SignerClient(running.url, TOKEN) as client:
         engine = running.app.engine
         assert engine is not None
