@@ -55,15 +55,15 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 def hd_env(tmp_path: Path, probe: str, rpc_url: str, mnemonic: str, **more: str) -> dict[str, str]:
     """An in-process signer's environment that derives its keys from ``mnemonic`` and drops a
     lane as soon as it is idle."""
-    return signer_env(
+    env = signer_env(
         f"sqlite:///{tmp_path}/signer.db",
         [],
         probe,
         rpc_url,
         CHARGENET_SIGNER_HD_MNEMONIC=mnemonic,
         CHARGENET_SIGNER_LANE_IDLE_SECONDS="0",
-        **more,
     )
+    return {**env, **more}
 
 
 def lanes_of(engine: Engine, accounts: list[LocalAccount]) -> int:
