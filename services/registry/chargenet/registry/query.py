@@ -34,6 +34,33 @@ EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
 #: Parsed documents kept in memory, most recently used first out of the way.
 DOCUMENTS_KEPT = 4096
 
+# Every station lookup (one per session request) runs these: built once, so SQLAlchemy works out
+# each one's cache key once instead of per call.
+_OPEN_SESSIONS = (
+    sa.select(sa.func.count())
+    .select_from(EscrowSession)
+    .where(
+        EscrowSession.station_id == sa.bindparam("station_id"),
+        EscrowSession.closed_block.is_(None),
+    )
+)
+_OPERATOR_CHANGES = (
+    sa.select(OperatorChange)
+    .where(OperatorChange.station_id == sa.bindparam("station_id"))
+    .order_by(OperatorChange.block_number, OperatorChange.log_index)
+)
+_CONNECTORS = (
+    sa.select(Connector)
+    .where(Connector.station_id == sa.bindparam("station_id"))
+    .order_by(Connector.evse_uid, Connector.connector_id)
+)
+_CHARGE_POINTS = sa.select(ChargePoint).where(
+    ChargePoint.charge_point_id.in_(sa.bindparam("ids", expanding=True))
+)
+_STATUSES = sa.select(ConnectorStatus).where(
+    ConnectorStatus.charge_point_id.in_(sa.bindparam("ids", expanding=True))
+)
+
 
 class ParsedDocuments:
     """Location and tariff documents by hash, parsed once.
@@ -227,15 +254,7 @@ def detail(session: Session, station: Station) -> dict[str, Any]:
         updated_block=station.updated_block,
         tx_hash=station.tx_hash,
         operators=_operators(session, station.station_id),
-        open_sessions=session.scalar(
-            sa.select(sa.func.count())
-            .select_from(EscrowSession)
-            .where(
-                EscrowSession.station_id == station.station_id,
-                EscrowSession.closed_block.is_(None),
-            )
-        )
-        or 0,
+        open_sessions=session.scalar(_OPEN_SESSIONS, {"station_id": station.station_id}) or 0,
     )
     result["tariff"] = documents.get(session, station.tariff_hash)
     location = session.get(Location, station.station_id)
@@ -245,34 +264,22 @@ def detail(session: Session, station: Station) -> dict[str, Any]:
 
 def _operators(session: Session, station_id: str) -> list[str]:
     latest: dict[str, bool] = {}
-    for change in session.scalars(
-        sa.select(OperatorChange)
-        .where(OperatorChange.station_id == station_id)
-        .order_by(OperatorChange.block_number, OperatorChange.log_index)
-    ):
+    for change in session.scalars(_OPERATOR_CHANGES, {"station_id": station_id}):
         latest[change.operator] = change.allowed
     return sorted(operator for operator, allowed in latest.items() if allowed)
 
 
 def _location(session: Session, location: Location, station: Station) -> dict[str, Any]:
-    connectors = session.scalars(
-        sa.select(Connector)
-        .where(Connector.station_id == station.station_id)
-        .order_by(Connector.evse_uid, Connector.connector_id)
-    ).all()
+    connectors = session.scalars(_CONNECTORS, {"station_id": station.station_id}).all()
     points = {
         p.charge_point_id: p
         for p in session.scalars(
-            sa.select(ChargePoint).where(
-                ChargePoint.charge_point_id.in_({c.charge_point_id for c in connectors})
-            )
+            _CHARGE_POINTS, {"ids": sorted({c.charge_point_id for c in connectors})}
         )
     }
     statuses = {
         (s.charge_point_id, s.ocpp_evse_id, s.ocpp_connector_id): s
-        for s in session.scalars(
-            sa.select(ConnectorStatus).where(ConnectorStatus.charge_point_id.in_(set(points)))
-        )
+        for s in session.scalars(_STATUSES, {"ids": sorted(points)})
     }
     evses: dict[str, dict[str, Any]] = {}
     for connector in connectors:
