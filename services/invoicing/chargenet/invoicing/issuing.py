@@ -33,6 +33,13 @@ from chargenet.invoicing.models import Buyer, Invoice, InvoiceCounter, RefusedSe
 
 log = logging.getLogger(__name__)
 SOURCE = "chargenet/invoicing"
+# Every settlement runs these: built once, not per invoice.
+_COUNTER_LOCKED = (
+    sa.select(InvoiceCounter)
+    .where(InvoiceCounter.cpo_id == sa.bindparam("cpo_id"))
+    .with_for_update()
+)
+_INVOICE_OF = sa.select(Invoice).where(Invoice.session_id == sa.bindparam("session_id"))
 
 
 def invoice_number(cpo_id: str, sequence: int) -> str:
@@ -41,8 +48,7 @@ def invoice_number(cpo_id: str, sequence: int) -> str:
 
 def next_number(session: Session, cpo_id: str) -> int:
     """Lock the CPO's counter row (creating it on first use) and take the next number."""
-    query = sa.select(InvoiceCounter).where(InvoiceCounter.cpo_id == cpo_id).with_for_update()
-    counter = session.scalars(query).one_or_none()
+    counter = session.scalars(_COUNTER_LOCKED, {"cpo_id": cpo_id}).one_or_none()
     if counter is None:
         try:
             # Two first invoices of a new CPO race here: the loser's insert waits for the
@@ -51,7 +57,7 @@ def next_number(session: Session, cpo_id: str) -> int:
                 session.add(InvoiceCounter(cpo_id=cpo_id, last_number=0))
         except IntegrityError:
             pass
-        counter = session.scalars(query).one()
+        counter = session.scalars(_COUNTER_LOCKED, {"cpo_id": cpo_id}).one()
     counter.last_number += 1
     session.flush()
     return counter.last_number
@@ -67,9 +73,7 @@ def issue(
     now: datetime | None = None,
 ) -> Invoice | None:
     """Issue the session's invoice in ``session``'s transaction; None if it already exists."""
-    existing = session.scalars(
-        sa.select(Invoice).where(Invoice.session_id == settled.session_id)
-    ).one_or_none()
+    existing = session.scalars(_INVOICE_OF, {"session_id": settled.session_id}).one_or_none()
     if existing is not None:
         return None
     issued_at = now or datetime.now(UTC)
