@@ -90,6 +90,16 @@ _SAMPLE_READ = sa.select(
 )
 _SAMPLES = _SAMPLE_READ.where(MeterSampleRow.session_id == sa.bindparam("session_id"))
 _SAMPLES_OF = _SAMPLE_READ.where(MeterSampleRow.session_id.in_(sa.bindparam("ids", expanding=True)))
+#: A request's clashes, both in one statement (each column has its unique index).
+_CLASHES = sa.select(SessionRow).where(
+    sa.or_(
+        sa.and_(
+            SessionRow.driver_id == sa.bindparam("driver_id"),
+            SessionRow.idempotency_key == sa.bindparam("key"),
+        ),
+        SessionRow.chain_session_id == sa.bindparam("chain_session_id"),
+    )
+)
 
 
 class SessionHandlers:
@@ -204,17 +214,13 @@ class SessionHandlers:
         if self.core.locked(tx, request.session_id) is not None:
             return
         chain_session_id = request.chain_session_id.lower()
-        # Both clashes in one statement (each column has its unique index).
         clashes = session.scalars(
-            sa.select(SessionRow).where(
-                sa.or_(
-                    sa.and_(
-                        SessionRow.driver_id == request.driver_id,
-                        SessionRow.idempotency_key == request.idempotency_key,
-                    ),
-                    SessionRow.chain_session_id == chain_session_id,
-                )
-            )
+            _CLASHES,
+            {
+                "driver_id": request.driver_id,
+                "key": request.idempotency_key,
+                "chain_session_id": chain_session_id,
+            },
         ).all()
         duplicate = next(
             (

@@ -51,6 +51,10 @@ class Worker:
         self._due_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._last_sweep = 0.0
+        # Built once (each tick runs them; building a statement and its cache key costs more
+        # Python than running a cached one), for this database's locking.
+        self._oldest_requested = core.select_for_work(oldest_in_state(State.REQUESTED))
+        self._oldest_stopped = core.select_for_work(oldest_in_state(State.STOPPED))
         #: Seconds until the next tick: the poll interval, or sooner when a held-back batch's
         #: window ends first (nothing may commit meanwhile to wake the worker).
         self._next_tick = 0.0
@@ -136,13 +140,8 @@ class Worker:
     def batch_opens(self) -> None:
         settings = self.core.settings
         with self.core.tx() as tx:
-            query = (
-                sa.select(SessionRow)
-                .where(SessionRow.state == State.REQUESTED.value)
-                .order_by(SessionRow.created_at)
-                .limit(settings.escrow_max_batch)
-            )
-            rows = list(tx.session.scalars(self.core.select_for_work(query)))
+            limit = {"limit": settings.escrow_max_batch}
+            rows = list(tx.session.scalars(self._oldest_requested, limit))
             if not rows:
                 return
             if not open_or_wait(self.core, tx, rows):
@@ -153,13 +152,8 @@ class Worker:
     def batch_settlements(self) -> None:
         settings = self.core.settings
         with self.core.tx() as tx:
-            query = (
-                sa.select(SessionRow)
-                .where(SessionRow.state == State.STOPPED.value)
-                .order_by(SessionRow.stopped_at)
-                .limit(settings.escrow_max_batch)
-            )
-            rows = list(tx.session.scalars(self.core.select_for_work(query)))
+            limit = {"limit": settings.escrow_max_batch}
+            rows = list(tx.session.scalars(self._oldest_stopped, limit))
             if not rows:
                 return
             # A failed settle leaves its op on the row (close_op) and goes back alone at once;
@@ -297,6 +291,18 @@ class Worker:
             SESSIONS.labels(state.value).set(int(counts.get(state.value, 0)))
         lag = 0.0 if oldest is None else (utcnow() - oldest).total_seconds()
         SETTLEMENT_LAG.set(max(lag, 0.0))
+
+
+def oldest_in_state(state: State) -> sa.Select[SessionRow]:
+    """The sessions in ``state`` that waited longest (requested: since created; stopped: since
+    the stop), at most ``limit``."""
+    since = SessionRow.stopped_at if state is State.STOPPED else SessionRow.created_at
+    return (
+        sa.select(SessionRow)
+        .where(SessionRow.state == state.value)
+        .order_by(since)
+        .limit(sa.bindparam("limit"))
+    )
 
 
 def due_for_sweep(now: datetime, margin: timedelta, silence: timedelta) -> sa.Select[SessionRow]:
