@@ -286,6 +286,11 @@ _POINTS = cast(sa.Table, MeterPoint.__table__)
 #: rows). On the table, not the entity: the ORM's bulk insert path costs more than the insert.
 _INSERT_NEW = insert_new(_POINTS)
 _COUNT_POINTS = sa.select(sa.func.count()).where(_POINTS.c.session_id == sa.bindparam("session_id"))
+_SAMPLES = (
+    sa.select(MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w)
+    .where(MeterPoint.session_id == sa.bindparam("session_id"))
+    .order_by(MeterPoint.measured_at)
+)
 #: Locked in id order: two consumers locking in one order cannot deadlock.
 _LOCK_SESSIONS = (
     sa.select(ChargingSession)
@@ -319,9 +324,5 @@ def _visible(row: ChargingSession) -> tuple[Any, ...]:
 
 
 def _stored_samples(session: Session, session_id: str) -> list[MeterSample]:
-    points = session.execute(
-        sa.select(MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w)
-        .where(MeterPoint.session_id == session_id)
-        .order_by(MeterPoint.measured_at)
-    ).all()
+    points = session.execute(_SAMPLES, {"session_id": session_id}).all()
     return [meter_sample(at, energy_wh, power_w) for at, energy_wh, power_w in points]

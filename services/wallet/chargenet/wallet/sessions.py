@@ -81,6 +81,10 @@ _DRIVER = (
 )
 #: The driver's row locked: requests of one driver are decided one at a time, in every replica.
 _DRIVER_LOCKED = _DRIVER.with_for_update(of=Driver)
+_KEYED = sa.select(ChargingSession).where(
+    ChargingSession.driver_id == sa.bindparam("driver_id"),
+    ChargingSession.idempotency_key == sa.bindparam("key"),
+)
 _OPEN_OR_KEYED = sa.select(
     ChargingSession.driver_nonce,
     ChargingSession.max_amount,
@@ -493,12 +497,7 @@ class Sessions:
 
     def _repeat(self, driver: Driver, key: str, fingerprint: str) -> ChargingSession | None:
         with self.db.session() as session:
-            row = session.scalars(
-                sa.select(ChargingSession).where(
-                    ChargingSession.driver_id == driver.driver_id,
-                    ChargingSession.idempotency_key == key,
-                )
-            ).one_or_none()
+            row = session.scalars(_KEYED, {"driver_id": driver.driver_id, "key": key}).one_or_none()
         if row is not None and row.request_hash != fingerprint:
             raise Unprocessable("Idempotency-Key: already used for a different session request")
         if row is not None:

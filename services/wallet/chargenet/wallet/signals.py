@@ -25,6 +25,10 @@ from chargenet.wallet.models import ChargingSession
 log = logging.getLogger(__name__)
 #: Session ids per ``IN (...)`` of the version poll.
 _IDS_PER_QUERY = 500
+#: Every poll runs it: built once, only the ids change.
+_VERSIONS = sa.select(ChargingSession.session_id, ChargingSession.version).where(
+    ChargingSession.session_id.in_(sa.bindparam("ids", expanding=True))
+)
 
 
 class SessionSignals:
@@ -129,9 +133,7 @@ class SessionSignals:
         for start in range(0, len(watched), _IDS_PER_QUERY):
             with self._db.session() as session:
                 rows = session.execute(
-                    sa.select(ChargingSession.session_id, ChargingSession.version).where(
-                        ChargingSession.session_id.in_(watched[start : start + _IDS_PER_QUERY])
-                    )
+                    _VERSIONS, {"ids": watched[start : start + _IDS_PER_QUERY]}
                 ).all()
             with self._lock:
                 changed += [s for s, v in rows if v > self._known.get(s, -1)]
