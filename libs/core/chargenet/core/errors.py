@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def reasons(problems: Iterable[Mapping[str, Any]], most: int | None = None) -> str:
+    """A validation's problems (pydantic's ``errors()``) as one readable line, ``where: what``
+    each; the first ``most`` of them if given."""
+    listed = list(problems)[:most]
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
+        for problem in listed
+    )
+
 
 class DependencyUnavailable(Exception):
     """A component this service depends on (the chain node, a database) did not answer. The

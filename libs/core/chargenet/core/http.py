@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from chargenet.core.errors import ChargenetError, Unprocessable
+from chargenet.core.errors import ChargenetError, Unprocessable, reasons
 from chargenet.core.metrics import exposition
 
 ReadinessCheck = Callable[[], None]
@@ -82,14 +82,10 @@ def install_error_handlers(app: FastAPI) -> None:
             {key: value for key, value in problem.items() if key in _PROBLEM_KEYS}
             for problem in error.errors()
         ]
-        reasons = "; ".join(
-            f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
-            for problem in problems
-        )
         return _AsciiJSONResponse(
             {
                 "error": Unprocessable.code,
-                "detail": reasons or "the request is not valid",
+                "detail": reasons(problems) or "the request is not valid",
                 "errors": jsonable_encoder(problems),
             },
             status_code=Unprocessable.status_code,

@@ -30,7 +30,7 @@ from pydantic import (
     ValidationError,
 )
 
-from chargenet.core.errors import Unprocessable
+from chargenet.core.errors import Unprocessable, reasons
 from chargenet.core.pricing import Tariff, canonical_hash, canonical_json
 
 
@@ -300,11 +300,7 @@ def canonical_text(document: Mapping[str, Any]) -> str:
 
 
 def _reasons(error: ValidationError, what: str) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{where}: {item['msg']}")
-    return f"{what}: " + "; ".join(parts)
+    return f"{what}: {reasons(error.errors(), most=5)}"
 
 
 def micro_degrees(text: str, limit: int, what: str) -> int:
@@ -406,29 +402,29 @@ class ChainRecord:
 
 def location_mismatches(location: CheckedLocation, chain: ChainRecord) -> list[str]:
     """Why a location does not describe the station on chain (empty when it does)."""
-    reasons = []
+    mismatches = []
     if location.model.id != chain.station_id:
-        reasons.append(f"id {location.model.id!r} is not the station id {chain.station_id!r}")
+        mismatches.append(f"id {location.model.id!r} is not the station id {chain.station_id!r}")
     if (location.latitude_e6, location.longitude_e6) != (chain.latitude_e6, chain.longitude_e6):
-        reasons.append(
+        mismatches.append(
             f"coordinates ({location.latitude_e6}, {location.longitude_e6}) micro-degrees are"
             f" not the chain's ({chain.latitude_e6}, {chain.longitude_e6})"
         )
     if len(location.connectors) != chain.connector_count:
-        reasons.append(
+        mismatches.append(
             f"{len(location.connectors)} connectors, the chain has {chain.connector_count}"
         )
     if location.max_power_w > chain.max_power_w:
-        reasons.append(
+        mismatches.append(
             f"a connector of {location.max_power_w} W exceeds the chain's {chain.max_power_w} W"
         )
-    return reasons
+    return mismatches
 
 
 def tariff_mismatches(tariff: CheckedTariff, chain: ChainRecord) -> list[str]:
-    reasons = []
+    mismatches = []
     if tariff.hash != chain.tariff_hash:
-        reasons.append(f"keccak hash {tariff.hash} is not the chain's {chain.tariff_hash}")
+        mismatches.append(f"keccak hash {tariff.hash} is not the chain's {chain.tariff_hash}")
     if tariff.tariff_id != chain.tariff_id:
-        reasons.append(f"id {tariff.tariff_id!r} is not the chain's {chain.tariff_id!r}")
-    return reasons
+        mismatches.append(f"id {tariff.tariff_id!r} is not the chain's {chain.tariff_id!r}")
+    return mismatches

@@ -41,7 +41,14 @@ from chargenet.core.chain.rpc import ChainReadError
 from chargenet.core.db import Database
 from chargenet.core.db.outbox import OutboxRelay, unit_of_work
 from chargenet.core.db.tables import utcnow
-from chargenet.core.errors import ChargenetError, Conflict, Forbidden, NotFound, Unprocessable
+from chargenet.core.errors import (
+    ChargenetError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unprocessable,
+    reasons,
+)
 from chargenet.core.events import SessionRequested, StopRequested
 from chargenet.core.pricing import MeterSample, PricingError, Tariff, price_samples, tariff_of
 from chargenet.core.signer_client import SignerClient, SignerError
@@ -167,10 +174,9 @@ def station_tariff(station: Station) -> Tariff:
     try:
         return tariff_of(json.dumps(station.tariff, sort_keys=True, default=str))
     except ValidationError as error:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()[:5]
-        )
-        raise Conflict(f"the station's tariff is not valid: {reasons}") from None
+        raise Conflict(
+            f"the station's tariff is not valid: {reasons(error.errors(), most=5)}"
+        ) from None
 
 
 def kwh_to_tokens(station: Station, power_w: int, kwh: Decimal, now: datetime) -> int:
