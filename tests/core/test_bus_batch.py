@@ -100,12 +100,17 @@ class Consumer:
             self.attempts[envelope.id] = self.attempts.get(envelope.id, 0) + 1
         apply_once(self.db, CONSUMER, envelope, effect)
 
-    def progress(self) -> str:
+    def progress(self, sent: Sequence[Envelope]) -> str:
         with self.lock:
             delivered, batches, singles = self.delivered, list(self.batches), len(self.attempts)
+        effects = self.effects()
+        applied = set(effects)
+        missing = [
+            (e.subject, e.data["seq"]) for e in sent if (e.subject, e.data["seq"]) not in applied
+        ]
         return (
-            f"{delivered} events delivered, {len(self.effects())} applied, batches {batches}, "
-            f"{singles} handled one by one"
+            f"{delivered} events delivered, {len(effects)} applied, batches {batches}, "
+            f"{singles} handled one by one, not applied (key, seq): {missing[:20]}"
         )
 
     def effects(self) -> list[tuple[str, int]]:
@@ -115,13 +120,18 @@ class Consumer:
             return [(r.key, int(Envelope.from_bytes(r.payload).data["seq"])) for r in rows]
 
 
-def wait_until(condition: Callable[[], bool], consumer: Consumer, timeout: float = 60.0) -> None:
+def wait_until(
+    condition: Callable[[], bool],
+    consumer: Consumer,
+    sent: Sequence[Envelope],
+    timeout: float = 60.0,
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             # What the consumer got tells a broker that delivered nothing from a handler that
             # failed or a batch that stalled (this once timed out in CI and never here).
-            raise AssertionError(f"timed out: {consumer.progress()}")
+            raise AssertionError(f"timed out: {consumer.progress(sent)}")
         time.sleep(0.05)
 
 
@@ -139,7 +149,7 @@ def test_a_batch_applies_once_in_key_order_and_a_redelivered_batch_changes_nothi
     bus.flush()
     subscription = bus.subscribe([TOPIC], group(), consumer.one, batch_handler=consumer.batch)
     assert subscription.wait_assigned()
-    wait_until(lambda: len(consumer.effects()) == len(sent), consumer)
+    wait_until(lambda: len(consumer.effects()) == len(sent), consumer, sent)
     assert max(consumer.batches) > 1, "the events were not handed over as batches"
     assert not consumer.attempts, "a batch fell back to event by event"
 
@@ -147,7 +157,7 @@ def test_a_batch_applies_once_in_key_order_and_a_redelivered_batch_changes_nothi
     for envelope in sent[:100]:
         bus.publish(TOPIC, envelope)
     bus.flush()
-    wait_until(lambda: consumer.delivered >= len(sent) + 100, consumer)
+    wait_until(lambda: consumer.delivered >= len(sent) + 100, consumer, sent)
     subscription.close()
 
     effects = consumer.effects()
@@ -173,7 +183,7 @@ def test_a_poison_event_in_a_batch_is_dead_lettered_alone_and_the_rest_apply(
     bus.flush()
     subscription = bus.subscribe([TOPIC], group(), consumer.one, batch_handler=consumer.batch)
     assert subscription.wait_assigned() and dlq.wait_assigned()
-    wait_until(lambda: bool(dead) and len(consumer.effects()) == len(sent) - 1, consumer)
+    wait_until(lambda: bool(dead) and len(consumer.effects()) == len(sent) - 1, consumer, sent)
     subscription.close()
     dlq.close()
 
