@@ -66,7 +66,6 @@ from chargenet.cli.network.supervisor import (
     start_components,
     up,
 )
-from chargenet.core import aio
 
 MAXIMUM = 20_000_000  # far above what one session here costs: no budget stop
 #: Per driver: enough for a level of sessions that charge a while (~5 tokens each per 10 s).
@@ -668,7 +667,7 @@ def main() -> int:
         print("| drivers | settled | seconds | sessions/s | start p50 ms | start p99 ms "
               "| settle p50 s | settle p99 s | failures |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
-        results, burst = aio.run(
+        results, burst = asyncio.run(
             bench(
                 stack,
                 levels,

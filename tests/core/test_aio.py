@@ -1,14 +1,10 @@
 """A task waiting on an event with a timeout stops when it is cancelled, even if the event is
-set in the same loop turn (the signer's tracker once kept a shutdown waiting forever); the
-services' own loops are uvloop's, and the waits behave the same on them."""
+set in the same loop turn (the signer's tracker once kept a shutdown waiting forever)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import uvloop
-
-from chargenet.core import aio
 from chargenet.core.aio import wait_event
 
 
@@ -31,20 +27,6 @@ async def _cancel_as_the_event_is_set() -> bool:
 
 def test_a_cancel_that_arrives_with_the_event_stops_the_task() -> None:
     assert asyncio.run(_cancel_as_the_event_is_set())
-    assert aio.run(_cancel_as_the_event_is_set())
-
-
-async def _loop_type() -> type[asyncio.AbstractEventLoop]:
-    return type(asyncio.get_running_loop())
-
-
-def test_the_services_loops_are_uvloops() -> None:
-    assert aio.run(_loop_type()) is uvloop.Loop
-    loop = aio.new_event_loop()
-    try:
-        assert isinstance(loop, uvloop.Loop)
-    finally:
-        loop.close()
 
 
 def test_it_says_whether_the_event_was_set() -> None:

@@ -9,7 +9,6 @@ import signal
 
 from fastapi import FastAPI
 
-from chargenet.core import aio
 from chargenet.core import logging as core_logging
 from chargenet.core.bus import create_bus
 from chargenet.core.http import http_server, ops_router
@@ -56,7 +55,7 @@ def main() -> None:
         core_logging.configure(
             settings.log_level, json_lines=settings.log_json, service=settings.service_name
         )
-        aio.run(serve(settings))
+        asyncio.run(serve(settings))
     except ConfigurationError as error:
         exit_on_configuration_error(error)
 

@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 
-from chargenet.core import aio
 from chargenet.core import logging as core_logging
 from chargenet.core.http import http_server, ops_app
 from chargenet.core.settings import ConfigurationError, exit_on_configuration_error, load_settings
@@ -51,7 +50,7 @@ def main() -> None:
     # httpx logs every JSON-RPC request at INFO: thousands of lines a second under load.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        aio.run(run(settings))
+        asyncio.run(run(settings))
     except (KeyConfigurationError, PolicyConfigurationError, AbiError, OSError) as error:
         # OSError: a TLS file that cannot be read, an address that cannot be listened on.
         print(f"configuration error: {error}", file=sys.stderr)

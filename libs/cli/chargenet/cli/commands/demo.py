@@ -26,7 +26,6 @@ from chargenet.cli.network.embedded import EmbeddedNetwork
 from chargenet.cli.network.plan import CP_PASSWORD, Ports, demo_cpos
 from chargenet.cli.network.report import audit, print_report
 from chargenet.cli.network.scenario import TOP_UP, DemoScenario
-from chargenet.core import aio
 from chargenet.core.chain import IN_PROCESS
 
 
@@ -80,7 +79,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"{endpoints.invoicing} · gateways {endpoints.gateways}"
     )
     try:
-        return aio.run(_run(args, network, started))
+        return asyncio.run(_run(args, network, started))
     except KeyboardInterrupt:
         return 130
     finally:

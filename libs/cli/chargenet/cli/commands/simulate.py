@@ -26,7 +26,6 @@ from chargenet.cli.network.fleet import (
     StationEvent,
     meter_for,
 )
-from chargenet.core import aio
 from chargenet.core.ocpp_sim import Endpoint
 
 
@@ -104,7 +103,7 @@ def _simulate(args: argparse.Namespace) -> int:
         print(json.dumps(keys, indent=2))
         return 0
     try:
-        return aio.run(_run(args, ids))
+        return asyncio.run(_run(args, ids))
     except KeyboardInterrupt:
         return 0
 

@@ -26,7 +26,6 @@ from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
 from chargenet.cli.network.plan import Cpo, Plan, Ports, fresh_keys, fresh_tokens
-from chargenet.core import aio
 from chargenet.core.bus.memory import InMemoryBus
 from chargenet.core.chain import Deployment, deploy_chargenet
 from chargenet.core.db import Database
@@ -51,7 +50,7 @@ class LoopThread:
     """An event loop on its own thread; ``run`` blocks the caller until a coroutine is done."""
 
     def __init__(self, name: str) -> None:
-        self.loop = aio.new_event_loop()
+        self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
