@@ -83,6 +83,9 @@ class CoreSettings(BaseSettings):
     #: crosses several hops and each waits this long at most. A high-volume publisher trades a
     #: little latency for much less CPU (librdkafka's cost per event falls with the batch size).
     kafka_linger_ms: int = Field(default=2, ge=0, le=1000)
+    #: librdkafka's debug contexts for every client of the bus (e.g. "cgrp,fetch" to see a
+    #: consumer's group and fetch positions), logged at DEBUG by the "kafka" logger. Empty: off.
+    kafka_debug: str = Field(default="", pattern=r"^[a-z,]*$")
     #: TLS (SSL), authentication (SASL_PLAINTEXT) or both (SASL_SSL) to the brokers.
     kafka_security_protocol: KafkaSecurity = KafkaSecurity.PLAINTEXT
     #: The CA certificate (PEM) that signed the brokers'; unset: the system's CAs.

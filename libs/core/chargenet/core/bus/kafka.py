@@ -122,10 +122,14 @@ class KafkaBus(EventBus):
         connect_timeout: float = 30.0,
         linger_ms: int = 2,
         security: Mapping[str, str] | None = None,
+        debug: str = "",
     ):
         self.bootstrap_servers = bootstrap_servers
         #: TLS and SASL properties every client of this bus gets (``security_config``).
         self.security = dict(security or {})
+        #: What every client of this bus gets besides its own settings: the security properties
+        #: and, when asked for, librdkafka's debug contexts (logged through ``client_log``).
+        self.client_config = {**self.security, **({"debug": debug} if debug else {})}
         self.topic_prefix = topic_prefix
         self.partitions = partitions
         # Failed sends are collected by the delivery callback (not by keeping every future) so
@@ -145,7 +149,7 @@ class KafkaBus(EventBus):
                 "linger.ms": linger_ms,
                 "client.id": "chargenet-producer",
                 "logger": client_log,
-                **self.security,
+                **self.client_config,
             }
         )
         # Fail at start-up, not at the first publish, when no broker answers.
@@ -168,6 +172,7 @@ class KafkaBus(EventBus):
                 connect_timeout=settings.kafka_connect_timeout_seconds,
                 linger_ms=settings.kafka_linger_ms,
                 security=security_config(settings),
+                debug=settings.kafka_debug,
             )
         except ConnectionError:
             problem = f"no Kafka broker answers at {settings.kafka_bootstrap_servers}"
@@ -369,7 +374,7 @@ class _KafkaSubscription(Subscription):
                 "client.id": f"chargenet-{group}",
                 "logger": client_log,
                 "on_commit": self._committed,
-                **bus.security,
+                **bus.client_config,
             }
         )
         self._consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
