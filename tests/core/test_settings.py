@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from chargenet.cli.commands.check import settings_class, uses_database
+from chargenet.cli.commands.run import SERVICES
 from chargenet.core.settings import ConfigurationError, CoreSettings, load_settings
 from chargenet.gateway.settings import GatewaySettings
 from chargenet.wallet.settings import WalletSettings
@@ -107,6 +109,13 @@ def test_production_asks_no_database_of_the_gateway(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigurationError) as caught:
         load_settings(CoreSettings)
     assert "SQLite is refused in production mode" in caught.value.message
+
+
+def test_every_service_names_its_settings_class_as_the_cli_check_looks_for_it() -> None:
+    classes = {service: settings_class(service) for service in SERVICES}
+    assert all(issubclass(own, CoreSettings) for own in classes.values())
+    assert classes["wallet"] is WalletSettings and classes["gateway"] is GatewaySettings
+    assert [s for s in SERVICES if not uses_database(s)] == ["gateway"]
 
 
 def test_the_cli_check_tries_no_database_for_the_gateway() -> None:

@@ -37,19 +37,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_check)
 
 
+def settings_class(service: str) -> type[CoreSettings]:
+    """A service's own settings class: ``<Service>Settings`` in ``chargenet.<service>.settings``
+    (imported by name, so the CLI loads only the service it is asked about)."""
+    module = importlib.import_module(f"chargenet.{service}.settings")
+    own: type[CoreSettings] = getattr(module, f"{service.capitalize()}Settings")
+    return own
+
+
 def uses_database(service: str) -> bool:
     """What the service's own settings class says; only the class is read, not its settings."""
     if service not in SERVICES:
         return CoreSettings.uses_database
-    module = importlib.import_module(f"chargenet.{service}.settings")
-    own = next(
-        value
-        for value in vars(module).values()
-        if isinstance(value, type)
-        and issubclass(value, CoreSettings)
-        and value.__module__ == module.__name__
-    )
-    return own.uses_database
+    return settings_class(service).uses_database
 
 
 def _check(_args: argparse.Namespace) -> int:
