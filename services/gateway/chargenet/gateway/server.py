@@ -23,6 +23,8 @@ from chargenet.gateway.connection import CLOSE_REPLACED, ChargePointConnection
 from chargenet.gateway.context import GatewayContext
 from chargenet.gateway.credentials import CredentialStore
 from chargenet.gateway.events import (
+    CHARGE_POINTS_TOPIC,
+    RESULTS_TOPIC,
     SESSIONS_TOPIC,
     ChargePointDisconnected,
     ConnectionClaimed,
@@ -72,7 +74,11 @@ class Gateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._router = CommandRouter(self.ctx, self.connections, loop)
-        self.bus.ensure_topics([self.commands_topic, SESSIONS_TOPIC])
+        # Every topic it writes to as well: created on the first send, it would hold up the
+        # event loop while the bus waits for the new topic to be served.
+        self.bus.ensure_topics(
+            [self.commands_topic, SESSIONS_TOPIC, RESULTS_TOPIC, CHARGE_POINTS_TOPIC]
+        )
         cpo, replica = self.settings.cpo_id, self.settings.replica_id
         # The authorisation table lives in memory: each start rebuilds it from the whole topic,
         # hence a fresh group per incarnation.
