@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from chargenet.core.envelope import Envelope, EventData, make_envelope
-from chargenet.core.events import EscrowOpened, MeterReading, SessionStarted
+from chargenet.core.events import EscrowOpened, MeterReading, SessionPriced, SessionStarted
 from chargenet.wallet.models import ChargingSession, MeterPoint
 from chargenet.wallet.projection import SessionProjection
 from tests.wallet.harness import CPO_ID, EUR, START, World, charge_point_of, requested
@@ -168,3 +168,29 @@ def test_a_replica_that_missed_a_sample_prices_from_all_the_stored_points(env: W
     # Booked on its own running price, this would cost 3 kWh; the points say 5.
     one.batch([meter(30, 3_000)])
     assert cost() == 2_980_000  # (0.50 + 5 kWh x 0.40) x 1.19 = 2.975
+
+
+def test_the_escrows_price_stands_against_a_late_meter_value(env: World) -> None:
+    """Once the escrow priced the session, that is its cost: a meter value published late (the
+    sample is still stored) does not put the meter's running price back over it."""
+    session = requested(env, "late-meter")
+    sid, cp, meter = session.sid, session.cp, session.meter
+    started = SessionStarted(
+        session_id=sid,
+        charge_point_id=cp,
+        connector_id=1,
+        transaction_id="t1",
+        meter_start_wh=0,
+        started_at=START,
+    )
+    priced = SessionPriced(session_id=sid, amount=1_234_000, cdr_hash="0x" + "22" * 32, cdr={})
+    projection = SessionProjection(env.wallet_db)
+    projection.batch([envelope(started, sid), meter(10, 1_000), envelope(priced, sid)])
+    assert (env.session_row(sid).state, env.session_row(sid).cost_so_far) == ("priced", 1_234_000)
+
+    projection.batch([meter(20, 2_000)])
+    row = env.session_row(sid)
+    assert (row.state, row.energy_wh, row.cost_so_far) == ("priced", 2_000, 1_234_000)
+    with env.wallet_db.session() as db_session:
+        points = db_session.scalar(sa.select(sa.func.count()).where(MeterPoint.session_id == sid))
+    assert points == 3

@@ -43,7 +43,7 @@ from chargenet.core.pricing import (
     tariff_of,
 )
 from chargenet.wallet import metrics
-from chargenet.wallet.models import ChargingSession, MeterPoint, advance, request_stop
+from chargenet.wallet.models import RANK, ChargingSession, MeterPoint, advance, request_stop
 from chargenet.wallet.sessions import SOURCE
 from chargenet.wallet.signals import SessionSignals
 
@@ -202,11 +202,9 @@ class _Fold:
             advance(row, "stopped")
             self.reprice, self.end = True, stopped.stopped_at
         elif kind == SessionPriced.event_type:
-            self._price()  # what the meter said so far, then the escrow's price over it
             row.cost_so_far = envelope.payload(SessionPriced).amount
             advance(row, "priced")
         elif kind == SessionSettled.event_type:
-            self._price()
             settled = envelope.payload(SessionSettled)
             row.amount_settled = settled.amount_settled
             row.cost_so_far = settled.amount_settled
@@ -238,14 +236,15 @@ class _Fold:
 
     def _price(self) -> None:
         """Store the new samples (one insert; a sample already stored stays), then price the
-        session if a sample asked for it."""
+        session if a sample asked for it and the escrow has not priced it: its price stands
+        (a meter value that comes after it, from a late publisher, must not replace it)."""
         if self.points:
             dialect = self.session.get_bind().dialect.name
             self.session.execute(_INSERT_NEW[dialect], list(self.points.values()))
             self.points = {}
-        if self.reprice:
-            self.reprice = False
+        if self.reprice and RANK[self.row.state] < RANK["priced"]:
             self._reprice()
+        self.reprice = False
 
     def _reprice(self) -> None:
         """This process's running price with the new samples booked; built from all the stored
