@@ -18,7 +18,7 @@ from chargenet.core.logging import bind
 from chargenet.core.metrics import counter
 from chargenet.invoicing.document import InvoiceError, Party
 from chargenet.invoicing.events import SessionRequested, SessionSettled
-from chargenet.invoicing.issuing import issue, record_buyer, refuse
+from chargenet.invoicing.issuing import issue_all, record_buyer, refuse
 from chargenet.invoicing.models import RefusedSettlement
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,8 @@ class SessionsConsumer:
         # By CPO (stable: each CPO's in the order they came): each CPO's number series is
         # locked until the commit, and two replicas taking two CPOs' in opposite orders would
         # deadlock.
-        settled = sorted(
-            ((e, e.payload(SessionSettled)) for e in envelopes), key=lambda pair: pair[1].cpo_id
-        )
-        for envelope, event in settled:
-            with bind(session_id=envelope.subject, event_id=envelope.id):
-                self._issue(session, event)
+        settled = sorted((e.payload(SessionSettled) for e in envelopes), key=lambda s: s.cpo_id)
+        self._issue_all(session, settled)
 
     def _record(self, session: Session, envelope: Envelope) -> None:
         record_buyer(session, envelope.payload(SessionRequested), self.default_country)
@@ -111,7 +107,7 @@ class SessionsConsumer:
                     # Kept by a version whose event this one cannot read: left to an operator.
                     log.error("refused settlement %s cannot be read: %s", session_id, error)
                     continue
-                if self._issue(session, settled):
+                if self._issue_all(session, [settled]) == 1:
                     session.delete(row)
                     issued += 1
         if waiting:
@@ -119,28 +115,29 @@ class SessionsConsumer:
         return issued
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
-        self._issue(session, envelope.payload(SessionSettled))
+        self._issue_all(session, [envelope.payload(SessionSettled)])
 
-    def _issue(self, session: Session, settled: SessionSettled) -> bool:
-        """Issue the invoice, or record the refusal; False if refused."""
-        try:
-            # A savepoint: a refused invoice must give its number back, but the inbox row and
-            # the refusal record still commit, so the event is not retried forever.
-            with session.begin_nested():
-                invoice = issue(
-                    session,
-                    settled,
-                    suppliers=self.suppliers,
-                    meter_data_url=self.meter_data_url,
-                    default_country=self.default_country,
-                )
-        except InvoiceError as error:
-            refuse(session, settled, error)
-            INVOICES.labels(outcome="refused").inc()
-            return False
-        if invoice is None:
-            INVOICES.labels(outcome="duplicate").inc()
-        else:
-            log.info("issued invoice %s", invoice.number)
-            INVOICES.labels(outcome="issued").inc()
-        return True
+    def _issue_all(self, session: Session, settlements: list[SessionSettled]) -> int:
+        """Issue the invoices, record the refusals; returns how many sessions have their invoice
+        (issued now, or before)."""
+        outcomes = issue_all(
+            session,
+            settlements,
+            suppliers=self.suppliers,
+            meter_data_url=self.meter_data_url,
+            default_country=self.default_country,
+        )
+        invoiced = 0
+        for settled, outcome in zip(settlements, outcomes, strict=True):
+            with bind(session_id=settled.session_id):
+                if isinstance(outcome, InvoiceError):
+                    refuse(session, settled, outcome)
+                    INVOICES.labels(outcome="refused").inc()
+                    continue
+                if outcome is None:
+                    INVOICES.labels(outcome="duplicate").inc()
+                else:
+                    log.info("issued invoice %s", outcome.number)
+                    INVOICES.labels(outcome="issued").inc()
+                invoiced += 1
+        return invoiced

@@ -362,7 +362,9 @@ def check_sums(doc: InvoiceDocument) -> None:
     }
     broken = [rule for rule, holds in rules.items() if not holds]
     if broken:
-        raise InvoiceError(f"invoice {doc.number} does not add up: {'; '.join(broken)}")
+        raise InvoiceError(
+            f"the invoice of session {doc.session_id} does not add up: {'; '.join(broken)}"
+        )
 
 
 def _amounts(doc: InvoiceDocument) -> list[int]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -33,21 +33,46 @@ from chargenet.invoicing.models import Buyer, Invoice, InvoiceCounter, RefusedSe
 
 log = logging.getLogger(__name__)
 SOURCE = "chargenet/invoicing"
-# Every settlement runs these: built once, not per invoice.
+# Every batch of settlements runs these: built once, not per batch.
 _COUNTER_LOCKED = (
     sa.select(InvoiceCounter)
     .where(InvoiceCounter.cpo_id == sa.bindparam("cpo_id"))
     .with_for_update()
 )
-_INVOICE_OF = sa.select(Invoice).where(Invoice.session_id == sa.bindparam("session_id"))
+_INVOICED = sa.select(Invoice.session_id).where(
+    Invoice.session_id.in_(sa.bindparam("ids", expanding=True))
+)
+_BUYERS = sa.select(Buyer).where(Buyer.session_id.in_(sa.bindparam("ids", expanding=True)))
+#: What a document carries until its checks passed and it takes its number.
+_UNNUMBERED = "(not numbered yet)"
+
+#: What issuing made of one settlement: its invoice, None if the session already had one, or
+#: the reason it was refused (nothing was written for it; the caller records the refusal).
+Outcome = Invoice | InvoiceError | None
 
 
 def invoice_number(cpo_id: str, sequence: int) -> str:
     return f"INV-{cpo_id}-{sequence:08d}"
 
 
-def next_number(session: Session, cpo_id: str) -> int:
-    """Lock the CPO's counter row (creating it on first use) and take the next number."""
+class Numbering:
+    """The CPOs' number series of one transaction: each CPO's counter row is locked once, on its
+    first invoice, and counted on in memory; the commit writes its last number."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._counters: dict[str, InvoiceCounter] = {}
+
+    def take(self, cpo_id: str) -> int:
+        counter = self._counters.get(cpo_id)
+        if counter is None:
+            counter = self._counters[cpo_id] = _lock_counter(self.session, cpo_id)
+        counter.last_number += 1
+        return counter.last_number
+
+
+def _lock_counter(session: Session, cpo_id: str) -> InvoiceCounter:
+    """Lock the CPO's counter row, creating it on first use."""
     counter = session.scalars(_COUNTER_LOCKED, {"cpo_id": cpo_id}).one_or_none()
     if counter is None:
         try:
@@ -58,25 +83,62 @@ def next_number(session: Session, cpo_id: str) -> int:
         except IntegrityError:
             pass
         counter = session.scalars(_COUNTER_LOCKED, {"cpo_id": cpo_id}).one()
-    counter.last_number += 1
-    session.flush()
-    return counter.last_number
+    return counter
 
 
-def issue(
+def issue_all(
     session: Session,
-    settled: SessionSettled,
+    settlements: Sequence[SessionSettled],
     *,
     suppliers: Mapping[str, Party],
     meter_data_url: str,
     default_country: str,
     now: datetime | None = None,
-) -> Invoice | None:
-    """Issue the session's invoice in ``session``'s transaction; None if it already exists."""
-    existing = session.scalars(_INVOICE_OF, {"session_id": settled.session_id}).one_or_none()
-    if existing is not None:
-        return None
+) -> list[Outcome]:
+    """Issue the sessions' invoices in ``session``'s transaction, in the order given (give each
+    CPO's together, CPOs in one order: a CPO's number series stays locked until the commit).
+
+    A document is built and checked before it takes its number, so nothing can refuse it after
+    that: a refused settlement takes no number and writes nothing, and no savepoint is needed
+    to give a number back. The invoices, the counters and the events go out in the commit's
+    one flush; what the batch needs to know is read in two queries, not per settlement.
+    """
+    ids = [settled.session_id for settled in settlements]
+    invoiced = set(session.scalars(_INVOICED, {"ids": ids}))
+    # Into the identity map, where customer_of's look-up finds them.
+    session.scalars(_BUYERS, {"ids": ids}).all()
+    numbering = Numbering(session)
     issued_at = now or datetime.now(UTC)
+    outcomes: list[Outcome] = []
+    with session.no_autoflush:
+        for settled in settlements:
+            if settled.session_id in invoiced:
+                outcomes.append(None)
+                continue
+            try:
+                document = _checked_document(
+                    session, settled, issued_at, suppliers, meter_data_url, default_country
+                )
+            except InvoiceError as error:
+                outcomes.append(error)
+                continue
+            sequence = numbering.take(settled.cpo_id)
+            number = invoice_number(settled.cpo_id, sequence)
+            document = document.model_copy(update={"number": number, "sequence": sequence})
+            outcomes.append(_stage(session, settled, document, issued_at))
+            invoiced.add(settled.session_id)
+    return outcomes
+
+
+def _checked_document(
+    session: Session,
+    settled: SessionSettled,
+    issued_at: datetime,
+    suppliers: Mapping[str, Party],
+    meter_data_url: str,
+    default_country: str,
+) -> InvoiceDocument:
+    """The invoice's document, every rule checked, not numbered yet."""
     supplier = suppliers.get(settled.cpo_id)
     if supplier is None:
         raise InvoiceError(
@@ -84,22 +146,25 @@ def issue(
             "(CHARGENET_INVOICING_SUPPLIERS_FILE): an invoice without the seller's address and "
             "VAT identifier would not comply with EN 16931 (BR-08, BR-S-02)"
         )
-    customer = customer_of(session, settled, default_country)
-    sequence = next_number(session, settled.cpo_id)
-    number = invoice_number(settled.cpo_id, sequence)
-    document = build_document(
+    return build_document(
         settled,
-        number=number,
-        sequence=sequence,
+        number=_UNNUMBERED,
+        sequence=0,
         issue_date=issued_at.date(),
         supplier=supplier,
-        customer=customer,
+        customer=customer_of(session, settled, default_country),
         meter_data_url=meter_data_url,
     )
+
+
+def _stage(
+    session: Session, settled: SessionSettled, document: InvoiceDocument, issued_at: datetime
+) -> Invoice:
+    """The numbered invoice and its event, added to the transaction."""
     invoice = Invoice(
-        number=number,
+        number=document.number,
         cpo_id=settled.cpo_id,
-        sequence=sequence,
+        sequence=document.sequence,
         driver_id=settled.driver_id,
         session_id=settled.session_id,
         issue_date=document.issue_date,
@@ -112,7 +177,7 @@ def issue(
     )
     session.add(invoice)
     event = InvoiceIssued(
-        invoice_number=number,
+        invoice_number=document.number,
         cpo_id=settled.cpo_id,
         driver_id=settled.driver_id,
         session_id=settled.session_id,
@@ -122,9 +187,10 @@ def issue(
     add_to_outbox(
         session,
         InvoiceIssued.topic,
-        make_envelope(event, subject=settled.cpo_id, source=SOURCE, event_id=f"invoice-{number}"),
+        make_envelope(
+            event, subject=settled.cpo_id, source=SOURCE, event_id=f"invoice-{document.number}"
+        ),
     )
-    session.flush()
     return invoice
 
 
