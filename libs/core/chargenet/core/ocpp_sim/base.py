@@ -9,8 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import ocpp.messages
 from ocpp import routing
 from websockets.asyncio.client import ClientConnection
+
+# The library checks every message against its schema in a thread of the loop's default executor.
+# The check takes ~100 us; the hop to the thread and back took more CPU than that (the thread
+# waits for the interpreter lock behind the loop), so a fleet of simulated charge points checks
+# on its own loop. Only the simulator uses the library's ChargePoint (the gateway has its own
+# compiled checks), so this setting of the library touches nothing else.
+ocpp.messages.ASYNC_VALIDATION = False
 
 
 @dataclass(slots=True)
