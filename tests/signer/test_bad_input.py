@@ -181,7 +181,8 @@ def test_a_huge_request_does_not_stall_other_callers(stub: tuple[Any, str]) -> N
             metadata=METADATA,
             timeout=120,
         ),
-        "SendTransaction": lambda: send(
+        # Encoded (the slow part), then refused for its size: see the test below.
+        "SendTransaction": lambda: refused(
             client, **adhoc(probe, array, json_args=json.dumps([[1] * 1_000_000]), gas_limit=10**6)
         ),
     }
@@ -195,3 +196,17 @@ def test_a_huge_request_does_not_stall_other_callers(stub: tuple[Any, str]) -> N
             answered = time.monotonic() - waited
             running.result()
         assert answered < 1.0, (name, answered, time.monotonic() - started)
+
+
+def test_call_data_larger_than_nodes_take_is_invalid_argument(stub: tuple[Any, str]) -> None:
+    """32 MB of call data was stored, signed and sent, and the node refused it; the request's
+    socket then stayed open with the unsent rest (39 MB) until the node timed it out."""
+    client, probe = stub
+    array = {**BUMP, "inputs": [{"name": "a", "type": "uint256[]"}]}
+    fits = json.dumps([[1] * 3_000])  # 96 KB of call data
+    too_big = json.dumps([[1] * 4_000])  # 128 KB
+    error = refused(client, **adhoc(probe, array, json_args=too_big, gas_limit=10**6))
+    assert_invalid(error, "json_args")
+    assert "at most 120000 are sent" in (error.details() or "")
+    assert send(client, **adhoc(probe, array, json_args=fits, gas_limit=5 * 10**6)).created
+    assert_still_sends(client)

@@ -97,7 +97,8 @@ class SignerApp:
             options=[("grpc.so_reuseport", 0), ("grpc.max_concurrent_streams", 1000)]
         )
         signer_pb2_grpc.add_SignerServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            SignerService(engine, policy, contracts), server
+            SignerService(engine, policy, contracts, max_data_bytes=settings.signer_max_data_bytes),
+            server,
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

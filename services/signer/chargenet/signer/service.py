@@ -79,10 +79,18 @@ _SOURCE = {
 
 
 class SignerService(signer_pb2_grpc.SignerServiceServicer):
-    def __init__(self, engine: Engine, policy: Policy, contracts: ContractRegistry) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: Policy,
+        contracts: ContractRegistry,
+        *,
+        max_data_bytes: int = 120_000,
+    ) -> None:
         self.engine = engine
         self.policy = policy
         self.contracts = contracts
+        self.max_data_bytes = max_data_bytes
 
     # -- RPCs ------------------------------------------------------------------------------------
 
@@ -108,6 +116,13 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
             )
         except AbiError as error:
             await _invalid(context, error.field, str(error).removeprefix(f"{error.field}: "))
+        if len(data) > self.max_data_bytes:
+            await _invalid(
+                context,
+                which or "json_args",
+                f"the call data would be {len(data)} bytes; at most {self.max_data_bytes} are "
+                "sent (nodes refuse larger transactions)",
+            )
         value = request.value_wei or "0"
         if not _WEI.match(value) or int(value) >= 2**256:
             await _invalid(context, "value_wei", "a decimal integer of wei from 0 to 2**256 - 1")

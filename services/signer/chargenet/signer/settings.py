@@ -71,6 +71,10 @@ class SignerSettings(CoreSettings):
     signer_fee_bump_percent: int = Field(default=25, ge=11, le=1000)
     #: Gas estimate multiplier in percent (state can move between estimate and inclusion).
     signer_gas_margin_percent: int = Field(default=125, ge=100, le=400)
+    #: A transaction's call data, at most (bytes). Nodes refuse larger transactions (geth's pool
+    #: takes 128 KiB at most, signature and fields included), so a larger one is refused here
+    #: before it is stored, signed and sent for nothing.
+    signer_max_data_bytes: int = Field(default=120_000, ge=1_000, le=16 * 1024 * 1024)
     #: The tracker's poll interval.
     signer_poll_seconds: float = Field(default=0.2, gt=0)
     #: Requests signed and stored in one database transaction per account, at most.
