@@ -105,8 +105,7 @@ def issue_all(
     """
     ids = [settled.session_id for settled in settlements]
     invoiced = set(session.scalars(_INVOICED, {"ids": ids}))
-    # Into the identity map, where customer_of's look-up finds them.
-    session.scalars(_BUYERS, {"ids": ids}).all()
+    buyers = {buyer.session_id: buyer for buyer in session.scalars(_BUYERS, {"ids": ids})}
     numbering = Numbering(session)
     issued_at = now or datetime.now(UTC)
     outcomes: list[Outcome] = []
@@ -116,8 +115,9 @@ def issue_all(
                 outcomes.append(None)
                 continue
             try:
+                customer = customer_of(buyers.get(settled.session_id), settled, default_country)
                 document = _checked_document(
-                    session, settled, issued_at, suppliers, meter_data_url, default_country
+                    settled, customer, issued_at, suppliers, meter_data_url
                 )
             except InvoiceError as error:
                 outcomes.append(error)
@@ -131,12 +131,11 @@ def issue_all(
 
 
 def _checked_document(
-    session: Session,
     settled: SessionSettled,
+    customer: Party,
     issued_at: datetime,
     suppliers: Mapping[str, Party],
     meter_data_url: str,
-    default_country: str,
 ) -> InvoiceDocument:
     """The invoice's document, every rule checked, not numbered yet."""
     supplier = suppliers.get(settled.cpo_id)
@@ -152,7 +151,7 @@ def _checked_document(
         sequence=0,
         issue_date=issued_at.date(),
         supplier=supplier,
-        customer=customer_of(session, settled, default_country),
+        customer=customer,
         meter_data_url=meter_data_url,
     )
 
@@ -219,10 +218,10 @@ def record_buyer(session: Session, requested: SessionRequested, default_country:
     )
 
 
-def customer_of(session: Session, settled: SessionSettled, default_country: str) -> Party:
-    """The invoice's buyer: as requested, else the driver's account and the default country."""
+def customer_of(buyer: Buyer | None, settled: SessionSettled, default_country: str) -> Party:
+    """The invoice's buyer: as requested (the session's recorded ``buyer``), else the driver's
+    account and the default country."""
     fallback_name = f"chargenet driver {settled.driver_id}"
-    buyer = session.get(Buyer, settled.session_id)
     if buyer is None:
         # The request shares the settlement's partition key and comes first; only a request
         # consumed before this service recorded buyers (or lost to a dead letter) lands here.
