@@ -36,6 +36,7 @@ from chargenet.core.events import (
     ChargePointDisconnected,
     ConnectorStatusChanged,
     MeterReading,
+    SessionStarted,
 )
 from chargenet.core.pricing import canonical_hash
 from chargenet.core.settings import DEVELOPMENT_SECRET
@@ -401,6 +402,18 @@ class Requested:
     station: str
     cp: str
     driver: Driver
+
+    def started(self, meter_start_wh: int = 0) -> Envelope:
+        """The charge point's start at ``START`` (transaction ``t1``)."""
+        event = SessionStarted(
+            session_id=self.sid,
+            charge_point_id=self.cp,
+            connector_id=1,
+            transaction_id="t1",
+            meter_start_wh=meter_start_wh,
+            started_at=START,
+        )
+        return make_envelope(event, subject=self.sid, source="test")
 
     def meter(self, minutes: int, energy_wh: int) -> Envelope:
         reading = MeterReading(

@@ -34,14 +34,6 @@ def test_events_of_a_session_fold_into_one_write(env: World) -> None:
         expires_at=start + timedelta(hours=4),
         tx_hash="0x" + "11" * 32,
     )
-    started = SessionStarted(
-        session_id=sid,
-        charge_point_id=cp,
-        connector_id=1,
-        transaction_id="t1",
-        meter_start_wh=1_000,
-        started_at=start,
-    )
     projection = SessionProjection(env.wallet_db)
 
     def version() -> int:
@@ -50,7 +42,7 @@ def test_events_of_a_session_fold_into_one_write(env: World) -> None:
     before = version()
     batch = [
         envelope(opened, sid),
-        envelope(started, sid),
+        session.started(meter_start_wh=1_000),
         meter(10, 3_000),
         meter(20, 5_000),
         meter(20, 5_000),  # the same sample again (a new event id): stored once
@@ -144,23 +136,13 @@ def test_a_replica_that_missed_a_sample_prices_from_all_the_stored_points(env: W
     """Each meter value is booked on the process's running price; a process that has not seen
     every stored point (another replica's) builds the price from all of them instead."""
     session = requested(env, "replicas")
-    sid, cp, meter = session.sid, session.cp, session.meter
-    start = START
-
-    started = SessionStarted(
-        session_id=sid,
-        charge_point_id=cp,
-        connector_id=1,
-        transaction_id="t1",
-        meter_start_wh=0,
-        started_at=start,
-    )
+    sid, meter = session.sid, session.meter
     one, other = SessionProjection(env.wallet_db), SessionProjection(env.wallet_db)
 
     def cost() -> int:
         return env.session_row(sid).cost_so_far
 
-    one.batch([envelope(started, sid), meter(10, 1_000)])
+    one.batch([session.started(), meter(10, 1_000)])
     one.batch([meter(20, 2_000)])  # booked on its running price
     assert one.prices.get(sid, covering=3) is not None  # start, 10 and 20 minutes
     assert cost() == 1_550_000  # (0.50 + 2 kWh x 0.40) x 1.19 = 1.547
@@ -174,18 +156,10 @@ def test_the_escrows_price_stands_against_a_late_meter_value(env: World) -> None
     """Once the escrow priced the session, that is its cost: a meter value published late (the
     sample is still stored) does not put the meter's running price back over it."""
     session = requested(env, "late-meter")
-    sid, cp, meter = session.sid, session.cp, session.meter
-    started = SessionStarted(
-        session_id=sid,
-        charge_point_id=cp,
-        connector_id=1,
-        transaction_id="t1",
-        meter_start_wh=0,
-        started_at=START,
-    )
+    sid, meter = session.sid, session.meter
     priced = SessionPriced(session_id=sid, amount=1_234_000, cdr_hash="0x" + "22" * 32, cdr={})
     projection = SessionProjection(env.wallet_db)
-    projection.batch([envelope(started, sid), meter(10, 1_000), envelope(priced, sid)])
+    projection.batch([session.started(), meter(10, 1_000), envelope(priced, sid)])
     assert (env.session_row(sid).state, env.session_row(sid).cost_so_far) == ("priced", 1_234_000)
 
     projection.batch([meter(20, 2_000)])
