@@ -85,7 +85,7 @@ class SignerService(signer_pb2_grpc.SignerServiceServicer):
         policy: Policy,
         contracts: ContractRegistry,
         *,
-        max_data_bytes: int = 120_000,
+        max_data_bytes: int,
     ) -> None:
         self.engine = engine
         self.policy = policy
