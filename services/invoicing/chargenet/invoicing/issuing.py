@@ -93,7 +93,6 @@ def issue_all(
     suppliers: Mapping[str, Party],
     meter_data_url: str,
     default_country: str,
-    now: datetime | None = None,
 ) -> list[Outcome]:
     """Issue the sessions' invoices in ``session``'s transaction, in the order given (give each
     CPO's together, CPOs in one order: a CPO's number series stays locked until the commit).
@@ -107,7 +106,7 @@ def issue_all(
     invoiced = set(session.scalars(_INVOICED, {"ids": ids}))
     buyers = {buyer.session_id: buyer for buyer in session.scalars(_BUYERS, {"ids": ids})}
     numbering = Numbering(session)
-    issued_at = now or datetime.now(UTC)
+    issued_at = datetime.now(UTC)
     outcomes: list[Outcome] = []
     with session.no_autoflush:
         for settled in settlements:
