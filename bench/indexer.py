@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chargenet.core.chain import Deployment
 from chargenet.core.db import Database
+from chargenet.core.http import settle_heap
 from chargenet.registry.chain import topics_for
 from chargenet.registry.indexer import Indexer
 from chargenet.registry.main import migrate, tune_interpreter
@@ -52,7 +53,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--database-url", default="", help="default: a fresh SQLite file per run")
     args = parser.parse_args()
-    tune_interpreter()  # as the registry service's main does
+    tune_interpreter()  # as the registry service does, and as it starts serving:
+    settle_heap()
 
     with private_hardhat() as url:
         w3, deployment = deploy(url)

@@ -6,7 +6,6 @@ consumer (the bus's consumer thread) and the outbox relay (a thread).
 
 from __future__ import annotations
 
-import gc
 import sys
 import threading
 import time
@@ -48,8 +47,6 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "versions"
 
 #: The interpreter's thread switch interval in this process (Python's default is 5 ms).
 SWITCH_INTERVAL_S = 0.001
-#: Allocations between young-generation collections (Python's default is 700).
-GC_YOUNG_THRESHOLD = 10_000
 
 
 def migrate(db: Database) -> None:
@@ -63,19 +60,10 @@ def tune_interpreter() -> None:
     which lets go of the GIL; while the writer runs Python, each read then waits for the
     writer's next switch (the "convoy effect" of CPython's GIL, bpo-7946), at most one switch
     interval. At the default 5 ms that wait, not the node, sets the read speed during catch-up.
-
-    And the cyclic garbage collector: a catch-up allocates a few objects per log (the node's
-    answers, decoded events, rows), which at the default threshold set off a collection every
-    few hundred logs and now and then a full one over every object in the process (~100 ms).
-    What exists when this is called (modules, the app) is frozen out of those full collections,
-    and the young generation is collected every 10,000 allocations. Call it once the process
-    is set up.
+    (The garbage collector's settings, which a catch-up also needs, are every service's:
+    ``chargenet.core.http.settle_heap``.)
     """
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def build_indexer(settings: RegistrySettings, db: Database, w3: Web3) -> Indexer:
