@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
+from chargenet.core.db.database import among
 from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.db.outbox import add_to_outbox
 from chargenet.core.envelope import Envelope, EventData, make_envelope
@@ -66,7 +67,7 @@ _INSERT_SAMPLE = sa.insert(cast(sa.Table, MeterSampleRow.__table__))
 # (SQLite, one writer at a time, compiles FOR UPDATE away).
 _LOCK_SESSIONS = (
     sa.select(SessionRow)
-    .where(SessionRow.session_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(among(SessionRow.session_id, "ids"))
     .order_by(SessionRow.session_id)
     .with_for_update()
 )

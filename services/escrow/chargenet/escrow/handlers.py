@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from chargenet.core.bus import EventBus
 from chargenet.core.chain import parse_session_id
+from chargenet.core.db.database import among
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import (
     CommandResult,
@@ -75,7 +76,7 @@ _OWN = frozenset({StopRequested.event_type})
 #: Built once: the statement is the same for every meter value, only the ids change.
 _COUNT_SAMPLES = (
     sa.select(MeterSampleRow.session_id, sa.func.count())
-    .where(MeterSampleRow.session_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(among(MeterSampleRow.session_id, "ids"))
     .group_by(MeterSampleRow.session_id)
 )
 #: What pricing and settlement read of stored samples, as plain rows: loading them as ORM
@@ -89,7 +90,7 @@ _SAMPLE_READ = sa.select(
     MeterSampleRow.signed_data,
 )
 _SAMPLES = _SAMPLE_READ.where(MeterSampleRow.session_id == sa.bindparam("session_id"))
-_SAMPLES_OF = _SAMPLE_READ.where(MeterSampleRow.session_id.in_(sa.bindparam("ids", expanding=True)))
+_SAMPLES_OF = _SAMPLE_READ.where(among(MeterSampleRow.session_id, "ids"))
 #: A request's clashes, both in one statement (each column has its unique index).
 _CLASHES = sa.select(SessionRow).where(
     sa.or_(

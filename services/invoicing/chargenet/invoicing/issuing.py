@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chargenet.core.db.database import among
 from chargenet.core.db.outbox import add_to_outbox
 from chargenet.core.envelope import make_envelope
 from chargenet.invoicing.document import InvoiceDocument, InvoiceError, Party, build_document
@@ -39,10 +40,8 @@ _COUNTER_LOCKED = (
     .where(InvoiceCounter.cpo_id == sa.bindparam("cpo_id"))
     .with_for_update()
 )
-_INVOICED = sa.select(Invoice.session_id).where(
-    Invoice.session_id.in_(sa.bindparam("ids", expanding=True))
-)
-_BUYERS = sa.select(Buyer).where(Buyer.session_id.in_(sa.bindparam("ids", expanding=True)))
+_INVOICED = sa.select(Invoice.session_id).where(among(Invoice.session_id, "ids"))
+_BUYERS = sa.select(Buyer).where(among(Buyer.session_id, "ids"))
 #: What a document carries until its checks passed and it takes its number.
 _UNNUMBERED = "(not numbered yet)"
 

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from chargenet.core.db.database import among
 from chargenet.registry.models import (
     ChargePoint,
     Connector,
@@ -54,12 +55,8 @@ _CONNECTORS = (
     .where(Connector.station_id == sa.bindparam("station_id"))
     .order_by(Connector.evse_uid, Connector.connector_id)
 )
-_CHARGE_POINTS = sa.select(ChargePoint).where(
-    ChargePoint.charge_point_id.in_(sa.bindparam("ids", expanding=True))
-)
-_STATUSES = sa.select(ConnectorStatus).where(
-    ConnectorStatus.charge_point_id.in_(sa.bindparam("ids", expanding=True))
-)
+_CHARGE_POINTS = sa.select(ChargePoint).where(among(ChargePoint.charge_point_id, "ids"))
+_STATUSES = sa.select(ConnectorStatus).where(among(ConnectorStatus.charge_point_id, "ids"))
 
 
 class ParsedDocuments:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
+from chargenet.core.db.database import among
 from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.envelope import Envelope
 from chargenet.core.events import (
@@ -50,6 +51,25 @@ def _aware(moment: datetime) -> datetime:
 ConnectorKey = tuple[str, int, int]  # charge point, EVSE, connector
 
 
+#: Built once: every batch of status events locks its rows with these, only the ids change.
+_LOCK_POINTS = (
+    sa.select(ChargePoint)
+    .where(among(ChargePoint.charge_point_id, "ids"))
+    .order_by(ChargePoint.charge_point_id)
+    .with_for_update()
+)
+_LOCK_CONNECTORS = (
+    sa.select(ConnectorStatus)
+    .where(among(ConnectorStatus.charge_point_id, "ids"))
+    .order_by(
+        ConnectorStatus.charge_point_id,
+        ConnectorStatus.ocpp_evse_id,
+        ConnectorStatus.ocpp_connector_id,
+    )
+    .with_for_update()
+)
+
+
 @dataclass
 class _Rows:
     """The rows a transaction's events name, locked up front: one statement per table, in key
@@ -61,22 +81,8 @@ class _Rows:
     @classmethod
     def locked(cls, session: Session, envelopes: Sequence[Envelope]) -> _Rows:
         ids = sorted({_charge_point_of(e) for e in envelopes})
-        points = session.scalars(
-            sa.select(ChargePoint)
-            .where(ChargePoint.charge_point_id.in_(ids))
-            .order_by(ChargePoint.charge_point_id)
-            .with_for_update()
-        )
-        connectors = session.scalars(
-            sa.select(ConnectorStatus)
-            .where(ConnectorStatus.charge_point_id.in_(ids))
-            .order_by(
-                ConnectorStatus.charge_point_id,
-                ConnectorStatus.ocpp_evse_id,
-                ConnectorStatus.ocpp_connector_id,
-            )
-            .with_for_update()
-        )
+        points = session.scalars(_LOCK_POINTS, {"ids": ids})
+        connectors = session.scalars(_LOCK_CONNECTORS, {"ids": ids})
         return cls(
             {p.charge_point_id: p for p in points},
             {(c.charge_point_id, c.ocpp_evse_id, c.ocpp_connector_id): c for c in connectors},

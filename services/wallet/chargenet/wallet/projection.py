@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from chargenet.core.db import Database
-from chargenet.core.db.database import insert_new
+from chargenet.core.db.database import among, insert_new
 from chargenet.core.db.inbox import apply_batch_once, apply_once
 from chargenet.core.db.tables import utcnow
 from chargenet.core.envelope import Envelope
@@ -293,7 +293,7 @@ _SAMPLES = (
 #: Locked in id order: two consumers locking in one order cannot deadlock.
 _LOCK_SESSIONS = (
     sa.select(ChargingSession)
-    .where(ChargingSession.session_id.in_(sa.bindparam("ids", expanding=True)))
+    .where(among(ChargingSession.session_id, "ids"))
     .order_by(ChargingSession.session_id)
     .with_for_update()
 )

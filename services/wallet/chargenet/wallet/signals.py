@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from chargenet.core.db import Database
+from chargenet.core.db.database import among
 from chargenet.wallet.models import ChargingSession
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 _IDS_PER_QUERY = 500
 #: Every poll runs it: built once, only the ids change.
 _VERSIONS = sa.select(ChargingSession.session_id, ChargingSession.version).where(
-    ChargingSession.session_id.in_(sa.bindparam("ids", expanding=True))
+    among(ChargingSession.session_id, "ids")
 )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from chargenet.core.bus.base import EventBus
-from chargenet.core.db.database import Database
+from chargenet.core.db.database import Database, among
 from chargenet.core.db.retention import Retention, prune
 from chargenet.core.db.tables import OutboxMessage, utcnow
 from chargenet.core.envelope import Envelope, EventData, make_envelope
@@ -43,7 +43,10 @@ _STAGED = "chargenet.outbox.staged"
 #: The relays' transaction-scoped lock on PostgreSQL (each service has a database of its own, so
 #: one key serves all; the number is arbitrary and only has to differ from other advisory locks).
 _ONE_RELAY_AT_A_TIME = sa.text("SELECT pg_advisory_xact_lock(7071002519)")
-#: Every relay pass runs it: built once (building a statement and its cache key costs more
+_MARK_PUBLISHED = (
+    sa.update(_OUTBOX).where(among(_OUTBOX.c.seq, "seqs")).values(published_at=sa.bindparam("now"))
+)
+#: Every relay pass runs these: built once (building a statement and its cache key costs more
 #: Python than running a cached one).
 _UNPUBLISHED = (
     sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.payload)
@@ -172,9 +175,7 @@ class OutboxRelay:
                 self._after_publish(published)
             now = utcnow()
             if published:
-                session.execute(
-                    sa.update(_OUTBOX).where(_OUTBOX.c.seq.in_(published)).values(published_at=now)
-                )
+                session.execute(_MARK_PUBLISHED, {"seqs": published, "now": now})
             for seq, reason in refused.items():
                 session.execute(
                     sa.update(_OUTBOX)
