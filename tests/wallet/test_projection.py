@@ -73,8 +73,8 @@ def test_events_of_a_session_fold_into_one_write(env: World) -> None:
 
 
 def test_a_batch_of_several_sessions_applies_once(env: World) -> None:
-    """The bus's batch handler: events of two sessions in one transaction; the same batch
-    delivered again (a consumer restart) changes nothing."""
+    """The bus's batch handler: events of two sessions in one transaction, each session priced
+    on its own samples; the same batch delivered again (a consumer restart) changes nothing."""
     station = env.station()
     env.charge_point_online(station)
     driver = env.driver()
@@ -117,17 +117,19 @@ def test_a_batch_of_several_sessions_applies_once(env: World) -> None:
     ]
     projection = SessionProjection(env.wallet_db)
 
-    def views() -> list[tuple[str, int, int]]:
+    def views() -> list[tuple[str, int, int, int]]:
         with env.wallet_db.session() as session:
             rows = [session.get(ChargingSession, sid) for sid in sids]
-            return [(r.state, r.energy_wh, r.version) for r in rows if r is not None]
+            return [(r.state, r.energy_wh, r.cost_so_far, r.version) for r in rows if r is not None]
 
     projection.batch(batch)
     applied = views()
-    assert [(state, energy) for state, energy, _ in applied] == [
+    assert [(state, energy) for state, energy, _, _ in applied] == [
         ("charging", 1_000),
         ("charging", 2_000),
     ]
+    (_, _, one_kwh, _), (_, _, two_kwh, _) = applied
+    assert 0 < one_kwh < two_kwh
     projection.batch(batch)
     assert views() == applied
 

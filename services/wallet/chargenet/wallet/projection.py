@@ -146,33 +146,49 @@ class SessionProjection:
         # Meter points are written and read by statements, not the unit of work: the rows'
         # changes go out in the commit's one flush, not in one before every point statement.
         with session.no_autoflush:
-            for row in rows:
-                _Fold(session, row, self.prices, kept).apply(by_session[row.session_id])
+            folds = [_Fold(row) for row in rows]
+            for fold in folds:
+                fold.apply(by_session[fold.row.session_id])
+            points = [point for fold in folds for point in fold.take_points()]
+            if points:
+                dialect = session.get_bind().dialect.name
+                session.execute(_INSERT_NEW[dialect], points)
+            _reprice(session, [fold for fold in folds if fold.wants_price()], self.prices, kept)
+            for fold in folds:
+                fold.finish()
         return list(rows)
 
 
 class _Fold:
-    """One session's events applied to its row, in order."""
+    """One session's events applied to its row, in order; the batch then stores the samples of
+    all its sessions in one insert and prices the ones that ask for it (``_reprice``)."""
 
-    def __init__(
-        self, session: Session, row: ChargingSession, prices: RunningPrices, priced: list[_Priced]
-    ) -> None:
-        self.session = session
+    def __init__(self, row: ChargingSession) -> None:
         self.row = row
-        self.prices = prices
-        self.priced = priced
         self.points: dict[datetime, dict[str, Any]] = {}  # new samples, the first per moment
         self.unpriced: list[MeterSample] = []  # stored since the last pricing, in event order
         self.reprice = False  # a sample came since the last pricing
         self.end: datetime | None = None  # the stop's time, when the session stopped
+        self.seen: tuple[Any, ...] = ()
 
     def apply(self, envelopes: Sequence[Envelope]) -> None:
-        row = self.row
-        seen = _visible(row)
+        self.seen = _visible(self.row)
         for envelope in envelopes:
             self._event(envelope)
-        self._price()
-        if _visible(row) != seen:
+
+    def take_points(self) -> list[dict[str, Any]]:
+        """The new samples, to be stored (a sample already stored stays)."""
+        points, self.points = list(self.points.values()), {}
+        return points
+
+    def wants_price(self) -> bool:
+        """A sample asked for a price and the escrow has not priced the session: its price
+        stands (a meter value that comes after it, from a late publisher, must not replace it)."""
+        return self.reprice and RANK[self.row.state] < RANK["priced"]
+
+    def finish(self) -> None:
+        row = self.row
+        if _visible(row) != self.seen:
             # Only then: the version tells the driver's stream there is something new to show.
             row.version += 1
             row.updated_at = utcnow()
@@ -234,47 +250,63 @@ class _Fold:
         if row.meter_start_wh is not None:
             row.energy_wh = max(row.energy_wh, energy_wh - row.meter_start_wh)
 
-    def _price(self) -> None:
-        """Store the new samples (one insert; a sample already stored stays), then price the
-        session if a sample asked for it and the escrow has not priced it: its price stands
-        (a meter value that comes after it, from a late publisher, must not replace it)."""
-        if self.points:
-            dialect = self.session.get_bind().dialect.name
-            self.session.execute(_INSERT_NEW[dialect], list(self.points.values()))
-            self.points = {}
-        if self.reprice and RANK[self.row.state] < RANK["priced"]:
-            self._reprice()
-        self.reprice = False
 
-    def _reprice(self) -> None:
-        """This process's running price with the new samples booked; built from all the stored
-        points if it has not seen all the others (its first value here, another replica's, a
-        redelivered one already stored, a restart)."""
-        row, new = self.row, self.unpriced
-        self.unpriced = []
+def _reprice(
+    session: Session, folds: Sequence[_Fold], prices: RunningPrices, priced: list[_Priced]
+) -> None:
+    """Price these sessions: this process's running price with the new samples booked, or one
+    built from all the stored points where it has not seen all the others (its first value here,
+    another replica's, a redelivered one already stored, a restart). The points are counted, and
+    read where needed, in one statement each for the whole batch."""
+    cached = [fold.row.session_id for fold in folds if fold.row.session_id in prices]
+    # Counted only where there is a running price to check.
+    counts: dict[str, int] = {}
+    if cached:
+        counts = {sid: n for sid, n in session.execute(_COUNT_POINTS, {"ids": cached})}
+    extended: dict[str, tuple[RunningPrice, int]] = {}  # session -> price, points it covers
+    refused: set[str] = set()
+    for fold in folds:
+        session_id = fold.row.session_id
+        if session_id not in prices:
+            continue
+        stored = counts.get(session_id, 0)
+        found = prices.get(session_id, covering=stored - len(fold.unpriced))
         try:
-            running = None
-            if row.session_id in self.prices:
-                # Counted only where there is a running price to check.
-                count = self.session.scalar(_COUNT_POINTS, {"session_id": row.session_id})
-                stored = int(count or 0)
-                cached = self.prices.get(row.session_id, covering=stored - len(new))
-                running = None if cached is None else cached.extended(new)
-            if running is None:
-                running = RunningPrice(tariff_of(row.tariff), time_zone=row.time_zone)
-                for sample in _stored_samples(self.session, row.session_id):
-                    running.add(sample)
-                stored = running.count
-            self.priced.append((row.session_id, running, stored))
-            if running.count < 2:
-                return
-            result = running.result(end=self.end)
+            running = None if found is None else found.extended(fold.unpriced)
         except (PricingError, ValueError) as error:
-            # The meter said something the engine refuses (e.g. a register going backwards):
-            # the cost so far stays where it was; the escrow's pricing at settlement counts.
-            log.warning("cannot price session %s so far: %s", row.session_id, error)
-            return
+            _cannot_price(session_id, error)
+            refused.add(session_id)
+            continue
+        if running is not None:
+            extended[session_id] = (running, stored)
+    rebuilt = [f.row.session_id for f in folds if f.row.session_id not in extended.keys() | refused]
+    samples = _stored_samples(session, rebuilt) if rebuilt else {}
+    for fold in folds:
+        row = fold.row
+        if row.session_id in refused:
+            continue
+        try:
+            if row.session_id in extended:
+                running, covering = extended[row.session_id]
+            else:
+                running = RunningPrice(tariff_of(row.tariff), time_zone=row.time_zone)
+                for sample in samples.get(row.session_id, ()):
+                    running.add(sample)
+                covering = running.count
+            priced.append((row.session_id, running, covering))
+            if running.count < 2:
+                continue
+            result = running.result(end=fold.end)
+        except (PricingError, ValueError) as error:
+            _cannot_price(row.session_id, error)
+            continue
         row.cost_so_far = min(result.total_incl_vat_units, row.max_amount)
+
+
+def _cannot_price(session_id: str, error: Exception) -> None:
+    # The meter said something the engine refuses (e.g. a register going backwards): the cost
+    # so far stays where it was; the escrow's pricing at settlement counts.
+    log.warning("cannot price session %s so far: %s", session_id, error)
 
 
 # Every meter value runs these: built once, not per call (SQLAlchemy caches the compiled form
@@ -284,11 +316,17 @@ _POINTS = cast(sa.Table, MeterPoint.__table__)
 #: Executed with a list of rows (a ``.values(rows)`` insert compiles anew for every new number of
 #: rows). On the table, not the entity: the ORM's bulk insert path costs more than the insert.
 _INSERT_NEW = insert_new(_POINTS)
-_COUNT_POINTS = sa.select(sa.func.count()).where(_POINTS.c.session_id == sa.bindparam("session_id"))
+_COUNT_POINTS = (
+    sa.select(_POINTS.c.session_id, sa.func.count())
+    .where(among(_POINTS.c.session_id, "ids"))
+    .group_by(_POINTS.c.session_id)
+)
 _SAMPLES = (
-    sa.select(MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w)
-    .where(MeterPoint.session_id == sa.bindparam("session_id"))
-    .order_by(MeterPoint.measured_at)
+    sa.select(
+        MeterPoint.session_id, MeterPoint.measured_at, MeterPoint.energy_wh, MeterPoint.power_w
+    )
+    .where(among(MeterPoint.session_id, "ids"))
+    .order_by(MeterPoint.session_id, MeterPoint.measured_at)
 )
 #: Locked in id order: two consumers locking in one order cannot deadlock.
 _LOCK_SESSIONS = (
@@ -322,6 +360,9 @@ def _visible(row: ChargingSession) -> tuple[Any, ...]:
     )
 
 
-def _stored_samples(session: Session, session_id: str) -> list[MeterSample]:
-    points = session.execute(_SAMPLES, {"session_id": session_id}).all()
-    return [meter_sample(at, energy_wh, power_w) for at, energy_wh, power_w in points]
+def _stored_samples(session: Session, session_ids: list[str]) -> dict[str, list[MeterSample]]:
+    """The stored samples of these sessions, each's in time order."""
+    samples: dict[str, list[MeterSample]] = {}
+    for session_id, at, energy_wh, power_w in session.execute(_SAMPLES, {"ids": session_ids}):
+        samples.setdefault(session_id, []).append(meter_sample(at, energy_wh, power_w))
+    return samples
