@@ -216,6 +216,40 @@ def test_a_budget_stop_and_the_stop_in_one_batch_keep_their_order(escrow: Escrow
     assert types(escrow.outbox(a)) == ["stop_requested", "command", "priced"]
 
 
+def stopped(session_id: str, energy_wh: int, minute: int) -> Envelope:
+    return event(
+        SessionStopped(
+            session_id=session_id,
+            charge_point_id="CP-1",
+            transaction_id="7",
+            meter_stop_wh=energy_wh,
+            stopped_at=T0 + timedelta(minutes=minute),
+            reason="Remote",
+        ),
+        session_id,
+    )
+
+
+def test_the_stops_of_a_batch_read_their_samples_in_one_statement(escrow: Escrow) -> None:
+    sessions = [escrow.charging(30_000_000) for _ in range(3)]
+    energy = {s: 1_000 * (n + 2) for n, s in enumerate(sessions)}
+    reads = _sample_reads(escrow, [stopped(s, energy[s], 2) for s in sessions])
+    assert len(reads) == 1, reads
+    for session_id in sessions:
+        row = escrow.row(session_id)
+        assert (row.state, row.amount_settled) == ("STOPPED", expected_price(energy[session_id]))
+        assert types(escrow.outbox(session_id)) == ["priced"]
+
+
+def test_a_session_stopped_in_a_batch_is_closed_before_its_next_event(escrow: Escrow) -> None:
+    a = escrow.charging(30_000_000)
+    escrow.handlers.handle_batch([stopped(a, 2_000, 2), meter(a, 9_000, 3)])
+    row = escrow.row(a)
+    # As event by event: the meter value comes to a stopped session and is not booked.
+    assert (row.state, row.amount_settled) == ("STOPPED", expected_price(2_000))
+    assert escrow.samples(a) == 2  # the start and the stop
+
+
 def test_a_poison_event_in_a_batch_is_dead_lettered_alone_and_the_rest_apply(
     escrow: Escrow,
 ) -> None:

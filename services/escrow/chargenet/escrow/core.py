@@ -77,6 +77,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """A stop applied to a session's row, its close still to come."""
+
+    row: SessionRow
+    end: datetime | None
+    reason: str
+
+
 @dataclass
 class Tx:
     """One transaction: the ORM session, its staged events, and what to count after commit."""
@@ -100,6 +109,9 @@ class Tx:
     requested: list[SessionRow] = field(default_factory=list)
     #: Meter samples this transaction recorded and has not priced yet, by session.
     samples: dict[str, list[MeterSample]] = field(default_factory=dict)
+    #: Sessions whose stop this transaction applied and has not closed yet (priced from their
+    #: samples), by id: the consumer closes them together (``SessionHandlers._close``).
+    stopped: dict[str, Stopped] = field(default_factory=dict)
     #: Recorded samples' rows not yet written (``write_samples``).
     _unwritten: list[dict[str, Any]] = field(default_factory=list)
 

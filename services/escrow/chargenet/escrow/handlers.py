@@ -57,7 +57,7 @@ from chargenet.core.pricing import (
     tariff_hash,
 )
 from chargenet.escrow.chain import ChainReader, Station
-from chargenet.escrow.core import SOURCE, EscrowCore, Tx, Work, utcnow
+from chargenet.escrow.core import SOURCE, EscrowCore, Stopped, Tx, Work, utcnow
 from chargenet.escrow.metrics import CONSUMER_BATCH, CONSUMER_BATCH_TIME
 from chargenet.escrow.models import MeterSampleRow, SessionRow
 from chargenet.escrow.operations import open_or_wait
@@ -182,17 +182,44 @@ class SessionHandlers:
         unpriced: set[str] = set()  # sessions with meter values recorded and not yet priced
         for envelope in envelopes:
             with bind(session_id=envelope.subject, event_id=envelope.id):
+                session_id = envelope.data.get("session_id")
+                if session_id in tx.stopped:
+                    # A stopped session is closed before anything else of it is applied.
+                    self._close(tx, [tx.stopped.pop(session_id)])
                 if envelope.type == MeterReading.event_type:
                     if (recorded := self._meter(tx, envelope)) is not None:
                         unpriced.add(recorded)
                     continue
-                session_id = envelope.data.get("session_id")
                 if session_id in unpriced:
                     unpriced.discard(session_id)
                     self._price(tx, [session_id])
                 self._dispatch[envelope.type](tx, envelope)
         self._price(tx, unpriced)
+        self._close(tx, list(tx.stopped.values()))
+        tx.stopped.clear()
         self._open_requested(tx)
+
+    def _close(self, tx: Tx, stops: Sequence[Stopped]) -> None:
+        """Close stopped sessions, their samples (this transaction's written first) read in one
+        statement for all of them."""
+        if not stops:
+            return
+        tx.write_samples()
+        ids = [stop.row.session_id for stop in stops]
+        samples: dict[str, list[StoredSample]] = {}
+        with tx.session.no_autoflush:
+            for found in tx.session.execute(_SAMPLES_OF, {"ids": ids}):
+                samples.setdefault(found.session_id, []).append(cast(StoredSample, found))
+        for stop in stops:
+            with bind(session_id=stop.row.session_id):
+                close(
+                    self.core,
+                    tx,
+                    stop.row,
+                    end=stop.end,
+                    reason=stop.reason,
+                    samples=samples.get(stop.row.session_id, []),
+                )
 
     def _open_requested(self, tx: Tx) -> None:
         """Stage the open of this transaction's requests in it when no open is on its way.
@@ -473,10 +500,12 @@ class SessionHandlers:
             stopped.meter_stop_wh,
             signed_data=json.dumps(list(stopped.signed_data)),
         )
-        tx.write_samples()
         self._prices.forget(row.session_id)  # priced from all its rows from now on
         row.stop_reason = row.stop_reason or stopped.reason
-        close(self.core, tx, row, end=stopped.stopped_at, reason=f"stopped: {stopped.reason}")
+        # Closed with the batch's other stops (``_apply``), before any later event of its own.
+        tx.stopped[row.session_id] = Stopped(
+            row, end=stopped.stopped_at, reason=f"stopped: {stopped.reason}"
+        )
 
     # -- gateway results ---------------------------------------------------------------------
     def _command_result(self, tx: Tx, envelope: Envelope) -> None:
@@ -500,14 +529,24 @@ def _needs_action(envelope: Envelope) -> bool:
     return result.session_id is not None and result.status is not CommandStatus.ACCEPTED
 
 
-def close(core: EscrowCore, tx: Tx, row: SessionRow, *, end: datetime | None, reason: str) -> None:
+def close(
+    core: EscrowCore,
+    tx: Tx,
+    row: SessionRow,
+    *,
+    end: datetime | None,
+    reason: str,
+    samples: Sequence[StoredSample] | None = None,
+) -> None:
     """CHARGING/STOPPING -> STOPPED with the session priced (SessionPriced published); a session
-    that delivered nothing priceable is cancelled instead (the whole maximum goes back)."""
-    # Samples are written by statements, not the unit of work: reading them needs no flush,
-    # and the batch's row changes go out in the commit's one flush, not one per stop.
-    with tx.session.no_autoflush:
-        found = tx.session.execute(_SAMPLES, {"session_id": row.session_id}).all()
-    samples = cast(list[StoredSample], found)
+    that delivered nothing priceable is cancelled instead (the whole maximum goes back).
+    ``samples``: all its stored samples, when the caller read them (else they are read here)."""
+    if samples is None:
+        # Samples are written by statements, not the unit of work: reading them needs no flush,
+        # and the batch's row changes go out in the commit's one flush, not one per stop.
+        with tx.session.no_autoflush:
+            found = tx.session.execute(_SAMPLES, {"session_id": row.session_id}).all()
+        samples = cast(list[StoredSample], found)
     now = utcnow()
     try:
         settlement = settle_session(row, samples, core.settings, end=end, now=now)
