@@ -169,10 +169,9 @@ class _Fold:
         self.unpriced: list[MeterSample] = []  # stored since the last pricing, in event order
         self.reprice = False  # a sample came since the last pricing
         self.end: datetime | None = None  # the stop's time, when the session stopped
-        self.seen: tuple[Any, ...] = ()
+        self.seen = _visible(row)  # what the driver saw before
 
     def apply(self, envelopes: Sequence[Envelope]) -> None:
-        self.seen = _visible(self.row)
         for envelope in envelopes:
             self._event(envelope)
 
