@@ -158,8 +158,7 @@ def limit_recursion() -> None:
 
 
 #: Allocations between young-generation collections while a service serves (Python's default is
-#: 700): a request or an event allocates a few thousand objects that die with it, so at the
-#: default each one set off collections that found nothing to free.
+#: 700): a request or an event allocates thousands of objects, most of which die with it.
 GC_YOUNG_THRESHOLD = 10_000
 
 

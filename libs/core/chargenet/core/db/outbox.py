@@ -43,11 +43,11 @@ _STAGED = "chargenet.outbox.staged"
 #: The relays' transaction-scoped lock on PostgreSQL (each service has a database of its own, so
 #: one key serves all; the number is arbitrary and only has to differ from other advisory locks).
 _ONE_RELAY_AT_A_TIME = sa.text("SELECT pg_advisory_xact_lock(7071002519)")
+#: Every relay pass runs these: built once (building a statement and its cache key costs more
+#: Python than running a cached one).
 _MARK_PUBLISHED = (
     sa.update(_OUTBOX).where(among(_OUTBOX.c.seq, "seqs")).values(published_at=sa.bindparam("now"))
 )
-#: Every relay pass runs these: built once (building a statement and its cache key costs more
-#: Python than running a cached one).
 _UNPUBLISHED = (
     sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.payload)
     .where(_OUTBOX.c.published_at.is_(None))
