@@ -96,6 +96,20 @@ def meter(session_id: str, energy_wh: int, minute: int) -> Envelope:
     )
 
 
+def stopped(session_id: str, energy_wh: int, minute: int) -> Envelope:
+    return event(
+        SessionStopped(
+            session_id=session_id,
+            charge_point_id="CP-1",
+            transaction_id="7",
+            meter_stop_wh=energy_wh,
+            stopped_at=T0 + timedelta(minutes=minute),
+            reason="Remote",
+        ),
+        session_id,
+    )
+
+
 def types(events: list[Envelope]) -> list[str]:
     return [e.type.split(".")[2] for e in events]
 
@@ -197,37 +211,12 @@ def test_a_sample_stored_by_another_replica_makes_the_running_price_start_again(
 
 def test_a_budget_stop_and_the_stop_in_one_batch_keep_their_order(escrow: Escrow) -> None:
     a = escrow.charging(3_000_000)
-    stopped = event(
-        SessionStopped(
-            session_id=a,
-            charge_point_id="CP-1",
-            transaction_id="7",
-            meter_stop_wh=5_000,
-            stopped_at=T0 + timedelta(minutes=3),
-            reason="Remote",
-        ),
-        a,
-    )
-    escrow.handlers.handle_batch([meter(a, 3_000, 2), meter(a, 5_000, 3), stopped])
+    escrow.handlers.handle_batch([meter(a, 3_000, 2), meter(a, 5_000, 3), stopped(a, 5_000, 3)])
     row = escrow.row(a)
     # The budget stop came first (as event by event): the session stopped for the budget.
     assert (row.state, row.stop_reason) == ("STOPPED", "budget")
     assert row.amount_settled == expected_price(5_000) == 2_980_000
     assert types(escrow.outbox(a)) == ["stop_requested", "command", "priced"]
-
-
-def stopped(session_id: str, energy_wh: int, minute: int) -> Envelope:
-    return event(
-        SessionStopped(
-            session_id=session_id,
-            charge_point_id="CP-1",
-            transaction_id="7",
-            meter_stop_wh=energy_wh,
-            stopped_at=T0 + timedelta(minutes=minute),
-            reason="Remote",
-        ),
-        session_id,
-    )
 
 
 def test_the_stops_of_a_batch_read_their_samples_in_one_statement(escrow: Escrow) -> None:
