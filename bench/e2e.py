@@ -35,6 +35,7 @@ import asyncio
 import json
 import os
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from cpu import per_session, reading
+from prometheus_client.parser import text_string_to_metric_families
 
 from chargenet.cli.network.client import (
     Driver,
@@ -195,6 +197,18 @@ class Burst:
     stop_rate: float = 0.0
     failures: list[str] = field(default_factory=list)
     cpu: str = ""
+    #: How late the harness's own loop woke, s, sampled through the stops: the simulated
+    #: charge points and drivers share it, so a late loop is latency no service caused.
+    loop_lag: list[float] = field(default_factory=list)
+    #: The gateways' own answer times through the stops, per action.
+    gateway_answers: str = ""
+
+
+async def loop_lag(lags: list[float], every: float = 0.01) -> None:
+    while True:
+        asked = time.monotonic()
+        await asyncio.sleep(every)
+        lags.append(time.monotonic() - asked - every)
 
 
 async def run_burst(
@@ -205,6 +219,7 @@ async def run_burst(
     processes: dict[str, dict[str, Any]],
     at_station: dict[str, dict[str, datetime]],
     stop_rate: float = 0.0,
+    gateway_metrics: Sequence[str] = (),
 ) -> Burst:
     """``at_station``: charge point id -> its latest ``remote_stop`` and ``cp_stopped`` times,
     filled by the stations' listener. ``stop_rate``: the stops come evenly spaced at that many a
@@ -240,6 +255,7 @@ async def run_burst(
         ]
         print(f"burst: {len(charging)} charging, all stop in {charge_seconds:.0f} s", flush=True)
         await asyncio.sleep(charge_seconds)
+        handled_before = handler_buckets(gateway_metrics)
         before = reading(processes)
         first = time.monotonic()
 
@@ -264,13 +280,52 @@ async def run_burst(
             timed[index] = time.monotonic() - asked
 
         timed: dict[int, float] = {}
-        await asyncio.gather(*(stop(i, *c) for i, c in enumerate(charging)))
+        lag = asyncio.create_task(loop_lag(burst.loop_lag))
+        try:
+            await asyncio.gather(*(stop(i, *c) for i, c in enumerate(charging)))
+        finally:
+            lag.cancel()
         burst.latencies = [timed[i] for i in sorted(timed)]
         burst.seconds = time.monotonic() - first
         for _d, charge_point, session, _w in charging:
             burst.at_station[session] = dict(at_station.get(charge_point, {}))
         burst.cpu = per_session(before, reading(processes), len(burst.settles))
+        burst.gateway_answers = answer_times(handled_before, handler_buckets(gateway_metrics))
     return burst
+
+
+#: The gateways' time from a charge point's message arriving to its answer being written.
+HANDLER_BUCKETS = "chargenet_gateway_handler_latency_seconds_bucket"
+
+
+def handler_buckets(urls: Sequence[str]) -> Counter[tuple[str, float]]:
+    """(action, bucket bound) -> messages answered within it, summed over the gateways."""
+    counts: Counter[tuple[str, float]] = Counter()
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == HANDLER_BUCKETS:
+                    key = (sample.labels["action"], float(sample.labels["le"]))
+                    counts[key] += int(sample.value)
+    return counts
+
+
+def answer_times(before: Counter[tuple[str, float]], after: Counter[tuple[str, float]]) -> str:
+    """Per action, how many messages the gateways answered in between and the bucket bound
+    within which half and 99 % of them were answered."""
+    parts = []
+    for action in sorted({a for a, _le in after}):
+        bounds = sorted(le for a, le in after if a == action)
+        within = [(le, after[action, le] - before[action, le]) for le in bounds]
+        total = within[-1][1] if within else 0
+        if not total:
+            continue
+        p50 = next(le for le, n in within if n >= 0.5 * total)
+        p99 = next(le for le, n in within if n >= 0.99 * total)
+        parts.append(f"{action} {total} (half within {p50 * 1000:g} ms, 99 % {p99 * 1000:g})")
+    return ", ".join(parts)
 
 
 async def bench(
@@ -380,6 +435,7 @@ async def bench(
                 stack.processes,
                 at_station,
                 stop_rate,
+                [url for name, url in stack.endpoints.metrics.items() if "gateway" in name],
             )
         print(f"session waits that fell back to polling: {client.stream_fallbacks}", flush=True)
         return results, stopped
@@ -446,17 +502,25 @@ def escrow_marks(db: sa.Connection, marks: Marks, events: dict[str, str], action
 
 def step_lines(path: str, steps: Sequence[tuple[str, str]], first: str, marks: Marks) -> list[str]:
     """Median and p99 of each step (label, its end) over the sessions that have both ends."""
-    lines = [f"{path} of {len(marks)} sessions, ms (median / p99 of each step):"]
+    lines = [
+        f"{path} of {len(marks)} sessions, ms (median / p99 of each step; "
+        "when the step's first and last session got there, s after the first began):"
+    ]
     ends = [first] + [end for _label, end in steps]
+    # Where the last session of a burst waited says which stage holds the whole burst back.
+    began = min((m[first] for m in marks.values() if m.get(first)), default=None)
     for (label, end), previous in zip(steps, ends, strict=False):
         spans = [
             (m[end] - m[previous]).total_seconds()
             for m in marks.values()
             if m.get(end) and m.get(previous)
         ]
-        if spans:
+        if spans and began is not None:
             p50, p99 = percentile(spans, 0.5) * 1000, percentile(spans, 0.99) * 1000
-            lines.append(f"  {label}: {p50:.0f} / {p99:.0f}")
+            reached = [(m[end] - began).total_seconds() for m in marks.values() if m.get(end)]
+            lines.append(
+                f"  {label}: {p50:.0f} / {p99:.0f} ({min(reached):.2f}-{max(reached):.2f} s)"
+            )
     return lines
 
 
@@ -522,8 +586,8 @@ STOP_STEPS = (
     ("-> handled by the escrow (Kafka hop, escrow consumer)", "escrow_inbox"),
     ("-> stop command published (escrow outbox relay)", "command_published"),
     ("-> RemoteStop at the charge point (Kafka hop, gateway, OCPP)", "remote_stop"),
-    ("-> the stop's answer at the charge point (its last meter value, gateway)", "cp_stopped"),
-    ("-> priced (Kafka hop, escrow consumer: OCMF check, tariff)", "priced"),
+    ("-> the charge point sends its stop (signs its last meter value)", "cp_sent_stop"),
+    ("-> priced (gateway, Kafka hop, escrow consumer: OCMF check, tariff)", "priced"),
     ("-> settled (escrow worker, signer, chain)", "settled"),
     ("-> seen by the driver (wallet consumer, event stream)", "seen"),
 )
@@ -556,12 +620,31 @@ def settlements(burst: Burst, postgres_url: str, prefix: str) -> list[str]:
                 ),
                 {"ids": ids},
             ).all()
+            # The charge point's own clock, stamped as it built its stop message.
+            for session, measured in db.execute(
+                sa.text(
+                    "SELECT session_id, measured_at FROM escrow_meter_samples "
+                    "WHERE session_id = ANY(:ids) AND kind = 'stop'"
+                ),
+                {"ids": ids},
+            ):
+                marks[session]["cp_sent_stop"] = measured
     finally:
         wallet.dispose()
         escrow.dispose()
     for session, _op, priced, settled in rows:
         marks[session].update(priced=priced, settled=settled)
     lines = step_lines("stop path", STOP_STEPS, "stopped", marks)
+    answered = [
+        (m["cp_stopped"] - m["cp_sent_stop"]).total_seconds() * 1000
+        for m in marks.values()
+        if m.get("cp_stopped") and m.get("cp_sent_stop")
+    ]
+    if answered:
+        lines.append(
+            "  (aside: the gateway's answer to the stop, at the charge point, "
+            f"{percentile(answered, 0.5):.0f} / {percentile(answered, 0.99):.0f} after it was sent)"
+        )
     sizes = sorted(Counter(op for _s, op, _p, _t in rows).values(), reverse=True)
     lines.append(f"settlement transactions: {len(sizes)}, sessions in each: {sizes}")
     return lines
@@ -598,7 +681,12 @@ def describe_burst(burst: Burst) -> str:
         f"{burst.seconds:.1f} s: {rate:.2f} sessions/s, the middle 80 % "
         f"{middle_rate(burst.settles):.2f} /s (a stop to its settlement p50 {l50:.2f} s, "
         f"p99 {l99:.2f} s; p50 of the first and the second half {percentile(halves[0], 0.5):.2f}"
-        f" / {percentile(halves[1], 0.5):.2f} s), {len(burst.failures)} failures"
+        f" / {percentile(halves[1], 0.5):.2f} s), {len(burst.failures)} failures\n"
+        f"  the harness's loop woke late by p50 {percentile(burst.loop_lag, 0.5) * 1000:.0f} / "
+        f"p99 {percentile(burst.loop_lag, 0.99) * 1000:.0f} / "
+        f"max {max(burst.loop_lag, default=0.0) * 1000:.0f} ms through the stops\n"
+        f"  the gateways answered, from a message's arrival to its answer written: "
+        f"{burst.gateway_answers}"
     )
 
 
