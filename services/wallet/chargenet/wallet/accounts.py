@@ -107,12 +107,18 @@ class Accounts:
         metrics.LOGINS.labels(outcome="ok").inc()
         return driver
 
-    def find(self, driver_id: str) -> Driver | None:
-        now = time.monotonic()
+    def cached(self, driver_id: str) -> Driver | None:
+        """The driver if looked up less than ``DRIVER_CACHE_SECONDS`` ago (no database)."""
         with self._drivers_lock:
             cached = self._drivers.get(driver_id)
-        if cached is not None and now - cached[0] < DRIVER_CACHE_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < DRIVER_CACHE_SECONDS:
             return cached[1]
+        return None
+
+    def find(self, driver_id: str) -> Driver | None:
+        if (cached := self.cached(driver_id)) is not None:
+            return cached
+        now = time.monotonic()
         with self.db.session() as session:
             driver = session.scalars(_DRIVER_BY_ID, {"driver_id": driver_id}).one_or_none()
         if driver is not None:

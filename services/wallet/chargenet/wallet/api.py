@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chargenet.core.aio import wait_event
-from chargenet.core.auth import Role
+from chargenet.core.auth import Principal, Role
 from chargenet.core.errors import Forbidden, NotFound, Unauthorized
 from chargenet.core.http import Offset
 from chargenet.wallet.accounts import Accounts
@@ -52,12 +52,29 @@ def _state(request: Request, name: str) -> Any:
     return getattr(request.app.state, name)
 
 
-def current_driver(request: Request, who: CurrentPrincipal) -> Driver:
+def _check_principal(who: Principal) -> None:
     if who.role is not Role.DRIVER:
         raise Forbidden("only a driver token may use the wallet")
     if "\0" in who.subject or len(who.subject) > MAX_SUBJECT:
         # No account can have it: PostgreSQL cannot compare a NUL, nor store a longer id (500).
         raise Unauthorized(f"invalid token: sub must be at most {MAX_SUBJECT} characters, no NUL")
+
+
+async def current_driver(request: Request, who: CurrentPrincipal) -> Driver:
+    """The token's driver. A driver looked up lately is answered on the event loop: a sync
+    dependency is a hop to a worker thread and back for every request, which under a burst of
+    requests cost more than the look-up itself (bench/RESULTS.md, twenty-first round)."""
+    _check_principal(who)
+    accounts: Accounts = _state(request, "accounts")
+    if (cached := accounts.cached(who.subject)) is not None:
+        return cached
+    return await asyncio.to_thread(driver_of, request, who)
+
+
+def driver_of(request: Request, who: Principal) -> Driver:
+    """The token's driver, from the database (provisioned on first sight where the tokens come
+    from an external identity provider)."""
+    _check_principal(who)
     accounts: Accounts = _state(request, "accounts")
     tokens: TokenAuthority = _state(request, "tokens")
     driver = accounts.find(who.subject)

@@ -8,6 +8,7 @@ provider) signs RS256/ES256 tokens the wallet only verifies, against a JWKS URL 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -65,6 +66,11 @@ class TokenAuthority:
         )
 
     @property
+    def fetches_keys(self) -> bool:
+        """Whether verifying may fetch the identity provider's key set (network I/O)."""
+        return self.issuer is Issuer.EXTERNAL and self._jwks is not None
+
+    @property
     def issues_tokens(self) -> bool:
         return self.issuer is Issuer.DEVELOPMENT
 
@@ -119,13 +125,17 @@ class TokenAuthority:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required")
     authority: TokenAuthority = request.app.state.tokens
+    if authority.fetches_keys:
+        # Its key set may be fetched from the identity provider: not on the event loop.
+        return await asyncio.to_thread(authority.verify, credentials.credentials)
+    # A local key: checked on the loop, as a worker thread's hop would cost more than the check.
     return authority.verify(credentials.credentials)
 
 

@@ -55,9 +55,10 @@ def _as_sent(scope: Scope) -> str:
     return "/".join(path_segment(s) for s in segments)
 
 
-def _station_id(
+async def _station_id(
     station_id: Annotated[str, Path(description="percent-encoded, '/' in it as %2F")],
 ) -> str:
+    # Async so FastAPI calls it on the loop, not through a worker thread.
     return unquote(station_id)
 
 

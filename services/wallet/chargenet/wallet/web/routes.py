@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from chargenet.core.errors import ChargenetError
 from chargenet.core.web.numbers import NotANumber, typed_decimal
 from chargenet.core.web.station_paths import ONE_SEGMENT, StationId, path_segment
-from chargenet.wallet.api import current_driver, session_stream
+from chargenet.wallet.api import driver_of, session_stream
 from chargenet.wallet.sessions import FINAL_STATES
 from chargenet.wallet.web import money
 from chargenet.wallet.web.account import BILLING_FIELDS, COUNTRIES, country_name, invalid_field
@@ -518,7 +518,7 @@ async def stream(request: Request, session_id: str) -> Response:
         return Response("sign in first", status_code=401, media_type="text/plain")
     sessions = request.app.state.sessions
     try:
-        driver = await asyncio.to_thread(current_driver, request, signed.principal)
+        driver = await asyncio.to_thread(driver_of, request, signed.principal)
         row = await asyncio.to_thread(sessions.get, driver, session_id)
     except ChargenetError as error:
         return Response(error.detail, status_code=error.status_code, media_type="text/plain")
