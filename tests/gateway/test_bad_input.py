@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import pytest
+from ocpp.exceptions import OCPPError, PropertyConstraintViolationError
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -208,3 +209,30 @@ def test_relaxed_action_lets_known_bad_firmware_through(
     with caplog.at_level(logging.INFO):
         asyncio.run(scenario())
     assert "relaxed StatusNotification from CP-1" in caplog.text
+
+
+def test_a_simulator_that_skips_its_checks_still_meets_the_gateways(
+    bus: InMemoryBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The benchmark's charge points skip the library's schema check (``check_messages=False``,
+    to spare the harness's CPU); what they send is checked by the gateway all the same."""
+
+    async def scenario() -> None:
+        async with running_gateway(bus, ("CP-1", "CP-2")) as gateway:
+            checked = await ChargePoint16.connect(endpoint(gateway), "CP-1")
+            unchecked = await ChargePoint16.connect(endpoint(gateway), "CP-2", check_messages=False)
+            # The checked simulator refuses to send a status OCPP 1.6 does not have.
+            with pytest.raises(OCPPError):
+                await checked.status(1, "Fine")
+            assert "rejected frame from CP-1" not in caplog.text
+            # The unchecked one sends it, and the gateway answers with a CALLERROR.
+            with pytest.raises(PropertyConstraintViolationError):
+                await unchecked.status(1, "Fine")
+            assert "rejected frame from CP-2" in caplog.text
+            # Valid messages still pass both ways without the checks.
+            assert (await unchecked.heartbeat()).current_time
+            await checked.close()
+            await unchecked.close()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())

@@ -324,6 +324,7 @@ def station_for(
     profile: ChargingProfile | None = None,
     reject_start: bool = False,
     listener: Listener | None = None,
+    check_messages: bool = True,
 ) -> SimStation:
     return SimStation(
         charge_point_id=charge_point_id,
@@ -333,6 +334,7 @@ def station_for(
         profile=profile or ChargingProfile(power_w=cpo.power_w),
         reject_start=reject_start,
         listener=listener,
+        check_messages=check_messages,
     )
 
 

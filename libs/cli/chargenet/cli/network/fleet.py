@@ -99,6 +99,8 @@ class SimStation:
     reject_start: bool = False
     listener: Listener | None = None
     meter_start_wh: int = 0
+    #: Check each OCPP message against its schema (see ``ocpp_sim.base.SimulatorMixin``).
+    check_messages: bool = True
     cp: ChargePoint16 | ChargePoint201 | None = None
     transactions: dict[str, asyncio.Event] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -114,7 +116,12 @@ class SimStation:
         if self.reject_start:
             answers = {"RemoteStartTransaction": "Rejected", "RequestStartTransaction": "Rejected"}
         cls = _Charger16 if self.version == "1.6" else _Charger201
-        cp = await cls.connect(self.endpoint, self.charge_point_id, answers=answers)
+        cp = await cls.connect(
+            self.endpoint,
+            self.charge_point_id,
+            answers=answers,
+            check_messages=self.check_messages,
+        )
         cp.station = self
         cp.meter_wh = self.meter_start_wh
         self.cp = cp

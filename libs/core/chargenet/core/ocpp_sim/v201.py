@@ -28,9 +28,10 @@ class ChargePoint201(SimulatorMixin, ChargePoint):  # type: ignore[misc]
         variables: dict[tuple[str, str], str] | None = None,
         auto_transactions: bool = False,
         response_timeout: float = 10.0,
+        check_messages: bool = True,
     ) -> None:
         super().__init__(charge_point_id, connection, response_timeout=response_timeout)
-        self._init_simulator(answers)
+        self._init_simulator(answers, check_messages)
         self.variables = dict(variables or {("OCPPCommCtrlr", "HeartbeatInterval"): "300"})
         self.auto_transactions = auto_transactions
         self.meter_wh = 0
