@@ -7,15 +7,13 @@ import json
 import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Query, Request, Response
-from fastapi.datastructures import DefaultPlaceholder
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from chargenet.core.errors import ChargenetError, Unprocessable, reasons
@@ -26,33 +24,6 @@ ReadinessCheck = Callable[[], None]
 #: A list route's ``offset``: OFFSET is a signed 64-bit integer in PostgreSQL and SQLite, and
 #: beyond it the query failed (a 500).
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1)]
-
-
-class DictAnswerRoute(APIRoute):
-    """A route whose ``dict[str, Any]`` answer is encoded as it is, on the event loop.
-
-    FastAPI makes such an annotation a response model and, for a sync endpoint, validates the
-    answer against it in a worker thread: a second hop per request after the endpoint's own,
-    for a model that checks nothing and documents nothing (any object)."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        declared = kwargs.get("response_model")
-        if isinstance(declared, DefaultPlaceholder) and _returns_any_dict(endpoint):
-            kwargs["response_model"] = None
-        super().__init__(path, endpoint, **kwargs)
-
-
-def _returns_any_dict(endpoint: Callable[..., Any]) -> bool:
-    try:
-        answer = get_type_hints(endpoint).get("return")
-    except (NameError, TypeError):  # an annotation that does not resolve: FastAPI decides
-        return False
-    return bool(answer == dict[str, Any])
-
-
-def api_router(**options: Any) -> APIRouter:
-    """A service's router (its routes are ``DictAnswerRoute``s)."""
-    return APIRouter(route_class=DictAnswerRoute, **options)
 
 
 def ops_router(readiness_checks: dict[str, ReadinessCheck] | None = None) -> APIRouter:

@@ -6,20 +6,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from chargenet.core.auth import CurrentPrincipal, Principal, Role
 from chargenet.core.db import Database
 from chargenet.core.errors import Forbidden, NotFound
-from chargenet.core.http import Offset, api_router
+from chargenet.core.http import Offset
 from chargenet.invoicing.cii import cii_xml
 from chargenet.invoicing.document import money
 from chargenet.invoicing.issuing import load_document
 from chargenet.invoicing.models import Invoice, RefusedSettlement
 from chargenet.invoicing.pdf import render_pdf
 
-router = api_router(prefix="/v1/invoices", tags=["invoices"])
-refused_router = api_router(prefix="/v1/refused-settlements", tags=["invoices"])
+router = APIRouter(prefix="/v1/invoices", tags=["invoices"])
+refused_router = APIRouter(prefix="/v1/refused-settlements", tags=["invoices"])
 
 
 def _owned_by(who: Principal) -> sa.ColumnElement[bool]:

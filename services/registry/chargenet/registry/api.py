@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from chargenet.core.auth import CurrentPrincipal, Principal, Role
 from chargenet.core.db import Database
 from chargenet.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from chargenet.core.http import api_router
 from chargenet.core.web.station_paths import ONE_SEGMENT, StationId
 from chargenet.registry.cpo import (
     ChainWriter,
@@ -34,7 +33,7 @@ from chargenet.registry.documents import (
 from chargenet.registry.models import Document, Station
 from chargenet.registry.query import Filters, Near, detail, search, summary
 
-router = api_router(prefix="/v1", tags=["stations"])
+router = APIRouter(prefix="/v1", tags=["stations"])
 #: Where a path segment is a station id (see chargenet.core.web.station_paths).
 STATION_PREFIXES = ("/v1/stations/", "/v1/cpo/stations/")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")

@@ -8,14 +8,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Form, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chargenet.core.aio import wait_event
 from chargenet.core.auth import Principal, Role
 from chargenet.core.errors import Forbidden, NotFound, Unauthorized
-from chargenet.core.http import Offset, api_router
+from chargenet.core.http import Offset
 from chargenet.wallet.accounts import Accounts
 from chargenet.wallet.auth import CurrentPrincipal, TokenAuthority
 from chargenet.wallet.billing import Billing, BillingBody
@@ -25,7 +25,7 @@ from chargenet.wallet.models import ChargingSession, Driver, Payout, TopUp
 from chargenet.wallet.sessions import FINAL_STATES, SessionRequestBody, Sessions, view
 from chargenet.wallet.signals import SessionSignals
 
-router = api_router(prefix="/v1", tags=["wallet"])
+router = APIRouter(prefix="/v1", tags=["wallet"])
 #: The driver id column's width: a token's subject is the driver's id.
 MAX_SUBJECT = 200
 
