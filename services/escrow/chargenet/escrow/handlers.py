@@ -89,7 +89,6 @@ _SAMPLE_READ = sa.select(
     MeterSampleRow.power_w,
     MeterSampleRow.signed_data,
 )
-_SAMPLES = _SAMPLE_READ.where(MeterSampleRow.session_id == sa.bindparam("session_id"))
 _SAMPLES_OF = _SAMPLE_READ.where(among(MeterSampleRow.session_id, "ids"))
 #: A request's clashes, both in one statement (each column has its unique index).
 _CLASHES = sa.select(SessionRow).where(
@@ -205,11 +204,7 @@ class SessionHandlers:
         if not stops:
             return
         tx.write_samples()
-        ids = [stop.row.session_id for stop in stops]
-        samples: dict[str, list[StoredSample]] = {}
-        with tx.session.no_autoflush:
-            for found in tx.session.execute(_SAMPLES_OF, {"ids": ids}):
-                samples.setdefault(found.session_id, []).append(cast(StoredSample, found))
+        samples = stored_samples(tx, [stop.row.session_id for stop in stops])
         for stop in stops:
             with bind(session_id=stop.row.session_id):
                 close(
@@ -218,7 +213,7 @@ class SessionHandlers:
                     stop.row,
                     end=stop.end,
                     reason=stop.reason,
-                    samples=samples.get(stop.row.session_id, []),
+                    samples=samples[stop.row.session_id],
                 )
 
     def _open_requested(self, tx: Tx) -> None:
@@ -423,7 +418,7 @@ class SessionHandlers:
         # Counted only where there is a running price to check (a first meter value has none).
         stored: dict[str, int] = {}
         if known := [session_id for session_id in ids if session_id in self._prices]:
-            with tx.session.no_autoflush:  # see ``close``
+            with tx.session.no_autoflush:  # see ``stored_samples``
                 counts = tx.session.execute(_COUNT_SAMPLES, {"ids": known}).all()
             stored = {session_id: count for session_id, count in counts}
         prices: dict[str, RunningPrice | None] = {}
@@ -436,10 +431,7 @@ class SessionHandlers:
                     prices[session_id] = cached.extended(new, drop_backwards=True)
         rows: dict[str, list[StoredSample]] = defaultdict(list)
         if cold := [session_id for session_id, running in prices.items() if running is None]:
-            with tx.session.no_autoflush:  # see ``close``
-                found = tx.session.execute(_SAMPLES_OF, {"ids": cold}).all()
-            for sample in found:
-                rows[sample.session_id].append(cast(StoredSample, sample))
+            rows = stored_samples(tx, cold)
             stored.update({session_id: len(rows[session_id]) for session_id in cold})
         for session_id in ids:
             row = self.core.locked(tx, session_id)
@@ -529,6 +521,18 @@ def _needs_action(envelope: Envelope) -> bool:
     return result.session_id is not None and result.status is not CommandStatus.ACCEPTED
 
 
+def stored_samples(tx: Tx, session_ids: Sequence[str]) -> defaultdict[str, list[StoredSample]]:
+    """The stored samples of these sessions, in one statement (a session without any: none).
+
+    Samples are written by statements, not the unit of work: reading them needs no flush, and
+    the batch's row changes go out in the commit's one flush, not one per read."""
+    samples: defaultdict[str, list[StoredSample]] = defaultdict(list)
+    with tx.session.no_autoflush:
+        for found in tx.session.execute(_SAMPLES_OF, {"ids": list(session_ids)}):
+            samples[found.session_id].append(cast(StoredSample, found))
+    return samples
+
+
 def close(
     core: EscrowCore,
     tx: Tx,
@@ -542,11 +546,7 @@ def close(
     that delivered nothing priceable is cancelled instead (the whole maximum goes back).
     ``samples``: all its stored samples, when the caller read them (else they are read here)."""
     if samples is None:
-        # Samples are written by statements, not the unit of work: reading them needs no flush,
-        # and the batch's row changes go out in the commit's one flush, not one per stop.
-        with tx.session.no_autoflush:
-            found = tx.session.execute(_SAMPLES, {"session_id": row.session_id}).all()
-        samples = cast(list[StoredSample], found)
+        samples = stored_samples(tx, [row.session_id])[row.session_id]
     now = utcnow()
     try:
         settlement = settle_session(row, samples, core.settings, end=end, now=now)
