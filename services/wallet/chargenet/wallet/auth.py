@@ -68,7 +68,7 @@ class TokenAuthority:
     @property
     def fetches_keys(self) -> bool:
         """Whether verifying may fetch the identity provider's key set (network I/O)."""
-        return self.issuer is Issuer.EXTERNAL and self._jwks is not None
+        return self._jwks is not None  # only set for an external issuer with a JWKS URL
 
     @property
     def issues_tokens(self) -> bool:
