@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections import Counter
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from chargenet.core.chain import session_id as chain_session_id
 from chargenet.core.errors import NotFound
@@ -30,6 +32,7 @@ from chargenet.core.events import (
 )
 from chargenet.core.pricing import canonical_hash
 from chargenet.wallet.models import ChargingSession
+from chargenet.wallet.models import Driver as WalletDriver
 from chargenet.wallet.registry_client import RegistryClient, Station, chain_station_id
 from chargenet.wallet.web.backend import Stations
 from tests.registry.harness import served
@@ -493,6 +496,51 @@ def test_live_view_stop_and_stream(env: World, station: str, driver: Driver) -> 
     assert env.wallet.post(f"{path}/stop", headers=driver.headers).status_code == 409
     # The repeated reading was absorbed, not retried into the dead-letter topic.
     assert env.bus.events("sessions.dlq") == []
+
+
+def test_stops_asked_together_are_answered_each_in_one_transaction(
+    env: World, station: str, driver: Driver
+) -> None:
+    """Stops the group commit hands over together: each gets its own answer, a repeat in the
+    same batch publishes nothing more, and one refused (another driver's, an unknown id) leaves
+    the others stopped."""
+    mine = [
+        request(env, driver, station, key=f"together-{i}", max_amount=EUR).json()["session_id"]
+        for i in range(2)
+    ]
+    other = env.driver()
+    assert env.top_up(other, 5 * EUR).status_code == 201
+    theirs = request(env, other, station, key="together", max_amount=EUR).json()["session_id"]
+    with env.wallet_db.session() as session:
+        me = session.scalars(
+            sa.select(WalletDriver).where(WalletDriver.driver_id == driver.driver_id)
+        ).one()
+    sessions = env.wallet.app.state.sessions  # type: ignore[attr-defined]
+
+    outcomes = sessions.stop_all(
+        [(me, mine[0]), (me, theirs), (me, mine[1]), (me, "nope"), (me, mine[0])]
+    )
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "ChargingSession",
+        "Forbidden",
+        "ChargingSession",
+        "NotFound",
+        "ChargingSession",
+    ]
+    assert [o.session_id for o in outcomes if isinstance(o, ChargingSession)] == [
+        mine[0],
+        mine[1],
+        mine[0],
+    ]
+    published(env)
+    stops = Counter(e.subject for e in env.session_events(".stop_requested.v1"))
+    assert (stops[mine[0]], stops[mine[1]], stops[theirs]) == (1, 1, 0)
+    view = env.wallet.get(f"/v1/sessions/{theirs}", headers=other.headers).json()
+    assert view["stop_requested"] is False
+    for session_id in mine:
+        view = env.wallet.get(f"/v1/sessions/{session_id}", headers=driver.headers).json()
+        assert view["stop_requested"] is True
 
 
 def test_nonce_skips_ring_slots_of_open_sessions(env: World, station: str, driver: Driver) -> None:

@@ -282,9 +282,10 @@ def get_session(request: Request, driver: CurrentDriver, session_id: str) -> dic
 
 
 @router.post("/sessions/{session_id}/stop", status_code=202)
-def stop_session(request: Request, driver: CurrentDriver, session_id: str) -> dict[str, Any]:
+async def stop_session(request: Request, driver: CurrentDriver, session_id: str) -> dict[str, Any]:
+    # Async: the stop waits on the loop for its group commit, not in a worker thread of its own.
     sessions: Sessions = _state(request, "sessions")
-    return view(sessions.stop(driver, session_id))
+    return view(await asyncio.wrap_future(sessions.stop(driver, session_id)))
 
 
 @router.get("/sessions/{session_id}/stream")

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from chargenet.core.db.database import among
 from chargenet.core.db.tables import utcnow
 
 BIGINT = sa.BigInteger().with_variant(sa.Integer, "sqlite")
@@ -140,6 +141,16 @@ def advance(row: ChargingSession, state: str) -> None:
     """Move the session on to ``state``, unless it is already further along."""
     if RANK[state] >= RANK.get(row.state, 0):
         row.state = state
+
+
+#: Sessions locked in one query, in id order: every writer of several sessions (the live view's
+#: batches, stops asked together) locks them in one order, so no two can deadlock.
+LOCK_SESSIONS = (
+    sa.select(ChargingSession)
+    .where(among(ChargingSession.session_id, "ids"))
+    .order_by(ChargingSession.session_id)
+    .with_for_update()
+)
 
 
 def request_stop(row: ChargingSession) -> None:

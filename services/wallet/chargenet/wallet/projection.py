@@ -43,7 +43,14 @@ from chargenet.core.pricing import (
     tariff_of,
 )
 from chargenet.wallet import metrics
-from chargenet.wallet.models import RANK, ChargingSession, MeterPoint, advance, request_stop
+from chargenet.wallet.models import (
+    LOCK_SESSIONS,
+    RANK,
+    ChargingSession,
+    MeterPoint,
+    advance,
+    request_stop,
+)
 from chargenet.wallet.sessions import SOURCE
 from chargenet.wallet.signals import SessionSignals
 
@@ -139,8 +146,7 @@ class SessionProjection:
         by_session: dict[str, list[Envelope]] = {}
         for envelope in envelopes:
             by_session.setdefault(envelope.subject, []).append(envelope)
-        # Locked in one query (see _LOCK_SESSIONS).
-        rows = session.scalars(_LOCK_SESSIONS, {"ids": sorted(by_session)}).all()
+        rows = session.scalars(LOCK_SESSIONS, {"ids": sorted(by_session)}).all()
         # A session missing here is not one this wallet requested (another MSP's, a test's).
         kept = priced if priced is not None else []
         # Meter points are written and read by statements, not the unit of work: the rows'
@@ -326,13 +332,6 @@ _SAMPLES = (
     )
     .where(among(MeterPoint.session_id, "ids"))
     .order_by(MeterPoint.session_id, MeterPoint.measured_at)
-)
-#: Locked in id order: two consumers locking in one order cannot deadlock.
-_LOCK_SESSIONS = (
-    sa.select(ChargingSession)
-    .where(among(ChargingSession.session_id, "ids"))
-    .order_by(ChargingSession.session_id)
-    .with_for_update()
 )
 
 

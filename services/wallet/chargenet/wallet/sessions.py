@@ -19,6 +19,7 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,8 @@ from sqlalchemy.exc import IntegrityError
 from chargenet.core.chain import open_session_typed_data, session_id
 from chargenet.core.chain.rpc import ChainReadError
 from chargenet.core.db import Database
-from chargenet.core.db.outbox import OutboxRelay, unit_of_work
+from chargenet.core.db.group_commit import GroupCommit
+from chargenet.core.db.outbox import OutboxRelay, UnitOfWork, unit_of_work
 from chargenet.core.db.tables import utcnow
 from chargenet.core.errors import (
     ChargenetError,
@@ -57,7 +59,13 @@ from chargenet.wallet.billing import Billing
 from chargenet.wallet.chain import ChainReader, Snapshot
 from chargenet.wallet.funds import UNLOCKED_STATES, ServiceUnavailable, TokenAmount, check_amount
 from chargenet.wallet.locks import KeyedLocks
-from chargenet.wallet.models import BillingDetails, ChargingSession, Driver, request_stop
+from chargenet.wallet.models import (
+    LOCK_SESSIONS,
+    BillingDetails,
+    ChargingSession,
+    Driver,
+    request_stop,
+)
 from chargenet.wallet.registry_client import (
     Connector,
     RegistryClient,
@@ -267,9 +275,13 @@ class Sessions:
         self._stations: dict[str, Station] = {}
         # The registry and chain reads of a request, run beside its database check.
         self._calls = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wallet-request")
+        self._stops: GroupCommit[tuple[Driver, str], ChargingSession] = GroupCommit(
+            self.stop_all, kind="wallet_stop"
+        )
 
     def close(self) -> None:
         self._calls.shutdown(wait=False, cancel_futures=True)
+        self._stops.close()
 
     # -- request ---------------------------------------------------------------------------------
 
@@ -530,29 +542,50 @@ class Sessions:
                 )
             )
 
-    def stop(self, driver: Driver, session_id_: str) -> ChargingSession:
-        """Ask to stop (once: a repeated stop publishes nothing more)."""
+    def stop(self, driver: Driver, session_id_: str) -> Future[ChargingSession]:
+        """Ask to stop (once: a repeated stop publishes nothing more). Stops asked for at the
+        same moment share one transaction (``stop_all``)."""
         _check_id(session_id_)
+        return self._stops.submit((driver, session_id_))
+
+    def stop_all(
+        self, asks: Sequence[tuple[Driver, str]]
+    ) -> Sequence[ChargingSession | ChargenetError]:
+        """Each ask's row, or why it is refused, in one transaction for all."""
+        outcomes: list[ChargingSession | ChargenetError] = []
+        counted: list[str] = []
         with unit_of_work(self.db, SOURCE) as uow:
-            row = uow.session.get(ChargingSession, session_id_, with_for_update=self.db.is_postgres)
-            row = _owned(row, driver, session_id_)
-            if row.state in FINAL_STATES or row.state in ("stopped", "priced"):
-                metrics.STOP_REQUESTS.labels(outcome="too_late").inc()
-                raise Conflict(f"session {session_id_} is already {row.state}")
-            if row.stop_requested:
-                metrics.STOP_REQUESTS.labels(outcome="repeated").inc()
-                return row
-            # Applied here as the live view applies the escrow's; it passes over this one.
-            request_stop(row)
-            row.version += 1
-            row.updated_at = utcnow()
-            uow.emit(
-                StopRequested(session_id=row.session_id, reason="driver"), subject=row.session_id
-            )
-        self.relay.notify()
-        self.signals.committed([row])
-        metrics.STOP_REQUESTS.labels(outcome="requested").inc()
-        return row
+            ids = sorted({session_id_ for _driver, session_id_ in asks})
+            rows = {row.session_id: row for row in uow.session.scalars(LOCK_SESSIONS, {"ids": ids})}
+            for driver, session_id_ in asks:
+                try:
+                    row = _owned(rows.get(session_id_), driver, session_id_)
+                    counted.append(_stop(uow, row))
+                    outcomes.append(row)
+                except Conflict as too_late:
+                    counted.append("too_late")
+                    outcomes.append(too_late)
+                except ChargenetError as refused:
+                    outcomes.append(refused)
+        # Counted once committed: a batch that failed is tried again one by one.
+        for outcome in counted:
+            metrics.STOP_REQUESTS.labels(outcome=outcome).inc()
+        self.signals.committed([row for row in outcomes if isinstance(row, ChargingSession)])
+        return outcomes
+
+
+def _stop(uow: UnitOfWork, row: ChargingSession) -> str:
+    """Stop the session in the caller's transaction; how the ask came out (a metric's label)."""
+    if row.state in FINAL_STATES or row.state in ("stopped", "priced"):
+        raise Conflict(f"session {row.session_id} is already {row.state}")
+    if row.stop_requested:
+        return "repeated"
+    # Applied here as the live view applies the escrow's; it passes over this one.
+    request_stop(row)
+    row.version += 1
+    row.updated_at = utcnow()
+    uow.emit(StopRequested(session_id=row.session_id, reason="driver"), subject=row.session_id)
+    return "requested"
 
 
 def _check_id(session_id_: str) -> None:
