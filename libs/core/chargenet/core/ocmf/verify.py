@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class MeterKeyError(ValueError):
     """The registered meter key cannot be read (a configuration problem, not a session's)."""
 
 
+# Every settlement verifies with its station's key, and a station's sessions come again and again:
+# a parse (the point decompressed and checked on its curve) is ~40 us, a cached key ~0.3 us.
+@functools.lru_cache(maxsize=1024)
 def load_public_key(key: str | bytes) -> ec.EllipticCurvePublicKey:
     """A meter's public key from PEM, or hex / raw DER SubjectPublicKeyInfo (OCMF's usual form)."""
     if isinstance(key, str):
@@ -144,7 +148,7 @@ def verify_session(
     """Verify a session's OCMF records (in order) against the registered meter key."""
     key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) else None
     if key is None:
-        key = load_public_key(public_key)  # type: ignore[arg-type]
+        key = load_public_key(public_key)
     if not records:
         return Verification(False, "no signed meter values")
     parsed: list[OcmfRecord] = []
