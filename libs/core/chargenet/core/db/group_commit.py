@@ -41,6 +41,9 @@ _Pending = tuple[ItemT, Future[ResultT]]
 
 
 class GroupCommit(Generic[ItemT, ResultT]):
+    """``submit(item)`` from any thread; ``apply`` runs on this object's one thread (started by
+    the first submit, stopped by ``close``)."""
+
     def __init__(self, apply: Apply[ItemT, ResultT], *, kind: str, max_batch: int = 100) -> None:
         self._apply = apply
         self._kind = kind
