@@ -129,9 +129,7 @@ def create_app(
         settings, db, signer, chain, payments if payments is not None else TestPaymentProvider()
     )
     app.state.billing = Billing(db, settings.wallet_default_billing_country)
-    app.state.sessions = Sessions(
-        settings, db, signer, chain, registry, relay, app.state.billing, signals
-    )
+    app.state.sessions = Sessions(settings, db, signer, chain, registry, app.state.billing, signals)
 
     def chain_answers() -> None:
         chain.w3.eth.get_block("latest")

@@ -41,7 +41,7 @@ from chargenet.core.chain import open_session_typed_data, session_id
 from chargenet.core.chain.rpc import ChainReadError
 from chargenet.core.db import Database
 from chargenet.core.db.group_commit import GroupCommit
-from chargenet.core.db.outbox import OutboxRelay, UnitOfWork, unit_of_work
+from chargenet.core.db.outbox import UnitOfWork, unit_of_work
 from chargenet.core.db.tables import utcnow
 from chargenet.core.errors import (
     ChargenetError,
@@ -254,7 +254,6 @@ class Sessions:
         signer: SignerClient,
         chain: ChainReader,
         registry: RegistryClient,
-        relay: OutboxRelay,
         billing: Billing,
         signals: SessionSignals | None = None,
     ) -> None:
@@ -263,7 +262,6 @@ class Sessions:
         self.signer = signer
         self.chain = chain
         self.registry = registry
-        self.relay = relay
         self.signals = signals or SessionSignals()
         self._expiry_seconds = settings.wallet_session_expiry_seconds
         self._max_open = settings.wallet_max_open_sessions
@@ -329,7 +327,6 @@ class Sessions:
                 if repeated is None:
                     raise
                 return repeated, False
-        self.relay.notify()
         metrics.SESSION_REQUESTS.labels(outcome="requested").inc()
         return row, True
 
