@@ -102,11 +102,8 @@ async def invoice_documents(stack: Stack, result: ScenarioResult) -> dict[str, d
                 continue
             listed = await client.invoices(session.driver.headers)
             number = next(i["number"] for i in listed if i["session_id"] == session.session_id)
-            answer = await client.invoicing.get(
-                f"/v1/invoices/{number}", headers=session.driver.headers
-            )
-            assert answer.status_code == 200, answer.text
-            documents[session.session_id] = {"number": number, **answer.json()}
+            document = await client.invoice(session.driver.headers, number)
+            documents[session.session_id] = {"number": number, **document}
     finally:
         await client.aclose()
     return documents

@@ -12,11 +12,10 @@ import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 
 from chargenet.cli.network.embedded import Endpoints
 from chargenet.cli.network.fleet import ChargingProfile, Listener, SimStation, meter_for
@@ -54,15 +53,68 @@ async def eventually(
         await asyncio.sleep(every)
 
 
-def _ok(answer: httpx.Response, *expected: int) -> dict[str, Any]:
-    if answer.status_code not in expected:
-        raise NetworkError(
-            f"{answer.request.method} {answer.request.url.path} answered "
-            f"{answer.status_code}: {answer.text[:300]}",
-            answer.status_code,
-        )
-    data: dict[str, Any] = answer.json() if answer.content else {}
-    return data
+#: Per-read and connect timeouts, as httpx's were: a session's event stream stays open for as
+#: long as the session charges, so there is no timeout on the whole request.
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=60)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer read whole (status and body), to check after the connection is back."""
+
+    method: str
+    path: str
+    status: int
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def ok(self, *expected: int) -> dict[str, Any]:
+        """The JSON body if the status is one of ``expected``, else a NetworkError saying why."""
+        if self.status not in expected:
+            raise NetworkError(
+                f"{self.method} {self.path} answered {self.status}: {self.text[:300]}",
+                self.status,
+            )
+        data: dict[str, Any] = self.json() if self.body else {}
+        return data
+
+
+class Service:
+    """One service's REST API over its own connections. aiohttp, not httpx: the simulated
+    drivers share the machine with the stack they drive, and httpx spent 1.5-1.9 ms of CPU a
+    request against aiohttp's 0.25-0.37 (bench/RESULTS.md, twenty-third round). The session
+    is made on first use, inside the event loop that uses it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(base_url=self.base_url, timeout=TIMEOUT)
+        return self._http
+
+    async def call(self, method: str, path: str, **options: Any) -> Answer:
+        async with self.http.request(method, path, **options) as response:
+            return Answer(method, path, response.status, await response.read())
+
+    async def get(self, path: str, **options: Any) -> Answer:
+        return await self.call("GET", path, **options)
+
+    async def post(self, path: str, **options: Any) -> Answer:
+        return await self.call("POST", path, **options)
+
+    async def aclose(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
 
 
 @dataclass
@@ -79,26 +131,26 @@ class Driver:
 
 
 class NetworkClient:
-    """Async REST calls against a running network; one ``httpx.AsyncClient`` per service."""
+    """Async REST calls against a running network; one :class:`Service` per service."""
 
     def __init__(self, endpoints: Endpoints, jwt_secret: str = DEVELOPMENT_SECRET) -> None:
         self.endpoints = endpoints
         self.jwt_secret = jwt_secret
-        self.wallet = httpx.AsyncClient(base_url=endpoints.wallet, timeout=60)
-        self.registry = httpx.AsyncClient(base_url=endpoints.registry, timeout=60)
-        self.invoicing = httpx.AsyncClient(base_url=endpoints.invoicing, timeout=60)
-        self._phones: dict[str, httpx.AsyncClient] = {}
+        self.wallet = Service(endpoints.wallet)
+        self.registry = Service(endpoints.registry)
+        self.invoicing = Service(endpoints.invoicing)
+        self._phones: dict[str, Service] = {}
         #: Session watches whose stream failed or ended early, so they polled (see SessionWatch).
         self.stream_fallbacks = 0
 
-    def phone(self, driver: Driver) -> httpx.AsyncClient:
+    def phone(self, driver: Driver) -> Service:
         """The driver's own connections to the wallet, as each driver's app has. One pool for
         hundreds of drivers, each holding a session's event stream open, cost the simulated
-        drivers most of their CPU: httpx looks over every connection of its pool at each
+        drivers most of their CPU: httpx looked over every connection of its pool at each
         request and response."""
         phone = self._phones.get(driver.driver_id)
         if phone is None:
-            phone = httpx.AsyncClient(base_url=self.endpoints.wallet, timeout=60)
+            phone = Service(self.endpoints.wallet)
             self._phones[driver.driver_id] = phone
         return phone
 
@@ -127,19 +179,19 @@ class NetworkClient:
             "/v1/cpo/stations", json=body, headers=self.cpo_headers(cpo.cpo_id)
         )
         # A second run against the same network finds its stations there already.
-        if not (answer.status_code == 409 and "already registered" in answer.text):
-            _ok(answer, 202)
+        if not (answer.status == 409 and "already registered" in answer.text):
+            answer.ok(202)
 
         async def indexed() -> bool:
             return (
                 await self.registry.get(f"/v1/stations/{path_segment(station_id)}")
-            ).status_code == 200
+            ).status == 200
 
         await eventually(f"station {station_id} indexed", indexed, 60)
         return station_id
 
     async def connector(self, station_id: str) -> tuple[bool, str | None]:
-        detail = _ok(await self.registry.get(f"/v1/stations/{path_segment(station_id)}"), 200)
+        detail = (await self.registry.get(f"/v1/stations/{path_segment(station_id)}")).ok(200)
         location = detail.get("location") or {}
         points = location.get("charge_points") or [{}]
         evses = location.get("evses") or [{"connectors": [{}]}]
@@ -156,17 +208,10 @@ class NetworkClient:
         """A new driver account (the wallet creates its custodial key) and its bearer token."""
         email = email or f"{uuid.uuid4().hex[:12]}@example.org"
         password = password or f"pw-{uuid.uuid4().hex}"
-        created = _ok(
-            await self.wallet.post("/v1/accounts", json={"email": email, "password": password}),
-            201,
-        )
-        token = _ok(
-            await self.wallet.post(
-                "/v1/auth/token",
-                data={"username": email, "password": password, "grant_type": "password"},
-            ),
-            200,
-        )["access_token"]
+        account = {"email": email, "password": password}
+        created = (await self.wallet.post("/v1/accounts", json=account)).ok(201)
+        login = {"username": email, "password": password, "grant_type": "password"}
+        token = (await self.wallet.post("/v1/auth/token", data=login)).ok(200)["access_token"]
         return Driver(email, created["driver_id"], created["address"], created["id_token"], token)
 
     async def top_up(self, driver: Driver, amount: int) -> dict[str, Any]:
@@ -176,7 +221,7 @@ class NetworkClient:
             json={"payment_reference": f"pay-{uuid.uuid4().hex}", "amount": amount},
             headers=driver.headers,
         )
-        _ok(answer, 200, 201, 202)
+        answer.ok(200, 201, 202)
 
         async def deposited() -> dict[str, Any] | None:
             wallet = await self.balance(driver)
@@ -185,7 +230,7 @@ class NetworkClient:
         return await eventually(f"top-up of {driver.email}", deposited, 90)
 
     async def balance(self, driver: Driver) -> dict[str, Any]:
-        return _ok(await self.phone(driver).get("/v1/wallet", headers=driver.headers), 200)
+        return (await self.phone(driver).get("/v1/wallet", headers=driver.headers)).ok(200)
 
     # -- sessions --------------------------------------------------------------------------------
     async def request_session(self, driver: Driver, station_id: str, max_amount: int) -> str:
@@ -194,16 +239,16 @@ class NetworkClient:
             json={"station_id": station_id, "connector_id": "1", "max_amount": max_amount},
             headers={**driver.headers, "Idempotency-Key": uuid.uuid4().hex},
         )
-        return str(_ok(answer, 201)["session_id"])
+        return str(answer.ok(201)["session_id"])
 
     async def session(self, driver: Driver, session_id: str) -> dict[str, Any]:
         answer = await self.phone(driver).get(f"/v1/sessions/{session_id}", headers=driver.headers)
-        return _ok(answer, 200)
+        return answer.ok(200)
 
     async def stop_session(self, driver: Driver, session_id: str) -> dict[str, Any]:
         phone = self.phone(driver)
         answer = await phone.post(f"/v1/sessions/{session_id}/stop", headers=driver.headers)
-        return _ok(answer, 202)
+        return answer.ok(202)
 
     async def wait_state(
         self, driver: Driver, session_id: str, states: tuple[str, ...], within: float = 90
@@ -220,24 +265,30 @@ class NetworkClient:
 
     # -- invoices --------------------------------------------------------------------------------
     async def invoices(self, headers: dict[str, str]) -> list[dict[str, Any]]:
-        listed = _ok(await self.invoicing.get("/v1/invoices", headers=headers), 200)
+        listed = (await self.invoicing.get("/v1/invoices", headers=headers)).ok(200)
         invoices: list[dict[str, Any]] = listed["invoices"]
         return invoices
 
+    async def invoice(self, headers: dict[str, str], number: str) -> dict[str, Any]:
+        """The invoice's machine-readable document."""
+        return (await self.invoicing.get(f"/v1/invoices/{number}", headers=headers)).ok(200)
+
     async def invoice_pdf(self, headers: dict[str, str], number: str) -> bytes:
         answer = await self.invoicing.get(f"/v1/invoices/{number}/pdf", headers=headers)
-        if answer.status_code != 200:
-            raise NetworkError(f"invoice {number} PDF: {answer.status_code} {answer.text[:200]}")
-        return answer.content
+        if answer.status != 200:
+            raise NetworkError(f"invoice {number} PDF: {answer.status} {answer.text[:200]}")
+        return answer.body
 
     async def metrics(self, service: str) -> str:
         url = self.endpoints.metrics.get(service)
         if url is None:
             raise NetworkError(f"no metrics endpoint known for {service}")
-        async with httpx.AsyncClient(timeout=30) as http:
-            answer = await http.get(url)
-        answer.raise_for_status()
-        return answer.text
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+            http.get(url) as answer,
+        ):
+            answer.raise_for_status()
+            return await answer.text()
 
 
 class SessionWatch:
@@ -248,19 +299,18 @@ class SessionWatch:
         self._client = client
         self._driver = driver
         self._session_id = session_id
-        self._stream: AbstractAsyncContextManager[httpx.Response] | None = None
+        self._response: aiohttp.ClientResponse | None = None
         self._views: AsyncGenerator[dict[str, Any], None] | None = None
 
     async def __aenter__(self) -> SessionWatch:
-        stream = self._client.phone(self._driver).stream(
-            "GET", f"/v1/sessions/{self._session_id}/stream", headers=self._driver.headers
-        )
+        phone = self._client.phone(self._driver)
+        path = f"/v1/sessions/{self._session_id}/stream"
         try:
-            response = await stream.__aenter__()
-        except httpx.HTTPError:
+            response = await phone.http.get(path, headers=self._driver.headers)
+        except aiohttp.ClientError:
             return self  # no stream: ``until`` polls
-        self._stream = stream
-        if response.status_code == 200:
+        self._response = response
+        if response.status == 200:
             self._views = _session_events(response)
         else:
             await self._close()
@@ -276,14 +326,15 @@ class SessionWatch:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     view = await anext(self._views)
+            # First: aiohttp's read timeout is a TimeoutError too, and a stalled stream polls.
+            except (aiohttp.ClientError, StopAsyncIteration):
+                await self._close()  # the stream failed or ended: poll for the rest
+                break
             except TimeoutError:
                 raise NetworkError(
                     f"timed out after {within:.0f} s waiting for session {self._session_id} "
                     f"{'/'.join(states)}"
                 ) from None
-            except (httpx.HTTPError, StopAsyncIteration):
-                await self._close()  # the stream failed or ended: poll for the rest
-                break
             if view["state"] in states:
                 return view
         self._client.stream_fallbacks += 1
@@ -293,18 +344,21 @@ class SessionWatch:
     async def _close(self) -> None:
         views, self._views = self._views, None
         if views is not None:
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(aiohttp.ClientError):
                 await views.aclose()
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await stream.__aexit__(None, None, None)
+        response, self._response = self._response, None
+        if response is not None:
+            # Read to its end, the connection goes back to the driver's pool; else it closes.
+            response.release()
 
 
-async def _session_events(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
+async def _session_events(
+    response: aiohttp.ClientResponse,
+) -> AsyncGenerator[dict[str, Any], None]:
     """The ``session`` events' views; ends with the stream (the wallet ends it when final)."""
     kind, data = "", ""
-    async for line in response.aiter_lines():
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
         if line.startswith("event:"):
             kind = line.removeprefix("event:").strip()
         elif line.startswith("data:"):
