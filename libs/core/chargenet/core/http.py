@@ -179,7 +179,12 @@ def http_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     settle_heap()
     return uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, log_config=None, timeout_keep_alive=KEEP_ALIVE_SECONDS
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            http="httptools",  # a dependency: h11 would be the fallback, at twice the CPU
         )
     )
 
