@@ -16,12 +16,13 @@ driver's app has).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -84,9 +85,31 @@ async def _load(send: Callable[[int], Awaitable[None]], at_once: int) -> None:
         await asyncio.gather(*(send(i) for i in range(at_once)))
 
 
-async def _aiohttp_clients(
-    base: str,
-) -> tuple[list[aiohttp.ClientSession], Callable[[int], Awaitable[None]]]:
+async def _us_a_request(
+    send: Callable[[int], Awaitable[None]], at_once: int, cpu: Callable[[], float]
+) -> float:
+    """``cpu``'s seconds over a load, in us a request."""
+    before = cpu()
+    await _load(send, at_once)
+    return (cpu() - before) / REQUESTS * 1e6
+
+
+@contextlib.asynccontextmanager
+async def _server(parser: str) -> AsyncIterator[tuple[str, int]]:
+    """A uvicorn server parsing with ``parser``, in its own process: its URL and pid."""
+    port = _free_port()
+    server = await asyncio.create_subprocess_exec(sys.executable, "-c", SERVER, parser, str(port))
+    try:
+        await _wait_listening(port)
+        yield f"http://127.0.0.1:{port}", server.pid
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+@contextlib.asynccontextmanager
+async def _aiohttp_sender(base: str) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """``send(i)``: a POST from the i-th of CLIENTS aiohttp sessions; all warm when yielded."""
     clients = [aiohttp.ClientSession(base) for _ in range(CLIENTS)]
 
     async def send(i: int) -> None:
@@ -94,74 +117,52 @@ async def _aiohttp_clients(
             assert answer.status == 202, answer.status
             await answer.json()
 
-    return clients, send
-
-
-async def _measure(parser: str) -> tuple[dict[int, float], dict[str, float]]:
-    """Server CPU us a request (by concurrency) and, against the httptools server only, the
-    client's CPU us a request with aiohttp and httpx."""
-    port = _free_port()
-    server = await asyncio.create_subprocess_exec(sys.executable, "-c", SERVER, parser, str(port))
     try:
-        await _wait_listening(port)
-        base = f"http://127.0.0.1:{port}"
-        clients, send = await _aiohttp_clients(base)
-        served: dict[int, float] = {}
-        try:
-            await _load(send, CLIENTS)  # connections opened, both processes warm
-            for at_once in (1, CLIENTS):
-                before = _process_cpu(server.pid)
-                await _load(send, at_once)
-                served[at_once] = (_process_cpu(server.pid) - before) / REQUESTS * 1e6
-        finally:
-            for client in clients:
-                await client.close()
-        return served, await _clients(base) if parser == "httptools" else {}
-    finally:
-        server.terminate()
-        await server.wait()
-
-
-async def _clients(base: str) -> dict[str, float]:
-    """The calling process's CPU us a request, 50 at once, per client library."""
-    costs: dict[str, float] = {}
-    clients, send = await _aiohttp_clients(base)
-    try:
-        await _load(send, CLIENTS)
-        before = _own_cpu()
-        await _load(send, CLIENTS)
-        costs["aiohttp"] = (_own_cpu() - before) / REQUESTS * 1e6
+        await _load(send, CLIENTS)  # connections opened, both processes warm
+        yield send
     finally:
         for client in clients:
             await client.close()
-    phones = [httpx.AsyncClient(base_url=base) for _ in range(CLIENTS)]
 
-    async def send_httpx(i: int) -> None:
-        answer = await phones[i].post(PATH, headers=HEADERS)
+
+@contextlib.asynccontextmanager
+async def _httpx_sender(base: str) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """As ``_aiohttp_sender``, with httpx's async clients."""
+    clients = [httpx.AsyncClient(base_url=base) for _ in range(CLIENTS)]
+
+    async def send(i: int) -> None:
+        answer = await clients[i].post(PATH, headers=HEADERS)
         assert answer.status_code == 202, answer.status_code
         answer.json()
 
     try:
-        await _load(send_httpx, CLIENTS)
-        before = _own_cpu()
-        await _load(send_httpx, CLIENTS)
-        costs["httpx"] = (_own_cpu() - before) / REQUESTS * 1e6
+        await _load(send, CLIENTS)
+        yield send
     finally:
-        for phone in phones:
-            await phone.aclose()
-    return costs
+        for client in clients:
+            await client.aclose()
 
 
 async def main() -> None:
     for parser in ("httptools", "h11"):
-        served, clients = await _measure(parser)
-        print(
-            f"server, {parser:9}: {served[1]:4.0f} us a request one at a time, "
-            f"{served[CLIENTS]:4.0f} with {CLIENTS} at once",
-            flush=True,
-        )
-        for library, cost in clients.items():
-            print(f"client, {library:9}: {cost:4.0f} us a request, {CLIENTS} at once", flush=True)
+        async with _server(parser) as (base, pid):
+            async with _aiohttp_sender(base) as send:
+                served = [
+                    await _us_a_request(send, n, lambda: _process_cpu(pid)) for n in (1, CLIENTS)
+                ]
+            print(
+                f"server, {parser:9}: {served[0]:4.0f} us a request one at a time, "
+                f"{served[1]:4.0f} with {CLIENTS} at once",
+                flush=True,
+            )
+            if parser != "httptools":
+                continue  # the clients are measured against the server the services run
+            for library, sender in (("aiohttp", _aiohttp_sender), ("httpx", _httpx_sender)):
+                async with sender(base) as send:
+                    cost = await _us_a_request(send, CLIENTS, _own_cpu)
+                print(
+                    f"client, {library:9}: {cost:4.0f} us a request, {CLIENTS} at once", flush=True
+                )
 
 
 if __name__ == "__main__":
