@@ -74,22 +74,27 @@ class Answer:
     def json(self) -> Any:
         return json.loads(self.body)
 
-    def ok(self, *expected: int) -> dict[str, Any]:
-        """The JSON body if the status is one of ``expected``, else a NetworkError saying why."""
+    def expect(self, *expected: int) -> Answer:
+        """This answer if its status is one of ``expected``, else a NetworkError saying why."""
         if self.status not in expected:
             raise NetworkError(
                 f"{self.method} {self.path} answered {self.status}: {self.text[:300]}",
                 self.status,
             )
+        return self
+
+    def ok(self, *expected: int) -> dict[str, Any]:
+        """The JSON body of an answer with one of the ``expected`` statuses."""
+        self.expect(*expected)
         data: dict[str, Any] = self.json() if self.body else {}
         return data
 
 
 class Service:
     """One service's REST API over its own connections. aiohttp, not httpx: the simulated
-    drivers share the machine with the stack they drive, and httpx spent 1.5-1.9 ms of CPU a
-    request against aiohttp's 0.25-0.37 (bench/RESULTS.md, twenty-third round). The session
-    is made on first use, inside the event loop that uses it."""
+    drivers share the machine with the stack they drive, and httpx spent about four times
+    aiohttp's CPU a request (`bench/requests_cpu.py`; bench/RESULTS.md, twenty-third round).
+    The session is made on first use, inside the event loop that uses it."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
@@ -275,9 +280,7 @@ class NetworkClient:
 
     async def invoice_pdf(self, headers: dict[str, str], number: str) -> bytes:
         answer = await self.invoicing.get(f"/v1/invoices/{number}/pdf", headers=headers)
-        if answer.status != 200:
-            raise NetworkError(f"invoice {number} PDF: {answer.status} {answer.text[:200]}")
-        return answer.body
+        return answer.expect(200).body
 
     async def metrics(self, service: str) -> str:
         url = self.endpoints.metrics.get(service)
