@@ -34,6 +34,13 @@ def start_worker(bootstrap: str, prefix: str, url: str) -> subprocess.Popen[str]
     return worker
 
 
+def stop(worker: subprocess.Popen[str]) -> None:
+    """Reap a killed worker and close its pipe."""
+    worker.wait(timeout=10)
+    if worker.stdout is not None:
+        worker.stdout.close()
+
+
 def applied_count(db: Database) -> int:
     with db.engine.connect() as connection:
         return int(connection.execute(sa.text("SELECT count(*) FROM applied")).scalar_one())
@@ -80,14 +87,14 @@ def test_a_killed_consumer_process_loses_nothing(
         bus.flush()
         wait_for(db, EVENTS // 4, timeout=120)
         workers[0].send_signal(signal.SIGKILL)
-        workers[0].wait(timeout=10)
+        stop(workers[0])
         workers[0] = start_worker(kafka_bootstrap, topic_prefix, url)
         wait_for(db, EVENTS, timeout=240)
         time.sleep(1)  # any late duplicate would show up now
     finally:
         for worker in workers:
             worker.kill()
-            worker.wait(timeout=10)
+            stop(worker)
         bus.close()
 
     per_key: dict[str, list[int]] = defaultdict(list)

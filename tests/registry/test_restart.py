@@ -37,13 +37,14 @@ def _cursor(db: Database) -> int | None:
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "chargenet.registry.main"],
-        env={**os.environ, **env},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
+    with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "chargenet.registry.main"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
 
 
 def _wait(db: Database, done: object, timeout: float = 120) -> int:

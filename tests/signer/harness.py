@@ -181,15 +181,16 @@ class SignerProcess:
 
     def start(self, port: int = 0) -> int:
         env = {**os.environ, **self.env, "CHARGENET_SIGNER_LISTEN": f"127.0.0.1:{port}"}
-        log = self.log_path.open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chargenet.signer.main"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=REPO,
-        )
+        self._release()
+        with self.log_path.open("a") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chargenet.signer.main"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                cwd=REPO,
+            )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -205,6 +206,7 @@ class SignerProcess:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._release()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -214,3 +216,9 @@ class SignerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        self._release()
+
+    def _release(self) -> None:
+        """Close the pipe of a process that has exited (a restart opens a new one)."""
+        if self.proc is not None and self.proc.poll() is not None and self.proc.stdout:
+            self.proc.stdout.close()

@@ -317,6 +317,12 @@ def up(
     return stack
 
 
+#: The processes this interpreter launched, by pid: ``down`` in the same interpreter (a test, the
+#: bench, a failed start) reaps them, so none is left a zombie or dropped while it runs.
+#: ``chargenet up`` exits and leaves its services to the init process.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _launch(
     run_dir: Path,
     launch: tuple[str, str, dict[str, Any], int],
@@ -339,6 +345,7 @@ def _launch(
             start_new_session=True,
             cwd=repo_root(),
         )
+    _children[process.pid] = process
     (run_dir / f"{name}.pid").write_text(str(process.pid))
     processes[name] = {"pid": process.pid, "service": service, "log": str(log), "http_port": port}
 
@@ -420,5 +427,8 @@ def down(
                 os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(FileNotFoundError):
             (run_dir / f"{name}.pid").unlink()
+    for info in stack.processes.values():  # also those that had exited on their own
+        if (child := _children.pop(int(info["pid"]), None)) is not None:
+            child.wait()
     out(f"stopped {len(running)} processes (logs kept in {run_dir / 'logs'})")
     return len(running)
