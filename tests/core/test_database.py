@@ -1,9 +1,10 @@
 """A pooled PostgreSQL connection is pinged before use only after it sat idle: one the server
 dropped meanwhile is replaced unseen, and one in steady use costs no round trip. ``among``
-selects by a list on both backends."""
+selects by a list on both backends. Disposing waits for a worker thread's transaction."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import ExitStack
 
 import pytest
@@ -75,6 +76,39 @@ def test_the_pool_keeps_as_many_connections_as_the_settings_say(postgres_databas
         assert backends_at_once() == first and len(first) == 8
     finally:
         db.dispose()
+
+
+def test_dispose_waits_for_a_worker_threads_transaction_and_closes_its_connection(
+    postgres_url: str, postgres_database: str
+) -> None:
+    """Disposed under a thread's open transaction, the pool would get that connection back
+    after it closed, and it would stay open on the server until the collector found it."""
+    db = Database(postgres_database)
+    inside = threading.Event()
+
+    def work() -> None:
+        with db.session() as session:
+            session.execute(sa.text("SELECT 1"))
+            inside.set()
+            session.execute(sa.text("SELECT pg_sleep(0.3)"))
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert inside.wait(10)
+    db.dispose()
+    assert not worker.is_alive()  # dispose returned only once the work had finished
+    worker.join()
+    name = sa.make_url(postgres_database).database
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            count = connection.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": name},
+            ).scalar_one()
+    finally:
+        admin.dispose()
+    assert count == 0
 
 
 def test_among_selects_the_rows_whose_key_is_in_the_list_on_both_backends(

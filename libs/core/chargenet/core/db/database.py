@@ -162,5 +162,19 @@ class Database:
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 
-    def dispose(self) -> None:
+    def dispose(self, wait_seconds: float = 5.0) -> None:
+        """Close the pool's connections.
+
+        A connection that a worker thread still holds (a call whose caller gave up, work in
+        flight at shutdown) would go back to the closed pool and stay open until the garbage
+        collector found it, so in-flight work gets ``wait_seconds`` to hand it back first."""
+        deadline = time.monotonic() + wait_seconds
+        while _checked_out(self.engine) and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.engine.dispose()
+
+
+def _checked_out(engine: Engine) -> int:
+    """Connections in use (a queue pool counts them; SQLite's pools keep none apart)."""
+    pool = engine.pool
+    return pool.checkedout() if isinstance(pool, sa.pool.QueuePool) else 0
