@@ -22,11 +22,18 @@ def _backend(db: Database) -> int:
     return pid
 
 
-def _terminate(postgres_url: str, pid: int) -> None:
+def _as_admin(postgres_url: str, statement: str, **params: object) -> object:
+    """One statement on the server's admin database, outside any test database's pool."""
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    admin.dispose()
+    try:
+        with admin.connect() as connection:
+            return connection.execute(sa.text(statement), params).scalar_one()
+    finally:
+        admin.dispose()
+
+
+def _terminate(postgres_url: str, pid: int) -> None:
+    _as_admin(postgres_url, "SELECT pg_terminate_backend(:pid)", pid=pid)
 
 
 def test_a_connection_the_server_dropped_while_idle_is_replaced_before_use(
@@ -99,15 +106,9 @@ def test_dispose_waits_for_a_worker_threads_transaction_and_closes_its_connectio
     assert not worker.is_alive()  # dispose returned only once the work had finished
     worker.join()
     name = sa.make_url(postgres_database).database
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            count = connection.execute(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :name"),
-                {"name": name},
-            ).scalar_one()
-    finally:
-        admin.dispose()
+    count = _as_admin(
+        postgres_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = :name", name=name
+    )
     assert count == 0
 
 

@@ -102,8 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # no check of the route caught. The routes check what they know; this keeps one they
         # missed a 422 instead of a 500. Its transaction rolls back (``Database.session``).
         # Only the driver's first line goes out: the rest is SQL and parameters.
-        orig = getattr(error, "orig", None)
-        reason = str(orig).splitlines()[0] if orig is not None and str(orig) else "refused"
+        lines = str(getattr(error, "orig", "")).splitlines()
+        reason = lines[0] if lines else "refused"
         log.warning("a request's value refused by the database: %s", reason)
         return _AsciiJSONResponse(
             {"error": Unprocessable.code, "detail": f"a value cannot be stored: {reason}"},
